@@ -1,0 +1,82 @@
+//! Node configuration (`gojinn.yaml`). Every key has a default, so `gojinn serve` with no file
+//! works; command-line flags override the file.
+
+use crate::runtime::PoolConfig;
+use crate::spec::ByteSize;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct NodeConfig {
+    /// Address the HTTP server listens on.
+    pub listen: SocketAddr,
+    /// Where the node keeps its state (compiled modules, keys).
+    pub data_dir: PathBuf,
+    /// The spec directory to serve.
+    pub specs: PathBuf,
+    /// Redeploy when a file under `specs` changes.
+    pub watch: bool,
+    pub runtime: RuntimeSettings,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RuntimeSettings {
+    /// Instances that may exist at once on this node, across all functions.
+    pub max_instances: u32,
+    /// The most linear memory any one function may be given.
+    pub max_memory_per_instance: ByteSize,
+    /// Wasm stack per instance.
+    pub max_wasm_stack: ByteSize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("gojinn-data"),
+            specs: PathBuf::from("specs"),
+            watch: true,
+            runtime: RuntimeSettings::default(),
+        }
+    }
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        let pool = PoolConfig::default();
+        Self {
+            max_instances: pool.max_instances,
+            max_memory_per_instance: ByteSize(pool.max_memory_per_instance),
+            max_wasm_stack: ByteSize(pool.max_wasm_stack as u64),
+        }
+    }
+}
+
+impl RuntimeSettings {
+    pub fn pool(&self) -> PoolConfig {
+        PoolConfig {
+            max_instances: self.max_instances,
+            max_memory_per_instance: self.max_memory_per_instance.bytes(),
+            max_wasm_stack: usize::try_from(self.max_wasm_stack.bytes()).unwrap_or(usize::MAX),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl NodeConfig {
+    /// Reads a config file; a missing file is an error (the caller decides whether one is needed).
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        serde_norway::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })
+    }
+}

@@ -1,0 +1,158 @@
+//! Turns a loaded spec directory into a new [`Registry`]: unchanged revisions are kept as they
+//! are, changed ones are compiled and prepared, and the registry is swapped atomically. A
+//! function whose new revision cannot be prepared keeps serving its previous one, and nothing is
+//! removed while any spec document is invalid, so a bad push loses nothing.
+
+use crate::edge::admission::Gate;
+use crate::registry::{Deployed, Registry};
+use crate::runtime::Runtime;
+use crate::spec::{Function, FunctionId, LoadReport, Location, SpecError};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The outcome of one deploy, for logs and status.
+#[derive(Debug, Default)]
+pub struct DeployReport {
+    pub deployed: Vec<FunctionId>,
+    pub unchanged: usize,
+    pub removed: Vec<FunctionId>,
+    pub errors: Vec<SpecError>,
+}
+
+pub struct Deployer {
+    runtime: Arc<Runtime>,
+    specs: PathBuf,
+    current: ArcSwap<Registry>,
+    /// Serializes deploys; the registry itself is read lock-free.
+    deploying: Mutex<()>,
+}
+
+impl Deployer {
+    pub fn new(runtime: Arc<Runtime>, specs: PathBuf) -> Self {
+        Self { runtime, specs, current: ArcSwap::from_pointee(Registry::default()), deploying: Mutex::new(()) }
+    }
+
+    pub fn registry(&self) -> Arc<Registry> {
+        self.current.load_full()
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn specs(&self) -> &Path {
+        &self.specs
+    }
+
+    /// Loads the spec directory and deploys it. Blocking (reads files, compiles modules).
+    pub fn reload(&self) -> DeployReport {
+        let report = crate::spec::load_dir(&self.specs);
+        self.deploy(report)
+    }
+
+    /// Deploys a loaded spec set. Blocking (compiles modules).
+    pub fn deploy(&self, loaded: LoadReport) -> DeployReport {
+        let _one_at_a_time = self.deploying.lock().expect("deploy lock");
+        let old = self.current.load_full();
+        let mut report = DeployReport { errors: loaded.errors, ..DeployReport::default() };
+
+        let mut tenant_gates = HashMap::new();
+        for tenant in loaded.state.tenants.values() {
+            let (concurrency, queue) = (tenant.quotas.max_concurrency, tenant.quotas.max_queue);
+            let gate = match old.tenant_gate(&tenant.name) {
+                Some(gate) if gate.has_limits(concurrency, queue) => gate.clone(),
+                _ => Arc::new(Gate::new(concurrency, queue)),
+            };
+            tenant_gates.insert(tenant.name.clone(), gate);
+        }
+
+        let mut functions = HashMap::new();
+        for (id, spec) in loaded.state.functions {
+            let previous = old.get(&id);
+            if let Some(previous) = previous
+                && previous.spec.revision == spec.revision
+                && tenant_gates.get(&id.tenant).is_some_and(|g| Arc::ptr_eq(g, &previous.tenant_gate))
+            {
+                report.unchanged += 1;
+                functions.insert(id, previous.clone());
+                continue;
+            }
+            let tenant_gate = tenant_gates[&id.tenant].clone();
+            match self.prepare(spec, previous, tenant_gate) {
+                Ok(deployed) => {
+                    report.deployed.push(id.clone());
+                    functions.insert(id, Arc::new(deployed));
+                }
+                Err(error) => {
+                    report.errors.push(error);
+                    if let Some(previous) = previous {
+                        functions.insert(id, previous.clone());
+                    }
+                }
+            }
+        }
+
+        let keep_missing = !report.errors.is_empty();
+        for (id, deployed) in old.functions().map(|d| ((*d.id).clone(), d)) {
+            if functions.contains_key(&id) {
+                continue;
+            }
+            if keep_missing {
+                functions.insert(id, deployed.clone());
+                if let Some(gate) = old.tenant_gate(&deployed.id.tenant) {
+                    tenant_gates.entry(deployed.id.tenant.clone()).or_insert_with(|| gate.clone());
+                }
+            } else {
+                report.removed.push(id);
+            }
+        }
+
+        let registry = Registry::new(functions, tenant_gates);
+        self.runtime.retain_modules(&|sha| registry.functions().any(|d| d.spec.module.sha256 == sha));
+        self.current.store(Arc::new(registry));
+        report
+    }
+
+    fn prepare(&self, spec: Function, previous: Option<&Arc<Deployed>>, tenant_gate: Arc<Gate>) -> Result<Deployed, SpecError> {
+        let prepared = self
+            .runtime
+            .prepare(&spec.module.sha256, &spec.module.bytes, spec.limits.memory)
+            .map_err(|e| module_error(&spec.source, &spec.module.path, e))?;
+        let limits = &spec.limits;
+        let gate = match previous {
+            Some(p) if p.gate.has_limits(limits.max_concurrency, limits.max_queue) => p.gate.clone(),
+            _ => Arc::new(Gate::new(limits.max_concurrency, limits.max_queue)),
+        };
+        Ok(Deployed {
+            id: Arc::new(spec.id.clone()),
+            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            prepared,
+            gate,
+            tenant_gate,
+            spec,
+        })
+    }
+}
+
+fn module_error(at: &Location, path: &str, error: crate::runtime::RuntimeError) -> SpecError {
+    SpecError::field(at.clone(), "spec.module", format!("{path:?}: {error}"))
+}
+
+/// Logs a deploy's outcome, one line per change and per error.
+pub fn log_report(report: &DeployReport) {
+    for id in &report.deployed {
+        tracing::info!(function = %id, "deployed");
+    }
+    for id in &report.removed {
+        tracing::info!(function = %id, "removed");
+    }
+    for error in &report.errors {
+        tracing::error!("invalid spec: {error}");
+    }
+    if !report.errors.is_empty() {
+        tracing::warn!(errors = report.errors.len(), "functions of invalid documents keep their previous revision");
+    }
+}
+

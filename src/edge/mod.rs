@@ -1,0 +1,163 @@
+//! The HTTP edge: routes a request to a function, enforces the body cap and backpressure, hands
+//! the guest its request envelope and turns the result into a response. It knows nothing of how a
+//! guest is executed; the runtime knows nothing of sockets.
+
+pub mod admission;
+pub mod respond;
+
+use crate::abi::{GuestRequest, GuestResponse, Headers};
+use crate::deploy::Deployer;
+use crate::registry::{Deployed, Target};
+use crate::runtime::CallRequest;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, Request, header};
+use http_body_util::{BodyExt, Limited};
+use respond::EdgeError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a client may take to send a request body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What request handlers share.
+pub struct Edge {
+    pub deployer: Arc<Deployer>,
+}
+
+/// The whole HTTP surface of a node.
+pub fn router(edge: Arc<Edge>) -> Router {
+    Router::new()
+        .route("/_gojinn/health", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/_gojinn/ready", get(ready))
+        .route("/_gojinn", get(not_found))
+        .route("/_gojinn/{*rest}", get(not_found))
+        .fallback(serve_function)
+        .with_state(edge)
+}
+
+/// The node serves only after its first deploy, so answering at all means ready.
+async fn ready(State(edge): State<Arc<Edge>>) -> Response {
+    let functions = edge.deployer.registry().functions().count();
+    axum::Json(serde_json::json!({ "status": "ready", "functions": functions })).into_response()
+}
+
+async fn not_found(request: Request<Body>) -> Response {
+    EdgeError::NoRoute(request.uri().path().to_owned()).into_response()
+}
+
+async fn serve_function(State(edge): State<Arc<Edge>>, request: Request<Body>) -> Response {
+    let arrival = Instant::now();
+    match call_function(&edge, request, arrival).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn call_function(edge: &Edge, request: Request<Body>, arrival: Instant) -> Result<Response, EdgeError> {
+    let path = request.uri().path().to_owned();
+    let registry = edge.deployer.registry();
+    let function = match registry.route(&path) {
+        Some(Target::Direct(function)) => function,
+        Some(Target::Route { function, methods }) => {
+            if !methods.is_empty() && !methods.iter().any(|m| m.as_str() == request.method().as_str()) {
+                let allow = methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+                return Err(EdgeError::MethodNotAllowed { method: request.method().to_string(), allow });
+            }
+            function
+        }
+        None => return Err(EdgeError::NoRoute(path)),
+    };
+    drop(registry);
+
+    let limits = &function.spec.limits;
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), limits.max_body).await?;
+
+    let _function_permit = function.gate.admit(limits.timeout).await.map_err(EdgeError::OverCapacity)?;
+    let _tenant_permit = function.tenant_gate.admit(limits.timeout).await.map_err(EdgeError::OverCapacity)?;
+
+    let envelope = envelope(&function, &parts, &body);
+    let output = edge
+        .deployer
+        .runtime()
+        .call(
+            &function.prepared,
+            CallRequest { function: function.id.clone(), limits, env: &function.env, stdin: envelope.to_json() },
+        )
+        .await?;
+    if !output.stderr.is_empty() {
+        let shown = &output.stderr[..output.stderr.len().min(4096)];
+        tracing::debug!(target: "gojinn::guest", function = %function.id, stderr = %String::from_utf8_lossy(shown));
+    }
+    let guest = GuestResponse::parse(&output.stdout)?;
+    let mut response = Response::new(Body::from(guest.body));
+    *response.status_mut() = guest.status;
+    *response.headers_mut() = guest.headers;
+    let timing = format!(
+        "start;dur={:.3}, total;dur={:.3}",
+        (output.started - arrival).as_secs_f64() * 1e3,
+        arrival.elapsed().as_secs_f64() * 1e3
+    );
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&timing) {
+        headers.insert("server-timing", value);
+    }
+    if let Ok(value) = HeaderValue::from_str(&function.spec.revision[..12]) {
+        headers.insert("gojinn-revision", value);
+    }
+    Ok(response)
+}
+
+/// Reads the whole body, refusing it as soon as it is known to exceed `max` bytes.
+async fn read_body(body: Body, content_length: Option<&HeaderValue>, max: u64) -> Result<bytes::Bytes, EdgeError> {
+    let declared = content_length.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max) {
+        return Err(EdgeError::BodyTooLarge(max));
+    }
+    let limit = usize::try_from(max).unwrap_or(usize::MAX);
+    let collected = tokio::time::timeout(BODY_READ_TIMEOUT, Limited::new(body, limit).collect())
+        .await
+        .map_err(|_| EdgeError::BadBody(format!("not received within {BODY_READ_TIMEOUT:?}")))?;
+    match collected {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => Err(EdgeError::BodyTooLarge(max)),
+        Err(error) => Err(EdgeError::BadBody(error.to_string())),
+    }
+}
+
+fn envelope(function: &Deployed, parts: &http::request::Parts, body: &[u8]) -> GuestRequest {
+    let mut headers = Headers::new();
+    for (name, value) in &parts.headers {
+        headers.entry(name.as_str().to_owned()).or_default().push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+    }
+    let mut request = GuestRequest {
+        method: parts.method.to_string(),
+        uri: parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        headers,
+        body: String::new(),
+        body_b64: None,
+        tenant: function.id.tenant.to_string(),
+        function: function.id.function.to_string(),
+        trace_id: trace_id(&parts.headers),
+        job_id: None,
+    };
+    request.set_body(body);
+    request
+}
+
+/// The W3C trace id of the request's `traceparent`, or a fresh random one.
+fn trace_id(headers: &http::HeaderMap) -> String {
+    let from_parent = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split('-').nth(1))
+        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && *id != "0".repeat(32));
+    match from_parent {
+        Some(id) => id.to_ascii_lowercase(),
+        None => hex::encode(rand::random::<[u8; 16]>()),
+    }
+}

@@ -1,0 +1,44 @@
+//! Watches the spec directory and redeploys when anything under it changes. Bursts of file
+//! events (an editor's save, a build writing a module) are coalesced into one deploy.
+
+use crate::deploy::{Deployer, log_report};
+use notify::{RecursiveMode, Watcher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Quiet time after the last file event before a deploy starts.
+const DEBOUNCE: Duration = Duration::from_millis(150);
+
+/// Keeps the watch running until dropped.
+pub struct SpecWatcher {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SpecWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn watch(deployer: Arc<Deployer>) -> notify::Result<SpecWatcher> {
+    let (events, mut changes) = mpsc::channel::<()>(1);
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if event.is_ok_and(|e| !e.kind.is_access()) {
+            let _ = events.try_send(());
+        }
+    })?;
+    watcher.watch(deployer.specs(), RecursiveMode::Recursive)?;
+    let task = tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            while tokio::time::timeout(DEBOUNCE, changes.recv()).await.is_ok_and(|e| e.is_some()) {}
+            let deployer = deployer.clone();
+            match tokio::task::spawn_blocking(move || deployer.reload()).await {
+                Ok(report) => log_report(&report),
+                Err(e) => tracing::error!(error = %e, "deploy task failed"),
+            }
+        }
+    });
+    Ok(SpecWatcher { _watcher: watcher, task })
+}

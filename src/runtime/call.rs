@@ -1,0 +1,185 @@
+//! One call of a guest: a fresh Store with its memory cap, a wall-clock deadline enforced through
+//! epoch yields, WASI stdio on in-memory pipes capped at the output limit, and the classification
+//! of every way a call can end.
+
+use super::{CallState, Prepared, Runtime};
+use crate::host::HostCtx;
+use crate::spec::{FunctionId, FunctionLimits};
+use bytes::Bytes;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+
+/// Most table elements a guest may grow its table to.
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+
+pub struct CallRequest<'a> {
+    pub function: Arc<FunctionId>,
+    pub limits: &'a FunctionLimits,
+    pub env: &'a [(String, String)],
+    pub stdin: Bytes,
+}
+
+#[derive(Debug)]
+pub struct CallOutput {
+    pub stdout: Bytes,
+    pub stderr: Bytes,
+    /// When `_start` was entered: instantiation is done by then.
+    pub started: Instant,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutputStream {
+    Stdout,
+    Stderr,
+}
+
+impl std::fmt::Display for OutputStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            OutputStream::Stdout => "stdout",
+            OutputStream::Stderr => "stderr",
+        })
+    }
+}
+
+/// Every way a call can fail. The guest's stderr is kept where it helps explain the failure.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the function did not finish within its timeout of {0:?}")]
+    Timeout(Duration),
+    #[error("the function exceeded its memory limit of {0} bytes")]
+    MemoryExhausted(u64),
+    #[error("the function overflowed its stack")]
+    StackOverflow,
+    #[error("the function trapped: {0}")]
+    Trap(String),
+    #[error("the function exited with status {0}")]
+    Exit(i32),
+    #[error("the function wrote more than {cap} bytes to {stream}")]
+    OutputTooLarge { stream: OutputStream, cap: u64 },
+    #[error("no instance slot is free on this node")]
+    NoCapacity,
+    #[error("internal error running the function")]
+    Internal(String),
+}
+
+impl Runtime {
+    pub async fn call(&self, prepared: &Prepared, request: CallRequest<'_>) -> Result<CallOutput, CallError> {
+        let limits = request.limits;
+        let pipe_cap = usize::try_from(limits.max_output).unwrap_or(usize::MAX).saturating_add(1);
+        let stdout = MemoryOutputPipe::new(pipe_cap);
+        let stderr = MemoryOutputPipe::new(pipe_cap);
+        let wasi = WasiCtxBuilder::new()
+            .stdin(MemoryInputPipe::new(request.stdin))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .envs(request.env)
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build_p1();
+        let state = CallState {
+            wasi,
+            limiter: CallLimiter { memory: limits.memory, memory_exhausted: false },
+            host: HostCtx::new(request.function),
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+
+        let mut started = None;
+        let run = async {
+            let instance = prepared.pre.instantiate_async(&mut store).await?;
+            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+            started = Some(Instant::now());
+            start.call_async(&mut store, ()).await
+        };
+        let outcome = tokio::time::timeout(limits.timeout, run).await;
+        let memory_exhausted = store.data().limiter.memory_exhausted;
+        drop(store);
+        let stdout = take(stdout);
+        let stderr = take(stderr);
+
+        let result = match outcome {
+            Err(_elapsed) => Err(CallError::Timeout(limits.timeout)),
+            Ok(_) if memory_exhausted => Err(CallError::MemoryExhausted(limits.memory)),
+            Ok(_) if stdout.len() as u64 > limits.max_output => {
+                Err(CallError::OutputTooLarge { stream: OutputStream::Stdout, cap: limits.max_output })
+            }
+            Ok(_) if stderr.len() as u64 > limits.max_output => {
+                Err(CallError::OutputTooLarge { stream: OutputStream::Stderr, cap: limits.max_output })
+            }
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => classify(error),
+        };
+        result.map(|()| CallOutput { stdout, stderr, started: started.unwrap_or_else(Instant::now) })
+    }
+}
+
+fn take(pipe: MemoryOutputPipe) -> Bytes {
+    match pipe.try_into_inner() {
+        Some(bytes) => bytes.freeze(),
+        None => Bytes::new(),
+    }
+}
+
+/// Sorts a failed instantiation or run into the error a caller sees.
+fn classify(error: wasmtime::Error) -> Result<(), CallError> {
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return match exit.0 {
+            0 => Ok(()),
+            code => Err(CallError::Exit(code)),
+        };
+    }
+    if let Some(trap) = error.downcast_ref::<Trap>() {
+        return Err(match trap {
+            Trap::StackOverflow => CallError::StackOverflow,
+            other => CallError::Trap(other.to_string()),
+        });
+    }
+    if let Some(host) = error.downcast_ref::<crate::host::HostError>() {
+        return Err(CallError::Trap(host.to_string()));
+    }
+    let text = format!("{error:#}");
+    if text.contains("maximum concurrent") || text.contains("pooling allocator") {
+        return Err(CallError::NoCapacity);
+    }
+    Err(CallError::Internal(text))
+}
+
+/// Enforces the function's memory cap; a growth past it traps, and is remembered so that the
+/// failure is reported as memory exhaustion rather than a generic trap.
+pub(super) struct CallLimiter {
+    memory: u64,
+    memory_exhausted: bool,
+}
+
+impl ResourceLimiter for CallLimiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory {
+            self.memory_exhausted = true;
+            wasmtime::bail!("memory limit of {} bytes exceeded", self.memory);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        1
+    }
+
+    fn tables(&self) -> usize {
+        1
+    }
+
+    fn memories(&self) -> usize {
+        1
+    }
+}

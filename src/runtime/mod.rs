@@ -1,0 +1,101 @@
+//! Runs guests: one wasmtime Engine per node, modules compiled once per sha256 (cached in memory
+//! and on disk), an `InstancePre` per function revision, and a fresh, limited Store per call.
+//! The runtime knows nothing of HTTP; it takes the guest's stdin and returns its stdout.
+
+mod cache;
+mod call;
+mod engine;
+
+pub use call::{CallError, CallOutput, CallRequest, OutputStream};
+pub use engine::{EPOCH_TICK, PoolConfig};
+
+use crate::host::{self, HostCtx, HostView};
+use cache::ModuleCache;
+use engine::EpochTicker;
+use std::path::PathBuf;
+use wasmtime::{Engine, InstancePre, Linker, Module};
+use wasmtime_wasi::p1::WasiP1Ctx;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot configure the wasm engine: {0}")]
+    Engine(String),
+    #[error("module cache: {0}")]
+    Cache(String),
+    #[error("invalid module: {0}")]
+    InvalidModule(String),
+    #[error("module needs {asked} bytes of memory but this node allows at most {max} per instance (runtime.maxMemoryPerInstance)")]
+    MemoryAboveNodeLimit { asked: u64, max: u64 },
+}
+
+/// What a Store holds during one call.
+pub struct CallState {
+    wasi: WasiP1Ctx,
+    limiter: call::CallLimiter,
+    host: HostCtx,
+}
+
+impl HostView for CallState {
+    fn host(&mut self) -> &mut HostCtx {
+        &mut self.host
+    }
+}
+
+/// A module ready to be instantiated: compiled, imports checked and resolved.
+#[derive(Clone)]
+pub struct Prepared {
+    pre: InstancePre<CallState>,
+}
+
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    cache: ModuleCache,
+    pool: PoolConfig,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine and linker; compiled modules are cached under `cache_dir` when given.
+    pub fn new(pool: PoolConfig, cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
+        let engine = engine::build_engine(&pool)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CallState| &mut state.wasi)
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        host::link(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let cache = ModuleCache::new(&engine, cache_dir)?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self { engine, linker, cache, pool, _ticker: ticker })
+    }
+
+    /// Compiles (or fetches from the cache) and checks a module for a function with `memory`
+    /// bytes of linear memory. CPU-heavy on a cache miss: call from a blocking thread.
+    pub fn prepare(&self, sha256: &str, bytes: &[u8], memory: u64) -> Result<Prepared, RuntimeError> {
+        if memory > self.pool.max_memory_per_instance {
+            return Err(RuntimeError::MemoryAboveNodeLimit { asked: memory, max: self.pool.max_memory_per_instance });
+        }
+        let module = self.cache.get_or_compile(&self.engine, sha256, bytes)?;
+        check_exports(&module)?;
+        host::check_imports(&module).map_err(RuntimeError::InvalidModule)?;
+        let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::InvalidModule(format!("{e:#}")))?;
+        Ok(Prepared { pre })
+    }
+
+    /// Forgets compiled modules (in memory) that no deployed function uses any more.
+    pub fn retain_modules(&self, keep: &dyn Fn(&str) -> bool) {
+        self.cache.retain(keep);
+    }
+}
+
+fn check_exports(module: &Module) -> Result<(), RuntimeError> {
+    let has = |name: &str| module.exports().any(|e| e.name() == name);
+    if !has("_start") {
+        return Err(RuntimeError::InvalidModule(
+            "module exports no `_start`: build a WASI command (a binary crate for wasm32-wasip1)".into(),
+        ));
+    }
+    if !has("memory") {
+        return Err(RuntimeError::InvalidModule("module exports no memory named \"memory\"".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,71 @@
+//! Tenant and Function specs: strict types, loading from a directory, and resolution into a
+//! normalized [`DesiredState`]. Nothing here touches the runtime or the network; the server and
+//! the reconciler both build on it.
+
+mod load;
+mod names;
+mod quantity;
+mod resolve;
+mod types;
+
+pub use load::{Document, load_documents, parse_file, spec_files};
+pub use names::{FunctionId, Name};
+pub use quantity::{ByteSize, Span};
+pub use resolve::{
+    DesiredState, Function, FunctionLimits, LoadReport, ModuleBlob, Tenant, TenantQuotas,
+    load_dir, resolve,
+};
+pub use types::*;
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a document or a value is: file relative to the spec root, and line/column when known.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Location {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+}
+
+impl Location {
+    pub fn file(file: PathBuf) -> Self {
+        Self { file, line: None, column: None }
+    }
+
+    pub fn at(file: PathBuf, line: usize) -> Self {
+        Self { file, line: Some(line), column: None }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(column) = self.column {
+            write!(f, ":{column}")?;
+        }
+        Ok(())
+    }
+}
+
+/// One invalid document or value: where it is, which field, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[error("{location}: {message}")]
+pub struct SpecError {
+    pub location: Location,
+    /// The message, starting with the field path when there is one (`spec.limits.memory: ...`).
+    pub message: String,
+}
+
+impl SpecError {
+    pub fn new(location: Location, message: String) -> Self {
+        Self { location, message }
+    }
+
+    pub fn field(location: Location, field: &str, message: String) -> Self {
+        Self { location, message: format!("{field}: {message}") }
+    }
+}

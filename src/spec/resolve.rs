@@ -1,0 +1,336 @@
+//! Resolves parsed documents into the normalized desired state: defaults applied, references
+//! and quotas checked, module files read and their sha256 verified, routes checked for
+//! conflicts, and a revision hash per function that changes whenever anything the function
+//! runs with changes.
+
+use super::load::{Document, load_documents};
+use super::names::{FunctionId, Name};
+use super::quantity::ByteSize;
+use super::types::*;
+use super::{Location, SpecError};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Component, Path};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Largest module file accepted.
+pub const MAX_MODULE_BYTES: u64 = 128 << 20;
+
+pub const DEFAULT_MEMORY: u64 = 64 << 20;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
+pub const DEFAULT_MAX_OUTPUT: u64 = 1 << 20;
+pub const DEFAULT_MAX_BODY: u64 = 1 << 20;
+pub const DEFAULT_FUNCTION_CONCURRENCY: u32 = 32;
+pub const DEFAULT_FUNCTION_QUEUE: u32 = 64;
+pub const DEFAULT_TENANT_CONCURRENCY: u32 = 64;
+pub const DEFAULT_TENANT_QUEUE: u32 = 256;
+
+/// Everything the specs ask for, normalized. BTreeMaps keep iteration and serialization stable.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DesiredState {
+    pub tenants: BTreeMap<Name, Tenant>,
+    pub functions: BTreeMap<FunctionId, Function>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Tenant {
+    pub name: Name,
+    pub replicas: u8,
+    pub quotas: TenantQuotas,
+    pub api_keys: Vec<ApiKey>,
+    #[serde(skip)]
+    pub source: Location,
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantQuotas {
+    pub max_concurrency: u32,
+    pub max_queue: u32,
+    pub requests_per_second: Option<u32>,
+    pub max_memory: Option<u64>,
+    pub kv_max_bytes: Option<u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Function {
+    pub id: FunctionId,
+    pub module: ModuleBlob,
+    pub routes: Vec<Route>,
+    pub limits: FunctionLimits,
+    pub env: BTreeMap<String, String>,
+    pub grants: Grants,
+    pub jobs: Option<Jobs>,
+    pub mcp: Option<Mcp>,
+    /// sha256 over everything above: two functions with the same revision run identically.
+    pub revision: String,
+    #[serde(skip)]
+    pub source: Location,
+}
+
+/// A module's bytes, shared, with their sha256.
+#[derive(Clone, Serialize)]
+pub struct ModuleBlob {
+    pub path: String,
+    pub sha256: String,
+    #[serde(skip)]
+    pub bytes: Arc<[u8]>,
+}
+
+impl std::fmt::Debug for ModuleBlob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ModuleBlob({}, sha256 {}, {} bytes)", self.path, self.sha256, self.bytes.len())
+    }
+}
+
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct FunctionLimits {
+    pub memory: u64,
+    #[serde(with = "millis")]
+    pub timeout: Duration,
+    pub max_output: u64,
+    pub max_body: u64,
+    pub max_concurrency: u32,
+    pub max_queue: u32,
+}
+
+mod millis {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(d.as_millis())
+    }
+}
+
+/// The outcome of loading a spec directory: what is valid, and an error per invalid resource.
+#[derive(Debug, Default)]
+pub struct LoadReport {
+    pub state: DesiredState,
+    pub errors: Vec<SpecError>,
+}
+
+impl LoadReport {
+    /// All errors, one per line, in file order.
+    pub fn error_text(&self) -> String {
+        self.errors.iter().map(|e| format!("{e}\n")).collect()
+    }
+}
+
+/// Loads and resolves every spec under `root`.
+pub fn load_dir(root: &Path) -> LoadReport {
+    let (docs, mut errors) = load_documents(root);
+    let (state, resolve_errors) = resolve(root, docs);
+    errors.extend(resolve_errors);
+    errors.sort_by(|a, b| {
+        (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line))
+    });
+    LoadReport { state, errors }
+}
+
+/// Resolves documents into the desired state. Module paths are relative to `root`.
+pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError>) {
+    let mut state = DesiredState::default();
+    let mut errors = Vec::new();
+    let mut function_docs = Vec::new();
+    for doc in docs {
+        match doc {
+            Document::Tenant(doc, at) => match resolve_tenant(doc, at) {
+                Ok(tenant) => match state.tenants.get(&tenant.name) {
+                    Some(first) => errors.push(SpecError::field(
+                        tenant.source.clone(),
+                        "metadata.name",
+                        format!("tenant {} is already defined at {}", tenant.name, first.source),
+                    )),
+                    None => {
+                        state.tenants.insert(tenant.name.clone(), tenant);
+                    }
+                },
+                Err(e) => errors.push(e),
+            },
+            Document::Function(doc, at) => function_docs.push((doc, at)),
+        }
+    }
+    let mut routes = RouteTable::default();
+    for (doc, at) in function_docs {
+        let id = FunctionId { tenant: doc.metadata.tenant.clone(), function: doc.metadata.name.clone() };
+        if let Some(first) = state.functions.get(&id) {
+            errors.push(SpecError::field(
+                at,
+                "metadata.name",
+                format!("function {id} is already defined at {}", first.source),
+            ));
+            continue;
+        }
+        let Some(tenant) = state.tenants.get(&id.tenant) else {
+            errors.push(SpecError::field(
+                at,
+                "metadata.tenant",
+                format!("tenant {:?} is not defined by any Tenant document", id.tenant.as_str()),
+            ));
+            continue;
+        };
+        match resolve_function(root, id, doc, at, tenant).and_then(|f| routes.claim(f)) {
+            Ok(function) => {
+                state.functions.insert(function.id.clone(), function);
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    (state, errors)
+}
+
+fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, SpecError> {
+    let quotas = doc.spec.quotas;
+    Ok(Tenant {
+        name: doc.metadata.name,
+        replicas: doc.spec.replicas.0,
+        quotas: TenantQuotas {
+            max_concurrency: positive(quotas.max_concurrency, DEFAULT_TENANT_CONCURRENCY, &at, "spec.quotas.maxConcurrency")?,
+            max_queue: quotas.max_queue.unwrap_or(DEFAULT_TENANT_QUEUE),
+            requests_per_second: quotas.requests_per_second,
+            max_memory: quotas.max_memory.map(ByteSize::bytes),
+            kv_max_bytes: quotas.kv_max_bytes.map(ByteSize::bytes),
+        },
+        api_keys: doc.spec.api_keys,
+        source: at,
+    })
+}
+
+fn positive(value: Option<u32>, default: u32, at: &Location, field: &str) -> Result<u32, SpecError> {
+    match value {
+        Some(0) => Err(SpecError::field(at.clone(), field, "must be at least 1".into())),
+        Some(n) => Ok(n),
+        None => Ok(default),
+    }
+}
+
+fn resolve_function(
+    root: &Path,
+    id: FunctionId,
+    doc: FunctionDoc,
+    at: Location,
+    tenant: &Tenant,
+) -> Result<Function, SpecError> {
+    let spec = doc.spec;
+    let limits = resolve_limits(&spec.limits, &at, tenant)?;
+    let module = read_module(root, &spec.module, &at)?;
+    let env = spec.env.into_iter().map(|(k, v)| (k.0, v)).collect();
+    let mut function = Function {
+        id,
+        module,
+        routes: spec.routes,
+        limits,
+        env,
+        grants: spec.grants,
+        jobs: spec.jobs,
+        mcp: spec.mcp,
+        revision: String::new(),
+        source: at,
+    };
+    let canonical = serde_json::to_vec(&function).expect("function serializes to JSON");
+    function.revision = hex::encode(Sha256::digest(canonical));
+    Ok(function)
+}
+
+fn resolve_limits(limits: &Limits, at: &Location, tenant: &Tenant) -> Result<FunctionLimits, SpecError> {
+    let memory = limits.memory.map_or(DEFAULT_MEMORY, ByteSize::bytes);
+    if memory < 1 << 16 {
+        return Err(SpecError::field(at.clone(), "spec.limits.memory", "must be at least 64Ki (one wasm page)".into()));
+    }
+    if let Some(max) = tenant.quotas.max_memory
+        && memory > max
+    {
+        return Err(SpecError::field(
+            at.clone(),
+            "spec.limits.memory",
+            format!("{memory} bytes exceeds tenant {}'s quota maxMemory of {max} bytes", tenant.name),
+        ));
+    }
+    let max_concurrency = positive(limits.max_concurrency, DEFAULT_FUNCTION_CONCURRENCY, at, "spec.limits.maxConcurrency")?
+        .min(tenant.quotas.max_concurrency);
+    if let Some(asked) = limits.max_concurrency
+        && asked > tenant.quotas.max_concurrency
+    {
+        return Err(SpecError::field(
+            at.clone(),
+            "spec.limits.maxConcurrency",
+            format!("{asked} exceeds tenant {}'s quota maxConcurrency of {}", tenant.name, tenant.quotas.max_concurrency),
+        ));
+    }
+    Ok(FunctionLimits {
+        memory,
+        timeout: limits.timeout.map_or(DEFAULT_TIMEOUT, |s| s.0),
+        max_output: limits.max_output.map_or(DEFAULT_MAX_OUTPUT, ByteSize::bytes),
+        max_body: limits.max_body.map_or(DEFAULT_MAX_BODY, ByteSize::bytes),
+        max_concurrency,
+        max_queue: limits.max_queue.unwrap_or(DEFAULT_FUNCTION_QUEUE),
+    })
+}
+
+/// Reads the module file, which must stay inside the spec root, and checks its sha256.
+fn read_module(root: &Path, module: &ModuleRef, at: &Location) -> Result<ModuleBlob, SpecError> {
+    let field = "spec.module.path";
+    let relative = Path::new(&module.path);
+    if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
+        return Err(SpecError::field(
+            at.clone(),
+            field,
+            format!("{:?} must be a relative path inside the spec directory", module.path),
+        ));
+    }
+    let path = root.join(relative);
+    let len = std::fs::metadata(&path)
+        .map_err(|e| SpecError::field(at.clone(), field, format!("cannot read {:?}: {e}", module.path)))?
+        .len();
+    if len > MAX_MODULE_BYTES {
+        return Err(SpecError::field(
+            at.clone(),
+            field,
+            format!("{:?} is {len} bytes; modules are limited to {MAX_MODULE_BYTES}", module.path),
+        ));
+    }
+    let bytes = std::fs::read(&path)
+        .map_err(|e| SpecError::field(at.clone(), field, format!("cannot read {:?}: {e}", module.path)))?;
+    let sha256 = hex::encode(Sha256::digest(&bytes));
+    if let Some(expected) = &module.sha256
+        && expected.0 != sha256
+    {
+        return Err(SpecError::field(
+            at.clone(),
+            "spec.module.sha256",
+            format!("{:?} has sha256 {sha256}, but the spec expects {}", module.path, expected.0),
+        ));
+    }
+    Ok(ModuleBlob { path: module.path.clone(), sha256, bytes: bytes.into() })
+}
+
+/// Declared routes are global; the first function (in file order) to claim a path keeps it.
+#[derive(Default)]
+struct RouteTable {
+    router: matchit::Router<FunctionId>,
+}
+
+impl RouteTable {
+    fn claim(&mut self, function: Function) -> Result<Function, SpecError> {
+        let mut trial = self.router.clone();
+        for route in &function.routes {
+            if let Err(e) = trial.insert(route.path.0.clone(), function.id.clone()) {
+                let owner = match &e {
+                    matchit::InsertError::Conflict { with } => trial
+                        .at(with)
+                        .map(|m| format!(" (claimed by {})", m.value))
+                        .unwrap_or_default(),
+                    _ => String::new(),
+                };
+                return Err(SpecError::field(
+                    function.source.clone(),
+                    "spec.routes",
+                    format!("route {:?} conflicts with an existing route{owner}: {e}", route.path.0),
+                ));
+            }
+        }
+        self.router = trial;
+        Ok(function)
+    }
+}

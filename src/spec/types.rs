@@ -1,0 +1,309 @@
+//! The spec documents as operators write them: strict serde types for `Tenant` and `Function`
+//! (`apiVersion: gojinn.dev/v1`). Unknown fields are errors; every value that can be checked on
+//! its own is checked while parsing, so the error carries the line and field.
+
+use super::names::Name;
+use super::quantity::{ByteSize, Span};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub const API_VERSION: &str = "gojinn.dev/v1";
+
+/// The two fields every document starts with; read first to pick the document's type.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Header {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TenantDoc {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: TenantMeta,
+    #[serde(default)]
+    pub spec: TenantSpec,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantMeta {
+    pub name: Name,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TenantSpec {
+    #[serde(default)]
+    pub replicas: Replicas,
+    #[serde(default)]
+    pub quotas: Quotas,
+    #[serde(default)]
+    pub api_keys: Vec<ApiKey>,
+}
+
+/// JetStream replicas for a tenant's streams and buckets: 1, 3 or 5.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Replicas(pub u8);
+
+impl Default for Replicas {
+    fn default() -> Self {
+        Replicas(1)
+    }
+}
+
+impl<'de> Deserialize<'de> for Replicas {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        match u8::deserialize(de)? {
+            n @ (1 | 3 | 5) => Ok(Replicas(n)),
+            n => Err(serde::de::Error::custom(format!(
+                "invalid replicas {n}: must be 1, 3 or 5"
+            ))),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Quotas {
+    pub max_concurrency: Option<u32>,
+    pub max_queue: Option<u32>,
+    pub requests_per_second: Option<u32>,
+    pub max_memory: Option<ByteSize>,
+    pub kv_max_bytes: Option<ByteSize>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKey {
+    pub name: Name,
+    pub sha256: Sha256Hex,
+}
+
+/// 64 lowercase hex digits.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(transparent)]
+pub struct Sha256Hex(pub String);
+
+impl<'de> Deserialize<'de> for Sha256Hex {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(de)?;
+        let ok = raw.len() == 64 && raw.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ok {
+            Ok(Sha256Hex(raw))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid sha256 {raw:?}: expected 64 lowercase hex digits"
+            )))
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FunctionDoc {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: FunctionMeta,
+    pub spec: FunctionSpec,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionMeta {
+    pub name: Name,
+    pub tenant: Name,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FunctionSpec {
+    pub module: ModuleRef,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub env: BTreeMap<EnvName, String>,
+    #[serde(default)]
+    pub grants: Grants,
+    pub jobs: Option<Jobs>,
+    pub mcp: Option<Mcp>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModuleRef {
+    /// Relative to the spec directory (or repository root).
+    pub path: String,
+    pub sha256: Option<Sha256Hex>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub path: RoutePath,
+    #[serde(default)]
+    pub methods: Vec<Method>,
+}
+
+/// An absolute URL path: `/` followed by segments of unreserved characters, `{param}` or a final
+/// `{*rest}`. Paths under `/_gojinn` are reserved for the platform.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(transparent)]
+pub struct RoutePath(pub String);
+
+impl RoutePath {
+    fn validate(raw: &str) -> Result<(), String> {
+        if !raw.starts_with('/') {
+            return Err(format!("invalid route path {raw:?}: must start with '/'"));
+        }
+        if raw == "/_gojinn" || raw.starts_with("/_gojinn/") {
+            return Err(format!("invalid route path {raw:?}: /_gojinn is reserved"));
+        }
+        let segments: Vec<&str> = raw[1..].split('/').collect();
+        for (i, seg) in segments.iter().enumerate() {
+            let last = i + 1 == segments.len();
+            let param = seg.strip_prefix('{').and_then(|s| s.strip_suffix('}'));
+            let ok = match param {
+                Some(p) => {
+                    let (catch_all, name) = match p.strip_prefix('*') {
+                        Some(n) => (true, n),
+                        None => (false, p),
+                    };
+                    (!catch_all || last)
+                        && !name.is_empty()
+                        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                }
+                None => {
+                    (last || !seg.is_empty())
+                        && seg
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+                }
+            };
+            if !ok {
+                return Err(format!(
+                    "invalid route path {raw:?}: segment {seg:?} must be letters, digits, '-._~', \
+                     a {{param}} or a final {{*rest}}"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for RoutePath {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(de)?;
+        RoutePath::validate(&raw).map_err(serde::de::Error::custom)?;
+        Ok(RoutePath(raw))
+    }
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    Get,
+    Head,
+    Post,
+    Put,
+    Patch,
+    Delete,
+    Options,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+            Method::Delete => "DELETE",
+            Method::Options => "OPTIONS",
+        }
+    }
+}
+
+/// An environment variable name: `[A-Za-z_][A-Za-z0-9_]*`.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(transparent)]
+pub struct EnvName(pub String);
+
+impl<'de> Deserialize<'de> for EnvName {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(de)?;
+        let mut bytes = raw.bytes();
+        let first_ok = bytes
+            .next()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+        if first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            Ok(EnvName(raw))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid environment variable name {raw:?}: use letters, digits and '_', not starting with a digit"
+            )))
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Limits {
+    pub memory: Option<ByteSize>,
+    pub timeout: Option<Span>,
+    pub max_output: Option<ByteSize>,
+    pub max_body: Option<ByteSize>,
+    pub max_concurrency: Option<u32>,
+    pub max_queue: Option<u32>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    pub kv: Option<KvGrant>,
+    #[serde(default)]
+    pub db: bool,
+    pub http: Option<HttpGrant>,
+    #[serde(default)]
+    pub enqueue: Vec<Name>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct KvGrant {
+    #[serde(default)]
+    pub read: Vec<String>,
+    #[serde(default)]
+    pub write: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Jobs {
+    pub max_deliver: Option<u32>,
+    #[serde(default)]
+    pub backoff: Vec<Span>,
+    pub ack_wait: Option<Span>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Mcp {
+    #[serde(default)]
+    pub tool: bool,
+    pub description: Option<String>,
+    pub input_schema: Option<serde_json::Value>,
+}
