@@ -85,8 +85,16 @@ pub struct GuestResponse {
 pub struct InvalidResponse(pub String);
 
 /// Hop-by-hop and framing headers are the server's business, never the guest's.
-const RESERVED_HEADERS: &[&str] =
-    &["connection", "content-length", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+const RESERVED_HEADERS: &[&str] = &[
+    "connection",
+    "content-length",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
 
 impl GuestResponse {
     pub fn parse(stdout: &[u8]) -> Result<Self, InvalidResponse> {
@@ -150,7 +158,10 @@ mod tests {
         assert_eq!(request.body_b64.as_deref(), Some("/wCA"));
         let json: serde_json::Value = serde_json::from_slice(&request.to_json()).unwrap();
         assert!(json.get("job_id").is_none());
-        let response = GuestResponse::parse(br#"{"status":201,"headers":{"x-a":"1","x-b":["2","3"]},"body_b64":"/wCA"}"#).unwrap();
+        let response = GuestResponse::parse(
+            br#"{"status":201,"headers":{"x-a":"1","x-b":["2","3"]},"body_b64":"/wCA"}"#,
+        )
+        .unwrap();
         assert_eq!(response.status, 201);
         assert_eq!(&response.body[..], &[0xff, 0x00, 0x80]);
         assert_eq!(response.headers.get_all("x-b").iter().count(), 2);

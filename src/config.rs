@@ -76,7 +76,9 @@ pub enum ConfigError {
 impl NodeConfig {
     /// Reads a config file; a missing file is an error (the caller decides whether one is needed).
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        serde_norway::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        serde_norway::from_str(&text)
+            .map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })
     }
 }

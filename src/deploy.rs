@@ -31,7 +31,12 @@ pub struct Deployer {
 
 impl Deployer {
     pub fn new(runtime: Arc<Runtime>, specs: PathBuf) -> Self {
-        Self { runtime, specs, current: ArcSwap::from_pointee(Registry::default()), deploying: Mutex::new(()) }
+        Self {
+            runtime,
+            specs,
+            current: ArcSwap::from_pointee(Registry::default()),
+            deploying: Mutex::new(()),
+        }
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -115,7 +120,12 @@ impl Deployer {
         report
     }
 
-    fn prepare(&self, spec: Function, previous: Option<&Arc<Deployed>>, tenant_gate: Arc<Gate>) -> Result<Deployed, SpecError> {
+    fn prepare(
+        &self,
+        spec: Function,
+        previous: Option<&Arc<Deployed>>,
+        tenant_gate: Arc<Gate>,
+    ) -> Result<Deployed, SpecError> {
         let prepared = self
             .runtime
             .prepare(&spec.module.sha256, &spec.module.bytes, spec.limits.memory)
@@ -152,7 +162,9 @@ pub fn log_report(report: &DeployReport) {
         tracing::error!("invalid spec: {error}");
     }
     if !report.errors.is_empty() {
-        tracing::warn!(errors = report.errors.len(), "functions of invalid documents keep their previous revision");
+        tracing::warn!(
+            errors = report.errors.len(),
+            "functions of invalid documents keep their previous revision"
+        );
     }
 }
-

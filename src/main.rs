@@ -109,9 +109,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = match &args.config {
         Some(path) => NodeConfig::from_file(path)?,
         // A spec file named gojinn.yaml (as `gojinn new` writes) is not a node config.
-        None if default_config.is_file() && args.specs.is_none() => {
-            NodeConfig::from_file(&default_config).context("reading ./gojinn.yaml (pass --config or --specs)")?
-        }
+        None if default_config.is_file() && args.specs.is_none() => NodeConfig::from_file(&default_config)
+            .context("reading ./gojinn.yaml (pass --config or --specs)")?,
         None => NodeConfig::default(),
     };
     if let Some(specs) = args.specs {

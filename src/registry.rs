@@ -11,7 +11,7 @@ use std::sync::Arc;
 pub struct Deployed {
     pub id: Arc<FunctionId>,
     pub spec: Function,
-    pub env: Vec<(String, String)>,
+    pub env: Arc<[(String, String)]>,
     pub prepared: Prepared,
     pub gate: Arc<Gate>,
     pub tenant_gate: Arc<Gate>,
@@ -33,7 +33,10 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(functions: HashMap<FunctionId, Arc<Deployed>>, tenant_gates: HashMap<Name, Arc<Gate>>) -> Self {
+    pub fn new(
+        functions: HashMap<FunctionId, Arc<Deployed>>,
+        tenant_gates: HashMap<Name, Arc<Gate>>,
+    ) -> Self {
         let mut routes = matchit::Router::new();
         let mut ordered: Vec<_> = functions.values().collect();
         ordered.sort_by(|a, b| a.id.cmp(&b.id));

@@ -52,7 +52,8 @@ impl Server {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let addr =
+            listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let edge = Arc::new(Edge { deployer: deployer.clone() });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = edge::router(edge);

@@ -86,7 +86,12 @@ async fn call_function(edge: &Edge, request: Request<Body>, arrival: Instant) ->
         .runtime()
         .call(
             &function.prepared,
-            CallRequest { function: function.id.clone(), limits, env: &function.env, stdin: envelope.to_json() },
+            CallRequest {
+                function: function.id.clone(),
+                limits: *limits,
+                env: function.env.clone(),
+                stdin: envelope.to_json(),
+            },
         )
         .await?;
     if !output.stderr.is_empty() {
@@ -113,7 +118,11 @@ async fn call_function(edge: &Edge, request: Request<Body>, arrival: Instant) ->
 }
 
 /// Reads the whole body, refusing it as soon as it is known to exceed `max` bytes.
-async fn read_body(body: Body, content_length: Option<&HeaderValue>, max: u64) -> Result<bytes::Bytes, EdgeError> {
+async fn read_body(
+    body: Body,
+    content_length: Option<&HeaderValue>,
+    max: u64,
+) -> Result<bytes::Bytes, EdgeError> {
     let declared = content_length.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max) {
         return Err(EdgeError::BodyTooLarge(max));
@@ -132,11 +141,17 @@ async fn read_body(body: Body, content_length: Option<&HeaderValue>, max: u64) -
 fn envelope(function: &Deployed, parts: &http::request::Parts, body: &[u8]) -> GuestRequest {
     let mut headers = Headers::new();
     for (name, value) in &parts.headers {
-        headers.entry(name.as_str().to_owned()).or_default().push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        headers
+            .entry(name.as_str().to_owned())
+            .or_default()
+            .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
     let mut request = GuestRequest {
         method: parts.method.to_string(),
-        uri: parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
+        uri: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
         headers,
         body: String::new(),
         body_b64: None,
@@ -151,11 +166,10 @@ fn envelope(function: &Deployed, parts: &http::request::Parts, body: &[u8]) -> G
 
 /// The W3C trace id of the request's `traceparent`, or a fresh random one.
 fn trace_id(headers: &http::HeaderMap) -> String {
-    let from_parent = headers
-        .get("traceparent")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split('-').nth(1))
-        .filter(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && *id != "0".repeat(32));
+    let from_parent =
+        headers.get("traceparent").and_then(|v| v.to_str().ok()).and_then(|v| v.split('-').nth(1)).filter(
+            |id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && *id != "0".repeat(32),
+        );
     match from_parent {
         Some(id) => id.to_ascii_lowercase(),
         None => hex::encode(rand::random::<[u8; 16]>()),

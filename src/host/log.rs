@@ -10,26 +10,45 @@ pub(super) const MAX_LOGS_PER_CALL: u32 = 256;
 const MAX_LOG_BYTES: usize = 16 << 10;
 
 pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    linker.func_wrap(super::MODULE, "host_log", |mut caller: Caller<'_, T>, level: i32, ptr: i32, len: i32| {
-        let result = host_log(&mut caller, level, ptr, len);
-        finish(&mut caller, result)
-    })?;
-    linker.func_wrap(super::MODULE, "host_last_error", |mut caller: Caller<'_, T>, out_ptr: i32, out_cap: i32| {
-        let message = caller.data_mut().host().last_error.clone().unwrap_or_default();
-        let result = memory::write_out(&mut caller, out_ptr, out_cap, message.as_bytes());
-        finish(&mut caller, result)
-    })?;
+    linker.func_wrap(
+        super::MODULE,
+        "host_log",
+        |mut caller: Caller<'_, T>, level: i32, ptr: i32, len: i32| {
+            let result = host_log(&mut caller, level, ptr, len);
+            finish(&mut caller, result)
+        },
+    )?;
+    linker.func_wrap(
+        super::MODULE,
+        "host_last_error",
+        |mut caller: Caller<'_, T>, out_ptr: i32, out_cap: i32| {
+            let message = caller.data_mut().host().last_error.clone().unwrap_or_default();
+            let result = memory::write_out(&mut caller, out_ptr, out_cap, message.as_bytes());
+            finish(&mut caller, result)
+        },
+    )?;
     Ok(())
 }
 
-fn host_log<T: HostView>(caller: &mut Caller<'_, T>, level: i32, ptr: i32, len: i32) -> Result<i64, HostError> {
+fn host_log<T: HostView>(
+    caller: &mut Caller<'_, T>,
+    level: i32,
+    ptr: i32,
+    len: i32,
+) -> Result<i64, HostError> {
     if !(0..=4).contains(&level) {
-        return Err(HostError::Guest(ErrorCode::InvalidArgument, format!("log level {level} is not 0 (debug) to 4 (error)")));
+        return Err(HostError::Guest(
+            ErrorCode::InvalidArgument,
+            format!("log level {level} is not 0 (debug) to 4 (error)"),
+        ));
     }
     let bytes = memory::read(caller, ptr, len, MAX_LOG_BYTES)?;
     let host = caller.data_mut().host();
     if host.logs_left == 0 {
-        return Err(HostError::Guest(ErrorCode::Quota, format!("more than {MAX_LOGS_PER_CALL} log lines in one call")));
+        return Err(HostError::Guest(
+            ErrorCode::Quota,
+            format!("more than {MAX_LOGS_PER_CALL} log lines in one call"),
+        ));
     }
     host.logs_left -= 1;
     let message = String::from_utf8_lossy(&bytes);

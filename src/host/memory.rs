@@ -22,7 +22,12 @@ fn range(memory_len: usize, ptr: i32, len: i32) -> Result<std::ops::Range<usize>
 }
 
 /// Copies `len` bytes at `ptr` out of guest memory; more than `max` is an invalid argument.
-pub(super) fn read<T>(caller: &mut Caller<'_, T>, ptr: i32, len: i32, max: usize) -> Result<Vec<u8>, HostError> {
+pub(super) fn read<T>(
+    caller: &mut Caller<'_, T>,
+    ptr: i32,
+    len: i32,
+    max: usize,
+) -> Result<Vec<u8>, HostError> {
     let memory = memory(caller)?;
     let data = memory.data(&*caller);
     let range = range(data.len(), ptr, len)?;
@@ -37,7 +42,12 @@ pub(super) fn read<T>(caller: &mut Caller<'_, T>, ptr: i32, len: i32, max: usize
 
 /// Writes `bytes` into the guest buffer `out_ptr..out_ptr+out_cap` if they fit, and returns their
 /// full length either way: a length above `out_cap` tells the guest to retry with a bigger buffer.
-pub(super) fn write_out<T>(caller: &mut Caller<'_, T>, out_ptr: i32, out_cap: i32, bytes: &[u8]) -> Result<i64, HostError> {
+pub(super) fn write_out<T>(
+    caller: &mut Caller<'_, T>,
+    out_ptr: i32,
+    out_cap: i32,
+    bytes: &[u8],
+) -> Result<i64, HostError> {
     let memory = memory(caller)?;
     let data = memory.data_mut(&mut *caller);
     let range = range(data.len(), out_ptr, out_cap)?;

@@ -20,7 +20,8 @@ pub(super) struct ModuleCache {
 impl ModuleCache {
     pub(super) fn new(engine: &Engine, dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
         if let Some(dir) = &dir {
-            std::fs::create_dir_all(dir).map_err(|e| RuntimeError::Cache(format!("create {}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| RuntimeError::Cache(format!("create {}: {e}", dir.display())))?;
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -28,14 +29,20 @@ impl ModuleCache {
     }
 
     /// The compiled module for `bytes`, whose sha256 is `sha256`, compiling at most once.
-    pub(super) fn get_or_compile(&self, engine: &Engine, sha256: &str, bytes: &[u8]) -> Result<Module, RuntimeError> {
+    pub(super) fn get_or_compile(
+        &self,
+        engine: &Engine,
+        sha256: &str,
+        bytes: &[u8],
+    ) -> Result<Module, RuntimeError> {
         if let Some(module) = self.modules.lock().expect("cache lock").get(sha256) {
             return Ok(module.clone());
         }
         let module = match self.load(engine, sha256) {
             Some(module) => module,
             None => {
-                let module = Module::new(engine, bytes).map_err(|e| RuntimeError::InvalidModule(format!("{e:#}")))?;
+                let module =
+                    Module::new(engine, bytes).map_err(|e| RuntimeError::InvalidModule(format!("{e:#}")))?;
                 self.store(sha256, &module);
                 module
             }
@@ -76,13 +83,10 @@ impl ModuleCache {
 
     fn store(&self, sha256: &str, module: &Module) {
         let Some((artifact, digest)) = self.artifact(sha256) else { return };
-        let result = module
-            .serialize()
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                write_atomically(&artifact, &bytes)?;
-                write_atomically(&digest, hex::encode(Sha256::digest(&bytes)).as_bytes())
-            });
+        let result = module.serialize().map_err(|e| e.to_string()).and_then(|bytes| {
+            write_atomically(&artifact, &bytes)?;
+            write_atomically(&digest, hex::encode(Sha256::digest(&bytes)).as_bytes())
+        });
         if let Err(e) = result {
             tracing::warn!(path = %artifact.display(), error = %e, "cannot cache compiled module");
         }

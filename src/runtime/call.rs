@@ -8,17 +8,17 @@ use crate::spec::{FunctionId, FunctionLimits};
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use wasmtime::{ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
 /// Most table elements a guest may grow its table to.
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
-pub struct CallRequest<'a> {
+pub struct CallRequest {
     pub function: Arc<FunctionId>,
-    pub limits: &'a FunctionLimits,
-    pub env: &'a [(String, String)],
+    pub limits: FunctionLimits,
+    pub env: Arc<[(String, String)]>,
     pub stdin: Bytes,
 }
 
@@ -67,57 +67,64 @@ pub enum CallError {
 }
 
 impl Runtime {
-    pub async fn call(&self, prepared: &Prepared, request: CallRequest<'_>) -> Result<CallOutput, CallError> {
-        let limits = request.limits;
-        let pipe_cap = usize::try_from(limits.max_output).unwrap_or(usize::MAX).saturating_add(1);
-        let stdout = MemoryOutputPipe::new(pipe_cap);
-        let stderr = MemoryOutputPipe::new(pipe_cap);
-        let wasi = WasiCtxBuilder::new()
-            .stdin(MemoryInputPipe::new(request.stdin))
-            .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .envs(request.env)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build_p1();
-        let state = CallState {
-            wasi,
-            limiter: CallLimiter { memory: limits.memory, memory_exhausted: false },
-            host: HostCtx::new(request.function),
-        };
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_async_yield_and_update(1);
-
-        let mut started = None;
-        let run = async {
-            let instance = prepared.pre.instantiate_async(&mut store).await?;
-            let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
-            started = Some(Instant::now());
-            start.call_async(&mut store, ()).await
-        };
-        let outcome = tokio::time::timeout(limits.timeout, run).await;
-        let memory_exhausted = store.data().limiter.memory_exhausted;
-        drop(store);
-        let stdout = take(stdout);
-        let stderr = take(stderr);
-
-        let result = match outcome {
-            Err(_elapsed) => Err(CallError::Timeout(limits.timeout)),
-            Ok(_) if memory_exhausted => Err(CallError::MemoryExhausted(limits.memory)),
-            Ok(_) if stdout.len() as u64 > limits.max_output => {
-                Err(CallError::OutputTooLarge { stream: OutputStream::Stdout, cap: limits.max_output })
-            }
-            Ok(_) if stderr.len() as u64 > limits.max_output => {
-                Err(CallError::OutputTooLarge { stream: OutputStream::Stderr, cap: limits.max_output })
-            }
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => classify(error),
-        };
-        result.map(|()| CallOutput { stdout, stderr, started: started.unwrap_or_else(Instant::now) })
+    /// Runs one call on the guest executor. Dropping the future (a client that went away) stops
+    /// the guest at its next epoch tick.
+    pub async fn call(&self, prepared: &Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
+        let task = self.executor.spawn(run(self.engine.clone(), prepared.clone(), request));
+        task.await.map_err(|e| CallError::Internal(format!("guest task failed: {e}")))?
     }
+}
+
+async fn run(engine: Engine, prepared: Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
+    let limits = &request.limits;
+    let pipe_cap = usize::try_from(limits.max_output).unwrap_or(usize::MAX).saturating_add(1);
+    let stdout = MemoryOutputPipe::new(pipe_cap);
+    let stderr = MemoryOutputPipe::new(pipe_cap);
+    let wasi = WasiCtxBuilder::new()
+        .stdin(MemoryInputPipe::new(request.stdin))
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .envs(&request.env)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .build_p1();
+    let state = CallState {
+        wasi,
+        limiter: CallLimiter { memory: limits.memory, memory_exhausted: false },
+        host: HostCtx::new(request.function),
+    };
+    let mut store = Store::new(&engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_async_yield_and_update(1);
+
+    let mut started = None;
+    let run = async {
+        let instance = prepared.pre.instantiate_async(&mut store).await?;
+        let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
+        started = Some(Instant::now());
+        start.call_async(&mut store, ()).await
+    };
+    let outcome = tokio::time::timeout(limits.timeout, run).await;
+    let memory_exhausted = store.data().limiter.memory_exhausted;
+    drop(store);
+    let stdout = take(stdout);
+    let stderr = take(stderr);
+
+    let result = match outcome {
+        Err(_elapsed) => Err(CallError::Timeout(limits.timeout)),
+        Ok(_) if memory_exhausted => Err(CallError::MemoryExhausted(limits.memory)),
+        Ok(_) if stdout.len() as u64 > limits.max_output => {
+            Err(CallError::OutputTooLarge { stream: OutputStream::Stdout, cap: limits.max_output })
+        }
+        Ok(_) if stderr.len() as u64 > limits.max_output => {
+            Err(CallError::OutputTooLarge { stream: OutputStream::Stderr, cap: limits.max_output })
+        }
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => classify(error),
+    };
+    result.map(|()| CallOutput { stdout, stderr, started: started.unwrap_or_else(Instant::now) })
 }
 
 fn take(pipe: MemoryOutputPipe) -> Bytes {
@@ -159,7 +166,12 @@ pub(super) struct CallLimiter {
 }
 
 impl ResourceLimiter for CallLimiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         if desired as u64 > self.memory {
             self.memory_exhausted = true;
             wasmtime::bail!("memory limit of {} bytes exceeded", self.memory);
@@ -167,7 +179,12 @@ impl ResourceLimiter for CallLimiter {
         Ok(true)
     }
 
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 

@@ -5,6 +5,7 @@
 mod cache;
 mod call;
 mod engine;
+mod executor;
 
 pub use call::{CallError, CallOutput, CallRequest, OutputStream};
 pub use engine::{EPOCH_TICK, PoolConfig};
@@ -12,6 +13,7 @@ pub use engine::{EPOCH_TICK, PoolConfig};
 use crate::host::{self, HostCtx, HostView};
 use cache::ModuleCache;
 use engine::EpochTicker;
+use executor::Executor;
 use std::path::PathBuf;
 use wasmtime::{Engine, InstancePre, Linker, Module};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -24,7 +26,9 @@ pub enum RuntimeError {
     Cache(String),
     #[error("invalid module: {0}")]
     InvalidModule(String),
-    #[error("module needs {asked} bytes of memory but this node allows at most {max} per instance (runtime.maxMemoryPerInstance)")]
+    #[error(
+        "module needs {asked} bytes of memory but this node allows at most {max} per instance (runtime.maxMemoryPerInstance)"
+    )]
     MemoryAboveNodeLimit { asked: u64, max: u64 },
 }
 
@@ -52,6 +56,7 @@ pub struct Runtime {
     linker: Linker<CallState>,
     cache: ModuleCache,
     pool: PoolConfig,
+    executor: Executor,
     _ticker: EpochTicker,
 }
 
@@ -64,20 +69,28 @@ impl Runtime {
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         host::link(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let cache = ModuleCache::new(&engine, cache_dir)?;
+        let executor = Executor::new()
+            .map_err(|e| RuntimeError::Engine(format!("cannot start the guest executor: {e}")))?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Self { engine, linker, cache, pool, _ticker: ticker })
+        Ok(Self { engine, linker, cache, pool, executor, _ticker: ticker })
     }
 
     /// Compiles (or fetches from the cache) and checks a module for a function with `memory`
     /// bytes of linear memory. CPU-heavy on a cache miss: call from a blocking thread.
     pub fn prepare(&self, sha256: &str, bytes: &[u8], memory: u64) -> Result<Prepared, RuntimeError> {
         if memory > self.pool.max_memory_per_instance {
-            return Err(RuntimeError::MemoryAboveNodeLimit { asked: memory, max: self.pool.max_memory_per_instance });
+            return Err(RuntimeError::MemoryAboveNodeLimit {
+                asked: memory,
+                max: self.pool.max_memory_per_instance,
+            });
         }
         let module = self.cache.get_or_compile(&self.engine, sha256, bytes)?;
         check_exports(&module)?;
         host::check_imports(&module).map_err(RuntimeError::InvalidModule)?;
-        let pre = self.linker.instantiate_pre(&module).map_err(|e| RuntimeError::InvalidModule(format!("{e:#}")))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| RuntimeError::InvalidModule(format!("{e:#}")))?;
         Ok(Prepared { pre })
     }
 

@@ -115,7 +115,13 @@ fn split_documents(text: &str) -> Vec<(usize, String)> {
 }
 
 fn parse_document(text: &str, at: &Location) -> Result<Option<Document>, SpecError> {
-    let header: Header = serde_norway::from_str(text).map_err(|e| yaml_error(at, e))?;
+    let header: Header = serde_norway::from_str(text).map_err(|e| match e.to_string() {
+        m if m.starts_with("invalid type") => SpecError::new(
+            at.clone(),
+            "a document must be a mapping with apiVersion, kind, metadata and spec".into(),
+        ),
+        _ => yaml_error(at, e),
+    })?;
     match header.api_version.as_deref() {
         Some(API_VERSION) => {}
         Some(other) => {
@@ -134,12 +140,8 @@ fn parse_document(text: &str, at: &Location) -> Result<Option<Document>, SpecErr
         }
     }
     match header.kind.as_deref() {
-        Some("Tenant") => serde_norway::from_str(text)
-            .map(|doc| Some(Document::Tenant(doc, at.clone())))
-            .map_err(|e| yaml_error(at, e)),
-        Some("Function") => serde_norway::from_str(text)
-            .map(|doc| Some(Document::Function(doc, at.clone())))
-            .map_err(|e| yaml_error(at, e)),
+        Some("Tenant") => parse_typed(text, at).map(|doc| Some(Document::Tenant(doc, at.clone()))),
+        Some("Function") => parse_typed(text, at).map(|doc| Some(Document::Function(doc, at.clone()))),
         Some(other) => Err(SpecError::field(
             at.clone(),
             "kind",
@@ -153,6 +155,22 @@ fn parse_document(text: &str, at: &Location) -> Result<Option<Document>, SpecErr
     }
 }
 
+/// Parses a document as `T`, naming the exact field of the first error.
+fn parse_typed<T: serde::de::DeserializeOwned>(text: &str, at: &Location) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text)).map_err(|e| {
+        let field = e.path().to_string();
+        let mut error = yaml_error(at, e.into_inner());
+        // The parser names the mapping that holds the bad value; name the value's own field.
+        let message = match error.message.split_once(": ") {
+            Some((parent, rest)) if field.starts_with(parent) && field != "." => format!("{field}: {rest}"),
+            _ if field != "." && !error.message.contains(": ") => format!("{field}: {}", error.message),
+            _ => error.message.clone(),
+        };
+        error.message = message;
+        error
+    })
+}
+
 /// Turns a YAML error into a spec error with the exact line and column and the field path that
 /// the parser reported, without repeating the position in the message.
 fn yaml_error(at: &Location, error: serde_norway::Error) -> SpecError {
@@ -161,12 +179,21 @@ fn yaml_error(at: &Location, error: serde_norway::Error) -> SpecError {
         location.line = Some(mark.line());
         location.column = Some(mark.column());
     }
-    let text = error.to_string();
-    let message = match text.rsplit_once(" at line ") {
-        Some((head, tail)) if tail.contains(" column ") => head.to_owned(),
-        _ => text,
-    };
-    SpecError::new(location, message)
+    SpecError::new(location, without_position(&error.to_string()))
+}
+
+/// Drops the parser's " at line L column C" from a message; the location carries it.
+fn without_position(text: &str) -> String {
+    let Some(start) = text.find(" at line ") else { return text.to_owned() };
+    let rest = &text[start + " at line ".len()..];
+    let end = rest
+        .find(" column ")
+        .map(|c| c + " column ".len())
+        .map(|c| c + rest[c..].find(|ch: char| !ch.is_ascii_digit()).unwrap_or(rest.len() - c));
+    match end {
+        Some(end) => format!("{}{}", &text[..start], &rest[end..]),
+        None => text.to_owned(),
+    }
 }
 
 /// `path` relative to `root` for messages; unchanged when it is not below `root`.
@@ -177,6 +204,13 @@ pub fn relative(root: &Path, path: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn positions_are_cut_from_parser_messages() {
+        assert_eq!(without_position("bad at line 4 column 5, while parsing"), "bad, while parsing");
+        assert_eq!(without_position("a: bad at line 12 column 1"), "a: bad");
+        assert_eq!(without_position("nothing to cut"), "nothing to cut");
+    }
 
     #[test]
     fn splits_documents_and_keeps_file_line_numbers() {

@@ -12,8 +12,7 @@ pub use load::{Document, load_documents, parse_file, spec_files};
 pub use names::{FunctionId, Name};
 pub use quantity::{ByteSize, Span};
 pub use resolve::{
-    DesiredState, Function, FunctionLimits, LoadReport, ModuleBlob, Tenant, TenantQuotas,
-    load_dir, resolve,
+    DesiredState, Function, FunctionLimits, LoadReport, ModuleBlob, Tenant, TenantQuotas, load_dir, resolve,
 };
 pub use types::*;
 

@@ -18,10 +18,7 @@ impl Name {
         let bytes = raw.as_bytes();
         let valid_char = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-';
         if raw.is_empty() || raw.len() > Self::MAX_LEN {
-            return Err(format!(
-                "invalid name {raw:?}: must be 1 to {} characters",
-                Self::MAX_LEN
-            ));
+            return Err(format!("invalid name {raw:?}: must be 1 to {} characters", Self::MAX_LEN));
         }
         if !bytes[0].is_ascii_lowercase() || !bytes.iter().all(valid_char) || raw.ends_with('-') {
             return Err(format!(
@@ -50,8 +47,8 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
-/// `tenant/function`, the identity of a function across the platform.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+/// `tenant/function`, the identity of a function across the platform. Serialized as that string.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct FunctionId {
     pub tenant: Name,
     pub function: Name,
@@ -60,6 +57,12 @@ pub struct FunctionId {
 impl fmt::Display for FunctionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.tenant, self.function)
+    }
+}
+
+impl Serialize for FunctionId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -77,9 +80,7 @@ mod tests {
     #[test]
     fn rejects_names_that_could_cross_namespaces() {
         let long = "a".repeat(64);
-        for bad in [
-            "", "Acme", "1acme", "acme-", "a.b", "a*", "a>", "a b", "a/b", "_gojinn", "a_b", &long,
-        ] {
+        for bad in ["", "Acme", "1acme", "acme-", "a.b", "a*", "a>", "a b", "a/b", "_gojinn", "a_b", &long] {
             assert!(Name::new(bad).is_err(), "{bad:?} must be rejected");
         }
     }

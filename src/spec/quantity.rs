@@ -12,9 +12,7 @@ pub struct ByteSize(pub u64);
 impl ByteSize {
     pub fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let split = text
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len());
+        let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
         let (digits, suffix) = text.split_at(split);
         let number: u64 = digits.parse().map_err(|_| {
             format!("invalid size {text:?}: expected a whole number with an optional unit like 64Mi")
@@ -35,10 +33,7 @@ impl ByteSize {
                 ));
             }
         };
-        number
-            .checked_mul(unit)
-            .map(ByteSize)
-            .ok_or_else(|| format!("invalid size {text:?}: too large"))
+        number.checked_mul(unit).map(ByteSize).ok_or_else(|| format!("invalid size {text:?}: too large"))
     }
 
     pub fn bytes(self) -> u64 {
@@ -75,9 +70,7 @@ impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let text = String::deserialize(de)?;
         let duration = humantime::parse_duration(&text).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "invalid duration {text:?}: {e} (write e.g. 500ms, 2s or 1m)"
-            ))
+            serde::de::Error::custom(format!("invalid duration {text:?}: {e} (write e.g. 500ms, 2s or 1m)"))
         })?;
         if duration.is_zero() {
             return Err(serde::de::Error::custom(format!(

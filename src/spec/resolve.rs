@@ -35,6 +35,7 @@ pub struct DesiredState {
 }
 
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Tenant {
     pub name: Name,
     pub replicas: u8,
@@ -122,9 +123,7 @@ pub fn load_dir(root: &Path) -> LoadReport {
     let (docs, mut errors) = load_documents(root);
     let (state, resolve_errors) = resolve(root, docs);
     errors.extend(resolve_errors);
-    errors.sort_by(|a, b| {
-        (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line))
-    });
+    errors.sort_by(|a, b| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)));
     LoadReport { state, errors }
 }
 
@@ -186,7 +185,12 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, SpecError> {
         name: doc.metadata.name,
         replicas: doc.spec.replicas.0,
         quotas: TenantQuotas {
-            max_concurrency: positive(quotas.max_concurrency, DEFAULT_TENANT_CONCURRENCY, &at, "spec.quotas.maxConcurrency")?,
+            max_concurrency: positive(
+                quotas.max_concurrency,
+                DEFAULT_TENANT_CONCURRENCY,
+                &at,
+                "spec.quotas.maxConcurrency",
+            )?,
             max_queue: quotas.max_queue.unwrap_or(DEFAULT_TENANT_QUEUE),
             requests_per_second: quotas.requests_per_second,
             max_memory: quotas.max_memory.map(ByteSize::bytes),
@@ -234,9 +238,14 @@ fn resolve_function(
 }
 
 fn resolve_limits(limits: &Limits, at: &Location, tenant: &Tenant) -> Result<FunctionLimits, SpecError> {
-    let memory = limits.memory.map_or(DEFAULT_MEMORY, ByteSize::bytes);
+    let default_memory = tenant.quotas.max_memory.map_or(DEFAULT_MEMORY, |max| max.min(DEFAULT_MEMORY));
+    let memory = limits.memory.map_or(default_memory, ByteSize::bytes);
     if memory < 1 << 16 {
-        return Err(SpecError::field(at.clone(), "spec.limits.memory", "must be at least 64Ki (one wasm page)".into()));
+        return Err(SpecError::field(
+            at.clone(),
+            "spec.limits.memory",
+            "must be at least 64Ki (one wasm page)".into(),
+        ));
     }
     if let Some(max) = tenant.quotas.max_memory
         && memory > max
@@ -247,15 +256,19 @@ fn resolve_limits(limits: &Limits, at: &Location, tenant: &Tenant) -> Result<Fun
             format!("{memory} bytes exceeds tenant {}'s quota maxMemory of {max} bytes", tenant.name),
         ));
     }
-    let max_concurrency = positive(limits.max_concurrency, DEFAULT_FUNCTION_CONCURRENCY, at, "spec.limits.maxConcurrency")?
-        .min(tenant.quotas.max_concurrency);
+    let max_concurrency =
+        positive(limits.max_concurrency, DEFAULT_FUNCTION_CONCURRENCY, at, "spec.limits.maxConcurrency")?
+            .min(tenant.quotas.max_concurrency);
     if let Some(asked) = limits.max_concurrency
         && asked > tenant.quotas.max_concurrency
     {
         return Err(SpecError::field(
             at.clone(),
             "spec.limits.maxConcurrency",
-            format!("{asked} exceeds tenant {}'s quota maxConcurrency of {}", tenant.name, tenant.quotas.max_concurrency),
+            format!(
+                "{asked} exceeds tenant {}'s quota maxConcurrency of {}",
+                tenant.name, tenant.quotas.max_concurrency
+            ),
         ));
     }
     Ok(FunctionLimits {
@@ -316,18 +329,14 @@ impl RouteTable {
         let mut trial = self.router.clone();
         for route in &function.routes {
             if let Err(e) = trial.insert(route.path.0.clone(), function.id.clone()) {
-                let owner = match &e {
-                    matchit::InsertError::Conflict { with } => trial
-                        .at(with)
-                        .map(|m| format!(" (claimed by {})", m.value))
-                        .unwrap_or_default(),
-                    _ => String::new(),
+                let message = match &e {
+                    matchit::InsertError::Conflict { with } => {
+                        let owner = trial.at(with).map(|m| format!(" of {}", m.value)).unwrap_or_default();
+                        format!("route {:?} conflicts with route {with:?}{owner}", route.path.0)
+                    }
+                    other => format!("route {:?} is not valid: {other}", route.path.0),
                 };
-                return Err(SpecError::field(
-                    function.source.clone(),
-                    "spec.routes",
-                    format!("route {:?} conflicts with an existing route{owner}: {e}", route.path.0),
-                ));
+                return Err(SpecError::field(function.source.clone(), "spec.routes", message));
             }
         }
         self.router = trial;

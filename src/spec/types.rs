@@ -59,9 +59,7 @@ impl<'de> Deserialize<'de> for Replicas {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         match u8::deserialize(de)? {
             n @ (1 | 3 | 5) => Ok(Replicas(n)),
-            n => Err(serde::de::Error::custom(format!(
-                "invalid replicas {n}: must be 1, 3 or 5"
-            ))),
+            n => Err(serde::de::Error::custom(format!("invalid replicas {n}: must be 1, 3 or 5"))),
         }
     }
 }
@@ -95,9 +93,7 @@ impl<'de> Deserialize<'de> for Sha256Hex {
         if ok {
             Ok(Sha256Hex(raw))
         } else {
-            Err(serde::de::Error::custom(format!(
-                "invalid sha256 {raw:?}: expected 64 lowercase hex digits"
-            )))
+            Err(serde::de::Error::custom(format!("invalid sha256 {raw:?}: expected 64 lowercase hex digits")))
         }
     }
 }
@@ -180,9 +176,7 @@ impl RoutePath {
                 }
                 None => {
                     (last || !seg.is_empty())
-                        && seg
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+                        && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
                 }
             };
             if !ok {
@@ -239,9 +233,7 @@ impl<'de> Deserialize<'de> for EnvName {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(de)?;
         let mut bytes = raw.bytes();
-        let first_ok = bytes
-            .next()
-            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
+        let first_ok = bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_');
         if first_ok && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             Ok(EnvName(raw))
         } else {
