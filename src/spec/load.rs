@@ -13,7 +13,7 @@ const MAX_SPEC_FILE: u64 = 4 << 20;
 #[derive(Debug)]
 pub enum Document {
     Tenant(TenantDoc, Location),
-    Function(FunctionDoc, Location),
+    Function(Box<FunctionDoc>, Location),
 }
 
 /// All `.yaml`/`.yml` files below `root`, sorted so that loading is deterministic.
@@ -141,7 +141,9 @@ fn parse_document(text: &str, at: &Location) -> Result<Option<Document>, SpecErr
     }
     match header.kind.as_deref() {
         Some("Tenant") => parse_typed(text, at).map(|doc| Some(Document::Tenant(doc, at.clone()))),
-        Some("Function") => parse_typed(text, at).map(|doc| Some(Document::Function(doc, at.clone()))),
+        Some("Function") => {
+            parse_typed(text, at).map(|doc| Some(Document::Function(Box::new(doc), at.clone())))
+        }
         Some(other) => Err(SpecError::field(
             at.clone(),
             "kind",

@@ -147,7 +147,7 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
                 },
                 Err(e) => errors.push(e),
             },
-            Document::Function(doc, at) => function_docs.push((doc, at)),
+            Document::Function(doc, at) => function_docs.push((*doc, at)),
         }
     }
     let mut routes = RouteTable::default();
