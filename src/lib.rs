@@ -15,3 +15,4 @@ pub mod runtime;
 pub mod scaffold;
 pub mod server;
 pub mod spec;
+pub mod state;

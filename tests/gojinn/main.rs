@@ -12,3 +12,5 @@ mod reload;
 mod sandbox;
 mod scaffold;
 mod specs;
+mod state_embedded;
+mod state_nats;

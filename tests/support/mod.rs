@@ -3,6 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod conformance;
+pub mod nats;
+
 use gojinn::config::{NodeConfig, RuntimeSettings};
 use gojinn::server::Server;
 use gojinn::spec::ByteSize;

@@ -1,0 +1,231 @@
+//! State backends: the traits every backend implements (KV, locks, jobs, audit log, tenant
+//! provisioning) and the types they exchange. Two implementations, tested by one conformance
+//! suite: `embedded` (a local store under the data dir, the default) and `nats` (JetStream).
+//!
+//! Every operation is scoped to a tenant by a validated [`Name`]; a backend must make it
+//! impossible for one tenant's call to reach another tenant's data.
+
+pub mod embedded;
+pub mod names;
+pub mod nats;
+
+use crate::spec::Name;
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a state operation failed. Host functions map these to guest error codes.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Quota(String),
+    #[error("tenant {0} is not provisioned")]
+    NoTenant(Name),
+    #[error("the state backend is unavailable: {0}")]
+    Unavailable(String),
+    #[error("state backend error: {0}")]
+    Internal(String),
+}
+
+/// What provisioning needs to know of a tenant.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantResources {
+    pub name: Name,
+    /// 1, 3 or 5.
+    pub replicas: u8,
+    /// Bytes the tenant's KV bucket may hold (`None`: unlimited).
+    pub kv_max_bytes: Option<u64>,
+}
+
+/// Largest KV key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Largest KV value, in bytes.
+pub const MAX_VALUE_BYTES: usize = 1 << 20;
+
+/// Checks a KV key: 1..=1024 bytes of `[A-Za-z0-9_=/.-]`, no empty segment, not starting with
+/// `_gojinn` (reserved for the platform).
+pub fn validate_key(key: &str) -> Result<(), StateError> {
+    let ok_char = |b: u8| b.is_ascii_alphanumeric() || b"_=/.-".contains(&b);
+    if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        return Err(StateError::InvalidArgument(format!("key must be 1 to {MAX_KEY_BYTES} bytes")));
+    }
+    if !key.bytes().all(ok_char) || key.starts_with('/') || key.ends_with('/') || key.contains("//") {
+        return Err(StateError::InvalidArgument(format!(
+            "key {key:?} may hold only letters, digits and _=/.- with no empty segment"
+        )));
+    }
+    if key.starts_with('.') || key.ends_with('.') || key.contains("..") || key.starts_with("_gojinn") {
+        return Err(StateError::InvalidArgument(format!("key {key:?} is reserved or malformed")));
+    }
+    Ok(())
+}
+
+/// Creates and deletes a tenant's resources. Both are idempotent: ensuring an existing tenant
+/// with the same settings changes nothing; removing an absent one succeeds.
+#[async_trait]
+pub trait Provisioner: Send + Sync {
+    /// Creates or updates the tenant's resources; returns whether anything was written.
+    async fn ensure_tenant(&self, tenant: &TenantResources) -> Result<bool, StateError>;
+    /// Deletes the tenant's resources; returns whether anything existed.
+    async fn remove_tenant(&self, tenant: &Name) -> Result<bool, StateError>;
+}
+
+/// A tenant's key-value store. Keys are validated with [`validate_key`].
+#[async_trait]
+pub trait KvStore: Send + Sync {
+    async fn get(&self, tenant: &Name, key: &str) -> Result<Option<Bytes>, StateError>;
+    async fn put(&self, tenant: &Name, key: &str, value: Bytes) -> Result<(), StateError>;
+    /// Deleting an absent key succeeds.
+    async fn delete(&self, tenant: &Name, key: &str) -> Result<(), StateError>;
+    /// Keys starting with `prefix`, sorted, at most `limit`.
+    async fn keys(&self, tenant: &Name, prefix: &str, limit: usize) -> Result<Vec<String>, StateError>;
+    /// Sets `key` to `new` if its current value is `expected` (`None`: the key must be absent).
+    /// Returns whether it swapped.
+    async fn cas(&self, tenant: &Name, key: &str, expected: Option<Bytes>, new: Bytes) -> Result<bool, StateError>;
+}
+
+/// Advisory locks with an owner and a time to live: a crashed holder's lock expires, and only
+/// the owner can release it.
+#[async_trait]
+pub trait Locks: Send + Sync {
+    /// Takes `key` for `owner` for `ttl`; true if taken (or already held by `owner`, which renews it).
+    async fn lock(&self, tenant: &Name, key: &str, owner: &str, ttl: Duration) -> Result<bool, StateError>;
+    /// Releases `key` if `owner` holds it; true if released.
+    async fn unlock(&self, tenant: &Name, key: &str, owner: &str) -> Result<bool, StateError>;
+}
+
+/// A job to run a function asynchronously.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewJob {
+    pub tenant: Name,
+    pub function: Name,
+    /// The guest request envelope (JSON) the job will be run with.
+    pub payload: Bytes,
+    /// Jobs with the same tenant and idempotency key are one job.
+    pub idempotency_key: Option<String>,
+    /// W3C traceparent of the request that enqueued the job.
+    pub traceparent: Option<String>,
+}
+
+/// Delivery settings of a function's jobs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JobPolicy {
+    /// Deliveries before the job goes to the dead-letter queue.
+    pub max_deliver: u32,
+    /// Waits between attempts; the last repeats.
+    pub backoff: Vec<Duration>,
+    /// How long a delivery may stay unacknowledged before it is redelivered; longer than the
+    /// function timeout. Workers extend it with [`Jobs::in_progress`].
+    pub ack_wait: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Dead,
+}
+
+/// A job as `GET /_gojinn/v1/jobs/{id}` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: String,
+    pub tenant: Name,
+    pub function: Name,
+    pub status: JobStatus,
+    pub attempts: u32,
+    /// The guest's response envelope (JSON) once it succeeded.
+    pub result: Option<serde_json::Value>,
+    /// The last error.
+    pub error: Option<String>,
+    /// Unix milliseconds.
+    pub created_ms: u64,
+    pub updated_ms: u64,
+}
+
+/// One delivery of a job to a worker.
+#[derive(Clone, Debug)]
+pub struct Delivery {
+    pub job_id: String,
+    pub tenant: Name,
+    pub function: Name,
+    pub payload: Bytes,
+    pub traceparent: Option<String>,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+    /// Backend-specific handle to ack, nak or extend this delivery.
+    pub handle: DeliveryHandle,
+}
+
+/// Opaque to everything but the backend that made it.
+#[derive(Clone, Debug)]
+pub struct DeliveryHandle(pub Arc<dyn std::any::Any + Send + Sync>);
+
+/// How a delivery ended.
+#[derive(Clone, Debug)]
+pub enum Outcome {
+    Succeeded { result: serde_json::Value },
+    /// Retried after the backoff, or dead-lettered after the last allowed attempt.
+    Failed { error: String },
+}
+
+/// Durable job queues with at-least-once delivery, redelivery after `ack_wait`, backoff,
+/// a dead-letter queue after `max_deliver`, and status by id.
+#[async_trait]
+pub trait Jobs: Send + Sync {
+    /// Queues a job (or returns the id of the job with the same idempotency key).
+    async fn enqueue(&self, job: NewJob) -> Result<String, StateError>;
+    async fn job(&self, tenant: &Name, id: &str) -> Result<Option<JobRecord>, StateError>;
+    /// Jobs of a tenant, newest first, at most `limit`; `status` filters.
+    async fn list(&self, tenant: &Name, status: Option<JobStatus>, limit: usize) -> Result<Vec<JobRecord>, StateError>;
+    /// Waits up to `wait` for up to `max` deliveries of `function`'s jobs.
+    async fn fetch(&self, tenant: &Name, function: &Name, policy: &JobPolicy, max: usize, wait: Duration)
+    -> Result<Vec<Delivery>, StateError>;
+    /// Extends the delivery's ack deadline by the policy's `ack_wait`.
+    async fn in_progress(&self, delivery: &Delivery) -> Result<(), StateError>;
+    /// Records the outcome and acknowledges, retries or dead-letters the delivery.
+    async fn finish(&self, delivery: &Delivery, policy: &JobPolicy, outcome: Outcome) -> Result<JobStatus, StateError>;
+    /// Puts a dead job back in its queue with a fresh attempt count.
+    async fn redrive(&self, tenant: &Name, id: &str) -> Result<(), StateError>;
+}
+
+/// A tenant's append-only audit log.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends a record; returns its sequence number (from 1, increasing).
+    async fn append(&self, tenant: &Name, record: Bytes) -> Result<u64, StateError>;
+    /// Records with sequence `>= from`, at most `limit`.
+    async fn read(&self, tenant: &Name, from: u64, limit: usize) -> Result<Vec<(u64, Bytes)>, StateError>;
+}
+
+/// A state backend: every capability, shared.
+#[derive(Clone)]
+pub struct State {
+    pub provisioner: Arc<dyn Provisioner>,
+    pub kv: Arc<dyn KvStore>,
+    pub locks: Arc<dyn Locks>,
+    pub jobs: Arc<dyn Jobs>,
+    pub audit: Arc<dyn AuditLog>,
+}
+
+impl State {
+    /// One backend object serving every capability.
+    pub fn from_backend<B>(backend: Arc<B>) -> Self
+    where
+        B: Provisioner + KvStore + Locks + Jobs + AuditLog + 'static,
+    {
+        Self { provisioner: backend.clone(), kv: backend.clone(), locks: backend.clone(), jobs: backend.clone(), audit: backend }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}

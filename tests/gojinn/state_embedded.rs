@@ -1,0 +1,1 @@
+//! The state conformance suite against the embedded backend.
