@@ -62,7 +62,7 @@ fn main() -> anyhow::Result<()> {
             let addr = free_port()?;
             let _serve = ChildGuard(
                 Command::new(&wasmtime)
-                    .args(["serve", "--addr", &addr.to_string()])
+                    .args(["serve", "-Scli", "--addr", &addr.to_string()])
                     .arg(guests.join("wasm32-wasip2/release/wasi_http_hello.wasm"))
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())

@@ -2,7 +2,7 @@
 //! works; command-line flags override the file.
 
 use crate::runtime::PoolConfig;
-use crate::spec::ByteSize;
+use crate::spec::{ByteSize, Span};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -19,6 +19,68 @@ pub struct NodeConfig {
     /// Redeploy when a file under `specs` changes.
     pub watch: bool,
     pub runtime: RuntimeSettings,
+    pub state: StateSettings,
+    pub egress: EgressSettings,
+    pub admin: AdminSettings,
+}
+
+/// Where tenants' state lives.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct StateSettings {
+    pub backend: BackendKind,
+    /// NATS server URL(s), comma-separated, for the `nats` backend.
+    pub nats_url: String,
+}
+
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A local store under `dataDir/state`, for a single node.
+    #[default]
+    Embedded,
+    /// NATS JetStream, for clusters.
+    Nats,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        Self { backend: BackendKind::Embedded, nats_url: "nats://127.0.0.1:4222".into() }
+    }
+}
+
+/// Outbound HTTP from guests (`host_http_fetch`), on top of each function's allow-list.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct EgressSettings {
+    /// Allow loopback, private, link-local and other non-public addresses (off: SSRF protection).
+    pub allow_private: bool,
+    /// Deadline of one fetch, redirects included.
+    pub timeout: Span,
+    /// Largest response body a guest may receive.
+    pub max_response: ByteSize,
+    /// Redirects followed, each to an allowed host only.
+    pub max_redirects: u32,
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            timeout: Span(std::time::Duration::from_secs(10)),
+            max_response: ByteSize(10 << 20),
+            max_redirects: 5,
+        }
+    }
+}
+
+/// The REST admin API.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AdminSettings {
+    /// File holding the admin bearer token; when unset, a token is generated into
+    /// `dataDir/admin.token` (mode 0600) on first start.
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -40,6 +102,9 @@ impl Default for NodeConfig {
             specs: PathBuf::from("specs"),
             watch: true,
             runtime: RuntimeSettings::default(),
+            state: StateSettings::default(),
+            egress: EgressSettings::default(),
+            admin: AdminSettings::default(),
         }
     }
 }

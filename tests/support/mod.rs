@@ -134,6 +134,7 @@ impl Node {
                 max_memory_per_instance: ByteSize(128 << 20),
                 ..RuntimeSettings::default()
             },
+            ..NodeConfig::default()
         };
         let server = Server::start(config).await.expect("start node");
         let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
