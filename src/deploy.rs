@@ -6,7 +6,8 @@
 use crate::edge::admission::Gate;
 use crate::registry::{Deployed, Registry};
 use crate::runtime::Runtime;
-use crate::spec::{Function, FunctionId, LoadReport, Location, SpecError};
+use crate::spec::{DesiredState, Function, FunctionId, LoadReport, Location, SpecError};
+use crate::state::{State, TenantResources};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,6 +24,7 @@ pub struct DeployReport {
 
 pub struct Deployer {
     runtime: Arc<Runtime>,
+    state: State,
     specs: PathBuf,
     current: ArcSwap<Registry>,
     /// Serializes deploys; the registry itself is read lock-free.
@@ -30,13 +32,18 @@ pub struct Deployer {
 }
 
 impl Deployer {
-    pub fn new(runtime: Arc<Runtime>, specs: PathBuf) -> Self {
+    pub fn new(runtime: Arc<Runtime>, state: State, specs: PathBuf) -> Self {
         Self {
             runtime,
+            state,
             specs,
             current: ArcSwap::from_pointee(Registry::default()),
             deploying: Mutex::new(()),
         }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -51,10 +58,34 @@ impl Deployer {
         &self.specs
     }
 
-    /// Loads the spec directory and deploys it. Blocking (reads files, compiles modules).
-    pub fn reload(&self) -> DeployReport {
-        let report = crate::spec::load_dir(&self.specs);
-        self.deploy(report)
+    /// Loads the spec directory, provisions its tenants' state and deploys its functions.
+    pub async fn reload(self: &Arc<Self>) -> DeployReport {
+        let this = self.clone();
+        let loaded = tokio::task::spawn_blocking(move || crate::spec::load_dir(&this.specs))
+            .await
+            .expect("loading specs panicked");
+        let provisioning = self.provision(&loaded.state).await;
+        let this = self.clone();
+        let mut report =
+            tokio::task::spawn_blocking(move || this.deploy(loaded)).await.expect("deploying panicked");
+        report.errors.extend(provisioning);
+        report
+    }
+
+    /// Ensures every tenant's state resources exist with its settings (idempotent).
+    async fn provision(&self, desired: &DesiredState) -> Vec<SpecError> {
+        let mut errors = Vec::new();
+        for tenant in desired.tenants.values() {
+            let resources = TenantResources {
+                name: tenant.name.clone(),
+                replicas: tenant.replicas,
+                kv_max_bytes: tenant.quotas.kv_max_bytes,
+            };
+            if let Err(e) = self.state.provisioner.ensure_tenant(&resources).await {
+                errors.push(SpecError::new(tenant.source.clone(), format!("provisioning tenant {}: {e}", tenant.name)));
+            }
+        }
+        errors
     }
 
     /// Deploys a loaded spec set. Blocking (compiles modules).

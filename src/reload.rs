@@ -16,6 +16,14 @@ pub struct SpecWatcher {
     task: tokio::task::JoinHandle<()>,
 }
 
+impl SpecWatcher {
+    /// Stops watching and waits until the deploy task has let go of the deployer.
+    pub async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
+    }
+}
+
 impl Drop for SpecWatcher {
     fn drop(&mut self) {
         self.task.abort();
@@ -33,11 +41,7 @@ pub fn watch(deployer: Arc<Deployer>) -> notify::Result<SpecWatcher> {
     let task = tokio::spawn(async move {
         while changes.recv().await.is_some() {
             while tokio::time::timeout(DEBOUNCE, changes.recv()).await.is_ok_and(|e| e.is_some()) {}
-            let deployer = deployer.clone();
-            match tokio::task::spawn_blocking(move || deployer.reload()).await {
-                Ok(report) => log_report(&report),
-                Err(e) => tracing::error!(error = %e, "deploy task failed"),
-            }
+            log_report(&deployer.reload().await);
         }
     });
     Ok(SpecWatcher { _watcher: watcher, task })

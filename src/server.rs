@@ -17,6 +17,8 @@ pub enum ServerError {
     NoSpecs(std::path::PathBuf),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error("cannot open the state backend: {0}")]
+    State(#[from] crate::state::StateError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot watch the spec directory: {0}")]
@@ -30,7 +32,7 @@ pub struct Server {
     first_deploy: DeployReport,
     shutdown: Option<oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
-    _watcher: Option<SpecWatcher>,
+    watcher: Option<SpecWatcher>,
 }
 
 impl Server {
@@ -41,11 +43,9 @@ impl Server {
             return Err(ServerError::NoSpecs(config.specs.clone()));
         }
         let runtime = Arc::new(Runtime::new(config.runtime.pool(), Some(config.data_dir.join("modules")))?);
-        let deployer = Arc::new(Deployer::new(runtime, config.specs.clone()));
-        let first_deploy = {
-            let deployer = deployer.clone();
-            tokio::task::spawn_blocking(move || deployer.reload()).await.expect("first deploy panicked")
-        };
+        let state = crate::state::open(&config.state, &config.data_dir).await?;
+        let deployer = Arc::new(Deployer::new(runtime, state, config.specs.clone()));
+        let first_deploy = deployer.reload().await;
         log_report(&first_deploy);
         let watcher = if config.watch { Some(reload::watch(deployer.clone())?) } else { None };
 
@@ -65,7 +65,7 @@ impl Server {
                 .await
         });
         tracing::info!(%addr, specs = %config.specs.display(), "gojinn is serving");
-        Ok(Self { addr, deployer, first_deploy, shutdown: Some(shutdown), task, _watcher: watcher })
+        Ok(Self { addr, deployer, first_deploy, shutdown: Some(shutdown), task, watcher })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -81,8 +81,12 @@ impl Server {
         &self.first_deploy
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, and returns.
+    /// Stops accepting connections, lets in-flight requests finish, stops the spec watcher, and
+    /// returns once nothing of the node holds its state backend any more.
     pub async fn stop(mut self) -> std::io::Result<()> {
+        if let Some(watcher) = self.watcher.take() {
+            watcher.stop().await;
+        }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }

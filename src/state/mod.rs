@@ -9,10 +9,12 @@ pub mod embedded;
 pub mod names;
 pub mod nats;
 
+use crate::config::{BackendKind, StateSettings};
 use crate::spec::Name;
 use async_trait::async_trait;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -223,6 +225,16 @@ impl State {
     {
         Self { provisioner: backend.clone(), kv: backend.clone(), locks: backend.clone(), jobs: backend.clone(), audit: backend }
     }
+}
+
+/// Opens the configured backend: the embedded store under `data_dir/state`, or a NATS server.
+pub async fn open(settings: &StateSettings, data_dir: &Path) -> Result<State, StateError> {
+    Ok(match settings.backend {
+        BackendKind::Embedded => {
+            State::from_backend(Arc::new(embedded::EmbeddedBackend::open(&data_dir.join("state"))?))
+        }
+        BackendKind::Nats => State::from_backend(Arc::new(nats::NatsBackend::connect(&settings.nats_url).await?)),
+    })
 }
 
 /// Milliseconds since the Unix epoch.

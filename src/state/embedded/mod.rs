@@ -1,1 +1,193 @@
-//! The embedded backend: a local store under the data dir (redb). Placeholder until written.
+//! The embedded state backend: every state capability in one local redb database,
+//! `state.redb` under the data dir, for a single node with no external service.
+//!
+//! Every acknowledged write is a committed redb transaction (immediate durability: fsync'd
+//! before the call returns), so it survives a crash of the process. redb blocks, so each
+//! transaction runs on tokio's blocking pool and never on the async executor. Tenant isolation is
+//! structural: every table is keyed by a tuple whose first element is the tenant (see `tables`).
+
+mod audit;
+mod error;
+mod jobs;
+mod kv;
+mod locks;
+mod queue;
+mod tables;
+mod tenants;
+
+use crate::state::StateError;
+use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The database file under the directory given to [`EmbeddedBackend::open`].
+pub const FILE_NAME: &str = "state.redb";
+
+/// The embedded backend. Wrap it with [`crate::state::State::from_backend`].
+pub struct EmbeddedBackend {
+    db: Arc<Database>,
+    clock: Clock,
+    /// Woken whenever a job may have become visible sooner than a waiting fetch expects
+    /// (enqueue, retry, redrive), so fetches sleep instead of polling.
+    jobs_changed: Notify,
+}
+
+impl EmbeddedBackend {
+    /// Opens `dir/state.redb`, creating the directory and the database if needed. Blocks on file
+    /// I/O: call it at startup or from a blocking task. Fails with `Unavailable` if another
+    /// backend (in this or another process) has the same database open.
+    pub fn open(dir: &Path) -> Result<Self, StateError> {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StateError::Unavailable(format!("cannot create state dir {}: {e}", dir.display()))
+        })?;
+        let db = Database::create(dir.join(FILE_NAME))?;
+        let txn = db.begin_write()?;
+        tables::create_all(&txn)?;
+        txn.commit()?;
+        Ok(Self { db: Arc::new(db), clock: Clock::default(), jobs_changed: Notify::new() })
+    }
+
+    /// Runs `op` in a write transaction on the blocking pool and commits it if `op` succeeds;
+    /// an error aborts the transaction, so a failed operation changes nothing.
+    async fn write<T, F>(&self, op: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<T, StateError> + Send + 'static,
+    {
+        self.write_if_changed(move |txn| Ok((op(txn)?, true))).await
+    }
+
+    /// Like [`Self::write`] for an operation that may change nothing: `op` returns its value and
+    /// whether it wrote. An unchanged transaction is aborted rather than committed, so a refused
+    /// lock, a failed compare-and-set or an empty fetch costs no disk flush.
+    async fn write_if_changed<T, F>(&self, op: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&WriteTransaction) -> Result<(T, bool), StateError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let txn = db.begin_write()?;
+            let (value, changed) = op(&txn)?;
+            if changed {
+                txn.commit()?;
+            } else {
+                txn.abort()?;
+            }
+            Ok(value)
+        })
+        .await
+    }
+
+    /// Runs `op` on a read snapshot on the blocking pool.
+    async fn read<T, F>(&self, op: F) -> Result<T, StateError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&ReadTransaction) -> Result<T, StateError> + Send + 'static,
+    {
+        let db = Arc::clone(&self.db);
+        blocking(move || op(&db.begin_read()?)).await
+    }
+}
+
+async fn blocking<T, F>(op: F) -> Result<T, StateError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StateError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(op)
+        .await
+        .map_err(|e| StateError::Internal(format!("embedded store transaction did not complete: {e}")))?
+}
+
+/// Wall-clock Unix milliseconds that never go backwards within the process.
+///
+/// Lock expiries, leases and backoff deadlines are stored and must still mean something after a
+/// restart, so they are wall-clock times, not `Instant`s. Clamping to the largest value seen means
+/// a clock stepped back (NTP) cannot make an expired lock or lease live again within one process;
+/// across a restart such a step only lengthens deadlines by the step. A clock stepped forward
+/// shortens them: the embedded backend trusts the host's clock that far.
+#[derive(Default)]
+struct Clock {
+    latest: AtomicU64,
+}
+
+impl Clock {
+    fn now_ms(&self) -> u64 {
+        self.observe(crate::state::now_ms())
+    }
+
+    fn observe(&self, wall_ms: u64) -> u64 {
+        self.latest.fetch_max(wall_ms, Ordering::Relaxed).max(wall_ms)
+    }
+}
+
+/// `now + duration` in milliseconds, saturating.
+fn deadline_ms(now: u64, duration: Duration) -> u64 {
+    now.saturating_add(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
+}
+
+#[cfg(test)]
+mod testing {
+    //! Fixtures for the unit tests of the embedded backend's modules.
+
+    use super::EmbeddedBackend;
+    use crate::spec::Name;
+    use crate::state::{Provisioner, TenantResources};
+
+    pub fn name(raw: &str) -> Name {
+        Name::new(raw).unwrap()
+    }
+
+    /// A backend on a fresh temp dir (keep the dir alive as long as the backend).
+    pub fn backend() -> (tempfile::TempDir, EmbeddedBackend) {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EmbeddedBackend::open(dir.path()).unwrap();
+        (dir, backend)
+    }
+
+    /// Provisions `tenant` with an optional KV quota.
+    pub async fn provision(backend: &EmbeddedBackend, tenant: &str, kv_max_bytes: Option<u64>) -> Name {
+        let name = name(tenant);
+        let resources = TenantResources { name: name.clone(), replicas: 1, kv_max_bytes };
+        backend.ensure_tenant(&resources).await.unwrap();
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clock_never_goes_backwards() {
+        let clock = Clock::default();
+        assert_eq!(clock.observe(1_000), 1_000);
+        assert_eq!(clock.observe(900), 1_000, "a clock stepped back is clamped");
+        assert_eq!(clock.observe(1_200), 1_200);
+    }
+
+    #[test]
+    fn deadlines_saturate() {
+        assert_eq!(deadline_ms(5, Duration::from_millis(7)), 12);
+        assert_eq!(deadline_ms(u64::MAX - 1, Duration::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_dir_is_unavailable() {
+        let (dir, _backend) = testing::backend();
+        let err = EmbeddedBackend::open(dir.path()).err().expect("the database is already open");
+        assert!(matches!(err, StateError::Unavailable(_)), "{err:?}");
+    }
+
+    #[test]
+    fn open_creates_the_directory_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let nested = dir.path().join("a/b");
+        EmbeddedBackend::open(&nested).unwrap();
+        assert!(nested.join(FILE_NAME).is_file());
+    }
+}

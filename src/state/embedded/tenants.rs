@@ -1,0 +1,96 @@
+//! The tenant registry (the `Provisioner`): which tenants exist and with which settings. Every
+//! other operation looks its tenant up here first, in the same transaction, so an unprovisioned
+//! tenant has no data and can write none.
+
+use super::EmbeddedBackend;
+use super::error::{decode, encode};
+use super::tables::{self, TENANTS};
+use crate::spec::Name;
+use crate::state::{Provisioner, StateError, TenantResources};
+use async_trait::async_trait;
+use redb::{ReadTransaction, ReadableTable, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+/// What the registry keeps of a tenant. `replicas` is recorded for parity with clustered backends
+/// and means nothing locally.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct TenantSettings {
+    pub replicas: u8,
+    pub kv_max_bytes: Option<u64>,
+}
+
+/// Looks a tenant up in a read or a write transaction: the first step of every operation.
+pub(super) trait RequireTenant {
+    /// The settings of `tenant`, or `NoTenant`.
+    fn require_tenant(&self, tenant: &Name) -> Result<TenantSettings, StateError>;
+}
+
+impl RequireTenant for ReadTransaction {
+    fn require_tenant(&self, tenant: &Name) -> Result<TenantSettings, StateError> {
+        settings(&self.open_table(TENANTS)?, tenant)
+    }
+}
+
+impl RequireTenant for WriteTransaction {
+    fn require_tenant(&self, tenant: &Name) -> Result<TenantSettings, StateError> {
+        settings(&self.open_table(TENANTS)?, tenant)
+    }
+}
+
+/// The settings of `tenant` in the `TENANTS` table, or `NoTenant`.
+fn settings(
+    registry: &impl ReadableTable<&'static str, &'static [u8]>,
+    tenant: &Name,
+) -> Result<TenantSettings, StateError> {
+    match registry.get(tenant.as_str())? {
+        Some(settings) => decode("tenant", settings.value()),
+        None => Err(StateError::NoTenant(tenant.clone())),
+    }
+}
+
+#[async_trait]
+impl Provisioner for EmbeddedBackend {
+    async fn ensure_tenant(&self, tenant: &TenantResources) -> Result<bool, StateError> {
+        if ![1, 3, 5].contains(&tenant.replicas) {
+            return Err(StateError::InvalidArgument(format!(
+                "tenant {}: replicas must be 1, 3 or 5, not {}",
+                tenant.name, tenant.replicas
+            )));
+        }
+        let name = tenant.name.clone();
+        let wanted = TenantSettings { replicas: tenant.replicas, kv_max_bytes: tenant.kv_max_bytes };
+        self.write_if_changed(move |txn| {
+            let mut registry = txn.open_table(TENANTS)?;
+            if settings(&registry, &name).ok().as_ref() == Some(&wanted) {
+                return Ok((false, false));
+            }
+            registry.insert(name.as_str(), encode("tenant", &wanted)?.as_slice())?;
+            Ok((true, true))
+        })
+        .await
+    }
+
+    async fn remove_tenant(&self, tenant: &Name) -> Result<bool, StateError> {
+        let name = tenant.clone();
+        self.write(move |txn| tables::remove_tenant_rows(txn, name.as_str())).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{backend, name};
+    use super::*;
+
+    #[tokio::test]
+    async fn changed_settings_are_written_and_bad_replicas_rejected() {
+        let (_dir, backend) = backend();
+        let mut tenant = TenantResources { name: name("acme"), replicas: 1, kv_max_bytes: None };
+        assert!(backend.ensure_tenant(&tenant).await.unwrap());
+        tenant.kv_max_bytes = Some(10);
+        assert!(backend.ensure_tenant(&tenant).await.unwrap(), "a new quota is a change");
+        assert!(!backend.ensure_tenant(&tenant).await.unwrap());
+        tenant.replicas = 2;
+        let err = backend.ensure_tenant(&tenant).await.unwrap_err();
+        assert!(matches!(err, StateError::InvalidArgument(_)), "{err:?}");
+    }
+}

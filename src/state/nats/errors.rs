@@ -1,0 +1,171 @@
+//! Turns async-nats errors into [`StateError`]s: the only place that reads NATS error kinds and
+//! JetStream error codes. Internal functions return boxed errors; a `StateError` boxed among them
+//! comes back out unchanged.
+
+use crate::spec::Name;
+use crate::state::StateError;
+use async_nats::jetstream::context::{
+    CreateStreamError, CreateStreamErrorKind, GetStreamError, GetStreamErrorKind, PublishError, PublishErrorKind,
+    RequestError, RequestErrorKind,
+};
+use async_nats::jetstream::kv::{EntryError, EntryErrorKind, UpdateError, UpdateErrorKind};
+use async_nats::jetstream::stream::{
+    ConsumerError, ConsumerErrorKind, LastRawMessageError, LastRawMessageErrorKind,
+};
+use async_nats::jetstream::{self, ErrorCode};
+use std::error::Error;
+
+/// What a failure means to the platform.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Class {
+    /// A stream or bucket of the tenant does not exist: the tenant is not provisioned.
+    Missing,
+    /// The tenant's KV bucket is full.
+    Quota,
+    /// The request can never succeed as made (too large, more replicas than servers).
+    Rejected,
+    /// The server or cluster did not answer in time or has no leader: retry later.
+    Unavailable,
+}
+
+pub(super) fn to_state_error(tenant: &Name, err: async_nats::Error) -> StateError {
+    let err = match err.downcast::<StateError>() {
+        Ok(state) => return *state,
+        Err(err) => err,
+    };
+    let message = chain_text(&*err);
+    match chain(&*err).find_map(class_of) {
+        Some(Class::Missing) => StateError::NoTenant(tenant.clone()),
+        Some(Class::Quota) => StateError::Quota(format!("tenant {tenant} is over its storage quota: {message}")),
+        Some(Class::Rejected) => StateError::InvalidArgument(message),
+        Some(Class::Unavailable) => StateError::Unavailable(message),
+        None => StateError::Internal(message),
+    }
+}
+
+/// `outer: inner: innermost`, skipping a source whose text its parent already includes.
+fn chain_text(err: &(dyn Error + 'static)) -> String {
+    let mut text = err.to_string();
+    for source in chain(err).skip(1) {
+        let part = source.to_string();
+        if !text.contains(&part) {
+            text = format!("{text}: {part}");
+        }
+    }
+    text
+}
+
+/// The error and its sources, outermost first.
+fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |e: &&'a (dyn Error + 'static)| (*e).source())
+}
+
+fn class_of(err: &(dyn Error + 'static)) -> Option<Class> {
+    use Class::*;
+    if let Some(e) = err.downcast_ref::<jetstream::Error>() {
+        return api_error(e);
+    }
+    if let Some(e) = err.downcast_ref::<PublishError>() {
+        return match e.kind() {
+            PublishErrorKind::StreamNotFound => Some(Missing),
+            PublishErrorKind::MaxPayloadExceeded => Some(Rejected),
+            PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
+                Some(Unavailable)
+            }
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<RequestError>() {
+        // The JetStream API always answers when JetStream runs: no responder means it does not.
+        return matches!(e.kind(), RequestErrorKind::TimedOut | RequestErrorKind::NoResponders).then_some(Unavailable);
+    }
+    if let Some(e) = err.downcast_ref::<async_nats::RequestError>() {
+        use async_nats::RequestErrorKind as Kind;
+        return matches!(e.kind(), Kind::TimedOut | Kind::NoResponders).then_some(Unavailable);
+    }
+    if let Some(e) = err.downcast_ref::<GetStreamError>() {
+        return match e.kind() {
+            GetStreamErrorKind::JetStream(api) => api_error(&api),
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<CreateStreamError>() {
+        return match e.kind() {
+            CreateStreamErrorKind::JetStream(api) => api_error(&api),
+            CreateStreamErrorKind::NotFound => Some(Missing),
+            CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => Some(Unavailable),
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<LastRawMessageError>() {
+        return match e.kind() {
+            LastRawMessageErrorKind::JetStream(api) => api_error(&api),
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<ConsumerError>() {
+        return match e.kind() {
+            ConsumerErrorKind::JetStream(api) => api_error(&api),
+            ConsumerErrorKind::TimedOut => Some(Unavailable),
+            _ => None,
+        };
+    }
+    if let Some(e) = err.downcast_ref::<UpdateError>() {
+        return (e.kind() == UpdateErrorKind::TimedOut).then_some(Unavailable);
+    }
+    if let Some(e) = err.downcast_ref::<EntryError>() {
+        return (e.kind() == EntryErrorKind::TimedOut).then_some(Unavailable);
+    }
+    if let Some(e) = err.downcast_ref::<std::io::Error>() {
+        return (e.kind() == std::io::ErrorKind::TimedOut).then_some(Unavailable);
+    }
+    None
+}
+
+/// An error answered by the JetStream API, by its code.
+fn api_error(err: &jetstream::Error) -> Option<Class> {
+    match err.error_code() {
+        ErrorCode::STREAM_NOT_FOUND => Some(Class::Missing),
+        // "maximum bytes exceeded" of a bucket with discard-new.
+        ErrorCode::STREAM_STORE_FAILED if err.to_string().contains("maximum") => Some(Class::Quota),
+        ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED | ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM => Some(Class::Rejected),
+        ErrorCode::CLUSTER_NOT_AVAILABLE
+        | ErrorCode::CLUSTER_NOT_LEADER
+        | ErrorCode::CLUSTER_NOT_ACTIVE
+        | ErrorCode::CLUSTER_INCOMPLETE
+        | ErrorCode::CLUSTER_NO_PEERS
+        | ErrorCode::INSUFFICIENT_RESOURCES
+        | ErrorCode::JETSTREAM_NOT_ENABLED
+        | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT => Some(Class::Unavailable),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tenant() -> Name {
+        Name::new("acme").unwrap()
+    }
+
+    #[test]
+    fn a_boxed_state_error_comes_back_unchanged() {
+        let err = to_state_error(&tenant(), Box::new(StateError::InvalidArgument("bad key".into())));
+        assert!(matches!(err, StateError::InvalidArgument(m) if m == "bad key"));
+    }
+
+    #[test]
+    fn no_stream_for_a_publish_is_an_unprovisioned_tenant() {
+        let err = UpdateError::with_source(UpdateErrorKind::Other, PublishError::new(PublishErrorKind::StreamNotFound));
+        assert!(matches!(to_state_error(&tenant(), Box::new(err)), StateError::NoTenant(t) if t == tenant()));
+    }
+
+    #[test]
+    fn timeouts_are_unavailable_and_unknown_errors_internal() {
+        let timeout = PublishError::new(PublishErrorKind::TimedOut);
+        assert!(matches!(to_state_error(&tenant(), Box::new(timeout)), StateError::Unavailable(_)));
+        let other = std::io::Error::other("strange");
+        assert!(matches!(to_state_error(&tenant(), Box::new(other)), StateError::Internal(m) if m == "strange"));
+    }
+}

@@ -1,0 +1,162 @@
+//! The tenant's key-value store on its JetStream KV bucket. Keys are used unchanged: the set
+//! [`validate_key`] allows (`[A-Za-z0-9_=/.-]`, no empty `.` or `/` segment) is inside the NATS
+//! KV key set `[-/_=.a-zA-Z0-9]+` (`/` is an ordinary subject character), so no encoding is
+//! needed. `cas` compares values and swaps by revision, so a concurrent change makes it fail.
+
+use super::NatsBackend;
+use super::scan::Scan;
+use crate::spec::Name;
+use crate::state::{KvStore, MAX_VALUE_BYTES, StateError, validate_key};
+use async_nats::HeaderMap;
+use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
+use async_trait::async_trait;
+use bytes::Bytes;
+
+/// Keys the platform keeps in a tenant's bucket (locks); never listed, never valid user keys.
+pub(super) const RESERVED_PREFIX: &str = "_gojinn";
+
+#[async_trait]
+impl KvStore for NatsBackend {
+    async fn get(&self, tenant: &Name, key: &str) -> Result<Option<Bytes>, StateError> {
+        validate_key(key)?;
+        self.run(tenant, async { Ok(self.buckets(tenant).await?.kv.get(key).await?) }).await
+    }
+
+    async fn put(&self, tenant: &Name, key: &str, value: Bytes) -> Result<(), StateError> {
+        validate_key(key)?;
+        validate_value(&value)?;
+        self.run(tenant, async {
+            self.buckets(tenant).await?.kv.put(key, value).await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, tenant: &Name, key: &str) -> Result<(), StateError> {
+        validate_key(key)?;
+        self.run(tenant, async {
+            let kv = &self.buckets(tenant).await?.kv;
+            // Only a present key gets a delete marker: markers of absent keys would fill the bucket.
+            if kv.get(key).await?.is_some() {
+                kv.delete(key).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn keys(&self, tenant: &Name, prefix: &str, limit: usize) -> Result<Vec<String>, StateError> {
+        self.run(tenant, async {
+            let kv = &self.buckets(tenant).await?.kv;
+            let Some(filter) = key_filter(prefix) else { return Ok(Vec::new()) };
+            let scanned = Scan::latest(format!("{}{filter}", kv.prefix), true).run(&kv.stream).await?;
+            let mut keys: Vec<String> = scanned
+                .into_iter()
+                .filter(|m| !is_deletion(m.headers.as_ref()))
+                .filter_map(|m| m.subject.strip_prefix(&kv.prefix).map(str::to_owned))
+                .filter(|key| key.starts_with(prefix) && !key.starts_with(RESERVED_PREFIX))
+                .collect();
+            keys.sort_unstable();
+            keys.truncate(limit);
+            Ok(keys)
+        })
+        .await
+    }
+
+    async fn cas(&self, tenant: &Name, key: &str, expected: Option<Bytes>, new: Bytes) -> Result<bool, StateError> {
+        validate_key(key)?;
+        validate_value(&new)?;
+        self.run(tenant, async {
+            let kv = &self.buckets(tenant).await?.kv;
+            let Some(expected) = expected else {
+                return match kv.create(key, new).await {
+                    Ok(_) => Ok(true),
+                    Err(err) if err.kind() == CreateErrorKind::AlreadyExists => Ok(false),
+                    Err(err) => Err(err.into()),
+                };
+            };
+            let current = kv.entry(key).await?.filter(|e| e.operation == Operation::Put);
+            let Some(current) = current.filter(|e| e.value == expected) else { return Ok(false) };
+            match kv.update(key, new, current.revision).await {
+                Ok(_) => Ok(true),
+                Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+                Err(err) => Err(err.into()),
+            }
+        })
+        .await
+    }
+}
+
+fn validate_value(value: &Bytes) -> Result<(), StateError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(StateError::InvalidArgument(format!("value is {} bytes; at most {MAX_VALUE_BYTES}", value.len())));
+    }
+    Ok(())
+}
+
+/// Whether a KV message is a delete or purge marker rather than a value.
+pub(super) fn is_deletion(headers: Option<&HeaderMap>) -> bool {
+    headers.and_then(|h| h.get("KV-Operation")).is_some_and(|op| matches!(op.as_str(), "DEL" | "PURGE"))
+}
+
+/// The subject filter (after the bucket's `$KV.<bucket>.`) that holds every key starting with
+/// `prefix`: the prefix's complete `.`-tokens, then `>`. `None` when no valid key can start with
+/// `prefix`. Narrowing by whole tokens only; the caller still compares the full prefix.
+fn key_filter(prefix: &str) -> Option<String> {
+    let key_char = |b: u8| b.is_ascii_alphanumeric() || b"_=/.-".contains(&b);
+    if !prefix.bytes().all(key_char) {
+        return None;
+    }
+    let tokens = prefix.rfind('.').map_or("", |dot| &prefix[..=dot]);
+    if tokens.starts_with('.') || tokens.contains("..") {
+        return None;
+    }
+    Some(format!("{tokens}>"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_filter_narrows_by_whole_tokens() {
+        assert_eq!(key_filter("").as_deref(), Some(">"));
+        assert_eq!(key_filter("user").as_deref(), Some(">"));
+        assert_eq!(key_filter("user/42").as_deref(), Some(">"));
+        assert_eq!(key_filter("a.b").as_deref(), Some("a.>"));
+        assert_eq!(key_filter("a.b.").as_deref(), Some("a.b.>"));
+        assert_eq!(key_filter("x=1.y/z.c").as_deref(), Some("x=1.y/z.>"));
+    }
+
+    #[test]
+    fn key_filter_rejects_prefixes_no_key_can_have() {
+        for prefix in [".a", "a..b", "a b", "a*", "a.>", "ä"] {
+            assert_eq!(key_filter(prefix), None, "{prefix:?}");
+        }
+    }
+
+    #[test]
+    fn every_valid_key_is_a_nats_kv_key() {
+        // The NATS KV key rule, as async-nats checks it.
+        let nats_ok = |k: &str| {
+            !k.starts_with('.')
+                && !k.ends_with('.')
+                && !k.is_empty()
+                && k.bytes().all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b))
+        };
+        for key in ["a", "a/b/c", "x=1", "a.b-c_d", "A9", "a/.b"] {
+            assert!(validate_key(key).is_ok() && nats_ok(key), "{key}");
+        }
+    }
+
+    #[test]
+    fn deletion_markers_are_recognised() {
+        let mut headers = HeaderMap::new();
+        assert!(!is_deletion(None));
+        assert!(!is_deletion(Some(&headers)));
+        headers.insert("KV-Operation", "DEL");
+        assert!(is_deletion(Some(&headers)));
+        headers.insert("KV-Operation", "PURGE");
+        assert!(is_deletion(Some(&headers)));
+    }
+}
