@@ -28,6 +28,30 @@ pub struct GuestRequest {
 }
 
 impl GuestRequest {
+    /// The envelope for a call of `function`; `body` goes into `body` or `body_b64`.
+    pub fn new(
+        method: &str,
+        uri: String,
+        headers: Headers,
+        body: &[u8],
+        function: &crate::spec::FunctionId,
+        trace_id: String,
+    ) -> Self {
+        let mut request = Self {
+            method: method.to_owned(),
+            uri,
+            headers,
+            body: String::new(),
+            body_b64: None,
+            tenant: function.tenant.to_string(),
+            function: function.function.to_string(),
+            trace_id,
+            job_id: None,
+        };
+        request.set_body(body);
+        request
+    }
+
     /// Puts `body` into `body` or `body_b64`, whichever keeps it intact.
     pub fn set_body(&mut self, body: &[u8]) {
         match std::str::from_utf8(body) {

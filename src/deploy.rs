@@ -3,6 +3,7 @@
 //! function whose new revision cannot be prepared keeps serving its previous one, and nothing is
 //! removed while any spec document is invalid, so a bad push loses nothing.
 
+use crate::config::NodeConfig;
 use crate::edge::admission::Gate;
 use crate::registry::{Deployed, Registry};
 use crate::runtime::Runtime;
@@ -10,7 +11,7 @@ use crate::spec::{DesiredState, Function, FunctionId, LoadReport, Location, Spec
 use crate::state::{State, TenantResources};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// The outcome of one deploy, for logs and status.
@@ -23,27 +24,35 @@ pub struct DeployReport {
 }
 
 pub struct Deployer {
+    config: Arc<NodeConfig>,
     runtime: Arc<Runtime>,
     state: State,
-    specs: PathBuf,
     current: ArcSwap<Registry>,
     /// Serializes deploys; the registry itself is read lock-free.
     deploying: Mutex<()>,
+    /// Counts deploys; subscribers learn that the registry changed.
+    deployed: tokio::sync::watch::Sender<u64>,
 }
 
 impl Deployer {
-    pub fn new(runtime: Arc<Runtime>, state: State, specs: PathBuf) -> Self {
+    pub fn new(config: Arc<NodeConfig>, runtime: Arc<Runtime>, state: State) -> Self {
         Self {
+            config,
             runtime,
             state,
-            specs,
             current: ArcSwap::from_pointee(Registry::default()),
             deploying: Mutex::new(()),
+            deployed: tokio::sync::watch::Sender::new(0),
         }
     }
 
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Changes after every deploy; read [`Deployer::registry`] then.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.deployed.subscribe()
     }
 
     pub fn registry(&self) -> Arc<Registry> {
@@ -55,13 +64,18 @@ impl Deployer {
     }
 
     pub fn specs(&self) -> &Path {
-        &self.specs
+        &self.config.specs
+    }
+
+    /// The node configuration this deployer serves with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
     }
 
     /// Loads the spec directory, provisions its tenants' state and deploys its functions.
     pub async fn reload(self: &Arc<Self>) -> DeployReport {
         let this = self.clone();
-        let loaded = tokio::task::spawn_blocking(move || crate::spec::load_dir(&this.specs))
+        let loaded = tokio::task::spawn_blocking(move || crate::spec::load_dir(this.specs()))
             .await
             .expect("loading specs panicked");
         let provisioning = self.provision(&loaded.state).await;
@@ -82,7 +96,10 @@ impl Deployer {
                 kv_max_bytes: tenant.quotas.kv_max_bytes,
             };
             if let Err(e) = self.state.provisioner.ensure_tenant(&resources).await {
-                errors.push(SpecError::new(tenant.source.clone(), format!("provisioning tenant {}: {e}", tenant.name)));
+                errors.push(SpecError::new(
+                    tenant.source.clone(),
+                    format!("provisioning tenant {}: {e}", tenant.name),
+                ));
             }
         }
         errors
@@ -148,6 +165,7 @@ impl Deployer {
         let registry = Registry::new(functions, tenant_gates);
         self.runtime.retain_modules(&|sha| registry.functions().any(|d| d.spec.module.sha256 == sha));
         self.current.store(Arc::new(registry));
+        self.deployed.send_modify(|count| *count += 1);
         report
     }
 

@@ -65,6 +65,9 @@ struct ServeArgs {
     /// Do not redeploy when the spec directory changes.
     #[arg(long)]
     no_watch: bool,
+    /// Keep state in NATS JetStream at this URL instead of the embedded store.
+    #[arg(long)]
+    nats: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -128,6 +131,10 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.data_dir = data_dir;
     }
     config.watch &= !args.no_watch;
+    if let Some(url) = args.nats {
+        config.state.backend = gojinn::config::BackendKind::Nats;
+        config.state.nats_url = url;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let server = Server::start(config).await?;

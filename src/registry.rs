@@ -2,7 +2,7 @@
 //! A call holds an `Arc` of the function it runs, so it finishes on the revision it started on.
 
 use crate::edge::admission::Gate;
-use crate::runtime::Prepared;
+use crate::runtime::{CallError, CallOutput, CallRequest, Prepared, Runtime};
 use crate::spec::{Function, FunctionId, Method, Name};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +15,20 @@ pub struct Deployed {
     pub prepared: Prepared,
     pub gate: Arc<Gate>,
     pub tenant_gate: Arc<Gate>,
+}
+
+impl Deployed {
+    /// Runs one call of this revision with `stdin` (a request envelope), in a fresh sandbox.
+    pub async fn call(&self, runtime: &Runtime, stdin: bytes::Bytes) -> Result<CallOutput, CallError> {
+        let request =
+            CallRequest { function: self.id.clone(), limits: self.spec.limits, env: self.env.clone(), stdin };
+        let output = runtime.call(&self.prepared, request).await?;
+        if !output.stderr.is_empty() {
+            let shown = &output.stderr[..output.stderr.len().min(4096)];
+            tracing::debug!(target: "gojinn::guest", function = %self.id, stderr = %String::from_utf8_lossy(shown));
+        }
+        Ok(output)
+    }
 }
 
 /// Where a request path leads.

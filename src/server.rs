@@ -44,7 +44,8 @@ impl Server {
         }
         let runtime = Arc::new(Runtime::new(config.runtime.pool(), Some(config.data_dir.join("modules")))?);
         let state = crate::state::open(&config.state, &config.data_dir).await?;
-        let deployer = Arc::new(Deployer::new(runtime, state, config.specs.clone()));
+        let config = Arc::new(config);
+        let deployer = Arc::new(Deployer::new(config.clone(), runtime, state));
         let first_deploy = deployer.reload().await;
         log_report(&first_deploy);
         let watcher = if config.watch { Some(reload::watch(deployer.clone())?) } else { None };

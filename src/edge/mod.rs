@@ -8,7 +8,6 @@ pub mod respond;
 use crate::abi::{GuestRequest, GuestResponse, Headers};
 use crate::deploy::Deployer;
 use crate::registry::{Deployed, Target};
-use crate::runtime::CallRequest;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
@@ -81,23 +80,7 @@ async fn call_function(edge: &Edge, request: Request<Body>, arrival: Instant) ->
     let _tenant_permit = function.tenant_gate.admit(limits.timeout).await.map_err(EdgeError::OverCapacity)?;
 
     let envelope = envelope(&function, &parts, &body);
-    let output = edge
-        .deployer
-        .runtime()
-        .call(
-            &function.prepared,
-            CallRequest {
-                function: function.id.clone(),
-                limits: *limits,
-                env: function.env.clone(),
-                stdin: envelope.to_json(),
-            },
-        )
-        .await?;
-    if !output.stderr.is_empty() {
-        let shown = &output.stderr[..output.stderr.len().min(4096)];
-        tracing::debug!(target: "gojinn::guest", function = %function.id, stderr = %String::from_utf8_lossy(shown));
-    }
+    let output = function.call(edge.deployer.runtime(), envelope.to_json()).await?;
     let guest = GuestResponse::parse(&output.stdout)?;
     let mut response = Response::new(Body::from(guest.body));
     *response.status_mut() = guest.status;
@@ -146,22 +129,9 @@ fn envelope(function: &Deployed, parts: &http::request::Parts, body: &[u8]) -> G
             .or_default()
             .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
     }
-    let mut request = GuestRequest {
-        method: parts.method.to_string(),
-        uri: parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned()),
-        headers,
-        body: String::new(),
-        body_b64: None,
-        tenant: function.id.tenant.to_string(),
-        function: function.id.function.to_string(),
-        trace_id: trace_id(&parts.headers),
-        job_id: None,
-    };
-    request.set_body(body);
-    request
+    let uri =
+        parts.uri.path_and_query().map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    GuestRequest::new(parts.method.as_str(), uri, headers, body, &function.id, trace_id(&parts.headers))
 }
 
 /// The W3C trace id of the request's `traceparent`, or a fresh random one.

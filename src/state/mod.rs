@@ -87,7 +87,13 @@ pub trait KvStore: Send + Sync {
     async fn keys(&self, tenant: &Name, prefix: &str, limit: usize) -> Result<Vec<String>, StateError>;
     /// Sets `key` to `new` if its current value is `expected` (`None`: the key must be absent).
     /// Returns whether it swapped.
-    async fn cas(&self, tenant: &Name, key: &str, expected: Option<Bytes>, new: Bytes) -> Result<bool, StateError>;
+    async fn cas(
+        &self,
+        tenant: &Name,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Bytes,
+    ) -> Result<bool, StateError>;
 }
 
 /// Advisory locks with an owner and a time to live: a crashed holder's lock expires, and only
@@ -173,9 +179,13 @@ pub struct DeliveryHandle(pub Arc<dyn std::any::Any + Send + Sync>);
 /// How a delivery ended.
 #[derive(Clone, Debug)]
 pub enum Outcome {
-    Succeeded { result: serde_json::Value },
+    Succeeded {
+        result: serde_json::Value,
+    },
     /// Retried after the backoff, or dead-lettered after the last allowed attempt.
-    Failed { error: String },
+    Failed {
+        error: String,
+    },
 }
 
 /// Durable job queues with at-least-once delivery, redelivery after `ack_wait`, backoff,
@@ -186,14 +196,30 @@ pub trait Jobs: Send + Sync {
     async fn enqueue(&self, job: NewJob) -> Result<String, StateError>;
     async fn job(&self, tenant: &Name, id: &str) -> Result<Option<JobRecord>, StateError>;
     /// Jobs of a tenant, newest first, at most `limit`; `status` filters.
-    async fn list(&self, tenant: &Name, status: Option<JobStatus>, limit: usize) -> Result<Vec<JobRecord>, StateError>;
+    async fn list(
+        &self,
+        tenant: &Name,
+        status: Option<JobStatus>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StateError>;
     /// Waits up to `wait` for up to `max` deliveries of `function`'s jobs.
-    async fn fetch(&self, tenant: &Name, function: &Name, policy: &JobPolicy, max: usize, wait: Duration)
-    -> Result<Vec<Delivery>, StateError>;
+    async fn fetch(
+        &self,
+        tenant: &Name,
+        function: &Name,
+        policy: &JobPolicy,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, StateError>;
     /// Extends the delivery's ack deadline by the policy's `ack_wait`.
     async fn in_progress(&self, delivery: &Delivery) -> Result<(), StateError>;
     /// Records the outcome and acknowledges, retries or dead-letters the delivery.
-    async fn finish(&self, delivery: &Delivery, policy: &JobPolicy, outcome: Outcome) -> Result<JobStatus, StateError>;
+    async fn finish(
+        &self,
+        delivery: &Delivery,
+        policy: &JobPolicy,
+        outcome: Outcome,
+    ) -> Result<JobStatus, StateError>;
     /// Puts a dead job back in its queue with a fresh attempt count.
     async fn redrive(&self, tenant: &Name, id: &str) -> Result<(), StateError>;
 }
@@ -223,7 +249,13 @@ impl State {
     where
         B: Provisioner + KvStore + Locks + Jobs + AuditLog + 'static,
     {
-        Self { provisioner: backend.clone(), kv: backend.clone(), locks: backend.clone(), jobs: backend.clone(), audit: backend }
+        Self {
+            provisioner: backend.clone(),
+            kv: backend.clone(),
+            locks: backend.clone(),
+            jobs: backend.clone(),
+            audit: backend,
+        }
     }
 }
 
@@ -233,7 +265,9 @@ pub async fn open(settings: &StateSettings, data_dir: &Path) -> Result<State, St
         BackendKind::Embedded => {
             State::from_backend(Arc::new(embedded::EmbeddedBackend::open(&data_dir.join("state"))?))
         }
-        BackendKind::Nats => State::from_backend(Arc::new(nats::NatsBackend::connect(&settings.nats_url).await?)),
+        BackendKind::Nats => {
+            State::from_backend(Arc::new(nats::NatsBackend::connect(&settings.nats_url).await?))
+        }
     })
 }
 

@@ -92,7 +92,11 @@ impl NatsServer {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("nats-server exited ({status}) before it was ready:\n{}", self.log());
             }
-            assert!(Instant::now() < deadline, "nats-server not healthy at {url} within {READY_WITHIN:?}:\n{}", self.log());
+            assert!(
+                Instant::now() < deadline,
+                "nats-server not healthy at {url} within {READY_WITHIN:?}:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
@@ -116,7 +120,8 @@ impl NatsCluster {
     pub async fn start() -> Self {
         const SIZE: usize = 3;
         let ports = free_ports(3 * SIZE);
-        let routes: Vec<String> = (0..SIZE).map(|i| format!("nats-route://127.0.0.1:{}", ports[3 * i + 2])).collect();
+        let routes: Vec<String> =
+            (0..SIZE).map(|i| format!("nats-route://127.0.0.1:{}", ports[3 * i + 2])).collect();
         let mut nodes: Vec<NatsServer> = (0..SIZE)
             .map(|i| {
                 let cluster = format!(

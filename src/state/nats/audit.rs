@@ -12,8 +12,10 @@ use bytes::Bytes;
 #[async_trait]
 impl AuditLog for NatsBackend {
     async fn append(&self, tenant: &Name, record: Bytes) -> Result<u64, StateError> {
-        self.run(tenant, async { Ok(self.js.publish(names::audit_subject(tenant), record).await?.await?.sequence) })
-            .await
+        self.run(tenant, async {
+            Ok(self.js.publish(names::audit_subject(tenant), record).await?.await?.sequence)
+        })
+        .await
     }
 
     async fn read(&self, tenant: &Name, from: u64, limit: usize) -> Result<Vec<(u64, Bytes)>, StateError> {

@@ -5,8 +5,8 @@
 use crate::spec::Name;
 use crate::state::StateError;
 use async_nats::jetstream::context::{
-    CreateStreamError, CreateStreamErrorKind, GetStreamError, GetStreamErrorKind, PublishError, PublishErrorKind,
-    RequestError, RequestErrorKind,
+    CreateStreamError, CreateStreamErrorKind, GetStreamError, GetStreamErrorKind, PublishError,
+    PublishErrorKind, RequestError, RequestErrorKind,
 };
 use async_nats::jetstream::kv::{EntryError, EntryErrorKind, UpdateError, UpdateErrorKind};
 use async_nats::jetstream::stream::{
@@ -36,7 +36,9 @@ pub(super) fn to_state_error(tenant: &Name, err: async_nats::Error) -> StateErro
     let message = chain_text(&*err);
     match chain(&*err).find_map(class_of) {
         Some(Class::Missing) => StateError::NoTenant(tenant.clone()),
-        Some(Class::Quota) => StateError::Quota(format!("tenant {tenant} is over its storage quota: {message}")),
+        Some(Class::Quota) => {
+            StateError::Quota(format!("tenant {tenant} is over its storage quota: {message}"))
+        }
         Some(Class::Rejected) => StateError::InvalidArgument(message),
         Some(Class::Unavailable) => StateError::Unavailable(message),
         None => StateError::Internal(message),
@@ -77,7 +79,8 @@ fn class_of(err: &(dyn Error + 'static)) -> Option<Class> {
     }
     if let Some(e) = err.downcast_ref::<RequestError>() {
         // The JetStream API always answers when JetStream runs: no responder means it does not.
-        return matches!(e.kind(), RequestErrorKind::TimedOut | RequestErrorKind::NoResponders).then_some(Unavailable);
+        return matches!(e.kind(), RequestErrorKind::TimedOut | RequestErrorKind::NoResponders)
+            .then_some(Unavailable);
     }
     if let Some(e) = err.downcast_ref::<async_nats::RequestError>() {
         use async_nats::RequestErrorKind as Kind;
@@ -93,7 +96,9 @@ fn class_of(err: &(dyn Error + 'static)) -> Option<Class> {
         return match e.kind() {
             CreateStreamErrorKind::JetStream(api) => api_error(&api),
             CreateStreamErrorKind::NotFound => Some(Missing),
-            CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => Some(Unavailable),
+            CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => {
+                Some(Unavailable)
+            }
             _ => None,
         };
     }
@@ -128,7 +133,9 @@ fn api_error(err: &jetstream::Error) -> Option<Class> {
         ErrorCode::STREAM_NOT_FOUND => Some(Class::Missing),
         // "maximum bytes exceeded" of a bucket with discard-new.
         ErrorCode::STREAM_STORE_FAILED if err.to_string().contains("maximum") => Some(Class::Quota),
-        ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED | ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM => Some(Class::Rejected),
+        ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED | ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM => {
+            Some(Class::Rejected)
+        }
         ErrorCode::CLUSTER_NOT_AVAILABLE
         | ErrorCode::CLUSTER_NOT_LEADER
         | ErrorCode::CLUSTER_NOT_ACTIVE
@@ -157,7 +164,10 @@ mod tests {
 
     #[test]
     fn no_stream_for_a_publish_is_an_unprovisioned_tenant() {
-        let err = UpdateError::with_source(UpdateErrorKind::Other, PublishError::new(PublishErrorKind::StreamNotFound));
+        let err = UpdateError::with_source(
+            UpdateErrorKind::Other,
+            PublishError::new(PublishErrorKind::StreamNotFound),
+        );
         assert!(matches!(to_state_error(&tenant(), Box::new(err)), StateError::NoTenant(t) if t == tenant()));
     }
 
@@ -166,6 +176,8 @@ mod tests {
         let timeout = PublishError::new(PublishErrorKind::TimedOut);
         assert!(matches!(to_state_error(&tenant(), Box::new(timeout)), StateError::Unavailable(_)));
         let other = std::io::Error::other("strange");
-        assert!(matches!(to_state_error(&tenant(), Box::new(other)), StateError::Internal(m) if m == "strange"));
+        assert!(
+            matches!(to_state_error(&tenant(), Box::new(other)), StateError::Internal(m) if m == "strange")
+        );
     }
 }

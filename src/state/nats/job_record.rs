@@ -61,7 +61,8 @@ impl StoredJob {
 pub(super) fn job_id(tenant: &Name, idempotency_key: Option<&str>) -> String {
     match idempotency_key {
         Some(key) => {
-            let digest = Sha256::new().chain_update(tenant.as_str()).chain_update([0]).chain_update(key).finalize();
+            let digest =
+                Sha256::new().chain_update(tenant.as_str()).chain_update([0]).chain_update(key).finalize();
             hex::encode(&digest[..16])
         }
         None => hex::encode(rand::random::<[u8; 16]>()),
@@ -146,7 +147,9 @@ pub(super) async fn modify(
     mut change: impl FnMut(&mut StoredJob) -> bool + Send,
 ) -> NatsResult<Option<StoredJob>> {
     for _ in 0..WRITE_RETRIES {
-        let Some(entry) = store.entry(id).await?.filter(|e| e.operation == Operation::Put) else { return Ok(None) };
+        let Some(entry) = store.entry(id).await?.filter(|e| e.operation == Operation::Put) else {
+            return Ok(None);
+        };
         let mut job: StoredJob = serde_json::from_slice(&entry.value)?;
         if !change(&mut job) {
             return Ok(Some(job));
@@ -158,7 +161,8 @@ pub(super) async fn modify(
             Err(err) => return Err(err.into()),
         }
     }
-    Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("job {id} kept changing; try again")).into())
+    Err(std::io::Error::new(std::io::ErrorKind::TimedOut, format!("job {id} kept changing; try again"))
+        .into())
 }
 
 #[cfg(test)]

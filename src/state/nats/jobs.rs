@@ -7,12 +7,13 @@
 //! A dead job's payload lives only in the dead-letter stream (the record keeps its sequence);
 //! `redrive` republishes it from there as a new generation and deletes the dead letter.
 
-use super::job_record::{self, JobHeaders, StoredJob, Verdict, backoff, judge, job_id, modify};
+use super::job_record::{self, JobHeaders, StoredJob, Verdict, backoff, job_id, judge, modify};
 use super::scan::Scan;
 use super::{NatsBackend, NatsResult};
 use crate::spec::Name;
 use crate::state::{
-    Delivery, DeliveryHandle, JobPolicy, JobRecord, JobStatus, Jobs, NewJob, Outcome, StateError, names, validate_key,
+    Delivery, DeliveryHandle, JobPolicy, JobRecord, JobStatus, Jobs, NewJob, Outcome, StateError, names,
+    validate_key,
 };
 use async_nats::jetstream::consumer::{AckPolicy, pull};
 use async_nats::jetstream::kv::{CreateErrorKind, Store};
@@ -91,7 +92,12 @@ impl Jobs for NatsBackend {
         .await
     }
 
-    async fn list(&self, tenant: &Name, status: Option<JobStatus>, limit: usize) -> Result<Vec<JobRecord>, StateError> {
+    async fn list(
+        &self,
+        tenant: &Name,
+        status: Option<JobStatus>,
+        limit: usize,
+    ) -> Result<Vec<JobRecord>, StateError> {
         self.run(tenant, async {
             let store = &self.buckets(tenant).await?.jobs;
             let scanned = Scan::latest(format!("{}>", store.prefix), false).run(&store.stream).await?;
@@ -123,9 +129,20 @@ impl Jobs for NatsBackend {
             let store = &self.buckets(tenant).await?.jobs;
             let messages = self.pull(tenant, function, policy, max, wait).await?;
             let mut deliveries = Vec::with_capacity(messages.len());
-            for message in messages {
-                if let Some(delivery) = self.accept(tenant, function, store, policy, message).await? {
-                    deliveries.push(delivery);
+            for (index, message) in messages.iter().enumerate() {
+                match self.accept(tenant, function, store, policy, message.clone()).await {
+                    Ok(delivery) => deliveries.extend(delivery),
+                    Err(err) => {
+                        // Hand the rest back now rather than after their ack wait.
+                        for message in &messages[index..] {
+                            let _ = message.ack_with(AckKind::Nak(None)).await;
+                        }
+                        if deliveries.is_empty() {
+                            return Err(err);
+                        }
+                        tracing::warn!(%tenant, %function, "returning part of a fetch: {err}");
+                        break;
+                    }
                 }
             }
             Ok(deliveries)
@@ -138,23 +155,32 @@ impl Jobs for NatsBackend {
         self.run(&delivery.tenant, async { handle.message.ack_with(AckKind::Progress).await }).await
     }
 
-    async fn finish(&self, delivery: &Delivery, policy: &JobPolicy, outcome: Outcome) -> Result<JobStatus, StateError> {
+    async fn finish(
+        &self,
+        delivery: &Delivery,
+        policy: &JobPolicy,
+        outcome: Outcome,
+    ) -> Result<JobStatus, StateError> {
         let handle = handle(delivery)?;
         self.run(&delivery.tenant, async {
             let store = &self.buckets(&delivery.tenant).await?.jobs;
             let generation = handle.generation;
             let (status, result, error) = match outcome {
                 Outcome::Succeeded { result } => (JobStatus::Succeeded, Some(result), None),
-                Outcome::Failed { error } if delivery.attempt < policy.max_deliver => (JobStatus::Failed, None, Some(error)),
+                Outcome::Failed { error } if delivery.attempt < policy.max_deliver => {
+                    (JobStatus::Failed, None, Some(error))
+                }
                 Outcome::Failed { error } => {
-                    self.dead_letter(store, &handle.message, &delivery.tenant, &delivery.function, error).await?;
+                    self.dead_letter(store, &handle.message, &delivery.tenant, &delivery.function, error)
+                        .await?;
                     return Ok(JobStatus::Dead);
                 }
             };
             modify(store, &delivery.job_id, |job| {
                 let current = job.generation == generation;
                 if current {
-                    (job.record.status, job.record.result, job.record.error) = (status, result.clone(), error.clone());
+                    (job.record.status, job.record.result, job.record.error) =
+                        (status, result.clone(), error.clone());
                 }
                 current
             })
@@ -190,7 +216,8 @@ impl Jobs for NatsBackend {
             modify(store, id, |job| {
                 let redrive = job.generation < generation;
                 if redrive {
-                    (job.record.status, job.record.attempts, job.record.result) = (JobStatus::Queued, 0, None);
+                    (job.record.status, job.record.attempts, job.record.result) =
+                        (JobStatus::Queued, 0, None);
                     (job.generation, job.dead_letter) = (generation, None);
                 }
                 redrive
@@ -206,7 +233,13 @@ impl Jobs for NatsBackend {
 }
 
 impl NatsBackend {
-    async fn publish_job(&self, tenant: &Name, function: &Name, headers: &JobHeaders, payload: Bytes) -> NatsResult<()> {
+    async fn publish_job(
+        &self,
+        tenant: &Name,
+        function: &Name,
+        headers: &JobHeaders,
+        payload: Bytes,
+    ) -> NatsResult<()> {
         let subject = names::job_subject(tenant, function);
         self.js.publish_with_headers(subject, headers.to_map(), payload).await?.await?;
         Ok(())
@@ -283,7 +316,8 @@ impl NatsBackend {
                 }))
             }
             (Some(_), Verdict::Exhausted) => {
-                let error = format!("attempt {} never finished (worker lost or ack wait exceeded)", attempt - 1);
+                let error =
+                    format!("attempt {} never finished (worker lost or ack wait exceeded)", attempt - 1);
                 self.dead_letter(store, &message, tenant, function, error).await?;
                 Ok(None)
             }
@@ -310,9 +344,11 @@ impl NatsBackend {
         function: &Name,
         error: String,
     ) -> NatsResult<()> {
-        let headers = JobHeaders::parse(message.headers.as_ref()).ok_or("a job message without job headers")?;
+        let headers =
+            JobHeaders::parse(message.headers.as_ref()).ok_or("a job message without job headers")?;
         let subject = names::dead_letter_subject(tenant, function);
-        let letter = self.js.publish_with_headers(subject, headers.to_map(), message.payload.clone()).await?.await?;
+        let letter =
+            self.js.publish_with_headers(subject, headers.to_map(), message.payload.clone()).await?.await?;
         modify(store, &headers.id, |job| {
             let current = job.generation == headers.generation;
             if current {

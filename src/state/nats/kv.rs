@@ -63,7 +63,13 @@ impl KvStore for NatsBackend {
         .await
     }
 
-    async fn cas(&self, tenant: &Name, key: &str, expected: Option<Bytes>, new: Bytes) -> Result<bool, StateError> {
+    async fn cas(
+        &self,
+        tenant: &Name,
+        key: &str,
+        expected: Option<Bytes>,
+        new: Bytes,
+    ) -> Result<bool, StateError> {
         validate_key(key)?;
         validate_value(&new)?;
         self.run(tenant, async {
@@ -89,7 +95,10 @@ impl KvStore for NatsBackend {
 
 fn validate_value(value: &Bytes) -> Result<(), StateError> {
     if value.len() > MAX_VALUE_BYTES {
-        return Err(StateError::InvalidArgument(format!("value is {} bytes; at most {MAX_VALUE_BYTES}", value.len())));
+        return Err(StateError::InvalidArgument(format!(
+            "value is {} bytes; at most {MAX_VALUE_BYTES}",
+            value.len()
+        )));
     }
     Ok(())
 }

@@ -31,7 +31,10 @@ impl Locks for NatsBackend {
             for _ in 0..RACE_RETRIES {
                 let now = now_ms();
                 let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-                let value = serde_json::to_vec(&Holder { owner: owner.into(), expires_ms: now.saturating_add(ttl_ms) })?;
+                let value = serde_json::to_vec(&Holder {
+                    owner: owner.into(),
+                    expires_ms: now.saturating_add(ttl_ms),
+                })?;
                 let took = match holder(kv, &key).await? {
                     None => match kv.create(&key, value.into()).await {
                         Err(err) if err.kind() == CreateErrorKind::AlreadyExists => false,
@@ -60,7 +63,8 @@ impl Locks for NatsBackend {
             let kv = &self.buckets(tenant).await?.kv;
             let key = lock_key(key);
             for _ in 0..RACE_RETRIES {
-                let Some((_, revision)) = holder(kv, &key).await?.filter(|(held, _)| held.owner == owner) else {
+                let Some((_, revision)) = holder(kv, &key).await?.filter(|(held, _)| held.owner == owner)
+                else {
                     return Ok(false);
                 };
                 match kv.delete_expect_revision(&key, Some(revision)).await {
@@ -81,7 +85,9 @@ fn lock_key(key: &str) -> String {
 /// The lock's holder and the revision to change it at; `None` when it is free.
 async fn holder(kv: &Store, key: &str) -> super::NatsResult<Option<(Holder, u64)>> {
     match kv.entry(key).await? {
-        Some(entry) if entry.operation == Operation::Put => Ok(Some((serde_json::from_slice(&entry.value)?, entry.revision))),
+        Some(entry) if entry.operation == Operation::Put => {
+            Ok(Some((serde_json::from_slice(&entry.value)?, entry.revision)))
+        }
         _ => Ok(None),
     }
 }

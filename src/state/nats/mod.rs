@@ -54,16 +54,15 @@ impl NatsBackend {
     /// async-nats in the background.
     pub async fn connect(url: &str) -> Result<Self, StateError> {
         let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        let client = async_nats::ConnectOptions::new()
-            .name("gojinn")
-            .connect(seeds.as_slice())
-            .await
-            .map_err(|err| match err.kind() {
-                async_nats::ConnectErrorKind::ServerParse => {
-                    StateError::InvalidArgument(format!("invalid NATS URL {url:?}: {err}"))
-                }
-                _ => StateError::Unavailable(format!("cannot connect to NATS at {url}: {err}")),
-            })?;
+        let client =
+            async_nats::ConnectOptions::new().name("gojinn").connect(seeds.as_slice()).await.map_err(
+                |err| match err.kind() {
+                    async_nats::ConnectErrorKind::ServerParse => {
+                        StateError::InvalidArgument(format!("invalid NATS URL {url:?}: {err}"))
+                    }
+                    _ => StateError::Unavailable(format!("cannot connect to NATS at {url}: {err}")),
+                },
+            )?;
         let max_payload = client.server_info().max_payload;
         if max_payload < MIN_MAX_PAYLOAD {
             tracing::warn!(
@@ -73,11 +72,7 @@ impl NatsBackend {
                  and large job payloads will be refused; set max_payload: 8MB in its config"
             );
         }
-        Ok(Self {
-            js: jetstream::new(client),
-            buckets: RwLock::default(),
-            consumers: Mutex::default(),
-        })
+        Ok(Self { js: jetstream::new(client), buckets: RwLock::default(), consumers: Mutex::default() })
     }
 
     /// The tenant's KV buckets; `NoTenant` if it was never provisioned.
@@ -95,7 +90,12 @@ impl NatsBackend {
 
     /// The durable consumer of `function`'s jobs, created (or updated to a new `ack_wait`) on
     /// first use.
-    async fn consumer(&self, tenant: &Name, function: &Name, ack_wait: Duration) -> NatsResult<Arc<FunctionConsumer>> {
+    async fn consumer(
+        &self,
+        tenant: &Name,
+        function: &Name,
+        ack_wait: Duration,
+    ) -> NatsResult<Arc<FunctionConsumer>> {
         let key = (tenant.clone(), function.clone());
         let cached = self.consumers.lock().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
         if let Some(found) = cached.filter(|c| c.ack_wait == ack_wait) {
@@ -115,7 +115,11 @@ impl NatsBackend {
     }
 
     /// Runs `work` for `tenant`, turning its error into the trait's error.
-    async fn run<T>(&self, tenant: &Name, work: impl Future<Output = NatsResult<T>>) -> Result<T, StateError> {
+    async fn run<T>(
+        &self,
+        tenant: &Name,
+        work: impl Future<Output = NatsResult<T>>,
+    ) -> Result<T, StateError> {
         match work.await {
             Ok(done) => Ok(done),
             Err(err) => Err(self.fail(tenant, err).await),
@@ -130,7 +134,9 @@ impl NatsBackend {
             return err;
         }
         match self.js.get_stream(provision::bucket_stream(&names::kv_bucket(tenant))).await {
-            Ok(_) => StateError::Unavailable(format!("a stream of tenant {tenant} has no leader yet; try again")),
+            Ok(_) => {
+                StateError::Unavailable(format!("a stream of tenant {tenant} has no leader yet; try again"))
+            }
             Err(lookup) => match errors::to_state_error(tenant, lookup.into()) {
                 StateError::NoTenant(_) => {
                     self.forget(tenant);

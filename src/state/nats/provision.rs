@@ -82,7 +82,8 @@ pub(super) fn bucket_stream(bucket: &str) -> String {
 
 /// Every stream of a tenant, KV buckets by their stream names (`KV_<bucket>`).
 fn stream_names(tenant: &Name) -> [String; 5] {
-    desired_streams(&TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None }).map(|c| c.name)
+    desired_streams(&TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None })
+        .map(|c| c.name)
 }
 
 /// The streams a tenant should have, in creation order.
@@ -179,12 +180,21 @@ mod tests {
     #[test]
     fn names_and_subjects_follow_the_design() {
         let [kv, jobstate, jobs, dlq, audit] = desired_streams(&acme(3, Some(4096)));
-        assert_eq!((kv.name.as_str(), kv.subjects[0].as_str()), ("KV_GOJINN_KV_ACME_CO", "$KV.GOJINN_KV_ACME_CO.>"));
+        assert_eq!(
+            (kv.name.as_str(), kv.subjects[0].as_str()),
+            ("KV_GOJINN_KV_ACME_CO", "$KV.GOJINN_KV_ACME_CO.>")
+        );
         assert_eq!((kv.max_bytes, kv.max_messages_per_subject, kv.num_replicas), (4096, 1, 3));
         assert_eq!(jobstate.name, "KV_GOJINN_JOBSTATE_ACME_CO");
         assert_eq!(jobstate.max_bytes, -1);
-        assert_eq!((jobs.subjects[0].as_str(), jobs.retention), ("gojinn.jobs.acme-co.*", RetentionPolicy::WorkQueue));
-        assert_eq!((dlq.subjects[0].as_str(), dlq.retention), ("gojinn.dlq.acme-co.*", RetentionPolicy::Limits));
+        assert_eq!(
+            (jobs.subjects[0].as_str(), jobs.retention),
+            ("gojinn.jobs.acme-co.*", RetentionPolicy::WorkQueue)
+        );
+        assert_eq!(
+            (dlq.subjects[0].as_str(), dlq.retention),
+            ("gojinn.dlq.acme-co.*", RetentionPolicy::Limits)
+        );
         assert_eq!(audit.subjects[0], "gojinn.audit.acme-co");
         assert!(audit.deny_delete && audit.deny_purge);
         assert_eq!(stream_names(&acme(1, None).name)[2], "GOJINN_JOBS_ACME_CO");

@@ -38,7 +38,12 @@ impl Scan {
 
     /// Up to `limit` messages matching `filter`, from stream sequence `from`.
     pub fn from_sequence(filter: String, from: u64, limit: usize) -> Self {
-        Self { filter, deliver: DeliverPolicy::ByStartSequence { start_sequence: from.max(1) }, headers_only: false, limit }
+        Self {
+            filter,
+            deliver: DeliverPolicy::ByStartSequence { start_sequence: from.max(1) },
+            headers_only: false,
+            limit,
+        }
     }
 
     /// Reads the messages, stopping when the server has no more pending or at the limit.
@@ -61,7 +66,8 @@ impl Scan {
         let mut messages = consumer.messages().await?;
         loop {
             let next = tokio::time::timeout(IDLE, messages.next()).await;
-            let Some(message) = next.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "scan stalled"))?
+            let Some(message) =
+                next.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "scan stalled"))?
             else {
                 break;
             };
