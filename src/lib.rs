@@ -5,6 +5,7 @@
 //! the `gojinn` host functions (`host`) speaking guest ABI v1 (`abi`).
 
 pub mod abi;
+pub mod audit;
 pub mod config;
 pub mod deploy;
 pub mod edge;
