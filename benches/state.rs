@@ -9,6 +9,7 @@
 //! Settings: GOJINN_BENCH_KV_OPS (per phase, default 2000).
 
 #[path = "../tests/support/nats.rs"]
+#[allow(dead_code, reason = "the bench starts one node; the cluster helper is for the tests")]
 mod nats;
 
 use bytes::Bytes;

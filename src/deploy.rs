@@ -5,6 +5,7 @@
 
 use crate::config::NodeConfig;
 use crate::edge::admission::Gate;
+use crate::host::{Backends, Capabilities};
 use crate::registry::{Deployed, Registry};
 use crate::runtime::Runtime;
 use crate::spec::{DesiredState, Function, FunctionId, LoadReport, Location, SpecError};
@@ -27,6 +28,8 @@ pub struct Deployer {
     config: Arc<NodeConfig>,
     runtime: Arc<Runtime>,
     state: State,
+    /// What host capabilities are built from: state, tenants' databases, egress.
+    backends: Backends,
     current: ArcSwap<Registry>,
     /// Serializes deploys; the registry itself is read lock-free.
     deploying: Mutex<()>,
@@ -37,6 +40,7 @@ pub struct Deployer {
 impl Deployer {
     pub fn new(config: Arc<NodeConfig>, runtime: Arc<Runtime>, state: State) -> Self {
         Self {
+            backends: Backends::new(state.clone(), &config),
             config,
             runtime,
             state,
@@ -179,15 +183,19 @@ impl Deployer {
             .runtime
             .prepare(&spec.module.sha256, &spec.module.bytes, spec.limits.memory)
             .map_err(|e| module_error(&spec.source, &spec.module.path, e))?;
+        let id = Arc::new(spec.id.clone());
+        let capabilities = Capabilities::configure(id.clone(), &spec.grants, &self.backends)
+            .map_err(|problems| SpecError::field(spec.source.clone(), "spec.grants", problems))?;
         let limits = &spec.limits;
         let gate = match previous {
             Some(p) if p.gate.has_limits(limits.max_concurrency, limits.max_queue) => p.gate.clone(),
             _ => Arc::new(Gate::new(limits.max_concurrency, limits.max_queue)),
         };
         Ok(Deployed {
-            id: Arc::new(spec.id.clone()),
+            id,
             env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             prepared,
+            capabilities: Arc::new(capabilities),
             gate,
             tenant_gate,
             spec,

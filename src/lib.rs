@@ -2,18 +2,25 @@
 //!
 //! Specs (`spec`) are deployed (`deploy`) into a registry of prepared functions (`registry`),
 //! which the HTTP edge (`edge`) serves by running each call in a fresh sandbox (`runtime`) with
-//! the `gojinn` host functions (`host`) speaking guest ABI v1 (`abi`).
+//! the `gojinn` host functions (`host`) speaking guest ABI v1 (`abi`). Host capabilities reach
+//! the state backends (`state`), tenants' SQL databases (`sql`) and the network (`egress`).
+//! Calls asked for asynchronously become jobs (`jobs`) in the state backend (`state`), run by
+//! this node's workers; the admin API (`api`) inspects and redrives them.
 
 pub mod abi;
+pub mod api;
 pub mod audit;
 pub mod config;
 pub mod deploy;
 pub mod edge;
+pub mod egress;
 pub mod host;
+pub mod jobs;
 pub mod registry;
 pub mod reload;
 pub mod runtime;
 pub mod scaffold;
 pub mod server;
 pub mod spec;
+pub mod sql;
 pub mod state;

@@ -2,8 +2,11 @@
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
+use gojinn::api::client::AdminClient;
 use gojinn::config::NodeConfig;
+use gojinn::jobs::{JobId, parse_status, status_name};
 use gojinn::server::Server;
+use gojinn::state::{JobRecord, JobStatus};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -46,6 +49,8 @@ enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// List, show and redrive async jobs through a running node's admin API.
+    Jobs(JobsArgs),
 }
 
 #[derive(clap::Args)]
@@ -68,6 +73,46 @@ struct ServeArgs {
     /// Keep state in NATS JetStream at this URL instead of the embedded store.
     #[arg(long)]
     nats: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct JobsArgs {
+    #[command(subcommand)]
+    command: JobsCommand,
+    /// The node's HTTP address.
+    #[arg(long, global = true, env = "GOJINN_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// File holding the admin token (the node writes one to DATA_DIR/admin.token unless
+    /// admin.tokenFile is configured).
+    #[arg(long, global = true, env = "GOJINN_TOKEN_FILE", default_value = "gojinn-data/admin.token")]
+    token_file: PathBuf,
+    #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// List a tenant's jobs, newest first.
+    List {
+        /// The tenant.
+        tenant: String,
+        /// Only jobs with this status: queued, running, succeeded, failed or dead.
+        #[arg(long, value_parser = parse_status)]
+        status: Option<JobStatus>,
+        /// The most jobs to list (1 to 1000).
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Show one job: status, attempts, timestamps, and its result or last error.
+    Show {
+        /// The job id (`tenant.hex`), as the 202 response gave it.
+        id: String,
+    },
+    /// Queue a dead job again, with a fresh attempt count.
+    Redrive {
+        /// The job id (`tenant.hex`).
+        id: String,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -96,6 +141,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Validate { specs, output } => validate(&specs, output),
+        Command::Jobs(args) => jobs(args),
         Command::New { name, path, tenant, sdk } => {
             let sdk = match sdk.or_else(gojinn::scaffold::bundled_sdk) {
                 Some(sdk) => std::path::absolute(&sdk).unwrap_or(sdk),
@@ -137,13 +183,103 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let server = Server::start(config).await?;
-        tokio::select! {
-            result = server.wait() => result?,
-            _ = tokio::signal::ctrl_c() => tracing::info!("shutting down"),
+        let mut server = Server::start(config).await?;
+        let ended = tokio::select! {
+            result = server.wait() => Some(result),
+            () = shutdown_signal() => None,
+        };
+        match ended {
+            Some(result) => result?,
+            None => {
+                tracing::info!("shutting down: finishing requests and running jobs");
+                server.stop().await?;
+            }
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            },
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&args.url, &args.token_file)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let parse_id =
+        |id: &str| JobId::parse(id).with_context(|| format!("{id:?} is not a job id (tenant.hex)"));
+    let job = match args.command {
+        JobsCommand::List { tenant, status, limit } => {
+            let jobs = runtime.block_on(client.list(&tenant, status, limit))?;
+            match args.output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&jobs)?),
+                Output::Text => print_job_table(&jobs),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        JobsCommand::Show { id } => runtime.block_on(client.show(&parse_id(&id)?))?,
+        JobsCommand::Redrive { id } => runtime.block_on(client.redrive(&parse_id(&id)?))?,
+    };
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&job)?),
+        Output::Text => print_job(&job),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_job_table(jobs: &[JobRecord]) {
+    let width = jobs.iter().map(|job| job.id.len()).max().unwrap_or(2).max(2);
+    println!(
+        "{:<width$}  {:<20}  {:<9}  {:>8}  {:<20}  ERROR",
+        "ID", "FUNCTION", "STATUS", "ATTEMPTS", "UPDATED"
+    );
+    for job in jobs {
+        let error = job.error.as_deref().unwrap_or("").lines().next().unwrap_or("");
+        println!(
+            "{:<width$}  {:<20}  {:<9}  {:>8}  {:<20}  {error}",
+            job.id,
+            job.function,
+            status_name(job.status),
+            job.attempts,
+            timestamp(job.updated_ms)
+        );
+    }
+}
+
+fn print_job(job: &JobRecord) {
+    println!("id:        {}", job.id);
+    println!("function:  {}/{}", job.tenant, job.function);
+    println!("status:    {}", status_name(job.status));
+    println!("attempts:  {}", job.attempts);
+    println!("created:   {}", timestamp(job.created_ms));
+    println!("updated:   {}", timestamp(job.updated_ms));
+    if let Some(error) = &job.error {
+        println!("error:     {error}");
+    }
+    if let Some(result) = &job.result {
+        println!("result:    {}", serde_json::to_string_pretty(result).unwrap_or_default());
+    }
+}
+
+/// Unix milliseconds as RFC 3339, to the second.
+fn timestamp(ms: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// Exit codes: 0 valid, 1 invalid documents.

@@ -2,6 +2,7 @@
 //! A call holds an `Arc` of the function it runs, so it finishes on the revision it started on.
 
 use crate::edge::admission::Gate;
+use crate::host::Capabilities;
 use crate::runtime::{CallError, CallOutput, CallRequest, Prepared, Runtime};
 use crate::spec::{Function, FunctionId, Method, Name};
 use std::collections::HashMap;
@@ -13,6 +14,8 @@ pub struct Deployed {
     pub spec: Function,
     pub env: Arc<[(String, String)]>,
     pub prepared: Prepared,
+    /// What the function's grants allow, resolved at deploy.
+    pub capabilities: Arc<Capabilities>,
     pub gate: Arc<Gate>,
     pub tenant_gate: Arc<Gate>,
 }
@@ -20,8 +23,12 @@ pub struct Deployed {
 impl Deployed {
     /// Runs one call of this revision with `stdin` (a request envelope), in a fresh sandbox.
     pub async fn call(&self, runtime: &Runtime, stdin: bytes::Bytes) -> Result<CallOutput, CallError> {
-        let request =
-            CallRequest { function: self.id.clone(), limits: self.spec.limits, env: self.env.clone(), stdin };
+        let request = CallRequest {
+            capabilities: self.capabilities.clone(),
+            limits: self.spec.limits,
+            env: self.env.clone(),
+            stdin,
+        };
         let output = runtime.call(&self.prepared, request).await?;
         if !output.stderr.is_empty() {
             let shown = &output.stderr[..output.stderr.len().min(4096)];

@@ -1,8 +1,11 @@
-//! Starts a node: runtime, first deploy, spec watcher, HTTP server; and stops it gracefully.
+//! Starts a node: runtime, state backend, first deploy, spec watcher, job workers, HTTP server
+//! with the admin API; and stops it gracefully, in the reverse order.
 
+use crate::api::{AdminToken, TokenError};
 use crate::config::NodeConfig;
 use crate::deploy::{DeployReport, Deployer, log_report};
 use crate::edge::{self, Edge};
+use crate::jobs::Workers;
 use crate::reload::{self, SpecWatcher};
 use crate::runtime::{Runtime, RuntimeError};
 use std::net::SocketAddr;
@@ -23,6 +26,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot watch the spec directory: {0}")]
     Watch(#[from] notify::Error),
+    #[error(transparent)]
+    AdminToken(#[from] TokenError),
 }
 
 /// A running node.
@@ -31,8 +36,10 @@ pub struct Server {
     deployer: Arc<Deployer>,
     first_deploy: DeployReport,
     shutdown: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    /// The HTTP server; `None` once it ended and was waited for.
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     watcher: Option<SpecWatcher>,
+    workers: Option<Workers>,
 }
 
 impl Server {
@@ -42,6 +49,7 @@ impl Server {
         if !config.specs.is_dir() {
             return Err(ServerError::NoSpecs(config.specs.clone()));
         }
+        let admin_token = AdminToken::load(config.admin.token_file.as_deref(), &config.data_dir)?;
         let runtime = Arc::new(Runtime::new(config.runtime.pool(), Some(config.data_dir.join("modules")))?);
         let state = crate::state::open(&config.state, &config.data_dir).await?;
         let config = Arc::new(config);
@@ -55,7 +63,8 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let addr =
             listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let edge = Arc::new(Edge { deployer: deployer.clone() });
+        let workers = Workers::start(deployer.clone());
+        let edge = Arc::new(Edge { deployer: deployer.clone(), admin_token });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = edge::router(edge);
         let task = tokio::spawn(async move {
@@ -66,7 +75,15 @@ impl Server {
                 .await
         });
         tracing::info!(%addr, specs = %config.specs.display(), "gojinn is serving");
-        Ok(Self { addr, deployer, first_deploy, shutdown: Some(shutdown), task, watcher })
+        Ok(Self {
+            addr,
+            deployer,
+            first_deploy,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            watcher,
+            workers: Some(workers),
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -82,8 +99,9 @@ impl Server {
         &self.first_deploy
     }
 
-    /// Stops accepting connections, lets in-flight requests finish, stops the spec watcher, and
-    /// returns once nothing of the node holds its state backend any more.
+    /// Stops the spec watcher, stops accepting connections and lets in-flight requests finish,
+    /// then stops the job workers (running jobs finish and are recorded), and returns once
+    /// nothing of the node holds its state backend any more.
     pub async fn stop(mut self) -> std::io::Result<()> {
         if let Some(watcher) = self.watcher.take() {
             watcher.stop().await;
@@ -91,11 +109,19 @@ impl Server {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
-        (&mut self.task).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        let served = self.wait().await;
+        if let Some(workers) = self.workers.take() {
+            workers.stop().await;
+        }
+        served
     }
 
-    /// Serves until the task ends (it ends only on error or after `stop`).
-    pub async fn wait(mut self) -> std::io::Result<()> {
-        (&mut self.task).await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    /// Serves until the HTTP server ends (only on error, or after `stop`). Cancel-safe; once it
+    /// has returned, it returns `Ok` at once.
+    pub async fn wait(&mut self) -> std::io::Result<()> {
+        let Some(task) = &mut self.task else { return Ok(()) };
+        let served = task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        self.task = None;
+        served
     }
 }

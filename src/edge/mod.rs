@@ -1,20 +1,25 @@
 //! The HTTP edge: routes a request to a function, enforces the body cap and backpressure, hands
-//! the guest its request envelope and turns the result into a response. It knows nothing of how a
-//! guest is executed; the runtime knows nothing of sockets.
+//! the guest its request envelope and turns the result into a response, or queues the envelope as
+//! a job when the client asks for an asynchronous call (`jobs`). It owns every path under
+//! `/_gojinn`, the admin API's included. It knows nothing of how a guest is executed; the runtime
+//! knows nothing of sockets.
 
 pub mod admission;
+pub mod jobs;
 pub mod respond;
 
 use crate::abi::{GuestRequest, GuestResponse, Headers};
+use crate::api::{self, Admin, AdminToken};
 use crate::deploy::Deployer;
 use crate::registry::{Deployed, Target};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
+use jobs::AsyncCall;
 use respond::EdgeError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,17 +30,33 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// What request handlers share.
 pub struct Edge {
     pub deployer: Arc<Deployer>,
+    /// The bearer token of the admin API.
+    pub admin_token: AdminToken,
 }
 
 /// The whole HTTP surface of a node.
 pub fn router(edge: Arc<Edge>) -> Router {
+    let admin =
+        api::router(Arc::new(Admin { deployer: edge.deployer.clone(), token: edge.admin_token.clone() }));
     Router::new()
         .route("/_gojinn/health", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .route("/_gojinn/ready", get(ready))
+        .route(jobs::STATUS_PATH, only(get(jobs::status), "GET"))
         .route("/_gojinn", get(not_found))
         .route("/_gojinn/{*rest}", get(not_found))
         .fallback(serve_function)
         .with_state(edge)
+        .merge(admin)
+}
+
+/// `route`, answering any other method with the JSON 405 and `Allow: allow`.
+pub fn only<S: Clone + Send + Sync + 'static>(
+    route: MethodRouter<S>,
+    allow: &'static str,
+) -> MethodRouter<S> {
+    route.fallback(move |request: Request<Body>| async move {
+        EdgeError::MethodNotAllowed { method: request.method().to_string(), allow: allow.into() }
+    })
 }
 
 /// The node serves only after its first deploy, so answering at all means ready.
@@ -74,12 +95,16 @@ async fn call_function(edge: &Edge, request: Request<Body>, arrival: Instant) ->
 
     let limits = &function.spec.limits;
     let (parts, body) = request.into_parts();
+    let async_call = AsyncCall::requested(&parts.headers)?;
     let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), limits.max_body).await?;
 
     let _function_permit = function.gate.admit(limits.timeout).await.map_err(EdgeError::OverCapacity)?;
     let _tenant_permit = function.tenant_gate.admit(limits.timeout).await.map_err(EdgeError::OverCapacity)?;
 
     let envelope = envelope(&function, &parts, &body);
+    if let Some(async_call) = async_call {
+        return async_call.enqueue(edge, &function, &parts.headers, &envelope).await;
+    }
     let output = function.call(edge.deployer.runtime(), envelope.to_json()).await?;
     let guest = GuestResponse::parse(&output.stdout)?;
     let mut response = Response::new(Body::from(guest.body));

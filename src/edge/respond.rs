@@ -1,10 +1,13 @@
-//! Maps every failure of a function request to its HTTP response; the only place that does.
-//! Bodies are JSON `{"code": ..., "message": ...}` with a stable code; internal details are
-//! logged, never sent.
+//! Maps every failure of a request to the edge (function calls, async jobs, the admin API) to
+//! its HTTP response; the only place that does. Bodies are JSON `{"code": ..., "message": ...}`
+//! with a stable code; internal details are logged, never sent.
 
 use super::admission::Rejected;
 use crate::abi::InvalidResponse;
+use crate::api::ApiError;
+use crate::jobs::JobError;
 use crate::runtime::CallError;
+use crate::state::StateError;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
@@ -25,6 +28,12 @@ pub enum EdgeError {
     Call(#[from] CallError),
     #[error("the function returned an invalid response: {0}")]
     InvalidResponse(#[from] InvalidResponse),
+    #[error("{0}")]
+    BadIdempotencyKey(String),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
 }
 
 /// Seconds a client should wait before retrying after a 429 or 503.
@@ -50,6 +59,33 @@ impl EdgeError {
                 CallError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
             },
             EdgeError::InvalidResponse(_) => (StatusCode::BAD_GATEWAY, "invalid_response"),
+            EdgeError::BadIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "bad_idempotency_key"),
+            EdgeError::Job(job) => match job {
+                JobError::NotFound(_) => (StatusCode::NOT_FOUND, "no_job"),
+                JobError::NotDead { .. } => (StatusCode::CONFLICT, "not_dead"),
+                JobError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
+                JobError::State(state) => match state {
+                    StateError::NoTenant(_) => (StatusCode::NOT_FOUND, "no_tenant"),
+                    StateError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+                    StateError::Quota(_) => (StatusCode::TOO_MANY_REQUESTS, "quota"),
+                    StateError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+                    StateError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+                },
+            },
+            EdgeError::Api(api) => match api {
+                ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
+                ApiError::NoTenant(_) => (StatusCode::NOT_FOUND, "no_tenant"),
+            },
+        }
+    }
+
+    /// The detail of an internal error, which is logged and never sent.
+    fn internal_detail(&self) -> Option<&str> {
+        match self {
+            EdgeError::Call(CallError::Internal(detail))
+            | EdgeError::Job(JobError::State(StateError::Internal(detail))) => Some(detail),
+            _ => None,
         }
     }
 }
@@ -57,12 +93,12 @@ impl EdgeError {
 impl IntoResponse for EdgeError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let message = match &self {
-            EdgeError::Call(CallError::Internal(detail)) => {
-                tracing::error!(error = %detail, "internal error running a function");
+        let message = match self.internal_detail() {
+            Some(detail) => {
+                tracing::error!(error = %detail, "internal error serving a request");
                 "internal error".to_owned()
             }
-            other => other.to_string(),
+            None => self.to_string(),
         };
         let body = serde_json::json!({ "code": code, "message": message });
         let mut response = (status, axum::Json(body)).into_response();
@@ -73,8 +109,14 @@ impl IntoResponse for EdgeError {
                     headers.insert(header::ALLOW, value);
                 }
             }
-            EdgeError::OverCapacity(_) | EdgeError::Call(CallError::NoCapacity) => {
+            EdgeError::OverCapacity(_)
+            | EdgeError::Call(CallError::NoCapacity)
+            | EdgeError::Job(JobError::State(StateError::Unavailable(_))) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            }
+            EdgeError::Api(ApiError::Unauthorized) => {
+                headers
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="gojinn""#));
             }
             _ => {}
         }
@@ -97,6 +139,12 @@ mod tests {
             (EdgeError::Call(CallError::MemoryExhausted(1)), 500),
             (EdgeError::Call(CallError::Trap("unreachable".into())), 500),
             (EdgeError::InvalidResponse(InvalidResponse("x".into())), 502),
+            (EdgeError::BadIdempotencyKey("x".into()), 400),
+            (EdgeError::Job(JobError::NotFound("acme.x".into())), 404),
+            (EdgeError::Job(JobError::NotDead { id: "j".into(), status: "running" }), 409),
+            (EdgeError::Job(JobError::State(StateError::Unavailable("x".into()))), 503),
+            (EdgeError::Api(ApiError::Unauthorized), 401),
+            (EdgeError::Api(ApiError::BadQuery("x".into())), 400),
         ];
         for (error, status) in cases {
             assert_eq!(error.into_response().status().as_u16(), status);
@@ -108,5 +156,15 @@ mod tests {
         let response = EdgeError::Call(CallError::Internal("secret path /etc/x".into())).into_response();
         assert_eq!(response.status(), 500);
         assert!(response.headers().get(header::RETRY_AFTER).is_none());
+        let state = EdgeError::Job(JobError::State(StateError::Internal("redb at /var/x".into())));
+        assert_eq!(state.internal_detail(), Some("redb at /var/x"));
+        assert_eq!(state.into_response().status(), 500);
+    }
+
+    #[test]
+    fn a_refused_admin_request_asks_for_a_bearer_token() {
+        let response = EdgeError::Api(ApiError::Unauthorized).into_response();
+        assert_eq!(response.status(), 401);
+        assert!(response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
     }
 }

@@ -14,6 +14,7 @@ pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
         super::MODULE,
         "host_log",
         |mut caller: Caller<'_, T>, level: i32, ptr: i32, len: i32| {
+            caller.data_mut().host().count("host_log");
             let result = host_log(&mut caller, level, ptr, len);
             finish(&mut caller, result)
         },
@@ -22,6 +23,7 @@ pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
         super::MODULE,
         "host_last_error",
         |mut caller: Caller<'_, T>, out_ptr: i32, out_cap: i32| {
+            caller.data_mut().host().count("host_last_error");
             let message = caller.data_mut().host().last_error.clone().unwrap_or_default();
             let result = memory::write_out(&mut caller, out_ptr, out_cap, message.as_bytes());
             finish(&mut caller, result)
@@ -52,7 +54,7 @@ fn host_log<T: HostView>(
     }
     host.logs_left -= 1;
     let message = String::from_utf8_lossy(&bytes);
-    let function = &*host.function;
+    let function = host.caps.function();
     match level {
         0 => tracing::debug!(target: "gojinn::guest", %function, "{message}"),
         1 => tracing::info!(target: "gojinn::guest", %function, "{message}"),

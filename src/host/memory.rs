@@ -40,6 +40,17 @@ pub(super) fn read<T>(
     Ok(data[range].to_vec())
 }
 
+/// Reads `len` bytes at `ptr` as UTF-8 text; `what` names the argument in errors.
+pub(super) fn read_str<T>(
+    caller: &mut Caller<'_, T>,
+    (ptr, len): (i32, i32),
+    max: usize,
+    what: &str,
+) -> Result<String, HostError> {
+    let bytes = read(caller, ptr, len, max)?;
+    String::from_utf8(bytes).map_err(|_| HostError::invalid(format!("{what} is not valid UTF-8")))
+}
+
 /// Writes `bytes` into the guest buffer `out_ptr..out_ptr+out_cap` if they fit, and returns their
 /// full length either way: a length above `out_cap` tells the guest to retry with a bigger buffer.
 pub(super) fn write_out<T>(

@@ -1,14 +1,28 @@
 //! The `gojinn` host import module (guest ABI v1): linking its functions into the Linker,
 //! rejecting modules that import anything else from it, and the error convention every host
-//! function follows. Each capability lives in its own submodule.
+//! function follows. Each capability lives in its own submodule, in three phases: `link` (once
+//! per node), `configure` (once per function revision: [`Capabilities`]) and the per-call state
+//! in [`HostCtx`].
 //!
 //! A host function either returns a guest-visible error (a negative code, with the message kept
-//! for `host_last_error`) or traps; it traps only for a bad pointer or a host bug.
+//! for `host_last_error`) or traps; it traps only for a bad pointer or a host bug. Grants are
+//! checked on every call; the tenant always comes from the function's spec, never from the guest.
 
+mod capabilities;
+mod db;
+mod http;
+mod jobs;
+mod kv;
 mod log;
 mod memory;
+mod mutex;
+mod work;
 
-use crate::spec::FunctionId;
+pub use capabilities::{Backends, Capabilities};
+
+use crate::state::StateError;
+use bytes::Bytes;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmtime::{Caller, Linker, Module};
 
@@ -16,18 +30,59 @@ use wasmtime::{Caller, Linker, Module};
 pub const MODULE: &str = "gojinn";
 
 /// Every function of the `gojinn` module this host provides.
-pub const FUNCTIONS: &[&str] = &["host_log", "host_last_error"];
+pub const FUNCTIONS: &[&str] = &[
+    "host_log",
+    "host_last_error",
+    "host_kv_get",
+    "host_kv_set",
+    "host_kv_delete",
+    "host_kv_list",
+    "host_kv_cas",
+    "host_mutex_lock",
+    "host_mutex_unlock",
+    "host_db_query",
+    "host_db_exec",
+    "host_enqueue",
+    "host_http_fetch",
+];
 
-/// Per-call host state: who is calling, and the last error message.
+/// Per-call host state: who is calling with which grants, the request envelope, the last error
+/// message, and what the guest has used so far.
 pub struct HostCtx {
-    function: Arc<FunctionId>,
+    caps: Arc<Capabilities>,
+    /// The request envelope the call was started with (stdin), for the trace id of jobs.
+    envelope: Bytes,
     last_error: Option<String>,
     logs_left: u32,
+    /// Owner of the locks this call takes, made on first use.
+    lock_owner: Option<String>,
+    /// An answer that did not fit the guest's buffer, kept for the retry.
+    held: Option<work::Held>,
+    /// Calls of each host function.
+    calls: BTreeMap<&'static str, u32>,
 }
 
 impl HostCtx {
-    pub fn new(function: Arc<FunctionId>) -> Self {
-        Self { function, last_error: None, logs_left: log::MAX_LOGS_PER_CALL }
+    pub fn new(caps: Arc<Capabilities>, envelope: Bytes) -> Self {
+        Self {
+            caps,
+            envelope,
+            last_error: None,
+            logs_left: log::MAX_LOGS_PER_CALL,
+            lock_owner: None,
+            held: None,
+            calls: BTreeMap::new(),
+        }
+    }
+
+    /// How many times the guest called each host function (denied and retried calls included),
+    /// for the call's receipt.
+    pub fn calls(&self) -> &BTreeMap<&'static str, u32> {
+        &self.calls
+    }
+
+    fn count(&mut self, function: &'static str) {
+        *self.calls.entry(function).or_default() += 1;
     }
 }
 
@@ -59,9 +114,43 @@ pub enum HostError {
     Trap(String),
 }
 
+impl HostError {
+    fn denied(message: String) -> Self {
+        Self::Guest(ErrorCode::Denied, message)
+    }
+
+    fn invalid(message: String) -> Self {
+        Self::Guest(ErrorCode::InvalidArgument, message)
+    }
+
+    /// An internal failure: logged in full, reported to the guest without host details.
+    fn internal(what: &str, detail: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %detail, "{what} failed");
+        Self::Guest(ErrorCode::Internal, format!("{what} failed on the host"))
+    }
+}
+
+impl From<StateError> for HostError {
+    fn from(error: StateError) -> Self {
+        match error {
+            StateError::InvalidArgument(m) => Self::invalid(m),
+            StateError::Quota(m) => Self::Guest(ErrorCode::Quota, m),
+            StateError::NoTenant(_) | StateError::Unavailable(_) => {
+                Self::Guest(ErrorCode::Unavailable, error.to_string())
+            }
+            StateError::Internal(detail) => Self::internal("the state backend", detail),
+        }
+    }
+}
+
 /// Links every host function into `linker`.
 pub fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    log::link(linker)
+    log::link(linker)?;
+    kv::link(linker)?;
+    mutex::link(linker)?;
+    db::link(linker)?;
+    jobs::link(linker)?;
+    http::link(linker)
 }
 
 /// Checks that a module imports from `gojinn` only functions this host provides, naming every
@@ -89,5 +178,35 @@ fn finish<T: HostView>(caller: &mut Caller<'_, T>, result: Result<i64, HostError
             Ok(code as i64)
         }
         Err(trap @ HostError::Trap(_)) => Err(wasmtime::Error::new(trap)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Linked;
+
+    impl HostView for Linked {
+        fn host(&mut self) -> &mut HostCtx {
+            unreachable!("no host function runs in this test")
+        }
+    }
+
+    #[test]
+    fn the_import_allow_list_is_exactly_what_is_linked() {
+        let engine = wasmtime::Engine::default();
+        let mut linker = Linker::<Linked>::new(&engine);
+        link(&mut linker).unwrap();
+        let mut store = wasmtime::Store::new(&engine, Linked);
+        let mut linked: Vec<String> = linker
+            .iter(&mut store)
+            .filter(|(m, _, _)| *m == MODULE)
+            .map(|(_, name, _)| name.to_owned())
+            .collect();
+        let mut allowed: Vec<String> = FUNCTIONS.iter().map(|s| s.to_string()).collect();
+        linked.sort();
+        allowed.sort();
+        assert_eq!(linked, allowed);
     }
 }

@@ -3,8 +3,8 @@
 //! of every way a call can end.
 
 use super::{CallState, Prepared, Runtime};
-use crate::host::HostCtx;
-use crate::spec::{FunctionId, FunctionLimits};
+use crate::host::{Capabilities, HostCtx};
+use crate::spec::FunctionLimits;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,7 +16,8 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 pub struct CallRequest {
-    pub function: Arc<FunctionId>,
+    /// The function's grants and backends, resolved at deploy.
+    pub capabilities: Arc<Capabilities>,
     pub limits: FunctionLimits,
     pub env: Arc<[(String, String)]>,
     pub stdin: Bytes,
@@ -78,6 +79,7 @@ impl Runtime {
 async fn run(engine: Engine, prepared: Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
     let limits = &request.limits;
     let pipe_cap = usize::try_from(limits.max_output).unwrap_or(usize::MAX).saturating_add(1);
+    let envelope = request.stdin.clone();
     let stdout = MemoryOutputPipe::new(pipe_cap);
     let stderr = MemoryOutputPipe::new(pipe_cap);
     let wasi = WasiCtxBuilder::new()
@@ -92,7 +94,7 @@ async fn run(engine: Engine, prepared: Prepared, request: CallRequest) -> Result
     let state = CallState {
         wasi,
         limiter: CallLimiter { memory: limits.memory, memory_exhausted: false },
-        host: HostCtx::new(request.function),
+        host: HostCtx::new(request.capabilities, envelope),
     };
     let mut store = Store::new(&engine, state);
     store.limiter(|state| &mut state.limiter);

@@ -109,7 +109,7 @@ async fn invalid_modules_are_rejected_at_deploy_with_the_reason() {
     std::fs::write(modules.join("garbage.wasm"), b"not wasm at all").unwrap();
     let unknown_import = wat::parse_str(
         r#"(module (import "gojinn" "host_teleport" (func (param i32) (result i64)))
-                   (import "gojinn" "host_kv_get" (func (param i32 i32 i32 i32) (result i64)))
+                   (import "gojinn" "host_kv_scan" (func (param i32 i32 i32 i32) (result i64)))
                    (memory (export "memory") 1) (func (export "_start")))"#,
     )
     .unwrap();
@@ -129,7 +129,7 @@ async fn invalid_modules_are_rejected_at_deploy_with_the_reason() {
     assert_eq!(errors.len(), 3, "{errors:#?}");
     assert!(errors[0].contains("specs.yaml:") && errors[0].contains("invalid module"), "{}", errors[0]);
     assert!(
-        errors.iter().any(|e| e.contains("gojinn::host_teleport") && e.contains("gojinn::host_kv_get")),
+        errors.iter().any(|e| e.contains("gojinn::host_teleport") && e.contains("gojinn::host_kv_scan")),
         "{errors:#?}"
     );
     assert!(errors.iter().any(|e| e.contains("no `_start`")), "{errors:#?}");

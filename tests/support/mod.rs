@@ -28,6 +28,9 @@ pub const GUESTS: &[&str] = &[
     "guest-stackoverflow",
     "guest-slow",
     "guest-env",
+    "guest-state",
+    "counter",
+    "guest-jobprobe",
 ];
 
 pub fn repo_root() -> &'static Path {

@@ -14,27 +14,51 @@ const INITIAL_CAPACITY: usize = 4096;
 /// ABI error code -6, reported for answers that break the convention.
 const INTERNAL: i64 = -6;
 
-#[cfg(target_arch = "wasm32")]
-mod imports {
-    #[link(wasm_import_module = "gojinn")]
-    unsafe extern "C" {
-        pub(crate) fn host_log(level: i32, ptr: i32, len: i32) -> i64;
-        pub(crate) fn host_last_error(out_ptr: i32, out_cap: i32) -> i64;
-    }
+/// Declares the `gojinn` imports: the real ones on wasm, and elsewhere stand-ins with the same
+/// signatures that fail with code -5 (unavailable).
+macro_rules! imports {
+    ($(fn $name:ident($($arg:ident: $ty:ty),*);)*) => {
+        #[cfg(target_arch = "wasm32")]
+        mod imports {
+            #[link(wasm_import_module = "gojinn")]
+            unsafe extern "C" {
+                $(pub(crate) fn $name($($arg: $ty),*) -> i64;)*
+            }
+        }
+
+        #[cfg(not(target_arch = "wasm32"))]
+        mod imports {
+            //! Stand-ins with the imports' signatures: every call fails with code -5 (unavailable).
+            const UNAVAILABLE: i64 = -5;
+
+            $(pub(crate) unsafe fn $name($(_: $ty),*) -> i64 {
+                UNAVAILABLE
+            })*
+        }
+    };
 }
 
-#[cfg(not(target_arch = "wasm32"))]
-mod imports {
-    //! Stand-ins with the imports' signatures: every call fails with code -5 (unavailable).
-    const UNAVAILABLE: i64 = -5;
-
-    pub(crate) unsafe fn host_log(_level: i32, _ptr: i32, _len: i32) -> i64 {
-        UNAVAILABLE
-    }
-
-    pub(crate) unsafe fn host_last_error(_out_ptr: i32, _out_cap: i32) -> i64 {
-        UNAVAILABLE
-    }
+imports! {
+    fn host_log(level: i32, ptr: i32, len: i32);
+    fn host_last_error(out_ptr: i32, out_cap: i32);
+    fn host_kv_get(key_ptr: i32, key_len: i32, out_ptr: i32, out_cap: i32);
+    fn host_kv_set(key_ptr: i32, key_len: i32, val_ptr: i32, val_len: i32);
+    fn host_kv_delete(key_ptr: i32, key_len: i32);
+    fn host_kv_list(prefix_ptr: i32, prefix_len: i32, out_ptr: i32, out_cap: i32);
+    fn host_kv_cas(
+        key_ptr: i32,
+        key_len: i32,
+        expected_ptr: i32,
+        expected_len: i32,
+        new_ptr: i32,
+        new_len: i32
+    );
+    fn host_mutex_lock(key_ptr: i32, key_len: i32, ttl_ms: i64);
+    fn host_mutex_unlock(key_ptr: i32, key_len: i32);
+    fn host_db_query(sql_ptr: i32, sql_len: i32, params_ptr: i32, params_len: i32, out_ptr: i32, out_cap: i32);
+    fn host_db_exec(sql_ptr: i32, sql_len: i32, params_ptr: i32, params_len: i32);
+    fn host_enqueue(fn_ptr: i32, fn_len: i32, payload_ptr: i32, payload_len: i32, out_ptr: i32, out_cap: i32);
+    fn host_http_fetch(req_ptr: i32, req_len: i32, out_ptr: i32, out_cap: i32);
 }
 
 pub(crate) use imports::*;
@@ -49,13 +73,19 @@ pub(crate) fn len(n: usize) -> i32 {
     n as i32
 }
 
+/// A byte string as the ABI passes it: `(ptr, len)`.
+pub(crate) fn arg(bytes: &[u8]) -> (i32, i32) {
+    (addr(bytes.as_ptr()), len(bytes.len()))
+}
+
+/// The value of a host call that returns a number, or its error.
+pub(crate) fn checked(answer: i64) -> Result<i64, Error> {
+    if answer < 0 { Err(Error::from_code(answer, last_error())) } else { Ok(answer) }
+}
+
 /// Calls a data-returning host function until its answer fits, then returns exactly that answer.
 ///
 /// `call` gets the buffer's address and capacity and returns the host's `i64`.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the shared helper of the kv, db, queue and http host calls")
-)]
 pub(crate) fn call_with_buffer(call: impl FnMut(*mut u8, usize) -> i64) -> Result<Vec<u8>, Error> {
     fill(call).map_err(|code| Error::from_code(code, last_error()))
 }

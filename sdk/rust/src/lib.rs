@@ -14,10 +14,19 @@
 //!
 //! A handler may also return `Result<Response, gojinn::Error>`: an error becomes a JSON error
 //! response `{"error": "...", "code": "..."}` (status 400 for a bad request body, else 500).
+//!
+//! Host capabilities, each allowed by the function's `grants`: [`kv`] (key-value store),
+//! [`mutex`] (locks), [`db`] (SQL), [`jobs`] (asynchronous calls of other functions) and
+//! [`http`] (outbound requests); [`log`] is always available.
 
 mod abi;
+pub mod db;
 mod error;
+pub mod http;
+pub mod jobs;
+pub mod kv;
 pub mod log;
+pub mod mutex;
 mod query;
 mod request;
 mod response;

@@ -58,7 +58,7 @@ impl Response {
 
     /// Adds `value` to header `name`, keeping earlier values (for `set-cookie` and the like).
     pub fn append_header(mut self, name: &str, value: impl Into<String>) -> Self {
-        self.headers.entry(name.to_ascii_lowercase()).or_default().push(value.into());
+        append(&mut self.headers, name, value.into());
         self
     }
 
@@ -137,6 +137,11 @@ impl From<Error> for Response {
     fn from(error: Error) -> Self {
         Self::error(error.status(), error.code(), &error)
     }
+}
+
+/// Adds `value` to header `name` (stored lowercase), keeping earlier values.
+pub(crate) fn append(headers: &mut Headers, name: &str, value: String) {
+    headers.entry(name.to_ascii_lowercase()).or_default().push(value);
 }
 
 #[cfg(test)]

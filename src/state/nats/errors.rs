@@ -62,6 +62,20 @@ fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Er
     std::iter::successors(Some(err), |e: &&'a (dyn Error + 'static)| (*e).source())
 }
 
+/// Returns the class of `$err` if it is a `$ty`: its `JetStream(api)` kind by the API's error
+/// code, the other kinds by `$arms`.
+macro_rules! with_api_kind {
+    ($err:expr, $ty:ty, $kind:ident { $($arm:pat => $class:expr),* $(,)? }) => {
+        if let Some(e) = $err.downcast_ref::<$ty>() {
+            return match e.kind() {
+                $kind::JetStream(api) => api_error(&api),
+                $($arm => $class,)*
+                _ => None,
+            };
+        }
+    };
+}
+
 fn class_of(err: &(dyn Error + 'static)) -> Option<Class> {
     use Class::*;
     if let Some(e) = err.downcast_ref::<jetstream::Error>() {
@@ -86,35 +100,14 @@ fn class_of(err: &(dyn Error + 'static)) -> Option<Class> {
         use async_nats::RequestErrorKind as Kind;
         return matches!(e.kind(), Kind::TimedOut | Kind::NoResponders).then_some(Unavailable);
     }
-    if let Some(e) = err.downcast_ref::<GetStreamError>() {
-        return match e.kind() {
-            GetStreamErrorKind::JetStream(api) => api_error(&api),
-            _ => None,
-        };
-    }
-    if let Some(e) = err.downcast_ref::<CreateStreamError>() {
-        return match e.kind() {
-            CreateStreamErrorKind::JetStream(api) => api_error(&api),
-            CreateStreamErrorKind::NotFound => Some(Missing),
-            CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => {
-                Some(Unavailable)
-            }
-            _ => None,
-        };
-    }
-    if let Some(e) = err.downcast_ref::<LastRawMessageError>() {
-        return match e.kind() {
-            LastRawMessageErrorKind::JetStream(api) => api_error(&api),
-            _ => None,
-        };
-    }
-    if let Some(e) = err.downcast_ref::<ConsumerError>() {
-        return match e.kind() {
-            ConsumerErrorKind::JetStream(api) => api_error(&api),
-            ConsumerErrorKind::TimedOut => Some(Unavailable),
-            _ => None,
-        };
-    }
+    // Errors whose kind carries the API's answer.
+    with_api_kind!(err, GetStreamError, GetStreamErrorKind {});
+    with_api_kind!(err, LastRawMessageError, LastRawMessageErrorKind {});
+    with_api_kind!(err, ConsumerError, ConsumerErrorKind { ConsumerErrorKind::TimedOut => Some(Unavailable) });
+    with_api_kind!(err, CreateStreamError, CreateStreamErrorKind {
+        CreateStreamErrorKind::NotFound => Some(Missing),
+        CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => Some(Unavailable),
+    });
     if let Some(e) = err.downcast_ref::<UpdateError>() {
         return (e.kind() == UpdateErrorKind::TimedOut).then_some(Unavailable);
     }
@@ -169,6 +162,27 @@ mod tests {
             PublishError::new(PublishErrorKind::StreamNotFound),
         );
         assert!(matches!(to_state_error(&tenant(), Box::new(err)), StateError::NoTenant(t) if t == tenant()));
+    }
+
+    fn api(code: u64, description: &str) -> jetstream::Error {
+        serde_json::from_value(serde_json::json!({"code": 400, "err_code": code, "description": description}))
+            .unwrap()
+    }
+
+    #[test]
+    fn api_errors_map_by_code() {
+        let full = UpdateError::with_source(
+            UpdateErrorKind::Other,
+            PublishError::with_source(PublishErrorKind::Other, api(10077, "maximum bytes exceeded")),
+        );
+        assert!(matches!(to_state_error(&tenant(), Box::new(full)), StateError::Quota(_)));
+        let missing = GetStreamError::new(GetStreamErrorKind::JetStream(api(10059, "stream not found")));
+        assert!(matches!(to_state_error(&tenant(), Box::new(missing)), StateError::NoTenant(_)));
+        let replicas = CreateStreamError::new(CreateStreamErrorKind::JetStream(api(
+            10074,
+            "replicas > 1 not supported",
+        )));
+        assert!(matches!(to_state_error(&tenant(), Box::new(replicas)), StateError::InvalidArgument(_)));
     }
 
     #[test]

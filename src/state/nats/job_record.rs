@@ -51,8 +51,15 @@ impl StoredJob {
         Self { record, created_ns, generation: 0, dead_letter: None }
     }
 
-    fn is_finished(&self) -> bool {
-        matches!(self.record.status, JobStatus::Succeeded | JobStatus::Dead)
+    /// Queued and never delivered: its message may not have been published.
+    pub fn is_unstarted(&self) -> bool {
+        self.record.status == JobStatus::Queued && self.record.attempts == 0
+    }
+
+    /// Whether a delivery of `generation` may still change this job: it is the job's current
+    /// generation and no worker has finished it yet (a redelivered job can run twice at once).
+    pub fn is_open(&self, generation: u32) -> bool {
+        generation == self.generation && !matches!(self.record.status, JobStatus::Succeeded | JobStatus::Dead)
     }
 }
 
@@ -115,7 +122,7 @@ pub(super) enum Verdict {
 }
 
 pub(super) fn judge(job: &StoredJob, generation: u32, attempt: u32, policy: &JobPolicy) -> Verdict {
-    let live = generation > job.generation || (generation == job.generation && !job.is_finished());
+    let live = generation > job.generation || job.is_open(generation);
     if !live {
         Verdict::Stale
     } else if attempt > policy.max_deliver {

@@ -15,13 +15,13 @@ use crate::state::{
     Delivery, DeliveryHandle, JobPolicy, JobRecord, JobStatus, Jobs, NewJob, Outcome, StateError, names,
     validate_key,
 };
-use async_nats::jetstream::consumer::{AckPolicy, pull};
+use async_nats::jetstream::consumer::{AckPolicy, PullConsumer, pull};
 use async_nats::jetstream::kv::{CreateErrorKind, Store};
 use async_nats::jetstream::{AckKind, Message};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
-use std::sync::{Arc, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What [`DeliveryHandle`] holds for this backend.
@@ -47,8 +47,8 @@ impl Jobs for NatsBackend {
     async fn enqueue(&self, job: NewJob) -> Result<String, StateError> {
         let tenant = job.tenant.clone();
         self.run(&tenant, async {
-            let store = &self.buckets(&job.tenant).await?.jobs;
-            let id = job_id(&job.tenant, job.idempotency_key.as_deref());
+            let store = &self.buckets(&tenant).await?.jobs;
+            let id = job_id(&tenant, job.idempotency_key.as_deref());
             let mut stored = StoredJob::queued(&id, &job);
             match store.create(&id, serde_json::to_vec(&stored)?.into()).await {
                 Ok(_) => {}
@@ -57,23 +57,22 @@ impl Jobs for NatsBackend {
                     // message may have been lost to a crash between the record and the publish;
                     // publish it again (the stream drops it as a duplicate if it was not lost).
                     match job_record::load(store, &id).await? {
-                        Some(existing) if existing.record.status == JobStatus::Queued && existing.record.attempts == 0 => {
-                            stored = existing;
-                        }
+                        Some(existing) if existing.is_unstarted() => stored = existing,
                         _ => return Ok(id),
                     }
                 }
                 Err(err) => return Err(err.into()),
             }
-            let headers = JobHeaders { id: id.clone(), generation: stored.generation, traceparent: job.traceparent };
-            let published = self.publish_job(&job.tenant, &stored.record.function, &headers, job.payload).await;
+            let (function, generation) = (&stored.record.function, stored.generation);
+            let headers = JobHeaders { id: id.clone(), generation, traceparent: job.traceparent };
+            let published = self.publish_job(&tenant, function, &headers, job.payload).await;
             if published.is_err() && job.idempotency_key.is_none() {
                 // The caller learns the job was not queued and can only retry under a new id: drop
                 // the record so no phantom stays queued. Should the message have been stored after
                 // all, its delivery finds no record and is dropped (see `accept`). A keyed job keeps
                 // its record: a retry with the same key publishes it again.
                 if let Err(err) = store.delete(&id).await {
-                    tracing::warn!(tenant = %job.tenant, job = id, "record of a job that failed to queue stays: {err}");
+                    tracing::warn!(%tenant, job = id, "record of a job that failed to queue stays: {err}");
                 }
             }
             published.map(|()| id)
@@ -127,7 +126,10 @@ impl Jobs for NatsBackend {
         }
         self.run(tenant, async {
             let store = &self.buckets(tenant).await?.jobs;
-            let messages = self.pull(tenant, function, policy, max, wait).await?;
+            let consumer = self.consumer(tenant, function, policy.ack_wait).await?;
+            // After a failed pull the consumer is made anew: its stream may have been re-provisioned.
+            let pulled = pull_batch(&consumer.consumer, max, wait).await;
+            let messages = pulled.inspect_err(|_| self.forget_consumer(tenant, function))?;
             let mut deliveries = Vec::with_capacity(messages.len());
             for (index, message) in messages.iter().enumerate() {
                 match self.accept(tenant, function, store, policy, message.clone()).await {
@@ -164,30 +166,39 @@ impl Jobs for NatsBackend {
         let handle = handle(delivery)?;
         self.run(&delivery.tenant, async {
             let store = &self.buckets(&delivery.tenant).await?.jobs;
-            let generation = handle.generation;
+            let (id, generation) = (&delivery.job_id, handle.generation);
             let (status, result, error) = match outcome {
                 Outcome::Succeeded { result } => (JobStatus::Succeeded, Some(result), None),
                 Outcome::Failed { error } if delivery.attempt < policy.max_deliver => {
                     (JobStatus::Failed, None, Some(error))
                 }
                 Outcome::Failed { error } => {
+                    if !job_record::load(store, id).await?.is_some_and(|job| job.is_open(generation)) {
+                        return self.settled_elsewhere(store, &handle.message, id).await;
+                    }
                     self.dead_letter(store, &handle.message, &delivery.tenant, &delivery.function, error)
                         .await?;
                     return Ok(JobStatus::Dead);
                 }
             };
-            modify(store, &delivery.job_id, |job| {
-                let current = job.generation == generation;
-                if current {
+            let mut open = false;
+            modify(store, id, |job| {
+                open = job.is_open(generation);
+                if open {
                     (job.record.status, job.record.result, job.record.error) =
                         (status, result.clone(), error.clone());
                 }
-                current
+                open
             })
             .await?;
+            if !open {
+                return self.settled_elsewhere(store, &handle.message, id).await;
+            }
             let ack = match status {
-                JobStatus::Succeeded => AckKind::Ack,
-                _ => AckKind::Nak(Some(backoff(policy, delivery.attempt)).filter(|d| !d.is_zero())),
+                JobStatus::Failed => {
+                    AckKind::Nak(Some(backoff(policy, delivery.attempt)).filter(|d| !d.is_zero()))
+                }
+                _ => AckKind::Ack,
             };
             handle.message.ack_with(ack).await?;
             Ok(status)
@@ -245,37 +256,6 @@ impl NatsBackend {
         Ok(())
     }
 
-    /// Pulls up to `max` messages, waiting up to `wait` for the first. A failed pull forgets the
-    /// cached consumer, so the next one recreates it (the stream may have been re-provisioned).
-    async fn pull(
-        &self,
-        tenant: &Name,
-        function: &Name,
-        policy: &JobPolicy,
-        max: usize,
-        wait: Duration,
-    ) -> NatsResult<Vec<Message>> {
-        let consumer = self.consumer(tenant, function, policy.ack_wait).await?;
-        let pulled: NatsResult<Vec<Message>> = async {
-            let mut fetch = consumer.consumer.fetch().max_messages(max);
-            if wait >= Duration::from_millis(1) {
-                fetch = fetch.expires(wait);
-            }
-            let mut batch = fetch.messages().await?;
-            let mut messages = Vec::new();
-            while let Some(message) = batch.next().await {
-                messages.push(message?);
-            }
-            Ok(messages)
-        }
-        .await;
-        if pulled.is_err() {
-            let key = (tenant.clone(), function.clone());
-            self.consumers.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
-        }
-        pulled
-    }
-
     /// Decides what a pulled message is: a delivery for the worker, a stale duplicate (acked),
     /// or a job whose last attempt never finished (dead-lettered).
     async fn accept(
@@ -322,7 +302,7 @@ impl NatsBackend {
                 Ok(None)
             }
             (None, _) => {
-                tracing::warn!(%tenant, %function, job = headers.id, "dropping a job message without a record");
+                tracing::warn!(%tenant, %function, job = headers.id, "dropping a job message with no record");
                 message.ack_with(AckKind::Term).await?;
                 Ok(None)
             }
@@ -331,6 +311,13 @@ impl NatsBackend {
                 Ok(None)
             }
         }
+    }
+
+    /// Acknowledges a delivery whose job another worker (it was redelivered to) has finished
+    /// meanwhile: that outcome stands. Returns the job's recorded status.
+    async fn settled_elsewhere(&self, store: &Store, message: &Message, id: &str) -> NatsResult<JobStatus> {
+        message.ack().await?;
+        Ok(job_record::load(store, id).await?.ok_or("the job's record vanished")?.record.status)
     }
 
     /// Moves a job to the dead-letter stream: publish the letter, mark the record dead with the
@@ -361,6 +348,20 @@ impl NatsBackend {
         message.ack_with(AckKind::Term).await?;
         Ok(())
     }
+}
+
+/// Pulls up to `max` messages, waiting up to `wait` for the first.
+async fn pull_batch(consumer: &PullConsumer, max: usize, wait: Duration) -> NatsResult<Vec<Message>> {
+    let mut fetch = consumer.fetch().max_messages(max);
+    if wait >= Duration::from_millis(1) {
+        fetch = fetch.expires(wait);
+    }
+    let mut batch = fetch.messages().await?;
+    let mut messages = Vec::new();
+    while let Some(message) = batch.next().await {
+        messages.push(message?);
+    }
+    Ok(messages)
 }
 
 fn handle(delivery: &Delivery) -> Result<&Handle, StateError> {

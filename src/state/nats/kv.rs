@@ -48,7 +48,7 @@ impl KvStore for NatsBackend {
     async fn keys(&self, tenant: &Name, prefix: &str, limit: usize) -> Result<Vec<String>, StateError> {
         self.run(tenant, async {
             let kv = &self.buckets(tenant).await?.kv;
-            let Some(filter) = key_filter(prefix) else { return Ok(Vec::new()) };
+            let Some(filter) = key_filter(prefix).filter(|_| limit > 0) else { return Ok(Vec::new()) };
             let scanned = Scan::latest(format!("{}{filter}", kv.prefix), true).run(&kv.stream).await?;
             let mut keys: Vec<String> = scanned
                 .into_iter()

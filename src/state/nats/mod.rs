@@ -68,8 +68,8 @@ impl NatsBackend {
             tracing::warn!(
                 url,
                 max_payload,
-                "the NATS server's max_payload is below {MIN_MAX_PAYLOAD} bytes: KV values near the 1MiB limit \
-                 and large job payloads will be refused; set max_payload: 8MB in its config"
+                "the NATS server's max_payload is below {MIN_MAX_PAYLOAD} bytes: it will refuse KV values \
+                 near the 1MiB limit and large job payloads; set max_payload: 8MB in its config"
             );
         }
         Ok(Self { js: jetstream::new(client), buckets: RwLock::default(), consumers: Mutex::default() })
@@ -108,6 +108,11 @@ impl NatsBackend {
         Ok(created)
     }
 
+    fn forget_consumer(&self, tenant: &Name, function: &Name) {
+        let key = (tenant.clone(), function.clone());
+        self.consumers.lock().unwrap_or_else(PoisonError::into_inner).remove(&key);
+    }
+
     /// Drops every cached handle of `tenant` (after removal, or when its resources vanished).
     fn forget(&self, tenant: &Name) {
         self.buckets.write().unwrap_or_else(PoisonError::into_inner).remove(tenant);
@@ -126,7 +131,8 @@ impl NatsBackend {
         }
     }
 
-    /// Turns an internal error into the trait's error. No stream answering a publish means either that the tenant is gone or that its stream is between leaders (a node
+    /// Turns an internal error into the trait's error. No stream answering a publish means either
+    /// that the tenant is gone or that its stream has no leader yet (just created, or a node
     /// died); the JetStream API tells which. A gone tenant's cached handles are forgotten.
     async fn fail(&self, tenant: &Name, err: async_nats::Error) -> StateError {
         let err = errors::to_state_error(tenant, err);

@@ -25,6 +25,10 @@ impl Provisioner for NatsBackend {
             for config in desired_streams(tenant) {
                 wrote |= self.ensure_stream(config).await?;
             }
+            if wrote {
+                // Cached bucket handles carry the stream settings they were opened with.
+                self.forget(&tenant.name);
+            }
             Ok(wrote)
         })
         .await

@@ -4,7 +4,7 @@
 
 use super::NatsResult;
 use async_nats::HeaderMap;
-use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
+use async_nats::jetstream::consumer::{Consumer, DeliverPolicy, pull::OrderedConfig};
 use async_nats::jetstream::stream::Stream;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -59,32 +59,42 @@ impl Scan {
                 ..OrderedConfig::default()
             })
             .await?;
-        let mut found = Vec::new();
-        if consumer.cached_info().num_pending == 0 {
+        let name = consumer.cached_info().name.clone();
+        let found = match consumer.cached_info().num_pending {
+            0 => Ok(Vec::new()),
+            _ => read(consumer, self.limit).await,
+        };
+        // Done with it: an ordered consumer would otherwise linger on the server for 30 s.
+        if let Err(err) = stream.delete_consumer(&name).await {
+            tracing::debug!(consumer = name, "scan consumer left to expire: {err}");
+        }
+        found
+    }
+}
+
+async fn read(consumer: Consumer<OrderedConfig>, limit: usize) -> NatsResult<Vec<Scanned>> {
+    let mut messages = consumer.messages().await?;
+    let mut found = Vec::new();
+    loop {
+        let next = tokio::time::timeout(IDLE, messages.next()).await;
+        let Some(message) =
+            next.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "scan stalled"))?
+        else {
+            break;
+        };
+        let message = message?;
+        let info = message.info()?;
+        let (pending, sequence) = (info.pending, info.stream_sequence);
+        let message = message.message;
+        found.push(Scanned {
+            subject: message.subject.to_string(),
+            sequence,
+            headers: message.headers,
+            payload: message.payload,
+        });
+        if pending == 0 || found.len() >= limit {
             return Ok(found);
         }
-        let mut messages = consumer.messages().await?;
-        loop {
-            let next = tokio::time::timeout(IDLE, messages.next()).await;
-            let Some(message) =
-                next.map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "scan stalled"))?
-            else {
-                break;
-            };
-            let message = message?;
-            let info = message.info()?;
-            let (pending, sequence) = (info.pending, info.stream_sequence);
-            let message = message.message;
-            found.push(Scanned {
-                subject: message.subject.to_string(),
-                sequence,
-                headers: message.headers,
-                payload: message.payload,
-            });
-            if pending == 0 || found.len() >= self.limit {
-                break;
-            }
-        }
-        Ok(found)
     }
+    Ok(found)
 }

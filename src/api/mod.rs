@@ -1,0 +1,150 @@
+//! The REST admin API under `/_gojinn/v1/tenants/...`: a tenant's jobs (list, show, redrive),
+//! behind the admin bearer token on every route. Handlers call the same service functions as the
+//! edge ([`crate::jobs`]) and return [`EdgeError`]s, which the edge's error mapping turns into
+//! responses; this module never builds an error response itself. [`client`] is the other side,
+//! for `gojinn jobs`.
+
+pub mod client;
+pub mod token;
+
+use crate::deploy::Deployer;
+use crate::edge::only;
+use crate::edge::respond::EdgeError;
+use crate::jobs::{self, JobId};
+use crate::spec::Name;
+use crate::state::{JobRecord, JobStatus};
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+pub use token::{AdminToken, TokenError};
+
+/// Jobs a list returns when the query does not say.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+/// The most jobs one list returns.
+pub const MAX_LIST_LIMIT: usize = 1000;
+
+/// Why an admin request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("a valid admin bearer token is required")]
+    Unauthorized,
+    #[error("invalid query: {0}")]
+    BadQuery(String),
+    #[error("no tenant {0}")]
+    NoTenant(String),
+}
+
+/// What the admin handlers share.
+pub struct Admin {
+    pub deployer: Arc<Deployer>,
+    pub token: AdminToken,
+}
+
+/// The admin routes, each behind the bearer token.
+pub fn router(admin: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/_gojinn/v1/tenants/{tenant}/jobs", only(get(list_jobs), "GET"))
+        .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}", only(get(show_job), "GET"))
+        .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}/redrive", only(post(redrive_job), "POST"))
+        .route_layer(middleware::from_fn_with_state(admin.clone(), require_token))
+        .with_state(admin)
+}
+
+/// Lets a request through only with `Authorization: Bearer <the admin token>`.
+async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
+    match presented {
+        Some(token) if admin.token.verify(token) => next.run(request).await,
+        _ => EdgeError::from(ApiError::Unauthorized).into_response(),
+    }
+}
+
+/// `GET /_gojinn/v1/tenants/{tenant}/jobs?status=dead&limit=N` → `{"jobs": [...]}`.
+async fn list_jobs(
+    State(admin): State<Arc<Admin>>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Result<Response, EdgeError> {
+    let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
+    let (status, limit) = list_query(request.uri().query().unwrap_or_default())?;
+    let jobs = jobs::list(admin.deployer.state(), &tenant, status, limit).await?;
+    Ok(axum::Json(serde_json::json!({ "jobs": jobs })).into_response())
+}
+
+/// `GET /_gojinn/v1/tenants/{tenant}/jobs/{id}` → the job.
+async fn show_job(
+    State(admin): State<Arc<Admin>>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<axum::Json<JobRecord>, EdgeError> {
+    let id = tenant_job(&tenant, &id)?;
+    Ok(axum::Json(jobs::status(admin.deployer.state(), &id).await?))
+}
+
+/// `POST /_gojinn/v1/tenants/{tenant}/jobs/{id}/redrive` → 202 and the job, queued again.
+async fn redrive_job(
+    State(admin): State<Arc<Admin>>,
+    Path((tenant, id)): Path<(String, String)>,
+) -> Result<Response, EdgeError> {
+    let id = tenant_job(&tenant, &id)?;
+    let job = jobs::redrive(admin.deployer.state(), &id).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
+}
+
+/// The job `id` if it belongs to `tenant`; a job of another tenant is not found here.
+fn tenant_job(tenant: &str, id: &str) -> Result<JobId, EdgeError> {
+    let parsed = JobId::parse(id)?;
+    if parsed.tenant().as_str() != tenant {
+        return Err(jobs::JobError::NotFound(id.to_owned()).into());
+    }
+    Ok(parsed)
+}
+
+/// `status` and `limit` of a list query; anything else is refused, so a typo is not ignored.
+fn list_query(query: &str) -> Result<(Option<JobStatus>, usize), ApiError> {
+    let (mut status, mut limit) = (None, DEFAULT_LIST_LIMIT);
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        match pair.split_once('=').unwrap_or((pair, "")) {
+            ("status", value) => status = Some(jobs::parse_status(value).map_err(ApiError::BadQuery)?),
+            ("limit", value) => {
+                limit = value.parse().ok().filter(|n| (1..=MAX_LIST_LIMIT).contains(n)).ok_or_else(|| {
+                    ApiError::BadQuery(format!("limit must be 1 to {MAX_LIST_LIMIT}, not {value:?}"))
+                })?;
+            }
+            (name, _) => {
+                return Err(ApiError::BadQuery(format!("unknown parameter {name:?}: use status and limit")));
+            }
+        }
+    }
+    Ok((status, limit))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_queries_take_a_status_and_a_limit() {
+        assert_eq!(list_query("").unwrap(), (None, DEFAULT_LIST_LIMIT));
+        assert_eq!(list_query("status=dead&limit=5").unwrap(), (Some(JobStatus::Dead), 5));
+        for bad in ["status=gone", "limit=0", "limit=1001", "limit=x", "state=dead"] {
+            assert!(matches!(list_query(bad), Err(ApiError::BadQuery(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_job_is_found_only_under_its_own_tenant() {
+        let id = "acme.0123456789abcdef0123456789abcdef";
+        assert!(tenant_job("acme", id).is_ok());
+        assert!(matches!(tenant_job("other", id), Err(EdgeError::Job(jobs::JobError::NotFound(_)))));
+    }
+}

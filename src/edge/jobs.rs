@@ -1,0 +1,205 @@
+//! Asynchronous invocation at the edge: a call asked for with `X-Gojinn-Async: true` or
+//! `Prefer: respond-async` is routed, body-capped and admitted like a synchronous one, then its
+//! request envelope is queued as a job and answered `202 Accepted` with the job's id and a
+//! `Location` to poll (`GET /_gojinn/v1/jobs/{id}`, readable by whoever holds the id).
+//!
+//! `Idempotency-Key` (1 to 255 printable ASCII characters) makes a retried request the same job:
+//! the same tenant and key always give the same id. A sync call ignores the header. The request's
+//! W3C `traceparent` is stored with the job; without a valid one, the job gets one on the trace
+//! id its envelope carries.
+
+use super::Edge;
+use super::respond::EdgeError;
+use crate::abi::GuestRequest;
+use crate::jobs::{self, JobId};
+use crate::registry::Deployed;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use std::sync::Arc;
+
+/// Where a job's status is read; `{id}` is the public job id.
+pub const STATUS_PATH: &str = "/_gojinn/v1/jobs/{id}";
+/// The longest idempotency key.
+const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// How a client asked for an asynchronous call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AsyncAsk {
+    /// `X-Gojinn-Async: true`.
+    Header,
+    /// `Prefer: respond-async` (RFC 7240), acknowledged with `Preference-Applied`.
+    Prefer,
+}
+
+/// What an asynchronous call carries besides its envelope.
+pub struct AsyncCall {
+    ask: AsyncAsk,
+    idempotency_key: Option<String>,
+}
+
+impl AsyncCall {
+    /// The asynchronous call the headers ask for, if any; a malformed idempotency key is refused.
+    pub fn requested(headers: &HeaderMap) -> Result<Option<Self>, EdgeError> {
+        let ask = if prefers_async(headers) {
+            AsyncAsk::Prefer
+        } else if headers
+            .get("x-gojinn-async")
+            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true"))
+        {
+            AsyncAsk::Header
+        } else {
+            return Ok(None);
+        };
+        let idempotency_key = headers.get("idempotency-key").map(idempotency_key).transpose()?;
+        Ok(Some(Self { ask, idempotency_key }))
+    }
+
+    /// Queues the call and answers 202 with the job's id.
+    pub async fn enqueue(
+        self,
+        edge: &Edge,
+        function: &Deployed,
+        headers: &HeaderMap,
+        envelope: &GuestRequest,
+    ) -> Result<Response, EdgeError> {
+        let traceparent = traceparent(headers, &envelope.trace_id);
+        let state = edge.deployer.state();
+        let id =
+            jobs::enqueue(state, &function.id, envelope.to_json(), self.idempotency_key, Some(traceparent))
+                .await?;
+        let mut response =
+            (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "job_id": id.to_string() })))
+                .into_response();
+        let headers = response.headers_mut();
+        if let Ok(location) = HeaderValue::from_str(&status_path(&id)) {
+            headers.insert(header::LOCATION, location);
+        }
+        if self.ask == AsyncAsk::Prefer {
+            headers.insert("preference-applied", HeaderValue::from_static("respond-async"));
+        }
+        Ok(response)
+    }
+}
+
+/// The path of a job's status.
+fn status_path(id: &JobId) -> String {
+    STATUS_PATH.replace("{id}", &id.to_string())
+}
+
+/// `GET /_gojinn/v1/jobs/{id}`: the job's status, attempts, result or error, and timestamps.
+pub async fn status(State(edge): State<Arc<Edge>>, Path(id): Path<String>) -> Result<Response, EdgeError> {
+    let job = jobs::status(edge.deployer.state(), &JobId::parse(&id)?).await?;
+    let mut response = axum::Json(job).into_response();
+    // A capability URL's answer must not be kept by shared caches.
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// Whether any `Prefer` header holds the `respond-async` preference.
+fn prefers_async(headers: &HeaderMap) -> bool {
+    headers
+        .get_all("prefer")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(|preference| preference.split([';', '=']).next().unwrap_or_default().trim())
+        .any(|name| name.eq_ignore_ascii_case("respond-async"))
+}
+
+fn idempotency_key(value: &HeaderValue) -> Result<String, EdgeError> {
+    let bytes = value.as_bytes();
+    let printable = bytes.iter().all(|b| (b' '..=b'~').contains(b));
+    if bytes.is_empty() || bytes.len() > MAX_IDEMPOTENCY_KEY || !printable {
+        return Err(EdgeError::BadIdempotencyKey(format!(
+            "Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} printable ASCII characters"
+        )));
+    }
+    Ok(String::from_utf8_lossy(bytes).into_owned())
+}
+
+/// The request's `traceparent` when it is a valid W3C version-00 one; otherwise a new one with
+/// the envelope's trace id and a fresh parent id.
+fn traceparent(headers: &HeaderMap, trace_id: &str) -> String {
+    let incoming = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::trim);
+    match incoming.filter(|value| is_traceparent(value)) {
+        Some(valid) => valid.to_owned(),
+        None => format!("00-{trace_id}-{}-01", hex::encode(rand::random::<[u8; 8]>())),
+    }
+}
+
+fn is_traceparent(value: &str) -> bool {
+    let hex = |part: &str, len: usize| {
+        part.len() == len && part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let nonzero = |part: &str| part.bytes().any(|b| b != b'0');
+    match value.split('-').collect::<Vec<_>>()[..] {
+        [version, trace, parent, flags] => {
+            version == "00"
+                && hex(trace, 32)
+                && nonzero(trace)
+                && hex(parent, 16)
+                && nonzero(parent)
+                && hex(flags, 2)
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        pairs
+            .iter()
+            .map(|(name, value)| (header::HeaderName::from_static(name), HeaderValue::from_static(value)))
+            .collect()
+    }
+
+    fn ask(pairs: &[(&'static str, &'static str)]) -> Option<AsyncAsk> {
+        AsyncCall::requested(&headers(pairs)).unwrap().map(|call| call.ask)
+    }
+
+    #[test]
+    fn async_is_asked_by_header_or_preference() {
+        assert_eq!(ask(&[]), None);
+        assert_eq!(ask(&[("x-gojinn-async", "true")]), Some(AsyncAsk::Header));
+        assert_eq!(ask(&[("x-gojinn-async", " TRUE ")]), Some(AsyncAsk::Header));
+        assert_eq!(ask(&[("x-gojinn-async", "false")]), None);
+        assert_eq!(ask(&[("prefer", "respond-async")]), Some(AsyncAsk::Prefer));
+        assert_eq!(ask(&[("prefer", "return=minimal, Respond-Async; x=1")]), Some(AsyncAsk::Prefer));
+        assert_eq!(ask(&[("prefer", "wait=10")]), None);
+        assert_eq!(ask(&[("prefer", "respond-asyncx")]), None);
+    }
+
+    #[test]
+    fn idempotency_keys_are_bounded_printable_text() {
+        let call =
+            AsyncCall::requested(&headers(&[("x-gojinn-async", "true"), ("idempotency-key", "order 42")]));
+        assert_eq!(call.unwrap().unwrap().idempotency_key.as_deref(), Some("order 42"));
+        let long = HeaderValue::from_str(&"k".repeat(256)).unwrap();
+        for bad in [HeaderValue::from_static(""), long, HeaderValue::from_bytes(b"caf\xc3\xa9").unwrap()] {
+            let mut map = headers(&[("x-gojinn-async", "true")]);
+            map.insert("idempotency-key", bad);
+            assert!(matches!(AsyncCall::requested(&map), Err(EdgeError::BadIdempotencyKey(_))));
+        }
+    }
+
+    #[test]
+    fn a_valid_traceparent_is_kept_and_a_missing_one_made_on_the_envelopes_trace() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(traceparent(&headers(&[("traceparent", parent)]), "ignored"), parent);
+        let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
+            let mut map = HeaderMap::new();
+            map.insert("traceparent", HeaderValue::from_str(bad).unwrap());
+            let made = traceparent(&map, trace);
+            assert!(made.starts_with(&format!("00-{trace}-")) && is_traceparent(&made), "{made}");
+        }
+    }
+}

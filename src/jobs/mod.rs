@@ -1,0 +1,131 @@
+//! Asynchronous jobs: the service functions the edge and the admin API share (enqueue, status,
+//! list, redrive), public job ids, each function's delivery policy, and the workers that run
+//! queued jobs on this node.
+//!
+//! Durability, redelivery, backoff and dead-lettering are the state backend's
+//! ([`crate::state::Jobs`]); this module decides what a job's attempt means: a guest response
+//! below 500 is a success (the result is the response envelope, a 4xx included: the function
+//! answered, and running it again would answer the same), while a 5xx answer, a trap, a timeout,
+//! an exhausted resource or an invalid response envelope is a failed attempt, retried after the
+//! backoff and dead-lettered after `maxDeliver` attempts. It never runs a job outside its
+//! function's admission gates.
+
+mod id;
+mod policy;
+mod worker;
+mod workers;
+
+pub use id::JobId;
+pub use policy::{ACK_WAIT_MARGIN, DEFAULT_BACKOFF, DEFAULT_MAX_DELIVER, policy_for};
+pub use workers::Workers;
+
+use crate::spec::{FunctionId, Name};
+use crate::state::{JobRecord, JobStatus, NewJob, State, StateError};
+
+/// Why a job operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// Unknown, malformed, or of a tenant that does not exist: the same answer for all three.
+    #[error("no job {0}")]
+    NotFound(String),
+    #[error("job {id} is {status}; only a dead job can be redriven")]
+    NotDead { id: String, status: &'static str },
+    #[error("job {id} changed while it was being redriven: {reason}")]
+    Conflict { id: String, reason: String },
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The record as the API shows it: the backend's record under the job's public id.
+fn public(mut record: JobRecord) -> Result<JobRecord, StateError> {
+    record.id = JobId::from_backend(record.tenant.clone(), record.id)?.to_string();
+    Ok(record)
+}
+
+/// The name of a status as the API writes it (`dead`, `succeeded`, ...).
+pub fn status_name(status: JobStatus) -> &'static str {
+    match status {
+        JobStatus::Queued => "queued",
+        JobStatus::Running => "running",
+        JobStatus::Succeeded => "succeeded",
+        JobStatus::Failed => "failed",
+        JobStatus::Dead => "dead",
+    }
+}
+
+/// Parses a status as the API writes it.
+pub fn parse_status(text: &str) -> Result<JobStatus, String> {
+    [JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed, JobStatus::Dead]
+        .into_iter()
+        .find(|status| status_name(*status) == text)
+        .ok_or_else(|| format!("unknown job status {text:?}: use queued, running, succeeded, failed or dead"))
+}
+
+/// Queues a call of `function` with `payload` (its request envelope); returns the job's id. The
+/// same tenant and idempotency key always give the same job.
+pub async fn enqueue(
+    state: &State,
+    function: &FunctionId,
+    payload: bytes::Bytes,
+    idempotency_key: Option<String>,
+    traceparent: Option<String>,
+) -> Result<JobId, JobError> {
+    let job = NewJob {
+        tenant: function.tenant.clone(),
+        function: function.function.clone(),
+        payload,
+        idempotency_key,
+        traceparent,
+    };
+    let key = state.jobs.enqueue(job).await?;
+    Ok(JobId::from_backend(function.tenant.clone(), key)?)
+}
+
+/// The job with this id.
+pub async fn status(state: &State, id: &JobId) -> Result<JobRecord, JobError> {
+    match state.jobs.job(id.tenant(), id.key()).await {
+        Ok(Some(record)) => Ok(public(record)?),
+        Ok(None) | Err(StateError::NoTenant(_)) => Err(JobError::NotFound(id.to_string())),
+        Err(other) => Err(other.into()),
+    }
+}
+
+/// A tenant's jobs, newest first, at most `limit`, optionally only those with `status`.
+pub async fn list(
+    state: &State,
+    tenant: &Name,
+    status: Option<JobStatus>,
+    limit: usize,
+) -> Result<Vec<JobRecord>, JobError> {
+    let records = state.jobs.list(tenant, status, limit).await?;
+    Ok(records.into_iter().map(public).collect::<Result<_, _>>()?)
+}
+
+/// Puts a dead job back in its queue with a fresh attempt count; returns it as it is then.
+pub async fn redrive(state: &State, id: &JobId) -> Result<JobRecord, JobError> {
+    let job = status(state, id).await?;
+    if job.status != JobStatus::Dead {
+        return Err(JobError::NotDead { id: job.id, status: status_name(job.status) });
+    }
+    match state.jobs.redrive(id.tenant(), id.key()).await {
+        Ok(()) => status(state, id).await,
+        // It was dead a moment ago: another redrive won, or the record changed under us.
+        Err(StateError::InvalidArgument(reason)) => Err(JobError::Conflict { id: id.to_string(), reason }),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_parse_as_they_are_written() {
+        for text in ["queued", "running", "succeeded", "failed", "dead"] {
+            let status = parse_status(text).unwrap();
+            assert_eq!(status_name(status), text);
+            assert_eq!(serde_json::to_value(status).unwrap(), text, "the same names as the JSON");
+        }
+        assert!(parse_status("Dead").unwrap_err().contains("unknown job status"));
+    }
+}

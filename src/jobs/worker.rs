@@ -1,0 +1,307 @@
+//! The worker of one function: pulls its jobs in batches no larger than its free concurrency,
+//! runs each through the function's admission gates and a fresh sandbox, keeps the delivery
+//! alive with heartbeats while it runs, and records the outcome.
+//!
+//! A worker follows its function's redeploys without a restart: every fetch uses the revision
+//! deployed then (its policy and concurrency), and every job starts on the revision deployed when
+//! its delivery arrived; a job already running finishes on its own revision, as a sync call does.
+//! Restarting would make a redeploy wait for the fetch under way, and the jobs it brought would
+//! run on the old revision. One worker per function on a node, ever: a worker starts only after
+//! its predecessor (of a removed function that came back) has ended.
+//!
+//! Asked to stop, a worker lets a fetch that is under way return (cancelling one could lose the
+//! deliveries it was handing over), then drains: every job it holds runs to its end and is
+//! acknowledged.
+
+use super::{JobId, policy_for};
+use crate::abi::{GuestRequest, GuestResponse};
+use crate::deploy::Deployer;
+use crate::edge::admission::Gate;
+use crate::registry::Deployed;
+use crate::runtime::{CallError, CallOutput, Runtime};
+use crate::state::{Delivery, JobPolicy, Jobs, Outcome, State};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+/// How long one fetch waits for jobs before it asks again.
+const FETCH_WAIT: Duration = Duration::from_secs(2);
+/// Pause before fetching again after the backend failed, doubling up to [`MAX_ERROR_PAUSE`].
+const FIRST_ERROR_PAUSE: Duration = Duration::from_millis(250);
+const MAX_ERROR_PAUSE: Duration = Duration::from_secs(30);
+/// Pause before asking a full admission gate again.
+const ADMISSION_RETRY: Duration = Duration::from_millis(50);
+/// Heartbeats per ack wait.
+const HEARTBEATS_PER_ACK_WAIT: u32 = 3;
+
+/// A running worker: a stop signal and the task to wait for.
+pub(super) struct Worker {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Starts the worker of `deployed`'s function; it begins fetching once `after` (a previous
+    /// worker of the same function) has ended.
+    pub fn spawn(deployer: Arc<Deployer>, deployed: Arc<Deployed>, after: Option<JoinHandle<()>>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(async move {
+            if let Some(previous) = after
+                && let Err(err) = previous.await
+            {
+                tracing::error!(function = %deployed.id, "the previous job worker failed: {err}");
+            }
+            if !*stopped.borrow() {
+                serve(&deployer, deployed, stopped).await;
+            }
+        });
+        Self { stop, task }
+    }
+
+    /// Asks the worker to stop; returns its task, which ends once its jobs have drained.
+    pub fn stop(self) -> JoinHandle<()> {
+        let _ = self.stop.send(true);
+        self.task
+    }
+}
+
+/// Fetches and runs jobs until asked to stop, then waits for the jobs it holds.
+async fn serve(deployer: &Deployer, mut deployed: Arc<Deployed>, mut stopped: watch::Receiver<bool>) {
+    let id = deployed.id.clone();
+    let state = deployer.state();
+    // The function's current revision; the last one known once it is removed (and this worker
+    // about to be stopped).
+    let latest = |known: Arc<Deployed>| deployer.registry().get(&id).cloned().unwrap_or(known);
+    let mut slots = Arc::new(Semaphore::new(0));
+    let mut concurrency = 0;
+    let mut running = JoinSet::new();
+    let mut pause = FIRST_ERROR_PAUSE;
+    tracing::debug!(function = %id, "job worker started");
+    loop {
+        while let Some(ended) = running.try_join_next() {
+            log_panic(ended);
+        }
+        deployed = latest(deployed);
+        let policy = Arc::new(policy_for(&deployed.spec));
+        if deployed.spec.limits.max_concurrency != concurrency {
+            // Jobs running under the old limit keep their slots; admission still bounds them all.
+            concurrency = deployed.spec.limits.max_concurrency;
+            slots = Arc::new(Semaphore::new(concurrency as usize));
+        }
+        let permits = tokio::select! {
+            permits = free_slots(&slots) => permits,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        match state.jobs.fetch(&id.tenant, &id.function, &policy, permits.len(), FETCH_WAIT).await {
+            Ok(deliveries) => {
+                pause = FIRST_ERROR_PAUSE;
+                deployed = latest(deployed);
+                let job = Arc::new(JobContext {
+                    state: state.clone(),
+                    runtime: deployer.runtime().clone(),
+                    deployed: deployed.clone(),
+                    policy,
+                });
+                for (delivery, slot) in deliveries.into_iter().zip(permits) {
+                    running.spawn(job.clone().attempt(delivery, slot));
+                }
+            }
+            Err(err) => {
+                tracing::warn!(function = %id, "fetching jobs failed, retrying in {pause:?}: {err}");
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    _ = stopped.wait_for(|stop| *stop) => break,
+                }
+                pause = (pause * 2).min(MAX_ERROR_PAUSE);
+            }
+        }
+        if *stopped.borrow() {
+            break;
+        }
+    }
+    while let Some(ended) = running.join_next().await {
+        log_panic(ended);
+    }
+    tracing::debug!(function = %id, "job worker stopped");
+}
+
+/// What running a batch of jobs needs: the revision they run on, and the policy they were
+/// fetched with.
+struct JobContext {
+    state: State,
+    runtime: Arc<Runtime>,
+    deployed: Arc<Deployed>,
+    policy: Arc<JobPolicy>,
+}
+
+impl JobContext {
+    /// Runs one delivery and records its outcome. A failure to record it is logged: the
+    /// delivery's lease then runs out and the job is delivered again (at least once).
+    async fn attempt(self: Arc<Self>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
+        let function = &self.deployed.id;
+        let every = (self.policy.ack_wait / HEARTBEATS_PER_ACK_WAIT).max(Duration::from_millis(10));
+        let outcome = with_heartbeats(&*self.state.jobs, &delivery, every, self.run(&delivery)).await;
+        let failed = match &outcome {
+            Outcome::Failed { error } => Some(error.clone()),
+            Outcome::Succeeded { .. } => None,
+        };
+        match self.state.jobs.finish(&delivery, &self.policy, outcome).await {
+            Ok(status) => tracing::debug!(
+                %function, job = delivery.job_id, attempt = delivery.attempt, ?status, error = failed, "job attempt ended"
+            ),
+            Err(err) => tracing::warn!(
+                %function, job = delivery.job_id, "recording a job's outcome failed; it will be delivered again: {err}"
+            ),
+        }
+    }
+
+    /// One attempt: the stored envelope with its `job_id`, through admission, in a fresh sandbox.
+    async fn run(&self, delivery: &Delivery) -> Outcome {
+        let mut request: GuestRequest = match serde_json::from_slice(&delivery.payload) {
+            Ok(request) => request,
+            Err(err) => {
+                return Outcome::Failed {
+                    error: format!("the job's payload is not a request envelope: {err}"),
+                };
+            }
+        };
+        let id = match JobId::from_backend(delivery.tenant.clone(), delivery.job_id.clone()) {
+            Ok(id) => id,
+            Err(err) => return Outcome::Failed { error: err.to_string() },
+        };
+        request.job_id = Some(id.to_string());
+        let deployed = &self.deployed;
+        let wait = deployed.spec.limits.timeout;
+        let _function_permit = admit(&deployed.gate, wait).await;
+        let _tenant_permit = admit(&deployed.tenant_gate, wait).await;
+        judge(deployed.call(&self.runtime, request.to_json()).await)
+    }
+}
+
+/// Waits for one free slot, then takes every other free one: the size of the next batch.
+async fn free_slots(slots: &Arc<Semaphore>) -> Vec<OwnedSemaphorePermit> {
+    let Ok(first) = slots.clone().acquire_owned().await else { return Vec::new() };
+    let mut permits = vec![first];
+    while let Ok(more) = slots.clone().try_acquire_owned() {
+        permits.push(more);
+    }
+    permits
+}
+
+/// A permit of `gate`, asking again while it turns the job away: a job waits for room, it is
+/// never failed for lack of it.
+async fn admit(gate: &Gate, wait: Duration) -> OwnedSemaphorePermit {
+    loop {
+        match gate.admit(wait).await {
+            Ok(permit) => return permit,
+            Err(_) => tokio::time::sleep(ADMISSION_RETRY).await,
+        }
+    }
+}
+
+/// Runs `work` while telling the backend every `every` that the delivery is still in progress.
+async fn with_heartbeats<T>(
+    jobs: &dyn Jobs,
+    delivery: &Delivery,
+    every: Duration,
+    work: impl Future<Output = T>,
+) -> T {
+    let heartbeats = async {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            ticks.tick().await;
+            if let Err(err) = jobs.in_progress(delivery).await {
+                tracing::warn!(job = delivery.job_id, "job heartbeat failed: {err}");
+            }
+        }
+    };
+    // The heartbeats never end by themselves: the work does.
+    tokio::select! {
+        done = work => done,
+        never = heartbeats => never,
+    }
+}
+
+/// What a call's result means for its job (see the module docs of [`crate::jobs`]).
+fn judge(called: Result<CallOutput, CallError>) -> Outcome {
+    let output = match called {
+        Ok(output) => output,
+        Err(CallError::Internal(detail)) => {
+            tracing::error!(error = %detail, "internal error running a job");
+            return Outcome::Failed { error: CallError::Internal(String::new()).to_string() };
+        }
+        Err(err) => return Outcome::Failed { error: err.to_string() },
+    };
+    match GuestResponse::parse(&output.stdout) {
+        Err(invalid) => {
+            Outcome::Failed { error: format!("the function returned an invalid response: {invalid}") }
+        }
+        Ok(response) if response.status.is_server_error() => {
+            Outcome::Failed { error: format!("the function answered {}", response.status) }
+        }
+        Ok(_) => match serde_json::from_slice(&output.stdout) {
+            Ok(result) => Outcome::Succeeded { result },
+            Err(err) => {
+                Outcome::Failed { error: format!("the function returned an invalid response: {err}") }
+            }
+        },
+    }
+}
+
+fn log_panic(ended: Result<(), tokio::task::JoinError>) {
+    if let Err(err) = ended {
+        tracing::error!("a job attempt panicked: {err}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use std::time::Instant;
+
+    fn answered(stdout: &'static str) -> Outcome {
+        judge(Ok(CallOutput {
+            stdout: Bytes::from_static(stdout.as_bytes()),
+            stderr: Bytes::new(),
+            started: Instant::now(),
+        }))
+    }
+
+    fn error_of(outcome: Outcome) -> String {
+        match outcome {
+            Outcome::Failed { error } => error,
+            Outcome::Succeeded { result } => panic!("succeeded with {result}"),
+        }
+    }
+
+    #[test]
+    fn answers_below_500_succeed_with_the_envelope() {
+        for stdout in [r#"{"status":200,"body":"ok"}"#, r#"{"status":302}"#, r#"{"status":404,"body":"no"}"#]
+        {
+            match answered(stdout) {
+                Outcome::Succeeded { result } => {
+                    assert_eq!(result, serde_json::from_str::<serde_json::Value>(stdout).unwrap())
+                }
+                Outcome::Failed { error } => panic!("{stdout} failed: {error}"),
+            }
+        }
+    }
+
+    #[test]
+    fn server_errors_traps_and_invalid_envelopes_fail_the_attempt() {
+        assert_eq!(error_of(answered(r#"{"status":503}"#)), "the function answered 503 Service Unavailable");
+        assert!(error_of(answered("not json")).contains("invalid response"));
+        let trap = judge(Err(CallError::Trap("unreachable".into())));
+        assert!(error_of(trap).contains("trapped"));
+        let timeout = judge(Err(CallError::Timeout(Duration::from_millis(5))));
+        assert!(error_of(timeout).contains("timeout"));
+    }
+
+    #[test]
+    fn internal_details_stay_out_of_the_job_record() {
+        let error = error_of(judge(Err(CallError::Internal("/secret/path".into()))));
+        assert!(!error.contains("secret"), "{error}");
+    }
+}

@@ -1,0 +1,93 @@
+//! Keeps one job worker per deployed function: follows the deployer, starts a worker for each new
+//! function and stops the workers of removed ones; a worker follows its own function's redeploys
+//! (see `worker`). A function that returns after its removal gets a new worker only once the old
+//! one has drained, so one function's jobs are never pulled by two workers of this node at once
+//! (kube-rs's runner: never two reconciles of one object at once). Nodes sharing a NATS backend
+//! each run their own worker; the durable consumer spreads the jobs between them.
+
+use super::worker::Worker;
+use crate::deploy::Deployer;
+use crate::registry::Registry;
+use crate::spec::FunctionId;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The job workers of a node. Stop them with [`Workers::stop`].
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Workers {
+    /// Starts a worker for every function deployed now, and follows later deploys.
+    pub fn start(deployer: Arc<Deployer>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(supervise(deployer, stopped));
+        Self { stop, task }
+    }
+
+    /// Stops every worker and returns once each has drained its jobs and let go of the state
+    /// backend.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(err) = self.task.await {
+            tracing::error!("the job workers' supervisor failed: {err}");
+        }
+    }
+}
+
+/// The workers this node runs, by function.
+#[derive(Default)]
+struct Fleet {
+    running: HashMap<FunctionId, Worker>,
+    /// Stopped workers still draining, by function: a returning function's new worker waits
+    /// for its old one.
+    draining: HashMap<FunctionId, JoinHandle<()>>,
+}
+
+async fn supervise(deployer: Arc<Deployer>, mut stopped: watch::Receiver<bool>) {
+    let mut deploys = deployer.subscribe();
+    let mut fleet = Fleet::default();
+    loop {
+        fleet.reconcile(&deployer, &deployer.registry());
+        tokio::select! {
+            changed = deploys.changed() => if changed.is_err() { break },
+            _ = stopped.wait_for(|stop| *stop) => break,
+        }
+    }
+    fleet.stop().await;
+}
+
+impl Fleet {
+    /// Makes the running workers match the registry's functions.
+    fn reconcile(&mut self, deployer: &Arc<Deployer>, registry: &Registry) {
+        self.draining.retain(|_, task| !task.is_finished());
+        let gone: Vec<FunctionId> =
+            self.running.keys().filter(|id| registry.get(id).is_none()).cloned().collect();
+        for id in gone {
+            let worker = self.running.remove(&id).expect("listed above");
+            tracing::info!(function = %id, "stopping the job worker of a removed function");
+            self.draining.insert(id, worker.stop());
+        }
+        for deployed in registry.functions() {
+            let id = &*deployed.id;
+            if !self.running.contains_key(id) {
+                let after = self.draining.remove(id);
+                self.running.insert(id.clone(), Worker::spawn(deployer.clone(), deployed.clone(), after));
+            }
+        }
+    }
+
+    /// Stops every worker and waits for all of them, draining ones included.
+    async fn stop(self) {
+        let stopping = self.running.into_values().map(Worker::stop);
+        let all: Vec<JoinHandle<()>> = stopping.chain(self.draining.into_values()).collect();
+        for ended in futures::future::join_all(all).await {
+            if let Err(err) = ended {
+                tracing::error!("a job worker failed: {err}");
+            }
+        }
+    }
+}

@@ -1,0 +1,188 @@
+//! The spans Gojinn exports, in one place, and W3C trace context in and out of them.
+//!
+//! | span | exported name | where | attributes |
+//! |---|---|---|---|
+//! | [`request`] | `{method} {http.route}` | the edge, one per function request | `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, `server.address`, `gojinn.tenant`, `gojinn.function`, `gojinn.revision` |
+//! | [`job`] | `job` | a job worker, one per attempt; its parent is the `traceparent` stored with the job | `gojinn.tenant`, `gojinn.function`, `gojinn.job`, `gojinn.attempt` |
+//! | [`instantiate`] | `instantiate` | the runtime, child of the call's span | |
+//! | [`host_call`] | `host.<name>` (`host.log`, `host.kv_get`, ...) | each host call, child of the call's span | |
+//! | [`audit_append`] | `audit.append` | appending a receipt | `gojinn.tenant` |
+//!
+//! All are DEBUG spans of target [`TARGET`]: with the default `RUST_LOG` and no exporter they
+//! are disabled at their call site and cost a load and a branch; their fields are evaluated only
+//! when enabled. Never record a header, query string, body, environment value or guest output on
+//! a span: exported spans leave the node.
+
+use super::TARGET;
+use crate::spec::FunctionId;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::Span;
+use tracing::field::Empty;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// The span of one function request, its parent taken from the request's `traceparent`.
+pub fn request(request: &http::request::Parts) -> Span {
+    let span = tracing::debug_span!(
+        target: TARGET,
+        "request",
+        otel.name = %request.method,
+        otel.kind = "server",
+        otel.status_code = Empty,
+        http.request.method = %request.method,
+        url.path = request.uri.path(),
+        http.route = Empty,
+        http.response.status_code = Empty,
+        server.address = Empty,
+        gojinn.tenant = Empty,
+        gojinn.function = Empty,
+        gojinn.revision = Empty,
+    );
+    if !span.is_disabled() {
+        if let Some(host) = server_address(request) {
+            span.record("server.address", host);
+        }
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(&request.headers));
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// Records which function revision a request reached, and by which route template.
+pub fn record_function(
+    span: &Span,
+    method: &http::Method,
+    route: &str,
+    function: &FunctionId,
+    revision: &str,
+) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("otel.name", format!("{method} {route}"));
+    span.record("http.route", route);
+    span.record("gojinn.tenant", function.tenant.as_str());
+    span.record("gojinn.function", function.function.as_str());
+    span.record("gojinn.revision", revision);
+}
+
+/// Records a request's answer on its span and, when the span is traced, puts its `traceparent`
+/// on the response.
+pub fn record_response<B>(span: &Span, response: &mut http::Response<B>) {
+    if span.is_disabled() {
+        return;
+    }
+    let status = response.status();
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "ERROR");
+    }
+    if let Some(traceparent) = traceparent(span)
+        && let Ok(value) = http::HeaderValue::from_str(&traceparent)
+    {
+        response.headers_mut().insert("traceparent", value);
+    }
+}
+
+/// The span of one job attempt, continuing the trace of the request that queued the job.
+pub fn job(function: &FunctionId, job_id: &str, attempt: u32, traceparent: Option<&str>) -> Span {
+    let span = tracing::debug_span!(
+        target: TARGET,
+        "job",
+        otel.kind = "consumer",
+        gojinn.tenant = function.tenant.as_str(),
+        gojinn.function = function.function.as_str(),
+        gojinn.job = job_id,
+        gojinn.attempt = attempt,
+    );
+    if let Some(traceparent) = traceparent.filter(|_| !span.is_disabled()) {
+        let carrier = TraceparentCarrier(Some(traceparent.to_owned()));
+        let _ = span.set_parent(TraceContextPropagator::new().extract(&carrier));
+    }
+    span
+}
+
+/// Instantiating a guest.
+pub fn instantiate() -> Span {
+    tracing::debug_span!(target: TARGET, "instantiate")
+}
+
+/// One call of the host function `function` (`host_kv_get`), exported as `host.kv_get`.
+pub fn host_call(function: &'static str) -> Span {
+    tracing::debug_span!(target: TARGET, "host", otel.name = %HostSpanName(function))
+}
+
+/// `host.<name>` for the host function `host_<name>`, written only when the span is enabled.
+struct HostSpanName(&'static str);
+
+impl std::fmt::Display for HostSpanName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "host.{}", self.0.strip_prefix("host_").unwrap_or(self.0))
+    }
+}
+
+/// Appending a receipt to `tenant`'s audit log.
+pub fn audit_append(tenant: &str) -> Span {
+    tracing::debug_span!(target: TARGET, "audit.append", gojinn.tenant = tenant)
+}
+
+/// The W3C `traceparent` of `span`, when it is part of an exported trace.
+pub fn traceparent(span: &Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    if !context.span().span_context().is_valid() {
+        return None;
+    }
+    let mut carrier = TraceparentCarrier(None);
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.0
+}
+
+/// The host a request was sent to (`Host`, or the URI's authority for HTTP/2), without its port.
+fn server_address(request: &http::request::Parts) -> Option<&str> {
+    let authority = match request.uri.host() {
+        Some(host) => host,
+        None => request.headers.get(http::header::HOST)?.to_str().ok()?,
+    };
+    // `[::1]:8080` keeps its brackets; `example.com:8080` loses its port.
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && !port.contains(']') => Some(host),
+        _ => Some(authority),
+    }
+}
+
+struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|value| value.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(http::HeaderName::as_str).collect()
+    }
+}
+
+/// Carries only a `traceparent`: what a job stores, and what a response gets.
+struct TraceparentCarrier(Option<String>);
+
+impl Extractor for TraceparentCarrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.as_deref().filter(|_| key == "traceparent")
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
+}
+
+impl Injector for TraceparentCarrier {
+    fn set(&mut self, key: &str, value: String) {
+        if key == "traceparent" {
+            self.0 = Some(value);
+        }
+    }
+}
