@@ -23,6 +23,7 @@ pub struct NodeConfig {
     pub egress: EgressSettings,
     pub admin: AdminSettings,
     pub telemetry: TelemetrySettings,
+    pub audit: AuditSettings,
 }
 
 /// Where tenants' state lives.
@@ -111,6 +112,50 @@ pub enum OtlpProtocol {
     Http,
 }
 
+/// Execution receipts (DESIGN section 6; README "Receipts").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AuditSettings {
+    /// File holding the master key (64 or more hex digits). When unset, a key is generated into
+    /// `dataDir/audit.key` (mode 0600) on first start.
+    pub key_file: Option<PathBuf>,
+    /// Retired master keys: they sign nothing, and still verify receipts signed before a rotation.
+    pub previous_key_files: Vec<PathBuf>,
+    /// This node's id, naming its chain in every tenant's audit log; default: the host name.
+    /// Nodes sharing a state backend must have distinct ids.
+    pub node: Option<String>,
+    /// Whether a response waits until its receipt is in the audit log.
+    pub durability: Durability,
+    /// How often each chain that moved is checkpointed (also on shutdown).
+    pub checkpoint_interval: Span,
+    /// Receipts waiting to be appended, at most; past that, executions wait for room.
+    pub max_queued: u32,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            key_file: None,
+            previous_key_files: Vec::new(),
+            node: None,
+            durability: Durability::Sync,
+            checkpoint_interval: Span(std::time::Duration::from_secs(60)),
+            max_queued: 10_000,
+        }
+    }
+}
+
+/// When a receipt is durable relative to the response it belongs to.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// The response waits until its receipt is appended (the append's latency is added to it).
+    #[default]
+    Sync,
+    /// The response goes out once its receipt is queued; a crash loses the queued receipts.
+    Async,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct RuntimeSettings {
@@ -134,6 +179,7 @@ impl Default for NodeConfig {
             egress: EgressSettings::default(),
             admin: AdminSettings::default(),
             telemetry: TelemetrySettings::default(),
+            audit: AuditSettings::default(),
         }
     }
 }

@@ -5,7 +5,8 @@
 //! the `gojinn` host functions (`host`) speaking guest ABI v1 (`abi`). Host capabilities reach
 //! the state backends (`state`), tenants' SQL databases (`sql`) and the network (`egress`).
 //! Calls asked for asynchronously become jobs (`jobs`) in the state backend (`state`), run by
-//! this node's workers; the admin API (`api`) inspects and redrives them.
+//! this node's workers; the admin API (`api`) inspects and redrives them. Every request and job
+//! is traced (`telemetry`, exported over OTLP when configured) and counted (`metrics`).
 
 pub mod abi;
 pub mod api;
@@ -16,6 +17,7 @@ pub mod edge;
 pub mod egress;
 pub mod host;
 pub mod jobs;
+pub mod metrics;
 pub mod registry;
 pub mod reload;
 pub mod runtime;
@@ -24,3 +26,4 @@ pub mod server;
 pub mod spec;
 pub mod sql;
 pub mod state;
+pub mod telemetry;

@@ -51,6 +51,11 @@ enum Command {
     },
     /// List, show and redrive async jobs through a running node's admin API.
     Jobs(JobsArgs),
+    /// Verify tenants' signed receipts.
+    Audit {
+        #[command(subcommand)]
+        command: gojinn::audit::cli::AuditCommand,
+    },
 }
 
 #[derive(clap::Args)]
@@ -122,13 +127,13 @@ enum Output {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(Cli::parse()) {
+    let cli = Cli::parse();
+    // `serve` sets up tracing itself, inside its runtime, where span export runs.
+    let logs = match cli.command {
+        Command::Serve(_) => Ok(()),
+        _ => gojinn::telemetry::init(None).map(drop),
+    };
+    match logs.map_err(anyhow::Error::from).and_then(|()| run(cli)) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -142,6 +147,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args),
         Command::Validate { specs, output } => validate(&specs, output),
         Command::Jobs(args) => jobs(args),
+        Command::Audit { command } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            Ok(runtime.block_on(gojinn::audit::cli::run(command)))
+        }
         Command::New { name, path, tenant, sdk } => {
             let sdk = match sdk.or_else(gojinn::scaffold::bundled_sdk) {
                 Some(sdk) => std::path::absolute(&sdk).unwrap_or(sdk),
@@ -181,8 +190,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.state.backend = gojinn::config::BackendKind::Nats;
         config.state.nats_url = url;
     }
+    let export = gojinn::telemetry::ExportConfig::from_env(&config.telemetry)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        // Dropped last, inside the runtime: sends the spans still queued.
+        let _telemetry = gojinn::telemetry::init(export.as_ref())?;
         let mut server = Server::start(config).await?;
         let ended = tokio::select! {
             result = server.wait() => Some(result),

@@ -8,6 +8,7 @@
 //! read lock; nothing here allocates per request.
 
 use crate::spec::{FunctionId, Name};
+use crate::state::JobStatus;
 use prometheus_client::encoding::{EncodeLabel, EncodeLabelSet, LabelSetEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
@@ -40,6 +41,17 @@ pub enum JobState {
     Failed,
     /// Failed for the last time: dead-lettered.
     Dead,
+}
+
+impl From<JobStatus> for JobState {
+    /// How an attempt ended, from the status the backend recorded for its job.
+    fn from(status: JobStatus) -> Self {
+        match status {
+            JobStatus::Succeeded => Self::Succeeded,
+            JobStatus::Dead => Self::Dead,
+            JobStatus::Queued | JobStatus::Running | JobStatus::Failed => Self::Failed,
+        }
+    }
 }
 
 /// What a reconcile did, as the `result` label says it.

@@ -40,8 +40,8 @@ impl Deployed {
 
 /// Where a request path leads.
 pub enum Target {
-    /// A declared route; `methods` empty means any method.
-    Route { function: Arc<Deployed>, methods: Vec<Method> },
+    /// A declared route (`route` is its path template); `methods` empty means any method.
+    Route { function: Arc<Deployed>, methods: Vec<Method>, route: Arc<str> },
     /// `/{tenant}/{function}/...`
     Direct(Arc<Deployed>),
 }
@@ -49,7 +49,7 @@ pub enum Target {
 #[derive(Default)]
 pub struct Registry {
     functions: HashMap<FunctionId, Arc<Deployed>>,
-    routes: matchit::Router<(FunctionId, Vec<Method>)>,
+    routes: matchit::Router<(FunctionId, Vec<Method>, Arc<str>)>,
     tenant_gates: HashMap<Name, Arc<Gate>>,
 }
 
@@ -65,7 +65,8 @@ impl Registry {
             for route in &deployed.spec.routes {
                 // Conflicts were rejected when the specs were resolved; a route kept from an
                 // older revision that now conflicts simply loses to the one already inserted.
-                let _ = routes.insert(route.path.0.clone(), ((*deployed.id).clone(), route.methods.clone()));
+                let value = ((*deployed.id).clone(), route.methods.clone(), route.path.0.as_str().into());
+                let _ = routes.insert(route.path.0.clone(), value);
             }
         }
         Self { functions, routes, tenant_gates }
@@ -86,9 +87,10 @@ impl Registry {
     /// Finds the function for a path: declared routes first, then `/{tenant}/{function}/...`.
     pub fn route(&self, path: &str) -> Option<Target> {
         if let Ok(found) = self.routes.at(path) {
-            let (id, methods) = found.value;
+            let (id, methods, route) = found.value;
             if let Some(function) = self.functions.get(id) {
-                return Some(Target::Route { function: function.clone(), methods: methods.clone() });
+                let (function, methods, route) = (function.clone(), methods.clone(), route.clone());
+                return Some(Target::Route { function, methods, route });
             }
         }
         let mut segments = path.trim_start_matches('/').splitn(3, '/');

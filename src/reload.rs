@@ -1,5 +1,6 @@
 //! Watches the spec directory and redeploys when anything under it changes. Bursts of file
-//! events (an editor's save, a build writing a module) are coalesced into one deploy.
+//! events (an editor's save, a build writing a module) are coalesced into one deploy. Changes
+//! under the node's own data dir (which may sit inside the spec directory) are not spec changes.
 
 use crate::deploy::{Deployer, log_report};
 use notify::{RecursiveMode, Watcher};
@@ -32,8 +33,13 @@ impl Drop for SpecWatcher {
 
 pub fn watch(deployer: Arc<Deployer>) -> notify::Result<SpecWatcher> {
     let (events, mut changes) = mpsc::channel::<()>(1);
+    let data_dir = std::path::absolute(&deployer.config().data_dir).unwrap_or_default();
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
+        let relevant = event.is_ok_and(|e| {
+            !e.kind.is_access()
+                && !e.paths.iter().all(|p| std::path::absolute(p).is_ok_and(|p| p.starts_with(&data_dir)))
+        });
+        if relevant {
             let _ = events.try_send(());
         }
     })?;

@@ -2,12 +2,15 @@
 //! with the admin API; and stops it gracefully, in the reverse order.
 
 use crate::api::{AdminToken, TokenError};
+use crate::audit::{Recorder, RecorderError};
 use crate::config::NodeConfig;
 use crate::deploy::{DeployReport, Deployer, log_report};
 use crate::edge::{self, Edge};
 use crate::jobs::Workers;
+use crate::metrics::Metrics;
 use crate::reload::{self, SpecWatcher};
 use crate::runtime::{Runtime, RuntimeError};
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::oneshot;
@@ -28,6 +31,8 @@ pub enum ServerError {
     Watch(#[from] notify::Error),
     #[error(transparent)]
     AdminToken(#[from] TokenError),
+    #[error("cannot record receipts: {0}")]
+    Recorder(#[from] RecorderError),
 }
 
 /// A running node.
@@ -40,6 +45,7 @@ pub struct Server {
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     watcher: Option<SpecWatcher>,
     workers: Option<Workers>,
+    recorder: Arc<Recorder>,
 }
 
 impl Server {
@@ -50,12 +56,19 @@ impl Server {
             return Err(ServerError::NoSpecs(config.specs.clone()));
         }
         let admin_token = AdminToken::load(config.admin.token_file.as_deref(), &config.data_dir)?;
-        let runtime = Arc::new(Runtime::new(config.runtime.pool(), Some(config.data_dir.join("modules")))?);
+        let metrics = Arc::new(Metrics::new());
+        let modules = Some(config.data_dir.join("modules"));
+        let runtime = Arc::new(Runtime::new(config.runtime.pool(), modules, metrics.clone())?);
         let state = crate::state::open(&config.state, &config.data_dir).await?;
         let config = Arc::new(config);
         let deployer = Arc::new(Deployer::new(config.clone(), runtime, state));
         let first_deploy = deployer.reload().await;
         log_report(&first_deploy);
+        let tenants: BTreeSet<_> = deployer.registry().functions().map(|f| f.id.tenant.clone()).collect();
+        let audit = deployer.state().audit.clone();
+        let recorder = Arc::new(
+            Recorder::start(&config.audit, &config.data_dir, audit, metrics.clone(), tenants).await?,
+        );
         let watcher = if config.watch { Some(reload::watch(deployer.clone())?) } else { None };
 
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -63,8 +76,9 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let addr =
             listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let workers = Workers::start(deployer.clone());
-        let edge = Arc::new(Edge { deployer: deployer.clone(), admin_token });
+        let workers = Workers::start(deployer.clone(), recorder.clone());
+        let edge =
+            Arc::new(Edge { deployer: deployer.clone(), admin_token, metrics, recorder: recorder.clone() });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = edge::router(edge);
         let task = tokio::spawn(async move {
@@ -83,6 +97,7 @@ impl Server {
             task: Some(task),
             watcher,
             workers: Some(workers),
+            recorder,
         })
     }
 
@@ -100,8 +115,9 @@ impl Server {
     }
 
     /// Stops the spec watcher, stops accepting connections and lets in-flight requests finish,
-    /// then stops the job workers (running jobs finish and are recorded), and returns once
-    /// nothing of the node holds its state backend any more.
+    /// then stops the job workers (running jobs finish and are recorded), then the receipt
+    /// recorder (every receipt appended, every chain checkpointed), and returns once nothing of
+    /// the node holds its state backend any more.
     pub async fn stop(mut self) -> std::io::Result<()> {
         if let Some(watcher) = self.watcher.take() {
             watcher.stop().await;
@@ -113,6 +129,7 @@ impl Server {
         if let Some(workers) = self.workers.take() {
             workers.stop().await;
         }
+        self.recorder.stop().await;
         served
     }
 

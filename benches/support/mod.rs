@@ -1,6 +1,8 @@
 //! What the benchmark harnesses share: building the guests, a spec directory serving `hello`,
 //! the `gojinn` binary as a child process, and wrk runs parsed into figures.
 
+#![allow(dead_code)]
+
 use anyhow::{Context, bail};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

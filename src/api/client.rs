@@ -1,7 +1,8 @@
-//! A client of a running node's admin API, for `gojinn jobs`. It reads the token from a file
-//! (never from the command line, where other users could see it in the process list) and turns
-//! the API's JSON errors back into their code and message.
+//! A client of a running node's admin API, for `gojinn jobs` and `gojinn audit verify --url`. It
+//! reads the token from a file (never from the command line, where other users could see it in
+//! the process list) and turns the API's JSON errors back into their code and message.
 
+use crate::audit::log::{AuditPage, Stored, StoredRecord};
 use crate::jobs::{JobId, status_name};
 use crate::state::{JobRecord, JobStatus};
 use serde::Deserialize;
@@ -72,6 +73,18 @@ impl AdminClient {
     pub async fn redrive(&self, id: &JobId) -> Result<JobRecord, ClientError> {
         let path = format!("/_gojinn/v1/tenants/{}/jobs/{id}/redrive", id.tenant());
         self.send(reqwest::Method::POST, &path).await
+    }
+
+    /// Up to `limit` records of `tenant`'s audit log after sequence `after`, as stored.
+    pub async fn audit_records(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<Stored>, ClientError> {
+        let path = format!("/_gojinn/v1/tenants/{tenant}/audit?after={after}&limit={limit}");
+        let page: AuditPage = self.send(reqwest::Method::GET, &path).await?;
+        Ok(page.records.into_iter().map(StoredRecord::into_stored).collect())
     }
 
     async fn send<T: serde::de::DeserializeOwned>(

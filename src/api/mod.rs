@@ -1,10 +1,11 @@
-//! The REST admin API under `/_gojinn/v1/tenants/...`: a tenant's jobs (list, show, redrive),
-//! behind the admin bearer token on every route. Handlers call the same service functions as the
-//! edge ([`crate::jobs`]) and return [`EdgeError`]s, which the edge's error mapping turns into
-//! responses; this module never builds an error response itself. [`client`] is the other side,
-//! for `gojinn jobs`.
+//! The REST admin API under `/_gojinn/v1/...`: a tenant's jobs (list, show, redrive) and
+//! receipts (`receipts`), behind the admin bearer token on every route. Handlers call the same
+//! service functions as the edge ([`crate::jobs`], [`crate::audit::log`]) and return
+//! [`EdgeError`]s, which the edge's error mapping turns into responses; this module never builds
+//! an error response itself. [`client`] is the other side, for `gojinn jobs` and `gojinn audit`.
 
 pub mod client;
+mod receipts;
 pub mod token;
 
 use crate::deploy::Deployer;
@@ -36,6 +37,10 @@ pub enum ApiError {
     BadQuery(String),
     #[error("no tenant {0}")]
     NoTenant(String),
+    #[error("no receipt {0}")]
+    NoReceipt(String),
+    #[error("cannot read the audit log: {0}")]
+    State(crate::state::StateError),
 }
 
 /// What the admin handlers share.
@@ -50,6 +55,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/_gojinn/v1/tenants/{tenant}/jobs", only(get(list_jobs), "GET"))
         .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}", only(get(show_job), "GET"))
         .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}/redrive", only(post(redrive_job), "POST"))
+        .merge(receipts::routes())
         .route_layer(middleware::from_fn_with_state(admin.clone(), require_token))
         .with_state(admin)
 }

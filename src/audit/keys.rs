@@ -107,28 +107,63 @@ impl Keyring {
         self.current.id()
     }
 
-    fn find(&self, key_id: &str) -> Option<&MasterKey> {
-        std::iter::once(&self.current).chain(&self.retired).find(|k| k.id == key_id)
+    /// Ids of every key, the current one first.
+    pub fn ids(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(&self.current).chain(&self.retired).map(MasterKey::id)
     }
 
-    /// HMAC-SHA256 of `bytes` under `tenant`'s key derived from the current master key, hex.
-    pub fn sign(&self, tenant: &str, bytes: &[u8]) -> String {
-        hex::encode(mac(&self.current, tenant, bytes).finalize().into_bytes())
-    }
-
-    /// Whether `signature` is valid for `bytes` under `tenant`'s key from master key `key_id`;
-    /// `None` when the key id is unknown. Constant-time comparison.
-    pub fn verify(&self, key_id: &str, tenant: &str, bytes: &[u8], signature: &str) -> Option<bool> {
-        let master = self.find(key_id)?;
-        let Ok(signature) = hex::decode(signature) else { return Some(false) };
-        Some(mac(master, tenant, bytes).verify_slice(&signature).is_ok())
+    /// `tenant`'s keys, derived once: sign and verify many receipts with them.
+    pub fn tenant(&self, tenant: &str) -> TenantKeys {
+        let keyed = |master: &MasterKey| {
+            let mac =
+                HmacSha256::new_from_slice(&master.tenant_key(tenant)).expect("HMAC takes any key length");
+            (master.id.clone(), mac)
+        };
+        TenantKeys { keys: std::iter::once(&self.current).chain(&self.retired).map(keyed).collect() }
     }
 }
 
-fn mac(master: &MasterKey, tenant: &str, bytes: &[u8]) -> HmacSha256 {
-    let mut mac = HmacSha256::new_from_slice(&master.tenant_key(tenant)).expect("HMAC takes any key length");
-    mac.update(bytes);
-    mac
+/// One tenant's signing keys, the current one first, each as an HMAC already keyed (so a
+/// signature costs the message's hashing only, not HKDF and key setup again).
+#[derive(Clone)]
+pub struct TenantKeys {
+    keys: Vec<(String, HmacSha256)>,
+}
+
+impl fmt::Debug for TenantKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<&str> = self.keys.iter().map(|(id, _)| id.as_str()).collect();
+        write!(f, "TenantKeys({ids:?}, <redacted>)")
+    }
+}
+
+impl TenantKeys {
+    /// Id of the master key [`TenantKeys::sign`] uses.
+    pub fn current_id(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    /// HMAC-SHA256 of `bytes` under the key derived from the current master key, hex.
+    pub fn sign(&self, bytes: &[u8]) -> String {
+        let mut mac = self.keys[0].1.clone();
+        mac.update(bytes);
+        super::receipt::hex_string(&mac.finalize().into_bytes().into())
+    }
+
+    /// Whether `signature` is valid for the concatenation of `parts` under the key derived from
+    /// master key `key_id`; `None` when the key id is unknown. Constant-time comparison.
+    pub fn verify(&self, key_id: &str, parts: &[&[u8]], signature: &str) -> Option<bool> {
+        let (_, keyed) = self.keys.iter().find(|(id, _)| id == key_id)?;
+        let mut expected = [0u8; 32];
+        if hex::decode_to_slice(signature, &mut expected).is_err() {
+            return Some(false);
+        }
+        let mut mac = keyed.clone();
+        for part in parts {
+            mac.update(part);
+        }
+        Some(mac.verify_slice(&expected).is_ok())
+    }
 }
 
 #[cfg(test)]
@@ -140,12 +175,16 @@ mod tests {
         let old = MasterKey::from_bytes(vec![1; 32]);
         let new = MasterKey::from_bytes(vec![2; 32]);
         let before = Keyring::new(old.clone(), vec![]);
-        let signature = before.sign("acme", b"data");
-        assert_ne!(signature, before.sign("beta", b"data"), "per-tenant keys differ");
-        let after = Keyring::new(new, vec![old.clone()]);
-        assert_eq!(after.verify(old.id(), "acme", b"data", &signature), Some(true));
-        assert_eq!(after.verify(old.id(), "beta", b"data", &signature), Some(false));
-        assert_eq!(after.verify("ffffffffffffffff", "acme", b"data", &signature), None);
+        let signature = before.tenant("acme").sign(b"data");
+        assert_ne!(signature, before.tenant("beta").sign(b"data"), "per-tenant keys differ");
+        let after = Keyring::new(new.clone(), vec![old.clone()]);
+        assert_eq!(after.tenant("acme").verify(old.id(), &[b"da", b"ta"], &signature), Some(true));
+        assert_eq!(after.tenant("beta").verify(old.id(), &[b"data"], &signature), Some(false));
+        assert_eq!(after.tenant("acme").verify("ffffffffffffffff", &[b"data"], &signature), None);
+        assert_eq!(after.tenant("acme").verify(old.id(), &[b"data"], "not hex"), Some(false));
+        assert_eq!(after.tenant("acme").current_id(), new.id());
+        assert_eq!(after.ids().collect::<Vec<_>>(), [new.id(), old.id()]);
+        assert!(!format!("{:?}", after.tenant("acme")).contains(&hex::encode(&new.secret)));
     }
 
     #[test]

@@ -1,16 +1,34 @@
-//! Verifies a tenant's audit log: every signature, and every chain's order and links. Reports
-//! the first bad receipt in log order and what is wrong with it.
+//! Verifies a tenant's audit log as stored: every record decodes, every signature (receipts and
+//! checkpoints), and every chain's order and links. Reports the first bad entry in log order and
+//! what is wrong with it.
+//!
+//! Two passes over each run of records: the first decodes each record and checks what needs no
+//! context (tenant, key, signature, hash), in parallel; the second walks the entries in order
+//! through the chains. A window (`from`/`to`) verifies from the first receipt that ended at or
+//! after `from` up to the first that ended at or after `to`; each chain is then taken as it
+//! stands at its first receipt in the window (what precedes the window is not checked).
 
-use super::keys::Keyring;
-use super::receipt::{GENESIS, Receipt};
-use serde::Serialize;
+use super::keys::{Keyring, TenantKeys};
+use super::receipt::signed_prefix;
+use super::record::{Checkpoint, Record};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
-/// What is wrong with a receipt.
+/// Records decoded and checked at once: bounds memory on a large log.
+const RUN: usize = 16 * 1024;
+/// Below this many records a run is checked on one thread.
+const PARALLEL_FROM: usize = 1024;
+
+/// What is wrong with an entry of the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Problem {
-    #[error("signature does not match: the receipt was modified, or forged and inserted")]
+    #[error("not a record of the audit log ({reason}): written by something else, or damaged")]
+    Malformed { reason: String },
+    #[error("signature does not match: modified, or forged and inserted")]
     BadSignature,
     #[error("signed with unknown key {key_id}")]
     UnknownKey { key_id: String },
@@ -26,149 +44,428 @@ pub enum Problem {
         "chain {chain} seq {seq} does not link to the receipt before it: a receipt was inserted or replaced"
     )]
     BrokenLink { chain: String, seq: u64 },
-    #[error("chain {chain} ends at seq {found} but was checkpointed at {expected}: its tail was truncated")]
+    #[error(
+        "chain {chain} was checkpointed at seq {expected} but holds only {found} before the checkpoint: receipts were cut off"
+    )]
     Truncated { chain: String, expected: u64, found: u64 },
+    #[error(
+        "chain {chain} seq {seq} is not the receipt its checkpoint names: the chain was rewritten, or two nodes share one node id"
+    )]
+    Forked { chain: String, seq: u64 },
 }
 
-/// The first bad receipt of a log.
+/// The entry a finding is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Subject {
+    Receipt {
+        id: String,
+    },
+    Checkpoint {
+        chain: String,
+        seq: u64,
+    },
+    /// A record that does not decode.
+    Record,
+}
+
+/// The first bad entry of a log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// Position in the log, from 0; the log's length for a truncated tail.
-    pub position: usize,
-    /// The receipt's id, when there is a receipt at that position.
-    pub receipt: Option<String>,
+    /// Position of its record in the log as given, from 0.
+    pub record: usize,
+    pub subject: Subject,
     pub problem: Problem,
 }
 
 /// The outcome of verifying a log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Verdict {
+    /// Receipts verified (checkpoints are not receipts).
     pub checked: usize,
+    pub checkpoints: usize,
     pub chains: usize,
     pub first_bad: Option<Finding>,
 }
 
-/// Verifies `log` (in append order) for `tenant`. `checkpoints` are the last sequence numbers
-/// known to have been appended per chain; a chain that ends before its checkpoint was truncated.
-pub fn verify(keys: &Keyring, tenant: &str, log: &[Receipt], checkpoints: &HashMap<String, u64>) -> Verdict {
-    let mut heads: HashMap<&str, (u64, String)> = HashMap::new();
-    let mut seen: HashSet<&str> = HashSet::new();
-    let finding = |position: usize, receipt: &Receipt, problem| Finding {
-        position,
-        receipt: Some(receipt.id.clone()),
-        problem,
-    };
-    for (position, receipt) in log.iter().enumerate() {
-        let problem = check(keys, tenant, log, position, &mut heads, &mut seen);
-        if let Some(problem) = problem {
-            return Verdict {
-                checked: position,
-                chains: heads.len(),
-                first_bad: Some(finding(position, receipt, problem)),
-            };
+/// Which receipts to verify, by when they ended (Unix milliseconds, `to` exclusive).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Window {
+    pub from_ms: Option<u64>,
+    pub to_ms: Option<u64>,
+}
+
+impl Window {
+    /// The whole log: every chain must start at its genesis.
+    pub const ALL: Window = Window { from_ms: None, to_ms: None };
+}
+
+/// Verifies `records` (the tenant's audit log in append order, as stored) for `tenant`.
+pub fn verify<B: AsRef<[u8]> + Sync>(keys: &Keyring, tenant: &str, records: &[B], window: Window) -> Verdict {
+    let tenant_keys = keys.tenant(tenant);
+    let mut walk = Walk::new(window);
+    for (run, chunk) in records.chunks(RUN).enumerate() {
+        let entries = examine_all(&tenant_keys, tenant, chunk);
+        for (offset, entry) in entries {
+            let record = run * RUN + offset;
+            if let Err((subject, problem)) = walk.step(entry, || records[record..].iter()) {
+                return walk.verdict(Some(Finding { record, subject, problem }));
+            }
+            if walk.done {
+                return walk.verdict(None);
+            }
         }
     }
-    let mut truncated: Vec<_> = checkpoints
-        .iter()
-        .filter_map(|(chain, &expected)| {
-            let found = heads.get(chain.as_str()).map_or(0, |(seq, _)| *seq);
-            (found < expected).then(|| Problem::Truncated { chain: chain.clone(), expected, found })
-        })
-        .collect();
-    truncated.sort_by_key(|p| format!("{p:?}"));
-    Verdict {
-        checked: log.len(),
-        chains: heads.len(),
-        first_bad: truncated.into_iter().next().map(|problem| Finding {
-            position: log.len(),
-            receipt: None,
-            problem,
-        }),
+    walk.verdict(None)
+}
+
+/// An entry decoded and checked on its own; `problem` is what is wrong with it alone. Borrows
+/// from the record it came from.
+enum Entry<'a> {
+    Receipt(Examined<'a>),
+    Checkpoint { checkpoint: Checkpoint, problem: Option<Problem> },
+    Malformed(String),
+}
+
+struct Examined<'a> {
+    id: Cow<'a, str>,
+    chain: Cow<'a, str>,
+    seq: u64,
+    prev: Cow<'a, str>,
+    /// Its hash, hex, once its signature verified.
+    hash: [u8; 64],
+    ended_ms: u64,
+    problem: Option<Problem>,
+}
+
+/// A record as stored, each receipt kept as its exact JSON text.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawRecord<'a> {
+    Receipts(#[serde(borrow)] Vec<&'a RawValue>),
+    Checkpoint(Checkpoint),
+}
+
+/// What verification reads of a receipt; the signature covers the rest.
+#[derive(Deserialize)]
+struct ReceiptView<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    chain: Cow<'a, str>,
+    seq: u64,
+    #[serde(borrow)]
+    prev: Cow<'a, str>,
+    #[serde(borrow)]
+    key_id: Cow<'a, str>,
+    #[serde(borrow)]
+    execution: ExecutionView<'a>,
+    #[serde(borrow)]
+    signature: Cow<'a, str>,
+}
+
+#[derive(Deserialize)]
+struct ExecutionView<'a> {
+    #[serde(borrow)]
+    tenant: Cow<'a, str>,
+    ended_ms: u64,
+}
+
+/// Decodes and checks `records`, on several threads when there are many; in order, each with
+/// its record's position in `records`.
+fn examine_all<'a, B: AsRef<[u8]> + Sync>(
+    keys: &TenantKeys,
+    tenant: &str,
+    records: &'a [B],
+) -> Vec<(usize, Entry<'a>)> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    if threads == 1 || records.len() < PARALLEL_FROM {
+        return examine_range(keys, tenant, records, 0);
+    }
+    let share = records.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = records
+            .chunks(share)
+            .enumerate()
+            .map(|(i, part)| scope.spawn(move || examine_range(keys, tenant, part, i * share)))
+            .collect();
+        workers.into_iter().flat_map(|worker| worker.join().expect("verification thread panicked")).collect()
+    })
+}
+
+fn examine_range<'a, B: AsRef<[u8]>>(
+    keys: &TenantKeys,
+    tenant: &str,
+    records: &'a [B],
+    first: usize,
+) -> Vec<(usize, Entry<'a>)> {
+    let mut entries = Vec::with_capacity(records.len());
+    for (i, bytes) in records.iter().enumerate() {
+        let position = first + i;
+        match serde_json::from_slice::<RawRecord>(bytes.as_ref()) {
+            Ok(RawRecord::Receipts(receipts)) => {
+                entries.extend(receipts.into_iter().map(|raw| (position, examine(keys, tenant, raw.get()))));
+            }
+            Ok(RawRecord::Checkpoint(checkpoint)) => {
+                let problem = checkpoint_problem(keys, tenant, &checkpoint);
+                entries.push((position, Entry::Checkpoint { checkpoint, problem }));
+            }
+            Err(error) => entries.push((position, Entry::Malformed(error.to_string()))),
+        }
+    }
+    entries
+}
+
+/// Checks one receipt, given as its JSON text, alone.
+fn examine<'a>(keys: &TenantKeys, tenant: &str, json: &'a str) -> Entry<'a> {
+    let receipt: ReceiptView = match serde_json::from_str(json) {
+        Ok(receipt) => receipt,
+        Err(error) => return Entry::Malformed(error.to_string()),
+    };
+    let mut hash = [0u8; 64];
+    let problem = if receipt.execution.tenant != tenant {
+        Some(Problem::WrongTenant { expected: tenant.into(), found: receipt.execution.tenant.into_owned() })
+    } else {
+        // Bytes not laid out as the signer writes them were not signed as they are.
+        let signed = signed_prefix(json, &receipt.signature).map(|open| [open.as_bytes(), b"}"]);
+        match signed {
+            Some(parts) => signature_problem(keys, &receipt.key_id, &parts, &receipt.signature),
+            None => Some(Problem::BadSignature),
+        }
+    };
+    if problem.is_none() {
+        hex::encode_to_slice(Sha256::digest(json), &mut hash).expect("64 digits for 32 bytes");
+    }
+    Entry::Receipt(Examined {
+        id: receipt.id,
+        chain: receipt.chain,
+        seq: receipt.seq,
+        prev: receipt.prev,
+        hash,
+        ended_ms: receipt.execution.ended_ms,
+        problem,
+    })
+}
+
+fn checkpoint_problem(keys: &TenantKeys, tenant: &str, checkpoint: &Checkpoint) -> Option<Problem> {
+    if checkpoint.tenant != tenant {
+        return Some(Problem::WrongTenant { expected: tenant.into(), found: checkpoint.tenant.clone() });
+    }
+    signature_problem(keys, &checkpoint.key_id, &[&checkpoint.signed_bytes()], &checkpoint.signature)
+}
+
+fn signature_problem(keys: &TenantKeys, key_id: &str, signed: &[&[u8]], signature: &str) -> Option<Problem> {
+    match keys.verify(key_id, signed, signature) {
+        None => Some(Problem::UnknownKey { key_id: key_id.to_owned() }),
+        Some(false) => Some(Problem::BadSignature),
+        Some(true) => None,
     }
 }
 
-/// Checks the receipt at `position`, advancing its chain's head when it is good.
-fn check<'a>(
-    keys: &Keyring,
-    tenant: &str,
-    log: &'a [Receipt],
-    position: usize,
-    heads: &mut HashMap<&'a str, (u64, String)>,
-    seen: &mut HashSet<&'a str>,
-) -> Option<Problem> {
-    let receipt = &log[position];
-    if receipt.draft.tenant != tenant {
-        return Some(Problem::WrongTenant { expected: tenant.into(), found: receipt.draft.tenant.clone() });
+/// The second pass: the chains' heads and the receipt ids seen so far.
+struct Walk<'a> {
+    window: Window,
+    /// Whether the window has begun (always, for the whole log).
+    started: bool,
+    /// Whether the window has ended.
+    done: bool,
+    heads: HashMap<Cow<'a, str>, Link>,
+    seen: HashSet<Cow<'a, str>>,
+    checked: usize,
+    checkpoints: usize,
+}
+
+/// Where a chain stands in the walk: its last seq and that receipt's hash, hex.
+#[derive(Clone, Copy)]
+struct Link {
+    seq: u64,
+    hash: [u8; 64],
+}
+
+impl Link {
+    const GENESIS: Link = Link { seq: 0, hash: [b'0'; 64] };
+
+    /// The link a receipt names as its predecessor (a hash of another length matches nothing).
+    fn before(seq: u64, prev: &str) -> Self {
+        let mut hash = [b'-'; 64];
+        if prev.len() == hash.len() {
+            hash.copy_from_slice(prev.as_bytes());
+        }
+        Link { seq: seq.saturating_sub(1), hash }
     }
-    if !seen.insert(&receipt.id) {
-        return Some(Problem::Replayed { id: receipt.id.clone() });
+}
+
+type Failure = (Subject, Problem);
+
+impl<'a> Walk<'a> {
+    fn new(window: Window) -> Self {
+        Self {
+            window,
+            started: window.from_ms.is_none(),
+            done: false,
+            heads: HashMap::new(),
+            seen: HashSet::new(),
+            checked: 0,
+            checkpoints: 0,
+        }
     }
-    match keys.verify(&receipt.key_id, tenant, &receipt.signed_bytes(), &receipt.signature) {
-        None => return Some(Problem::UnknownKey { key_id: receipt.key_id.clone() }),
-        Some(false) => return Some(Problem::BadSignature),
-        Some(true) => {}
+
+    /// Where `chain` stands; a chain not seen yet starts at its genesis on the whole log, and
+    /// as `first` says in a window (`None`: nothing known).
+    fn head(&self, chain: &str, first: impl FnOnce() -> Option<Link>) -> Option<Link> {
+        match self.heads.get(chain) {
+            Some(link) => Some(*link),
+            None if self.window.from_ms.is_none() => Some(Link::GENESIS),
+            None => first(),
+        }
     }
-    let (seq, hash) = heads.entry(&receipt.chain).or_insert_with(|| (0, GENESIS.to_owned()));
-    let chain = receipt.chain.clone();
-    let expected = *seq + 1;
-    if receipt.seq != expected {
-        let missing_later = log[position + 1..].iter().any(|r| r.chain == receipt.chain && r.seq == expected);
-        return Some(if receipt.seq > expected && !missing_later {
-            Problem::Deleted { chain, expected, found: receipt.seq }
-        } else {
-            Problem::Reordered { chain, expected, found: receipt.seq }
+
+    /// Checks one entry in log order; `rest` iterates the log from the entry's record on, to
+    /// tell deleted receipts from reordered ones.
+    fn step<'r, B: AsRef<[u8]> + 'r, I: Iterator<Item = &'r B>>(
+        &mut self,
+        entry: Entry<'a>,
+        rest: impl FnOnce() -> I,
+    ) -> Result<(), Failure> {
+        match entry {
+            Entry::Malformed(reason) => Err((Subject::Record, Problem::Malformed { reason })),
+            Entry::Checkpoint { checkpoint, problem } => self.checkpoint(checkpoint, problem),
+            Entry::Receipt(receipt) => self.receipt(receipt, rest),
+        }
+    }
+
+    fn receipt<'r, B: AsRef<[u8]> + 'r, I: Iterator<Item = &'r B>>(
+        &mut self,
+        receipt: Examined<'a>,
+        rest: impl FnOnce() -> I,
+    ) -> Result<(), Failure> {
+        if !self.started {
+            if receipt.ended_ms < self.window.from_ms.unwrap_or(0) {
+                return Ok(());
+            }
+            self.started = true;
+        }
+        if self.window.to_ms.is_some_and(|to| receipt.ended_ms >= to) {
+            self.done = true;
+            return Ok(());
+        }
+        let fail = |problem| Err((Subject::Receipt { id: receipt.id.clone().into_owned() }, problem));
+        if let Some(problem @ Problem::WrongTenant { .. }) = receipt.problem {
+            return fail(problem);
+        }
+        if self.seen.contains(&receipt.id) {
+            return fail(Problem::Replayed { id: receipt.id.clone().into_owned() });
+        }
+        if let Some(problem) = receipt.problem {
+            return fail(problem);
+        }
+        // The chain's first receipt in a window is taken as it stands.
+        let first = || Some(Link::before(receipt.seq, &receipt.prev));
+        let head = self.head(&receipt.chain, first).unwrap_or(Link::GENESIS);
+        let chain = || receipt.chain.clone().into_owned();
+        let expected = head.seq + 1;
+        if receipt.seq != expected {
+            let later = receipt.seq > expected && appears(rest(), &receipt.chain, expected);
+            return fail(if receipt.seq > expected && !later {
+                Problem::Deleted { chain: chain(), expected, found: receipt.seq }
+            } else {
+                Problem::Reordered { chain: chain(), expected, found: receipt.seq }
+            });
+        }
+        if receipt.prev.as_bytes() != head.hash {
+            return fail(Problem::BrokenLink { chain: chain(), seq: receipt.seq });
+        }
+        self.heads.insert(receipt.chain, Link { seq: receipt.seq, hash: receipt.hash });
+        self.seen.insert(receipt.id);
+        self.checked += 1;
+        Ok(())
+    }
+
+    fn checkpoint(&mut self, checkpoint: Checkpoint, problem: Option<Problem>) -> Result<(), Failure> {
+        if !self.started {
+            return Ok(());
+        }
+        let subject = Subject::Checkpoint { chain: checkpoint.chain.clone(), seq: checkpoint.seq };
+        if let Some(problem) = problem {
+            return Err((subject, problem));
+        }
+        // A chain not seen yet in a window: nothing to compare with.
+        let problem = self.head(&checkpoint.chain, || None).and_then(|head| {
+            let chain = checkpoint.chain;
+            let (expected, found) = (checkpoint.seq, head.seq);
+            if found < expected {
+                Some(Problem::Truncated { chain, expected, found })
+            } else if found > expected {
+                Some(Problem::Reordered { chain, expected: found, found: expected })
+            } else if checkpoint.hash.as_bytes() != head.hash {
+                Some(Problem::Forked { chain, seq: found })
+            } else {
+                None
+            }
         });
+        match problem {
+            Some(problem) => Err((subject, problem)),
+            None => {
+                self.checkpoints += 1;
+                Ok(())
+            }
+        }
     }
-    if receipt.prev != *hash {
-        return Some(Problem::BrokenLink { chain, seq: receipt.seq });
+
+    fn verdict(&self, first_bad: Option<Finding>) -> Verdict {
+        Verdict { checked: self.checked, checkpoints: self.checkpoints, chains: self.heads.len(), first_bad }
     }
-    *seq = receipt.seq;
-    *hash = receipt.hash();
-    None
+}
+
+/// Whether receipt `seq` of `chain` is in `records`.
+fn appears<'r, B: AsRef<[u8]> + 'r>(records: impl Iterator<Item = &'r B>, chain: &str, seq: u64) -> bool {
+    records.filter_map(|bytes| Record::decode(bytes.as_ref()).ok()).any(|record| match record {
+        Record::Receipts(receipts) => receipts.iter().any(|r| r.chain == chain && r.seq == seq),
+        Record::Checkpoint(_) => false,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Chains, MasterKey, ReceiptDraft, Trigger};
+    use crate::audit::receipt::tests::draft;
+    use crate::audit::{Chains, Head, MasterKey, Receipt, new_id};
+    use bytes::Bytes;
     use proptest::prelude::*;
 
     fn keys() -> Keyring {
         Keyring::new(MasterKey::from_bytes(vec![7; 32]), vec![])
     }
 
-    fn draft(n: u64) -> ReceiptDraft {
-        ReceiptDraft {
-            tenant: "acme".into(),
-            function: "hello".into(),
-            module_sha256: "ab".repeat(32),
-            revision: "r1".into(),
-            trigger: Trigger::Http,
-            started_ms: n,
-            ended_ms: n + 1,
-            status: "ok".into(),
-            http_status: 200,
-            memory_limit: 1 << 20,
-            timeout_ms: 500,
-            cpu_us: 10,
-            input_sha256: format!("{n:064x}"),
-            output_sha256: format!("{n:064x}"),
-            host_calls: Default::default(),
-            attempt: 1,
-            job_id: None,
-            trace_id: "t".into(),
-        }
+    /// `len` receipts of one tenant, interleaved from two nodes' chains, then a checkpoint of
+    /// each chain.
+    fn log(len: usize) -> Vec<Receipt> {
+        let mut chains = [Chains::new("node-a".into(), keys()), Chains::new("node-b".into(), keys())];
+        (0..len).map(|i| chains[i % 2].seal(new_id("acme"), draft(i as u64))).collect()
     }
 
-    /// `len` receipts of one tenant, interleaved from two nodes' chains, and the checkpoints.
-    fn log(len: usize) -> (Vec<Receipt>, HashMap<String, u64>) {
-        let chains = [Chains::new("node-a".into(), keys()), Chains::new("node-b".into(), keys())];
-        let log: Vec<Receipt> = (0..len).map(|i| chains[i % 2].seal(draft(i as u64), |_| ()).0).collect();
-        let mut checkpoints = HashMap::new();
-        for receipt in &log {
-            checkpoints.insert(receipt.chain.clone(), receipt.seq);
-        }
-        (log, checkpoints)
+    /// The receipts one per record, then a checkpoint of each chain at its last receipt.
+    fn encode(log: &[Receipt]) -> Vec<Bytes> {
+        let mut records: Vec<Bytes> =
+            log.iter().map(|r| Record::Receipts(vec![r.clone()]).encode()).collect();
+        records.extend(checkpoints(log).into_iter().map(|c| Record::Checkpoint(c).encode()));
+        records
+    }
+
+    fn checkpoints(log: &[Receipt]) -> Vec<Checkpoint> {
+        let keys = keys().tenant("acme");
+        ["node-a", "node-b"]
+            .into_iter()
+            .filter_map(|chain| {
+                let last = log.iter().rev().find(|r| r.chain == chain)?;
+                let head = Head { seq: last.seq, hash: last.hash() };
+                Some(Checkpoint::new("acme", chain, &head, &keys, 0))
+            })
+            .collect()
+    }
+
+    fn check(records: &[Bytes]) -> Verdict {
+        verify(&keys(), "acme", records, Window::ALL)
     }
 
     #[derive(Clone, Debug)]
@@ -199,67 +496,141 @@ mod tests {
     proptest! {
         #[test]
         fn an_untouched_log_verifies(len in 0usize..60) {
-            let (log, checkpoints) = log(len);
-            let verdict = verify(&keys(), "acme", &log, &checkpoints);
+            let verdict = check(&encode(&log(len)));
             prop_assert_eq!(verdict.first_bad, None);
             prop_assert_eq!(verdict.checked, len);
+            prop_assert_eq!(verdict.checkpoints, len.min(2));
         }
 
         #[test]
         fn any_tampering_is_found_at_the_first_bad_receipt((len, tamper) in tamper()) {
-            let (mut log, checkpoints) = log(len);
+            let log = log(len);
+            let mut records = encode(&log);
+            let mut receipts = log.clone();
             let expected_position = match tamper {
-                Tamper::Modify(i) => { log[i].draft.status = "trap".into(); i }
+                Tamper::Modify(i) => { receipts[i].draft.status = "trap".into(); i }
                 Tamper::Delete(i) => {
-                    log.remove(i);
-                    // The next receipt of the same chain, or the end for a deleted tail.
-                    log.iter().skip(i).position(|r| r.chain == if i % 2 == 0 { "node-a" } else { "node-b" })
-                        .map_or(log.len(), |p| p + i)
+                    receipts.remove(i);
+                    // The next receipt of the same chain, or its checkpoint at the end.
+                    let chain = if i % 2 == 0 { "node-a" } else { "node-b" };
+                    receipts.iter().skip(i).position(|r| r.chain == chain)
+                        .map_or(receipts.len() + usize::from(i % 2 == 1 && len > 1), |p| p + i)
                 }
-                Tamper::Swap(i) => { log.swap(i, i + 2); i }
-                Tamper::Replay { from, to } => { let copy = log[from].clone(); log.insert(to, copy); if to > from { to } else { from + 1 } }
+                Tamper::Swap(i) => { receipts.swap(i, i + 2); i }
+                Tamper::Replay { from, to } => {
+                    let copy = receipts[from].clone();
+                    receipts.insert(to, copy);
+                    if to > from { to } else { from + 1 }
+                }
                 Tamper::Foreign(i) => {
-                    let other = Chains::new("node-a".into(), keys());
+                    let mut other = Chains::new("node-a".into(), keys());
                     let mut foreign = draft(99);
                     foreign.tenant = "beta".into();
-                    log.insert(i, other.seal(foreign, |_| ()).0);
+                    receipts.insert(i, other.seal(new_id("beta"), foreign));
                     i
                 }
                 Tamper::UnknownKey(i) => {
-                    let stranger = Chains::new(log[i].chain.clone(), Keyring::new(MasterKey::from_bytes(vec![9; 32]), vec![]));
-                    log[i] = stranger.seal(log[i].draft.clone(), |_| ()).0;
+                    let stranger = Keyring::new(MasterKey::from_bytes(vec![9; 32]), vec![]);
+                    let mut chain = Chains::new(receipts[i].chain.clone(), stranger);
+                    receipts[i] = chain.seal(receipts[i].id.clone(), receipts[i].draft.clone());
                     i
                 }
             };
-            let verdict = verify(&keys(), "acme", &log, &checkpoints);
-            let finding = verdict.first_bad.expect("tampering is detected");
-            prop_assert!(finding.position <= expected_position, "{:?} found at {} after {}", tamper, finding.position, expected_position);
+            let tail = records.split_off(len);
+            records = receipts.iter().map(|r| Record::Receipts(vec![r.clone()]).encode()).collect();
+            records.extend(tail);
+            let finding = check(&records).first_bad.expect("tampering is detected");
+            prop_assert!(finding.record <= expected_position, "{:?} found at {} after {}", tamper, finding.record, expected_position);
         }
+    }
+
+    fn problem(records: &[Bytes]) -> Problem {
+        check(records).first_bad.expect("a problem").problem
     }
 
     #[test]
     fn each_kind_of_tampering_is_named() {
-        let (log, checkpoints) = log(6);
-        let problem = |log: &[Receipt]| verify(&keys(), "acme", log, &checkpoints).first_bad.unwrap().problem;
+        let log = log(6);
+        let records = encode(&log);
 
         let mut modified = log.clone();
         modified[2].draft.http_status = 500;
-        assert_eq!(problem(&modified), Problem::BadSignature);
+        let mut records_modified = records.clone();
+        records_modified[2] = Record::Receipts(vec![modified[2].clone()]).encode();
+        assert_eq!(problem(&records_modified), Problem::BadSignature);
 
-        let mut deleted = log.clone();
+        let mut deleted = records.clone();
         deleted.remove(2);
         assert!(matches!(problem(&deleted), Problem::Deleted { expected: 2, found: 3, .. }));
 
-        let mut reordered = log.clone();
+        let mut reordered = records.clone();
         reordered.swap(0, 2);
         assert!(matches!(problem(&reordered), Problem::Reordered { expected: 1, found: 2, .. }));
 
-        let mut replayed = log.clone();
-        replayed.push(log[1].clone());
+        let mut replayed = records.clone();
+        replayed.push(records[1].clone());
         assert!(matches!(problem(&replayed), Problem::Replayed { .. }));
 
-        let mut truncated = log.clone();
-        truncated.pop();
-        assert!(matches!(problem(&truncated), Problem::Truncated { expected: 3, found: 2, .. }));
+        let mut truncated = records.clone();
+        truncated.remove(5);
+        let finding = check(&truncated).first_bad.unwrap();
+        assert!(matches!(finding.problem, Problem::Truncated { expected: 3, found: 2, .. }), "{finding:?}");
+        assert_eq!(finding.subject, Subject::Checkpoint { chain: "node-b".into(), seq: 3 });
+
+        let mut garbage = records.clone();
+        garbage[3] = Bytes::from_static(b"{\"receipts\":[{\"id\":1}]}");
+        assert!(matches!(problem(&garbage), Problem::Malformed { .. }));
+
+        let mut forged_checkpoint = records.clone();
+        let mut checkpoint = checkpoints(&log).remove(0);
+        checkpoint.seq = 2;
+        forged_checkpoint[6] = Record::Checkpoint(checkpoint).encode();
+        assert_eq!(problem(&forged_checkpoint), Problem::BadSignature);
+    }
+
+    #[test]
+    fn batched_receipts_and_retired_keys_verify() {
+        let old = MasterKey::from_bytes(vec![7; 32]);
+        let new = MasterKey::from_bytes(vec![8; 32]);
+        let mut before = Chains::new("node-a".into(), Keyring::new(old.clone(), vec![]));
+        let first: Vec<Receipt> = (0..3).map(|i| before.seal(new_id("acme"), draft(i))).collect();
+        let mut after = Chains::new("node-a".into(), Keyring::new(new.clone(), vec![old.clone()]));
+        after.resume("acme", before.head("acme").unwrap().clone());
+        let second: Vec<Receipt> = (3..5).map(|i| after.seal(new_id("acme"), draft(i))).collect();
+        let records = [Record::Receipts(first).encode(), Record::Receipts(second).encode()];
+
+        let both = Keyring::new(new.clone(), vec![old.clone()]);
+        let verdict = verify(&both, "acme", &records, Window::ALL);
+        assert_eq!((verdict.checked, verdict.chains, verdict.first_bad), (5, 1, None));
+        let only_new = verify(&Keyring::new(new, vec![]), "acme", &records, Window::ALL);
+        let finding = only_new.first_bad.unwrap();
+        assert_eq!(finding.record, 0);
+        assert_eq!(finding.problem, Problem::UnknownKey { key_id: old.id().into() });
+    }
+
+    #[test]
+    fn a_window_checks_its_receipts_from_where_each_chain_stands() {
+        let log = log(20);
+        let records = encode(&log);
+        // Receipt i ended at i + 1.
+        let window = Window { from_ms: Some(8), to_ms: Some(15) };
+        let verdict = verify(&keys(), "acme", &records, window);
+        assert_eq!((verdict.checked, verdict.chains, verdict.first_bad), (7, 2, None));
+
+        let mut tampered = records.clone();
+        tampered.remove(11);
+        let finding = verify(&keys(), "acme", &tampered, window).first_bad.unwrap();
+        assert!(matches!(finding.problem, Problem::Deleted { .. }), "{finding:?}");
+        let before_window = [&records[..3], &records[4..]].concat();
+        assert_eq!(verify(&keys(), "acme", &before_window, window).first_bad, None, "outside the window");
+    }
+
+    #[test]
+    fn many_records_are_checked_in_parallel_runs_in_order() {
+        let log = log(3 * PARALLEL_FROM + 7);
+        let mut records = encode(&log);
+        assert_eq!(check(&records).checked, log.len());
+        records.swap(2000, 2002);
+        assert_eq!(check(&records).first_bad.unwrap().record, 2000);
     }
 }

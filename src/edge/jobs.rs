@@ -4,15 +4,16 @@
 //! `Location` to poll (`GET /_gojinn/v1/jobs/{id}`, readable by whoever holds the id).
 //!
 //! `Idempotency-Key` (1 to 255 printable ASCII characters) makes a retried request the same job:
-//! the same tenant and key always give the same id. A sync call ignores the header. The request's
-//! W3C `traceparent` is stored with the job; without a valid one, the job gets one on the trace
-//! id its envelope carries.
+//! the same tenant and key always give the same id. A sync call ignores the header. The job stores
+//! a W3C `traceparent`: the request span's when traces are exported, else the request's own; without
+//! a valid one, one on the trace id its envelope carries.
 
 use super::Edge;
 use super::respond::EdgeError;
 use crate::abi::GuestRequest;
 use crate::jobs::{self, JobId};
 use crate::registry::Deployed;
+use crate::telemetry::spans;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -63,7 +64,9 @@ impl AsyncCall {
         headers: &HeaderMap,
         envelope: &GuestRequest,
     ) -> Result<Response, EdgeError> {
-        let traceparent = traceparent(headers, &envelope.trace_id);
+        // Traced, the job's parent is this request's span; otherwise the caller's.
+        let traced = spans::traceparent(&tracing::Span::current());
+        let traceparent = traced.unwrap_or_else(|| traceparent(headers, &envelope.trace_id));
         let state = edge.deployer.state();
         let id =
             jobs::enqueue(state, &function.id, envelope.to_json(), self.idempotency_key, Some(traceparent))

@@ -3,13 +3,15 @@
 //! with a stable code; internal details are logged, never sent.
 
 use super::admission::Rejected;
-use crate::abi::InvalidResponse;
+use crate::abi::{GuestResponse, InvalidResponse};
 use crate::api::ApiError;
+use crate::audit::End;
 use crate::jobs::JobError;
-use crate::runtime::CallError;
+use crate::runtime::{CallError, CallOutput};
 use crate::state::StateError;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
+use std::collections::BTreeMap;
 
 /// Every way a function request can fail before or after the guest runs.
 #[derive(Debug, thiserror::Error)]
@@ -48,34 +50,21 @@ impl EdgeError {
             EdgeError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             EdgeError::BadBody(_) => (StatusCode::BAD_REQUEST, "bad_body"),
             EdgeError::OverCapacity(_) => (StatusCode::TOO_MANY_REQUESTS, "over_capacity"),
-            EdgeError::Call(call) => match call {
-                CallError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
-                CallError::MemoryExhausted(_) => (StatusCode::INTERNAL_SERVER_ERROR, "memory_exhausted"),
-                CallError::StackOverflow => (StatusCode::INTERNAL_SERVER_ERROR, "stack_overflow"),
-                CallError::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trap"),
-                CallError::Exit(_) => (StatusCode::INTERNAL_SERVER_ERROR, "exit"),
-                CallError::OutputTooLarge { .. } => (StatusCode::BAD_GATEWAY, "output_too_large"),
-                CallError::NoCapacity => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
-                CallError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-            },
+            EdgeError::Call(call) => call_status_and_code(call),
             EdgeError::InvalidResponse(_) => (StatusCode::BAD_GATEWAY, "invalid_response"),
             EdgeError::BadIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "bad_idempotency_key"),
             EdgeError::Job(job) => match job {
                 JobError::NotFound(_) => (StatusCode::NOT_FOUND, "no_job"),
                 JobError::NotDead { .. } => (StatusCode::CONFLICT, "not_dead"),
                 JobError::Conflict { .. } => (StatusCode::CONFLICT, "conflict"),
-                JobError::State(state) => match state {
-                    StateError::NoTenant(_) => (StatusCode::NOT_FOUND, "no_tenant"),
-                    StateError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
-                    StateError::Quota(_) => (StatusCode::TOO_MANY_REQUESTS, "quota"),
-                    StateError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-                    StateError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
-                },
+                JobError::State(state) => state_status_and_code(state),
             },
             EdgeError::Api(api) => match api {
                 ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
                 ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
                 ApiError::NoTenant(_) => (StatusCode::NOT_FOUND, "no_tenant"),
+                ApiError::NoReceipt(_) => (StatusCode::NOT_FOUND, "no_receipt"),
+                ApiError::State(state) => state_status_and_code(state),
             },
         }
     }
@@ -84,9 +73,58 @@ impl EdgeError {
     fn internal_detail(&self) -> Option<&str> {
         match self {
             EdgeError::Call(CallError::Internal(detail))
-            | EdgeError::Job(JobError::State(StateError::Internal(detail))) => Some(detail),
+            | EdgeError::Job(JobError::State(StateError::Internal(detail)))
+            | EdgeError::Api(ApiError::State(StateError::Internal(detail))) => Some(detail),
             _ => None,
         }
+    }
+}
+
+fn call_status_and_code(call: &CallError) -> (StatusCode, &'static str) {
+    match call {
+        CallError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+        CallError::MemoryExhausted(_) => (StatusCode::INTERNAL_SERVER_ERROR, "memory_exhausted"),
+        CallError::StackOverflow => (StatusCode::INTERNAL_SERVER_ERROR, "stack_overflow"),
+        CallError::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "trap"),
+        CallError::Exit(_) => (StatusCode::INTERNAL_SERVER_ERROR, "exit"),
+        CallError::OutputTooLarge { .. } => (StatusCode::BAD_GATEWAY, "output_too_large"),
+        CallError::NoCapacity => (StatusCode::SERVICE_UNAVAILABLE, "no_capacity"),
+        CallError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+fn state_status_and_code(state: &StateError) -> (StatusCode, &'static str) {
+    match state {
+        StateError::NoTenant(_) => (StatusCode::NOT_FOUND, "no_tenant"),
+        StateError::InvalidArgument(_) => (StatusCode::BAD_REQUEST, "invalid_argument"),
+        StateError::Quota(_) => (StatusCode::TOO_MANY_REQUESTS, "quota"),
+        StateError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        StateError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+    }
+}
+
+/// How a call that failed with `status_and_code` ends, for its receipt.
+pub fn failed_end<'a>(
+    (status, code): (StatusCode, &'static str),
+    output: &'a [u8],
+    host_calls: &BTreeMap<&'static str, u32>,
+) -> End<'a> {
+    End::failed(code, status.as_u16(), output, host_calls)
+}
+
+/// How a call ended, for its receipt: `ok` and the guest's status when it answered with a
+/// response envelope, else the stable code and status its failure has here. (The edge, which
+/// parses the envelope anyway, builds its end from its response instead.)
+pub fn receipt_end(called: &Result<CallOutput, CallError>) -> End<'_> {
+    match called {
+        Ok(output) => match GuestResponse::parse(&output.stdout) {
+            Ok(guest) => End::answered(guest.status.as_u16(), &output.stdout, &output.host_calls),
+            Err(invalid) => {
+                let invalid = EdgeError::InvalidResponse(invalid).status_and_code();
+                failed_end(invalid, &output.stdout, &output.host_calls)
+            }
+        },
+        Err(error) => failed_end(call_status_and_code(error), &[], &Default::default()),
     }
 }
 
@@ -111,7 +149,8 @@ impl IntoResponse for EdgeError {
             }
             EdgeError::OverCapacity(_)
             | EdgeError::Call(CallError::NoCapacity)
-            | EdgeError::Job(JobError::State(StateError::Unavailable(_))) => {
+            | EdgeError::Job(JobError::State(StateError::Unavailable(_)))
+            | EdgeError::Api(ApiError::State(StateError::Unavailable(_))) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
             }
             EdgeError::Api(ApiError::Unauthorized) => {

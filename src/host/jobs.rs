@@ -2,13 +2,15 @@
 //! `grants.enqueue` names. The job carries the request envelope the target will run with:
 //! `POST /{tenant}/{function}`, the guest's payload as the body (content-type
 //! `application/json` when the payload parses as JSON, `application/octet-stream` otherwise),
-//! and the trace id of the enqueuing call. The target need not be deployed yet: its jobs wait.
+//! and the trace id of the enqueuing call; its span (`host.enqueue`, when traces are exported) is
+//! the job's parent. The target need not be deployed yet: its jobs wait.
 
 use super::work::{Work, link_async};
 use super::{HostError, HostView, memory};
 use crate::abi::{GuestRequest, Headers};
 use crate::spec::FunctionId;
 use crate::state::NewJob;
+use crate::telemetry::spans;
 use bytes::Bytes;
 use wasmtime::{Caller, Linker};
 
@@ -45,7 +47,7 @@ fn enqueue<T: HostView>(
         function: id.function.clone(),
         payload: envelope(&id, &payload, trace_id.clone()),
         idempotency_key: None,
-        traceparent: traceparent(&trace_id),
+        traceparent: spans::traceparent(&tracing::Span::current()).or_else(|| traceparent(&trace_id)),
     };
     let inputs = vec![Bytes::from(target), Bytes::from(payload)];
     Ok(Work::data((out_ptr, out_cap), inputs, async move {

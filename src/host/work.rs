@@ -1,6 +1,7 @@
 //! The shape every async host function shares. A host function first reads and checks its
 //! arguments while it holds the Store (sync: pointers, grants), then runs its backend call as an
-//! owned future that borrows nothing of the Store, then writes the answer back.
+//! owned future that borrows nothing of the Store, then writes the answer back; all of it in the
+//! call's `host.<name>` span.
 //!
 //! Output buffers: an answer larger than the guest's buffer is kept, with the inputs that asked
 //! for it, until the guest's next data call. If that call is the retry (same function, same
@@ -8,9 +9,11 @@
 //! `INSERT ... RETURNING` happens once, and a retried list sees the same snapshot.
 
 use super::{HostError, HostView, finish, memory};
+use crate::telemetry::spans;
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
+use tracing::Instrument;
 use wasmtime::{Caller, Linker, WasmTyList};
 
 type Pending<T> = Pin<Box<dyn Future<Output = Result<T, HostError>> + Send>>;
@@ -59,14 +62,15 @@ where
     P: WasmTyList + Send + 'static,
 {
     linker.func_wrap_async(super::MODULE, name, move |mut caller: Caller<'_, T>, params: P| {
-        Box::new(async move {
+        let call = async move {
             caller.data_mut().host().count(name);
             let result = match read(&mut caller, params) {
                 Ok(work) => run(&mut caller, name, work).await,
                 Err(error) => Err(error),
             };
             finish(&mut caller, result)
-        })
+        };
+        Box::new(call.instrument(spans::host_call(name)))
     })?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The worker of one function: pulls its jobs in batches no larger than its free concurrency,
 //! runs each through the function's admission gates and a fresh sandbox, keeps the delivery
-//! alive with heartbeats while it runs, and records the outcome.
+//! alive with heartbeats while it runs, and records the outcome. Each attempt runs in a `job`
+//! span continuing the trace of the request that queued the job, and is counted by how it ended.
 //!
 //! A worker follows its function's redeploys without a restart: every fetch uses the revision
 //! deployed then (its policy and concurrency), and every job starts on the revision deployed when
@@ -15,15 +16,21 @@
 
 use super::{JobId, policy_for};
 use crate::abi::{GuestRequest, GuestResponse};
+use crate::audit::{Execution, Recorder, Trigger};
 use crate::deploy::Deployer;
 use crate::edge::admission::Gate;
+use crate::edge::respond::receipt_end;
+use crate::metrics::{JobState, Metrics};
 use crate::registry::Deployed;
 use crate::runtime::{CallError, CallOutput, Runtime};
-use crate::state::{Delivery, JobPolicy, Jobs, Outcome, State};
+use crate::spec::Name;
+use crate::state::{Delivery, JobPolicy, JobStatus, Jobs, Outcome, State};
+use crate::telemetry::spans;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
+use tracing::Instrument;
 
 /// How long one fetch waits for jobs before it asks again.
 const FETCH_WAIT: Duration = Duration::from_secs(2);
@@ -34,6 +41,8 @@ const MAX_ERROR_PAUSE: Duration = Duration::from_secs(30);
 const ADMISSION_RETRY: Duration = Duration::from_millis(50);
 /// Heartbeats per ack wait.
 const HEARTBEATS_PER_ACK_WAIT: u32 = 3;
+/// The dead-letter gauge counts a tenant's dead jobs up to this many.
+const DEAD_JOBS_COUNTED: usize = 1000;
 
 /// A running worker: a stop signal and the task to wait for.
 pub(super) struct Worker {
@@ -44,7 +53,12 @@ pub(super) struct Worker {
 impl Worker {
     /// Starts the worker of `deployed`'s function; it begins fetching once `after` (a previous
     /// worker of the same function) has ended.
-    pub fn spawn(deployer: Arc<Deployer>, deployed: Arc<Deployed>, after: Option<JoinHandle<()>>) -> Self {
+    pub fn spawn(
+        deployer: Arc<Deployer>,
+        recorder: Arc<Recorder>,
+        deployed: Arc<Deployed>,
+        after: Option<JoinHandle<()>>,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             if let Some(previous) = after
@@ -53,7 +67,7 @@ impl Worker {
                 tracing::error!(function = %deployed.id, "the previous job worker failed: {err}");
             }
             if !*stopped.borrow() {
-                serve(&deployer, deployed, stopped).await;
+                serve(&deployer, &recorder, deployed, stopped).await;
             }
         });
         Self { stop, task }
@@ -67,7 +81,12 @@ impl Worker {
 }
 
 /// Fetches and runs jobs until asked to stop, then waits for the jobs it holds.
-async fn serve(deployer: &Deployer, mut deployed: Arc<Deployed>, mut stopped: watch::Receiver<bool>) {
+async fn serve(
+    deployer: &Deployer,
+    recorder: &Arc<Recorder>,
+    mut deployed: Arc<Deployed>,
+    mut stopped: watch::Receiver<bool>,
+) {
     let id = deployed.id.clone();
     let state = deployer.state();
     // The function's current revision; the last one known once it is removed (and this worker
@@ -100,6 +119,7 @@ async fn serve(deployer: &Deployer, mut deployed: Arc<Deployed>, mut stopped: wa
                 let job = Arc::new(JobContext {
                     state: state.clone(),
                     runtime: deployer.runtime().clone(),
+                    recorder: recorder.clone(),
                     deployed: deployed.clone(),
                     policy,
                 });
@@ -131,6 +151,7 @@ async fn serve(deployer: &Deployer, mut deployed: Arc<Deployed>, mut stopped: wa
 struct JobContext {
     state: State,
     runtime: Arc<Runtime>,
+    recorder: Arc<Recorder>,
     deployed: Arc<Deployed>,
     policy: Arc<JobPolicy>,
 }
@@ -138,7 +159,15 @@ struct JobContext {
 impl JobContext {
     /// Runs one delivery and records its outcome. A failure to record it is logged: the
     /// delivery's lease then runs out and the job is delivered again (at least once).
-    async fn attempt(self: Arc<Self>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
+    async fn attempt(self: Arc<Self>, delivery: Delivery, slot: OwnedSemaphorePermit) {
+        // The public id, as the 202 answer and the API show it.
+        let job = JobId::from_backend(delivery.tenant.clone(), delivery.job_id.clone())
+            .map_or_else(|_| delivery.job_id.clone(), |id| id.to_string());
+        let span = spans::job(&self.deployed.id, job, delivery.attempt, delivery.traceparent.as_deref());
+        self.attempt_traced(delivery, slot).instrument(span).await
+    }
+
+    async fn attempt_traced(self: Arc<Self>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
         let function = &self.deployed.id;
         let every = (self.policy.ack_wait / HEARTBEATS_PER_ACK_WAIT).max(Duration::from_millis(10));
         let outcome = with_heartbeats(&*self.state.jobs, &delivery, every, self.run(&delivery)).await;
@@ -147,16 +176,25 @@ impl JobContext {
             Outcome::Succeeded { .. } => None,
         };
         match self.state.jobs.finish(&delivery, &self.policy, outcome).await {
-            Ok(status) => tracing::debug!(
-                %function, job = delivery.job_id, attempt = delivery.attempt, ?status, error = failed, "job attempt ended"
-            ),
+            Ok(status) => {
+                tracing::debug!(
+                    %function, job = delivery.job_id, attempt = delivery.attempt, ?status, error = failed, "job attempt ended"
+                );
+                let metrics = self.runtime.metrics();
+                metrics.job(function, JobState::from(status));
+                if status == JobStatus::Dead {
+                    count_dead_jobs(&self.state, metrics, &function.tenant).await;
+                }
+            }
             Err(err) => tracing::warn!(
                 %function, job = delivery.job_id, "recording a job's outcome failed; it will be delivered again: {err}"
             ),
         }
     }
 
-    /// One attempt: the stored envelope with its `job_id`, through admission, in a fresh sandbox.
+    /// One attempt: the stored envelope with its `job_id`, through admission, in a fresh sandbox,
+    /// and its receipt, recorded before the outcome: a job is never acknowledged before the
+    /// receipt of its attempt is queued (with `audit.durability: sync`, appended).
     async fn run(&self, delivery: &Delivery) -> Outcome {
         let mut request: GuestRequest = match serde_json::from_slice(&delivery.payload) {
             Ok(request) => request,
@@ -173,9 +211,31 @@ impl JobContext {
         request.job_id = Some(id.to_string());
         let deployed = &self.deployed;
         let wait = deployed.spec.limits.timeout;
+        let queued = Instant::now();
         let _function_permit = admit(&deployed.gate, wait).await;
         let _tenant_permit = admit(&deployed.tenant_gate, wait).await;
-        judge(deployed.call(&self.runtime, request.to_json()).await)
+        self.runtime.metrics().admitted(&deployed.id, queued.elapsed());
+        let stdin = request.to_json();
+        let execution = Execution::start(deployed, Trigger::Job, &stdin, &request.trace_id);
+        let called = deployed.call(&self.runtime, stdin).await;
+        let draft = execution.job(id.to_string(), delivery.attempt).finish(receipt_end(&called));
+        match self.recorder.record(draft).await {
+            Ok(receipt) => {
+                tracing::Span::current().record("gojinn.receipt_id", receipt.as_str());
+            }
+            Err(error) => {
+                tracing::error!(function = %deployed.id, job = %id, "a job attempt's receipt was not recorded: {error}")
+            }
+        }
+        judge(called)
+    }
+}
+
+/// Sets the dead-letter gauge of `tenant` to its dead jobs, counted up to [`DEAD_JOBS_COUNTED`].
+pub(super) async fn count_dead_jobs(state: &State, metrics: &Metrics, tenant: &Name) {
+    match state.jobs.list(tenant, Some(JobStatus::Dead), DEAD_JOBS_COUNTED).await {
+        Ok(dead) => metrics.dead_jobs(tenant, dead.len() as u64),
+        Err(err) => tracing::warn!(%tenant, "counting dead jobs failed: {err}"),
     }
 }
 
@@ -266,6 +326,7 @@ mod tests {
             stdout: Bytes::from_static(stdout.as_bytes()),
             stderr: Bytes::new(),
             started: Instant::now(),
+            host_calls: Default::default(),
         }))
     }
 

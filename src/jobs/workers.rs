@@ -5,14 +5,19 @@
 //! (kube-rs's runner: never two reconciles of one object at once). Nodes sharing a NATS backend
 //! each run their own worker; the durable consumer spreads the jobs between them.
 
-use super::worker::Worker;
+use super::worker::{Worker, count_dead_jobs};
+use crate::audit::Recorder;
 use crate::deploy::Deployer;
 use crate::registry::Registry;
-use crate::spec::FunctionId;
-use std::collections::HashMap;
+use crate::spec::{FunctionId, Name};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// How often the dead-letter gauges are recounted.
+const DEAD_JOBS_RECOUNT: Duration = Duration::from_secs(30);
 
 /// The job workers of a node. Stop them with [`Workers::stop`].
 pub struct Workers {
@@ -22,9 +27,10 @@ pub struct Workers {
 
 impl Workers {
     /// Starts a worker for every function deployed now, and follows later deploys.
-    pub fn start(deployer: Arc<Deployer>) -> Self {
+    /// Each job attempt's receipt goes to `recorder`.
+    pub fn start(deployer: Arc<Deployer>, recorder: Arc<Recorder>) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(deployer, stopped));
+        let task = tokio::spawn(supervise(deployer, recorder, stopped));
         Self { stop, task }
     }
 
@@ -47,22 +53,37 @@ struct Fleet {
     draining: HashMap<FunctionId, JoinHandle<()>>,
 }
 
-async fn supervise(deployer: Arc<Deployer>, mut stopped: watch::Receiver<bool>) {
+async fn supervise(deployer: Arc<Deployer>, recorder: Arc<Recorder>, mut stopped: watch::Receiver<bool>) {
     let mut deploys = deployer.subscribe();
     let mut fleet = Fleet::default();
+    let recount = tokio::spawn(recount_dead_jobs(deployer.clone()));
     loop {
-        fleet.reconcile(&deployer, &deployer.registry());
+        fleet.reconcile(&deployer, &recorder, &deployer.registry());
         tokio::select! {
             changed = deploys.changed() => if changed.is_err() { break },
             _ = stopped.wait_for(|stop| *stop) => break,
         }
     }
+    recount.abort();
     fleet.stop().await;
+}
+
+/// Keeps the dead-letter gauges current when jobs leave the dead-letter queue (a redrive) or die
+/// elsewhere (another node), and after a restart; a worker recounts at once when a job dies.
+async fn recount_dead_jobs(deployer: Arc<Deployer>) {
+    let mut ticks = tokio::time::interval(DEAD_JOBS_RECOUNT);
+    loop {
+        ticks.tick().await;
+        let tenants: BTreeSet<Name> = deployer.registry().functions().map(|f| f.id.tenant.clone()).collect();
+        for tenant in &tenants {
+            count_dead_jobs(deployer.state(), deployer.runtime().metrics(), tenant).await;
+        }
+    }
 }
 
 impl Fleet {
     /// Makes the running workers match the registry's functions.
-    fn reconcile(&mut self, deployer: &Arc<Deployer>, registry: &Registry) {
+    fn reconcile(&mut self, deployer: &Arc<Deployer>, recorder: &Arc<Recorder>, registry: &Registry) {
         self.draining.retain(|_, task| !task.is_finished());
         let gone: Vec<FunctionId> =
             self.running.keys().filter(|id| registry.get(id).is_none()).cloned().collect();
@@ -75,7 +96,8 @@ impl Fleet {
             let id = &*deployed.id;
             if !self.running.contains_key(id) {
                 let after = self.draining.remove(id);
-                self.running.insert(id.clone(), Worker::spawn(deployer.clone(), deployed.clone(), after));
+                let worker = Worker::spawn(deployer.clone(), recorder.clone(), deployed.clone(), after);
+                self.running.insert(id.clone(), worker);
             }
         }
     }

@@ -4,10 +4,14 @@
 
 use super::{CallState, Prepared, Runtime};
 use crate::host::{Capabilities, HostCtx};
+use crate::metrics::Metrics;
 use crate::spec::FunctionLimits;
+use crate::telemetry::spans;
 use bytes::Bytes;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
+use tracing::instrument::WithSubscriber;
 use wasmtime::{Engine, ResourceLimiter, Store, Trap};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
@@ -29,6 +33,8 @@ pub struct CallOutput {
     pub stderr: Bytes,
     /// When `_start` was entered: instantiation is done by then.
     pub started: Instant,
+    /// Calls of each host function, for the call's receipt.
+    pub host_calls: std::collections::BTreeMap<&'static str, u32>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,12 +77,20 @@ impl Runtime {
     /// Runs one call on the guest executor. Dropping the future (a client that went away) stops
     /// the guest at its next epoch tick.
     pub async fn call(&self, prepared: &Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
-        let task = self.executor.spawn(run(self.engine.clone(), prepared.clone(), request));
+        // The guest runs in the caller's span, under the caller's subscriber, so its spans join
+        // the request's or job's trace.
+        let call = run(self.engine.clone(), prepared.clone(), request, self.metrics.clone());
+        let task = self.executor.spawn(call.in_current_span().with_current_subscriber());
         task.await.map_err(|e| CallError::Internal(format!("guest task failed: {e}")))?
     }
 }
 
-async fn run(engine: Engine, prepared: Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
+async fn run(
+    engine: Engine,
+    prepared: Prepared,
+    request: CallRequest,
+    metrics: Arc<Metrics>,
+) -> Result<CallOutput, CallError> {
     let limits = &request.limits;
     let pipe_cap = usize::try_from(limits.max_output).unwrap_or(usize::MAX).saturating_add(1);
     let envelope = request.stdin.clone();
@@ -103,13 +117,16 @@ async fn run(engine: Engine, prepared: Prepared, request: CallRequest) -> Result
 
     let mut started = None;
     let run = async {
-        let instance = prepared.pre.instantiate_async(&mut store).await?;
+        let instantiating = Instant::now();
+        let instance = prepared.pre.instantiate_async(&mut store).instrument(spans::instantiate()).await?;
+        let _active = metrics.instance(instantiating.elapsed());
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         started = Some(Instant::now());
         start.call_async(&mut store, ()).await
     };
     let outcome = tokio::time::timeout(limits.timeout, run).await;
     let memory_exhausted = store.data().limiter.memory_exhausted;
+    let host_calls = store.data().host.calls().clone();
     drop(store);
     let stdout = take(stdout);
     let stderr = take(stderr);
@@ -126,7 +143,7 @@ async fn run(engine: Engine, prepared: Prepared, request: CallRequest) -> Result
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => classify(error),
     };
-    result.map(|()| CallOutput { stdout, stderr, started: started.unwrap_or_else(Instant::now) })
+    result.map(|()| CallOutput { stdout, stderr, started: started.unwrap_or_else(Instant::now), host_calls })
 }
 
 fn take(pipe: MemoryOutputPipe) -> Bytes {

@@ -1,6 +1,7 @@
 //! Runs guests: one wasmtime Engine per node, modules compiled once per sha256 (cached in memory
 //! and on disk), an `InstancePre` per function revision, and a fresh, limited Store per call.
-//! The runtime knows nothing of HTTP; it takes the guest's stdin and returns its stdout.
+//! The runtime knows nothing of HTTP; it takes the guest's stdin and returns its stdout. It
+//! counts live instances and times instantiation (`metrics`).
 
 mod cache;
 mod call;
@@ -11,10 +12,12 @@ pub use call::{CallError, CallOutput, CallRequest, OutputStream};
 pub use engine::{EPOCH_TICK, PoolConfig};
 
 use crate::host::{self, HostCtx, HostView};
+use crate::metrics::Metrics;
 use cache::ModuleCache;
 use engine::EpochTicker;
 use executor::Executor;
 use std::path::PathBuf;
+use std::sync::Arc;
 use wasmtime::{Engine, InstancePre, Linker, Module};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
@@ -57,12 +60,17 @@ pub struct Runtime {
     cache: ModuleCache,
     pool: PoolConfig,
     executor: Executor,
+    metrics: Arc<Metrics>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     /// Builds the engine and linker; compiled modules are cached under `cache_dir` when given.
-    pub fn new(pool: PoolConfig, cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
+    pub fn new(
+        pool: PoolConfig,
+        cache_dir: Option<PathBuf>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, RuntimeError> {
         let engine = engine::build_engine(&pool)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CallState| &mut state.wasi)
@@ -72,7 +80,12 @@ impl Runtime {
         let executor = Executor::new()
             .map_err(|e| RuntimeError::Engine(format!("cannot start the guest executor: {e}")))?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Self { engine, linker, cache, pool, executor, _ticker: ticker })
+        Ok(Self { engine, linker, cache, pool, executor, metrics, _ticker: ticker })
+    }
+
+    /// The node's metrics, which every call on this runtime is counted in.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Compiles (or fetches from the cache) and checks a module for a function with `memory`

@@ -42,6 +42,10 @@ pub enum TelemetryError {
 pub fn init(export: Option<&ExportConfig>) -> Result<Telemetry, TelemetryError> {
     let (dispatch, telemetry) = subscriber(export)?;
     tracing::dispatcher::set_global_default(dispatch)?;
+    if let Some(export) = export {
+        let endpoint = export.endpoint.as_deref().unwrap_or("from OTEL_EXPORTER_OTLP_*");
+        tracing::info!(?export.protocol, endpoint, service = export.service_name, "exporting spans over OTLP");
+    }
     Ok(telemetry)
 }
 

@@ -2,11 +2,11 @@
 //!
 //! | span | exported name | where | attributes |
 //! |---|---|---|---|
-//! | [`request`] | `{method} {http.route}` | the edge, one per function request | `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, `server.address`, `gojinn.tenant`, `gojinn.function`, `gojinn.revision` |
-//! | [`job`] | `job` | a job worker, one per attempt; its parent is the `traceparent` stored with the job | `gojinn.tenant`, `gojinn.function`, `gojinn.job`, `gojinn.attempt` |
+//! | [`request`] | `{method} {http.route}` | the edge, one per function request | `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, `server.address`, `gojinn.tenant`, `gojinn.function`, `gojinn.revision`, `gojinn.receipt_id` |
+//! | [`job`] | `job` | a job worker, one per attempt; its parent is the `traceparent` stored with the job | `gojinn.tenant`, `gojinn.function`, `gojinn.job`, `gojinn.attempt`, `gojinn.receipt_id` |
 //! | [`instantiate`] | `instantiate` | the runtime, child of the call's span | |
 //! | [`host_call`] | `host.<name>` (`host.log`, `host.kv_get`, ...) | each host call, child of the call's span | |
-//! | [`audit_append`] | `audit.append` | appending a receipt | `gojinn.tenant` |
+//! | [`audit_append`] | `audit.append` | appending receipts to a tenant's audit log | `gojinn.tenant` |
 //!
 //! All are DEBUG spans of target [`TARGET`]: with the default `RUST_LOG` and no exporter they
 //! are disabled at their call site and cost a load and a branch; their fields are evaluated only
@@ -18,6 +18,7 @@ use crate::spec::FunctionId;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
+use std::fmt::Display;
 use tracing::Span;
 use tracing::field::Empty;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -38,6 +39,7 @@ pub fn request(request: &http::request::Parts) -> Span {
         gojinn.tenant = Empty,
         gojinn.function = Empty,
         gojinn.revision = Empty,
+        gojinn.receipt_id = Empty,
     );
     if !span.is_disabled() {
         if let Some(host) = server_address(request) {
@@ -53,7 +55,7 @@ pub fn request(request: &http::request::Parts) -> Span {
 pub fn record_function(
     span: &Span,
     method: &http::Method,
-    route: &str,
+    route: impl Display,
     function: &FunctionId,
     revision: &str,
 ) {
@@ -61,7 +63,7 @@ pub fn record_function(
         return;
     }
     span.record("otel.name", format!("{method} {route}"));
-    span.record("http.route", route);
+    span.record("http.route", tracing::field::display(&route));
     span.record("gojinn.tenant", function.tenant.as_str());
     span.record("gojinn.function", function.function.as_str());
     span.record("gojinn.revision", revision);
@@ -86,15 +88,16 @@ pub fn record_response<B>(span: &Span, response: &mut http::Response<B>) {
 }
 
 /// The span of one job attempt, continuing the trace of the request that queued the job.
-pub fn job(function: &FunctionId, job_id: &str, attempt: u32, traceparent: Option<&str>) -> Span {
+pub fn job(function: &FunctionId, job: impl Display, attempt: u32, traceparent: Option<&str>) -> Span {
     let span = tracing::debug_span!(
         target: TARGET,
         "job",
         otel.kind = "consumer",
         gojinn.tenant = function.tenant.as_str(),
         gojinn.function = function.function.as_str(),
-        gojinn.job = job_id,
+        gojinn.job = %job,
         gojinn.attempt = attempt,
+        gojinn.receipt_id = Empty,
     );
     if let Some(traceparent) = traceparent.filter(|_| !span.is_disabled()) {
         let carrier = TraceparentCarrier(Some(traceparent.to_owned()));
@@ -122,9 +125,20 @@ impl std::fmt::Display for HostSpanName {
     }
 }
 
-/// Appending a receipt to `tenant`'s audit log.
+/// Appending receipts to `tenant`'s audit log.
 pub fn audit_append(tenant: &str) -> Span {
     tracing::debug_span!(target: TARGET, "audit.append", gojinn.tenant = tenant)
+}
+
+/// The trace id of `span` (32 hex digits), when it is part of an exported trace.
+pub fn trace_id(span: &Span) -> Option<String> {
+    if span.is_disabled() {
+        return None;
+    }
+    let context = span.context();
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| span_context.trace_id().to_string())
 }
 
 /// The W3C `traceparent` of `span`, when it is part of an exported trace.

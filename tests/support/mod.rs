@@ -5,6 +5,7 @@
 
 pub mod conformance;
 pub mod nats;
+pub mod otlp;
 
 use gojinn::config::{NodeConfig, RuntimeSettings};
 use gojinn::server::Server;

@@ -1,0 +1,109 @@
+//! Receipts in the admin API, behind the same token: one receipt by id, a tenant's receipts of a
+//! time range, and a tenant's audit log as stored (receipts and checkpoints, byte for byte), which
+//! `gojinn audit verify --url` reads. Each reads the tenant's log from its start (see
+//! [`crate::audit::log`]).
+
+use super::{Admin, ApiError, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use crate::audit::Receipt;
+use crate::audit::log::{self, AuditPage, Range, StoredRecord};
+use crate::edge::only;
+use crate::edge::respond::EdgeError;
+use crate::spec::Name;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::routing::get;
+use std::sync::Arc;
+
+/// Records of the audit log one request returns when the query does not say.
+const DEFAULT_RECORDS: u64 = 1000;
+/// The most records of the audit log one request returns.
+pub const MAX_RECORDS: u64 = 10_000;
+
+/// The receipt routes, to be put behind the admin token.
+pub(super) fn routes() -> Router<Arc<Admin>> {
+    Router::new()
+        .route("/_gojinn/v1/receipts/{id}", only(get(show), "GET"))
+        .route("/_gojinn/v1/tenants/{tenant}/receipts", only(get(list), "GET"))
+        .route("/_gojinn/v1/tenants/{tenant}/audit", only(get(records), "GET"))
+}
+
+/// `GET /_gojinn/v1/receipts/{id}` → the receipt.
+async fn show(
+    State(admin): State<Arc<Admin>>,
+    Path(id): Path<String>,
+) -> Result<axum::Json<Receipt>, EdgeError> {
+    let found = log::find(&*admin.deployer.state().audit, &id).await.map_err(ApiError::State)?;
+    Ok(axum::Json(found.ok_or(ApiError::NoReceipt(id))?))
+}
+
+/// `GET /_gojinn/v1/tenants/{tenant}/receipts?from=MS&to=MS&limit=N` → `{"receipts": [...]}`:
+/// those of executions started in `[from, to)`, in log order.
+async fn list(
+    State(admin): State<Arc<Admin>>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Result<axum::Json<serde_json::Value>, EdgeError> {
+    let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
+    let [from, to, limit] = numbers(request.uri().query().unwrap_or_default(), ["from", "to", "limit"])?;
+    let limit = bounded("limit", limit, DEFAULT_LIST_LIMIT as u64, MAX_LIST_LIMIT as u64)?;
+    let range = Range { from_ms: from.unwrap_or(0), to_ms: to.unwrap_or(u64::MAX), limit };
+    let receipts =
+        log::list(&*admin.deployer.state().audit, &tenant, range).await.map_err(ApiError::State)?;
+    Ok(axum::Json(serde_json::json!({ "receipts": receipts })))
+}
+
+/// `GET /_gojinn/v1/tenants/{tenant}/audit?after=SEQ&limit=N` → `{"records": [{"sequence": ..,
+/// "record": ..}]}`: the records after sequence `after`, as stored.
+async fn records(
+    State(admin): State<Arc<Admin>>,
+    Path(tenant): Path<String>,
+    request: Request,
+) -> Result<axum::Json<AuditPage>, EdgeError> {
+    let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
+    let [after, limit] = numbers(request.uri().query().unwrap_or_default(), ["after", "limit"])?;
+    let limit = bounded("limit", limit, DEFAULT_RECORDS, MAX_RECORDS)?;
+    let from = after.unwrap_or(0).saturating_add(1);
+    let stored = admin.deployer.state().audit.read(&tenant, from, limit).await.map_err(ApiError::State)?;
+    Ok(axum::Json(AuditPage { records: stored.into_iter().map(StoredRecord::new).collect() }))
+}
+
+/// The numeric parameters `names` of a query, each optional; any other parameter is refused, so
+/// a typo is not ignored.
+fn numbers<const N: usize>(query: &str, names: [&str; N]) -> Result<[Option<u64>; N], ApiError> {
+    let mut values = [None; N];
+    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let Some(slot) = names.iter().position(|known| *known == name) else {
+            return Err(ApiError::BadQuery(format!("unknown parameter {name:?}: use {}", names.join(", "))));
+        };
+        let parsed =
+            value.parse().map_err(|_| ApiError::BadQuery(format!("{name} must be a number, not {value:?}")));
+        values[slot] = Some(parsed?);
+    }
+    Ok(values)
+}
+
+/// `value`, or `default`, which must be 1 to `max`.
+fn bounded(name: &str, value: Option<u64>, default: u64, max: u64) -> Result<usize, ApiError> {
+    match value.unwrap_or(default) {
+        n @ 1.. if n <= max => Ok(n as usize),
+        n => Err(ApiError::BadQuery(format!("{name} must be 1 to {max}, not {n}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_take_known_numbers_only() {
+        assert_eq!(numbers("", ["from", "to"]).unwrap(), [None, None]);
+        assert_eq!(numbers("to=5&from=2", ["from", "to"]).unwrap(), [Some(2), Some(5)]);
+        for bad in ["from=x", "from=-1", "since=3", "to"] {
+            assert!(matches!(numbers(bad, ["from", "to"]), Err(ApiError::BadQuery(_))), "{bad}");
+        }
+        assert_eq!(bounded("limit", None, 100, 1000).unwrap(), 100);
+        assert!(bounded("limit", Some(0), 100, 1000).is_err());
+        assert!(bounded("limit", Some(1001), 100, 1000).is_err());
+    }
+}

@@ -1,0 +1,101 @@
+//! What a receipt says of an execution, gathered where the execution runs: [`Execution::start`]
+//! just before a function revision is called, [`Execution::finish`] once its outcome is known.
+
+use super::receipt::{HostCalls, ReceiptDraft, Trigger};
+use crate::registry::Deployed;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// An execution under way.
+pub struct Execution {
+    draft: ReceiptDraft,
+    started: Instant,
+}
+
+/// How an execution ended.
+pub struct End<'a> {
+    /// `ok`, or the stable error code of the failure.
+    status: &'a str,
+    /// The status of the response: the guest's, or the one its failure maps to.
+    http_status: u16,
+    /// The guest's output (its response envelope); empty when it produced none.
+    output: &'a [u8],
+    host_calls: HostCalls,
+}
+
+impl<'a> End<'a> {
+    /// The guest answered `http_status` with the response envelope `output`.
+    pub fn answered(http_status: u16, output: &'a [u8], host_calls: &BTreeMap<&str, u32>) -> Self {
+        Self::new("ok", http_status, output, host_calls)
+    }
+
+    /// The call failed with the stable error code `code`, answered with `http_status`; `output` is
+    /// what the guest wrote, if anything.
+    pub fn failed(
+        code: &'a str,
+        http_status: u16,
+        output: &'a [u8],
+        host_calls: &BTreeMap<&str, u32>,
+    ) -> Self {
+        Self::new(code, http_status, output, host_calls)
+    }
+
+    fn new(status: &'a str, http_status: u16, output: &'a [u8], host_calls: &BTreeMap<&str, u32>) -> Self {
+        let host_calls = host_calls.iter().map(|(name, n)| ((*name).to_owned(), u64::from(*n))).collect();
+        Self { status, http_status, output, host_calls }
+    }
+}
+
+impl Execution {
+    /// Starts the receipt of a call of `function` with `input` (its request envelope).
+    pub fn start(function: &Deployed, trigger: Trigger, input: &[u8], trace_id: &str) -> Self {
+        let spec = &function.spec;
+        let draft = ReceiptDraft {
+            tenant: function.id.tenant.to_string(),
+            function: function.id.function.to_string(),
+            module_sha256: spec.module.sha256.clone(),
+            revision: spec.revision.clone(),
+            trigger,
+            started_ms: crate::state::now_ms(),
+            ended_ms: 0,
+            status: String::new(),
+            http_status: 0,
+            memory_limit: spec.limits.memory,
+            timeout_ms: u64::try_from(spec.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            cpu_us: 0,
+            input_sha256: sha256_hex(input),
+            output_sha256: String::new(),
+            host_calls: HostCalls::new(),
+            attempt: 1,
+            job_id: None,
+            trace_id: trace_id.to_owned(),
+        };
+        Self { draft, started: Instant::now() }
+    }
+
+    /// Marks the execution as attempt `attempt` of job `job_id`.
+    pub fn job(mut self, job_id: String, attempt: u32) -> Self {
+        self.draft.job_id = Some(job_id);
+        self.draft.attempt = attempt;
+        self
+    }
+
+    /// The draft of the finished execution's receipt.
+    pub fn finish(self, end: End<'_>) -> ReceiptDraft {
+        let elapsed = self.started.elapsed();
+        ReceiptDraft {
+            ended_ms: crate::state::now_ms().max(self.draft.started_ms),
+            status: end.status.to_owned(),
+            http_status: end.http_status,
+            cpu_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            output_sha256: sha256_hex(end.output),
+            host_calls: end.host_calls,
+            ..self.draft
+        }
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}

@@ -1,0 +1,238 @@
+//! The recorder: takes the draft of every execution's receipt, gives it its id at once, and
+//! queues it for the appender (see `appender`), which seals and appends in order off the request
+//! path. With `durability: sync` the caller waits until its receipt is in the log; with `async`
+//! it goes on as soon as the receipt is queued.
+//!
+//! The queue is bounded (`audit.maxQueued`): when the backend cannot keep up, executions wait
+//! for room rather than receipts being dropped. Stopping appends everything queued and writes a
+//! checkpoint of every chain that moved.
+
+use super::appender::{Appender, Command, Queued};
+use super::chain::Chains;
+use super::keys::{KeyError, Keyring, MasterKey};
+use super::receipt::{ReceiptDraft, new_id};
+use crate::config::{AuditSettings, Durability};
+use crate::metrics::Metrics;
+use crate::spec::Name;
+use crate::state::AuditLog;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// Name of the generated key file in the data dir.
+pub const KEY_FILE_NAME: &str = "audit.key";
+/// How long stopping may keep retrying appends the backend refuses before giving up on them.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+/// The longest node id.
+const MAX_NODE_ID: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecorderError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("invalid audit node id {0:?}: use 1 to 64 letters, digits, '.', '_' or '-' (audit.node)")]
+    NodeId(String),
+}
+
+/// Why a receipt is not recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("the recorder has stopped")]
+    Stopped,
+    #[error("receipt {0} could not be appended to the audit log")]
+    NotAppended(String),
+}
+
+/// Records this node's receipts. Share it; stop it once nothing executes any more.
+pub struct Recorder {
+    node: String,
+    durability: Durability,
+    queue: mpsc::UnboundedSender<Command>,
+    room: Arc<Semaphore>,
+    stop_by: watch::Sender<Option<Instant>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Recorder {
+    /// Loads the node's keys (generating the key file on first start), resumes the chains of
+    /// `tenants` from their logs and starts the appender, which counts appended receipts in
+    /// `metrics`.
+    pub async fn start(
+        settings: &AuditSettings,
+        data_dir: &Path,
+        audit: Arc<dyn AuditLog>,
+        metrics: Arc<Metrics>,
+        tenants: impl IntoIterator<Item = Name>,
+    ) -> Result<Self, RecorderError> {
+        let keys = read_keyring(&key_file(settings, data_dir), &settings.previous_key_files, true)?;
+        let node = node_id(settings.node.as_deref())?;
+        let (stop_by, stopping) = watch::channel(None);
+        let mut appender = Appender::new(audit, metrics, Chains::new(node.clone(), keys), stopping);
+        appender.resume_all(tenants).await;
+        let (queue, queued) = mpsc::unbounded_channel();
+        let task = tokio::spawn(appender.run(queued, settings.checkpoint_interval.0));
+        tracing::info!(%node, durability = ?settings.durability, "recording receipts");
+        Ok(Self {
+            node,
+            durability: settings.durability,
+            queue,
+            room: Arc::new(Semaphore::new(settings.max_queued.max(1) as usize)),
+            stop_by,
+            task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// This node's id: its chain in every tenant's log.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Records the receipt of a finished execution; returns its id once it is queued (async) or
+    /// appended (sync).
+    pub async fn record(&self, draft: ReceiptDraft) -> Result<String, RecordError> {
+        let room = self.room.clone().acquire_owned().await.map_err(|_| RecordError::Stopped)?;
+        let id = new_id(&draft.tenant);
+        let (appended, was_appended) = match self.durability {
+            Durability::Sync => {
+                let (tell, told) = oneshot::channel();
+                (Some(tell), Some(told))
+            }
+            Durability::Async => (None, None),
+        };
+        let queued = Queued { id: id.clone(), draft, appended, room };
+        self.queue.send(Command::Record(Box::new(queued))).map_err(|_| RecordError::Stopped)?;
+        if let Some(was_appended) = was_appended
+            && was_appended.await != Ok(true)
+        {
+            return Err(RecordError::NotAppended(id));
+        }
+        Ok(id)
+    }
+
+    /// Appends everything queued, checkpoints every chain and stops the appender. Receipts
+    /// recorded afterwards are refused.
+    pub async fn stop(&self) {
+        let Some(task) = self.task.lock().expect("recorder lock").take() else { return };
+        self.stop_by.send_replace(Some(Instant::now() + STOP_GRACE));
+        let (ack, acked) = oneshot::channel();
+        if self.queue.send(Command::Stop(ack)).is_ok() {
+            let _ = acked.await;
+        }
+        self.room.close();
+        if let Err(error) = task.await {
+            tracing::error!("the receipt appender failed: {error}");
+        }
+    }
+}
+
+/// The master key file a node signs with: `audit.keyFile`, or `dataDir/audit.key`.
+pub fn key_file(settings: &AuditSettings, data_dir: &Path) -> PathBuf {
+    settings.key_file.clone().unwrap_or_else(|| data_dir.join(KEY_FILE_NAME))
+}
+
+/// The keyring of `current` (which signs) and `previous` (which still verify). With `generate`,
+/// a missing `current` file is created with a fresh key (mode 0600) and announced by its path.
+pub fn read_keyring(current: &Path, previous: &[PathBuf], generate: bool) -> Result<Keyring, KeyError> {
+    let current = if generate {
+        let (key, generated) = MasterKey::read_or_generate(current)?;
+        if generated {
+            tracing::info!("generated an audit key in {}", current.display());
+        }
+        key
+    } else {
+        MasterKey::read(current)?
+    };
+    let previous = previous.iter().map(|path| MasterKey::read(path)).collect::<Result<_, _>>()?;
+    Ok(Keyring::new(current, previous))
+}
+
+/// The configured node id, or the host name.
+fn node_id(configured: Option<&str>) -> Result<String, RecorderError> {
+    let id = match configured {
+        Some(id) => id.to_owned(),
+        None => host_name(),
+    };
+    let valid = |b: u8| b.is_ascii_alphanumeric() || b"._-".contains(&b);
+    if id.is_empty() || id.len() > MAX_NODE_ID || !id.bytes().all(valid) {
+        return Err(RecorderError::NodeId(id));
+    }
+    Ok(id)
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "node".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::receipt::tests::draft;
+    use crate::audit::{Window, log, verify};
+    use crate::state::embedded::EmbeddedBackend;
+    use crate::state::{Provisioner, TenantResources};
+
+    async fn backend(dir: &Path) -> (Arc<EmbeddedBackend>, Name) {
+        let backend = Arc::new(EmbeddedBackend::open(&dir.join("state")).unwrap());
+        let tenant = Name::new("acme").unwrap();
+        let resources = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None };
+        backend.ensure_tenant(&resources).await.unwrap();
+        (backend, tenant)
+    }
+
+    fn settings(durability: Durability) -> AuditSettings {
+        AuditSettings { node: Some("node-a".into()), durability, ..AuditSettings::default() }
+    }
+
+    #[tokio::test]
+    async fn receipts_are_appended_in_order_with_checkpoints_and_resume_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, tenant) = backend(dir.path()).await;
+        let start = |durability, tenants: Vec<Name>| {
+            let (audit, metrics) = (backend.clone(), Arc::new(Metrics::new()));
+            let dir = dir.path().to_owned();
+            async move { Recorder::start(&settings(durability), &dir, audit, metrics, tenants).await.unwrap() }
+        };
+        let recorder = start(Durability::Sync, vec![tenant.clone()]).await;
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            ids.push(recorder.record(draft(i)).await.unwrap());
+        }
+        let in_log = log::find(&*backend, &ids[1]).await.unwrap().expect("a sync receipt is in the log");
+        assert_eq!((in_log.seq, in_log.chain.as_str()), (2, "node-a"));
+        recorder.stop().await;
+        assert!(matches!(recorder.record(draft(9)).await, Err(RecordError::Stopped)));
+
+        // Restarted, async, and resumed lazily (no tenants given): many receipts at once.
+        let recorder = Arc::new(start(Durability::Async, vec![]).await);
+        let recording = (3..203).map(|i| {
+            let recorder = recorder.clone();
+            tokio::spawn(async move { recorder.record(draft(i)).await.unwrap() })
+        });
+        futures::future::join_all(recording).await;
+        recorder.stop().await;
+
+        let records: Vec<_> =
+            log::read_all(&*backend, &tenant).await.unwrap().into_iter().map(|(_, r)| r).collect();
+        let keys = read_keyring(&dir.path().join(KEY_FILE_NAME), &[], false).unwrap();
+        let verdict = verify(&keys, "acme", &records, Window::ALL);
+        assert_eq!((verdict.checked, verdict.checkpoints, verdict.first_bad), (203, 2, None));
+        assert!(records.len() < 203 + 2, "receipts queued together share records: {}", records.len());
+    }
+
+    #[test]
+    fn node_ids_are_checked_and_default_to_the_host_name() {
+        assert_eq!(node_id(Some("node-a.eu_1")).unwrap(), "node-a.eu_1");
+        for bad in ["", "a b", "a/b", "a*", &"n".repeat(65)] {
+            assert!(matches!(node_id(Some(bad)), Err(RecorderError::NodeId(_))), "{bad:?}");
+        }
+        assert_eq!(node_id(None).unwrap(), host_name());
+    }
+}

@@ -1,0 +1,367 @@
+//! Receipts: every execution (sync calls, failures, each job attempt) gets a signed receipt that
+//! its response names and the audit log holds; `gojinn audit verify` (the real binary) passes on
+//! an untouched log, names the receipt a tampering broke, follows a key rotation, and verifies
+//! the one log two nodes sharing NATS write concurrently.
+
+use crate::jobs::{Api, probe_specs};
+use crate::support::nats::NatsServer;
+use crate::support::{Node, SpecDir, specs};
+use gojinn::config::{AuditSettings, BackendKind, Durability, NodeConfig, RuntimeSettings};
+use gojinn::server::Server;
+use gojinn::spec::ByteSize;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+const RECEIPT: &str = "gojinn-receipt";
+
+/// hello, a guest that traps and one that loops past a short timeout, for tenant acme.
+fn spec_dir() -> SpecDir {
+    let dir = SpecDir::new();
+    dir.module("hello").module("guest-trap").module("guest-loop");
+    let functions = [
+        ("hello", "hello", ""),
+        ("trap", "guest-trap", ""),
+        ("spin", "guest-loop", "limits: { timeout: 200ms }"),
+    ];
+    dir.write("specs.yaml", &specs("acme", "", &functions));
+    dir
+}
+
+/// A node on `specs` keeping its data in `data`, with `audit` settings and optionally NATS.
+async fn start(specs: &Path, data: tempfile::TempDir, audit: AuditSettings, nats: Option<&str>) -> Node {
+    let mut config = NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: data.path().to_path_buf(),
+        specs: specs.to_path_buf(),
+        watch: false,
+        runtime: RuntimeSettings {
+            max_instances: 32,
+            max_memory_per_instance: ByteSize(64 << 20),
+            ..RuntimeSettings::default()
+        },
+        audit,
+        ..NodeConfig::default()
+    };
+    if let Some(url) = nats {
+        config.state.backend = BackendKind::Nats;
+        config.state.nats_url = url.to_owned();
+    }
+    let server = Server::start(config).await.expect("start node");
+    assert!(server.first_deploy().errors.is_empty(), "{:?}", server.first_deploy().errors);
+    Node { server, data, client: reqwest::Client::new() }
+}
+
+fn audit(node: &str) -> AuditSettings {
+    AuditSettings { node: Some(node.into()), ..AuditSettings::default() }
+}
+
+/// Stops a node (its recorder flushes and checkpoints); keeps its data dir.
+async fn stop(node: Node) -> tempfile::TempDir {
+    let Node { server, data, .. } = node;
+    server.stop().await.expect("stop node");
+    data
+}
+
+/// Calls `path`; returns the status and the receipt id the response names.
+async fn call(node: &Node, path: &str) -> (u16, String) {
+    let response = node.get(path).await;
+    let receipt = response.headers().get(RECEIPT).map(|v| v.to_str().unwrap().to_owned());
+    let receipt =
+        receipt.unwrap_or_else(|| panic!("{path} answered {} without a receipt", response.status()));
+    (response.status().as_u16(), receipt)
+}
+
+/// `GET /_gojinn/v1/{path}` with the admin token.
+async fn admin(node: &Node, path: &str) -> reqwest::Response {
+    let api = Api::of(node);
+    api.http.get(node.url(&format!("/_gojinn/v1/{path}"))).bearer_auth(&api.token).send().await.unwrap()
+}
+
+async fn receipt(node: &Node, id: &str) -> Value {
+    let response = admin(node, &format!("receipts/{id}")).await;
+    assert_eq!(response.status(), 200, "receipt {id}");
+    response.json().await.unwrap()
+}
+
+/// `gojinn audit verify --tenant acme` with `args`.
+fn verify(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_gojinn"))
+        .args(["audit", "verify", "--tenant", "acme"])
+        .args(args)
+        .output()
+        .expect("run gojinn audit verify")
+}
+
+/// Verifies the embedded log of `data` with `--output json`; returns the exit code and report.
+fn verify_data_dir(data: &Path, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["--data-dir", data.to_str().unwrap(), "--output", "json"];
+    args.extend_from_slice(extra);
+    let output = verify(&args);
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "not JSON: {}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code().expect("exited"), report)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_sync_call_returns_a_receipt_that_is_in_the_log_failures_included() {
+    let dir = spec_dir();
+    let node = start(dir.path(), tempfile::tempdir().unwrap(), audit("node-a"), None).await;
+    let (status, ok) = call(&node, "/acme/hello?name=receipts").await;
+    assert_eq!(status, 200);
+    let (status, trapped) = call(&node, "/acme/trap").await;
+    assert_eq!(status, 500);
+    let (status, timed_out) = call(&node, "/acme/spin").await;
+    assert_eq!(status, 504);
+
+    let shown = receipt(&node, &ok).await;
+    assert_eq!(shown["id"], ok.as_str());
+    assert_eq!(shown["chain"], "node-a");
+    let execution = &shown["execution"];
+    assert_eq!((execution["status"].as_str(), execution["http_status"].as_u64()), (Some("ok"), Some(200)));
+    assert_eq!((execution["tenant"].as_str(), execution["function"].as_str()), (Some("acme"), Some("hello")));
+    assert_eq!((execution["trigger"].as_str(), execution["attempt"].as_u64()), (Some("http"), Some(1)));
+    assert_eq!(execution["module_sha256"].as_str().unwrap().len(), 64);
+    assert_ne!(execution["input_sha256"], execution["output_sha256"]);
+    for (id, code, http) in [(&trapped, "trap", 500), (&timed_out, "timeout", 504)] {
+        let execution = receipt(&node, id).await["execution"].clone();
+        assert_eq!(
+            (execution["status"].as_str(), execution["http_status"].as_u64()),
+            (Some(code), Some(http))
+        );
+    }
+    assert_eq!(admin(&node, "receipts/acme.00000000000000000000000000000000").await.status(), 404);
+
+    let listed: Value = admin(&node, "tenants/acme/receipts?limit=10").await.json().await.unwrap();
+    let ids: Vec<&str> =
+        listed["receipts"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [&ok, &trapped, &timed_out]);
+    let started = shown["execution"]["started_ms"].as_u64().unwrap();
+    let path = format!("tenants/acme/receipts?from={}&to={}&limit=1", started, started + 1);
+    let only: Value = admin(&node, &path).await.json().await.unwrap();
+    assert_eq!(only["receipts"][0]["id"], ok.as_str());
+    let unauthorized = node.client.get(node.url("/_gojinn/v1/tenants/acme/receipts")).send().await.unwrap();
+    assert_eq!(unauthorized.status(), 401, "the admin token is required");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_job_attempt_gets_a_receipt_with_its_attempt_number() {
+    let dir = SpecDir::new();
+    dir.module("guest-jobprobe");
+    probe_specs(&dir, 503);
+    let node = start(dir.path(), tempfile::tempdir().unwrap(), audit("node-a"), None).await;
+    let api = Api::of(&node);
+    let job = api.enqueue("/acme/probe", &[], "").await;
+    api.wait_for(&job, "dead").await;
+
+    let listed: Value = admin(&node, "tenants/acme/receipts").await.json().await.unwrap();
+    let attempts: Vec<(u64, &str, u64)> = listed["receipts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| &r["execution"])
+        .map(|e| {
+            (
+                e["attempt"].as_u64().unwrap(),
+                e["trigger"].as_str().unwrap(),
+                e["http_status"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(attempts, [(1, "job", 503), (2, "job", 503)], "{listed:#}");
+    assert!(listed["receipts"].as_array().unwrap().iter().all(|r| r["execution"]["job_id"] == job.as_str()));
+}
+
+/// Overwrites, deletes or swaps records of the embedded audit log of a stopped node.
+mod tamper {
+    use redb::{Database, ReadableTable, TableDefinition};
+    use std::path::Path;
+
+    const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+
+    fn with_log<T>(data: &Path, change: impl FnOnce(&mut redb::Table<(&str, u64), &[u8]>) -> T) -> T {
+        let db = Database::open(data.join("state/state.redb")).expect("open the stopped node's store");
+        let txn = db.begin_write().unwrap();
+        let done = change(&mut txn.open_table(AUDIT).unwrap());
+        txn.commit().unwrap();
+        done
+    }
+
+    pub fn read(data: &Path, sequence: u64) -> Vec<u8> {
+        with_log(data, |log| log.get(("acme", sequence)).unwrap().expect("a record").value().to_vec())
+    }
+
+    pub fn write(data: &Path, sequence: u64, record: &[u8]) {
+        with_log(data, |log| {
+            log.insert(("acme", sequence), record).unwrap();
+        });
+    }
+
+    pub fn delete(data: &Path, sequence: u64) {
+        with_log(data, |log| {
+            log.remove(("acme", sequence)).unwrap();
+        });
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_passes_on_an_untouched_log_and_names_the_receipt_a_tampering_broke() {
+    let dir = spec_dir();
+    let node = start(dir.path(), tempfile::tempdir().unwrap(), audit("node-a"), None).await;
+    let mut ids = Vec::new();
+    for path in ["/acme/hello", "/acme/trap", "/acme/hello", "/acme/hello"] {
+        ids.push(call(&node, path).await.1);
+    }
+    // The keys and the admin token are in the node's data dir; the log comes through its API.
+    let through_api = verify(&["--url", &node.url(""), "--data-dir", node.data.path().to_str().unwrap()]);
+    let said = |output: &Output| {
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+    };
+    assert!(through_api.status.success(), "{}", said(&through_api));
+    let data = stop(node).await;
+
+    let (code, report) = verify_data_dir(data.path(), &[]);
+    assert_eq!(
+        (code, report["ok"].as_bool(), report["checked"].as_u64()),
+        (0, Some(true), Some(4)),
+        "{report:#}"
+    );
+    assert_eq!(report["checkpoints"], 1, "written on stop: {report:#}");
+
+    // Sync durability, one call at a time: record n is receipt n (from 1), then the checkpoint.
+    let original: Vec<Vec<u8>> = (1..=5).map(|sequence| tamper::read(data.path(), sequence)).collect();
+    let restore = || {
+        (1..=5).for_each(|sequence| tamper::write(data.path(), sequence, &original[sequence as usize - 1]))
+    };
+
+    let modified =
+        String::from_utf8(original[1].clone()).unwrap().replace("\"http_status\":500", "\"http_status\":200");
+    tamper::write(data.path(), 2, modified.as_bytes());
+    let (code, report) = verify_data_dir(data.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(report["first_bad"]["subject"]["id"], ids[1].as_str(), "{report:#}");
+    assert_eq!(report["first_bad"]["problem"]["kind"], "bad_signature");
+    restore();
+
+    tamper::delete(data.path(), 3);
+    let (code, report) = verify_data_dir(data.path(), &[]);
+    assert_eq!(
+        (code, report["first_bad"]["subject"]["id"].as_str()),
+        (1, Some(ids[3].as_str())),
+        "{report:#}"
+    );
+    assert_eq!(report["first_bad"]["problem"]["kind"], "deleted");
+    restore();
+
+    tamper::write(data.path(), 2, &original[2]);
+    tamper::write(data.path(), 3, &original[1]);
+    let (code, report) = verify_data_dir(data.path(), &[]);
+    assert_eq!(
+        (code, report["first_bad"]["subject"]["id"].as_str()),
+        (1, Some(ids[2].as_str())),
+        "{report:#}"
+    );
+    assert_eq!(report["first_bad"]["problem"]["kind"], "reordered");
+    restore();
+
+    tamper::delete(data.path(), 4);
+    let (code, report) = verify_data_dir(data.path(), &[]);
+    assert_eq!(code, 1, "{report:#}");
+    assert_eq!(
+        report["first_bad"]["problem"]["kind"], "truncated",
+        "the checkpoint shows the cut: {report:#}"
+    );
+    restore();
+
+    let text = verify(&["--data-dir", data.path().to_str().unwrap()]);
+    assert!(text.status.success());
+    assert!(
+        String::from_utf8_lossy(&text.stdout).contains("4 receipt(s)"),
+        "{}",
+        String::from_utf8_lossy(&text.stdout)
+    );
+}
+
+/// A key file holding `byte` 32 times, hex.
+fn key_file(dir: &Path, name: &str, byte: u8) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, hex::encode([byte; 32])).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_key_rotation_old_and_new_receipts_verify_and_without_the_old_key_they_are_unknown() {
+    let dir = spec_dir();
+    let keys = tempfile::tempdir().unwrap();
+    let (old, new) = (key_file(keys.path(), "old.key", 1), key_file(keys.path(), "new.key", 2));
+    let before = AuditSettings { key_file: Some(old.clone()), ..audit("node-a") };
+    let node = start(dir.path(), tempfile::tempdir().unwrap(), before, None).await;
+    let first = call(&node, "/acme/hello").await.1;
+    let data = stop(node).await;
+
+    let after = AuditSettings {
+        key_file: Some(new.clone()),
+        previous_key_files: vec![old.clone()],
+        ..audit("node-a")
+    };
+    let node = start(dir.path(), data, after, None).await;
+    call(&node, "/acme/hello").await;
+    let data = stop(node).await;
+
+    let (old, new) = (old.to_str().unwrap(), new.to_str().unwrap());
+    let (code, report) = verify_data_dir(data.path(), &["--key-file", new, "--previous-key-file", old]);
+    assert_eq!((code, report["checked"].as_u64()), (0, Some(2)), "{report:#}");
+    let (code, report) = verify_data_dir(data.path(), &["--key-file", new]);
+    assert_eq!(
+        (code, report["first_bad"]["subject"]["id"].as_str()),
+        (1, Some(first.as_str())),
+        "{report:#}"
+    );
+    assert_eq!(report["first_bad"]["problem"]["kind"], "unknown_key", "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_sharing_nats_write_one_log_that_verifies() {
+    let nats = NatsServer::start().await;
+    let dir = spec_dir();
+    let key = tempfile::tempdir().unwrap();
+    let shared = key_file(key.path(), "audit.key", 3);
+    let settings = |id: &str| AuditSettings { key_file: Some(shared.clone()), ..audit(id) };
+    let a = start(dir.path(), tempfile::tempdir().unwrap(), settings("node-a"), Some(&nats.url())).await;
+    let b = start(dir.path(), tempfile::tempdir().unwrap(), settings("node-b"), Some(&nats.url())).await;
+    let calls = (0..40).map(|i| {
+        let (node, path) =
+            (if i % 2 == 0 { &a } else { &b }, if i % 5 == 0 { "/acme/trap" } else { "/acme/hello" });
+        call(node, path)
+    });
+    let receipts = futures::future::join_all(calls).await;
+    assert_eq!(receipts.len(), 40);
+    stop(a).await;
+    stop(b).await;
+
+    let output = verify(&["--nats", &nats.url(), "--key-file", shared.to_str().unwrap(), "--output", "json"]);
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(output.status.success(), "{report:#}");
+    assert_eq!((report["checked"].as_u64(), report["chains"].as_u64()), (Some(40), Some(2)), "{report:#}");
+    assert_eq!(report["checkpoints"], 2, "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_async_durability_receipts_are_appended_after_the_response() {
+    let dir = spec_dir();
+    let settings = AuditSettings { durability: Durability::Async, ..audit("node-a") };
+    let node = start(dir.path(), tempfile::tempdir().unwrap(), settings, None).await;
+    let ids: Vec<String> = futures::future::join_all((0..20).map(|_| call(&node, "/acme/hello")))
+        .await
+        .into_iter()
+        .map(|(_, id)| id)
+        .collect();
+    let data = stop(node).await;
+    let (code, report) = verify_data_dir(data.path(), &[]);
+    assert_eq!((code, report["checked"].as_u64()), (0, Some(ids.len() as u64)), "{report:#}");
+}
