@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         drop(server);
     }
     {
-        let (_gojinn, addr, _data) = support::start_gojinn(specs.path(), &[])?;
+        let (_gojinn, addr, _data) = support::start_gojinn(specs.path(), &[], &[])?;
         rows.push(("gojinn", wrk(&format!("http://{addr}/demo/hello"), secs, connections)?));
     }
     match wasmtime_binary() {

@@ -5,14 +5,17 @@
 //!    - on: every span exported over OTLP/gRPC to a receiver in this process, and
 //!      `/_gojinn/metrics` scraped every second,
 //!
-//!    then the cost of "on" in percent of "off" (goal: <= 5%), and how many of the spans the
-//!    requests made reached the receiver.
+//!    then the cost of "on" in percent of "off" (goal: <= 5%), in throughput and in the node's
+//!    CPU time per request (read from `/proc`; other load on the machine moves it far less than
+//!    throughput), and how many spans reached the receiver. Receipts are recorded in both (a node
+//!    always records them), with the node's default durability unless GOJINN_BENCH_DURABILITY
+//!    says otherwise.
 //! 2. In-process: what recording one request's metrics costs, and what the request's spans cost
 //!    with the default `RUST_LOG` and no exporter (they should be next to nothing).
 //!
 //! Run: `cargo bench --bench observability`. Settings (environment): GOJINN_BENCH_SECS (wrk
 //! duration, default 10), GOJINN_BENCH_CONNECTIONS (default 32), GOJINN_BENCH_ROUNDS (off/on
-//! pairs, default 2).
+//! pairs, default 2), GOJINN_BENCH_DURABILITY (`sync` or `async`: `audit.durability` of both).
 
 #[path = "../tests/support/otlp.rs"]
 #[allow(dead_code)]
@@ -24,11 +27,11 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::{WrkResult, env_number};
+use support::{ChildGuard, WrkResult, env_number};
 
-/// Spans one hello request makes: the request, `instantiate` and `host.log`.
-const SPANS_PER_REQUEST: u64 = 3;
 const SCRAPE_EVERY: Duration = Duration::from_secs(1);
+/// `USER_HZ`, the unit of `/proc` CPU times: 100 on Linux.
+const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
 fn main() -> anyhow::Result<()> {
     let secs = env_number("GOJINN_BENCH_SECS", 10);
@@ -43,39 +46,52 @@ fn main() -> anyhow::Result<()> {
     // would run elsewhere; they still share the machine with the node and wrk.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let receiver = runtime.block_on(otlp::Receiver::counting());
+    let node_config = tempfile::tempdir()?;
+    let config = node_config.path().join("gojinn.yaml");
+    let durability = std::env::var("GOJINN_BENCH_DURABILITY").unwrap_or_else(|_| "sync".into());
+    std::fs::write(&config, format!("audit: {{ durability: {durability} }}\n"))?;
+    let args = ["--config", config.to_str().context("a UTF-8 temp path")?];
 
     println!(
-        "\n== hello throughput: wrk -t2 -c{connections} -d{secs}s, observability off and on, {rounds} round(s)"
+        "\n== hello throughput: wrk -t2 -c{connections} -d{secs}s, observability off and on, {rounds} round(s), receipts {durability}"
     );
     let mut rows = Vec::new();
+    let mut cpu = (Vec::new(), Vec::new());
     let mut spans = (0, 0);
     for _ in 0..rounds {
-        let (_node, addr, _data) = support::start_gojinn(specs.path(), &[])?;
-        rows.push(("off", support::wrk(&format!("http://{addr}/demo/hello"), secs, connections)?));
+        let (node, addr, _data) = support::start_gojinn(specs.path(), &args, &[])?;
+        let (off, cpu_off) = load(&node, &format!("http://{addr}/demo/hello"), secs, connections)?;
+        drop(node);
 
         let before = receiver.count();
         let endpoint = receiver.endpoint();
         let env =
             [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")];
-        let (node, addr, _data) = support::start_gojinn(specs.path(), &env)?;
+        let (node, addr, _data) = support::start_gojinn(specs.path(), &args, &env)?;
         let scraper = runtime.spawn(scrape(format!("http://{addr}/_gojinn/metrics")));
-        let on = support::wrk(&format!("http://{addr}/demo/hello"), secs, connections)?;
+        let (on, cpu_on) = load(&node, &format!("http://{addr}/demo/hello"), secs, connections)?;
         scraper.abort();
         stop(node)?;
         spans.0 += receiver.count() - before;
-        spans.1 += (on.requests_per_sec * secs as f64) as u64 * SPANS_PER_REQUEST;
-        rows.push(("on", on));
+        spans.1 += on.requests;
+        rows.extend([("off", off), ("on", on)]);
+        cpu.0.push(cpu_off);
+        cpu.1.push(cpu_on);
     }
     support::print_table(&rows);
-    let off = mean(&rows, "off");
-    let on = mean(&rows, "on");
-    println!("\nmean requests/s: off {off:.0}, on {on:.0}");
-    println!("cost of tracing + metrics: {:.1}%   (goal: <= 5%)", (1.0 - on / off) * 100.0);
+    let off = mean(rows.iter().filter(|(n, _)| *n == "off").map(|(_, r)| r.requests_per_sec));
+    let on = mean(rows.iter().filter(|(n, _)| *n == "on").map(|(_, r)| r.requests_per_sec));
+    let (cpu_off, cpu_on) = (mean(cpu.0.into_iter()), mean(cpu.1.into_iter()));
+    println!("\n                     off          on     cost   (goal: <= 5%)");
+    println!("requests/s      {off:>8.0}    {on:>8.0}   {:>5.1}%", (1.0 - on / off) * 100.0);
+    println!("node CPU µs/req {cpu_off:>8.1}    {cpu_on:>8.1}   {:>5.1}%", (cpu_on / cpu_off - 1.0) * 100.0);
+    println!("(on a busy machine, trust the CPU figure: other processes move it far less)");
     println!(
-        "spans received: {} of ~{} made ({:.0}%; the rest were dropped by the exporter's full queue)",
+        "spans received: {} for {} requests, {:.2} per request (request, instantiate, host.log, and the \
+         receipts' batched audit.append; a span is dropped, never waited for, when the export queue is full)",
         spans.0,
         spans.1,
-        spans.0 as f64 * 100.0 / spans.1.max(1) as f64
+        spans.0 as f64 / spans.1.max(1) as f64
     );
 
     println!("\n== in-process, per request");
@@ -88,10 +104,28 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn mean(rows: &[(&str, WrkResult)], name: &str) -> f64 {
-    let figures: Vec<f64> =
-        rows.iter().filter(|(n, _)| *n == name).map(|(_, r)| r.requests_per_sec).collect();
-    figures.iter().sum::<f64>() / figures.len() as f64
+fn mean(figures: impl Iterator<Item = f64>) -> f64 {
+    let figures: Vec<f64> = figures.collect();
+    figures.iter().sum::<f64>() / figures.len().max(1) as f64
+}
+
+/// Runs wrk against `url`; returns its figures and the CPU time `node` used per request, in µs.
+fn load(node: &ChildGuard, url: &str, secs: u64, connections: u64) -> anyhow::Result<(WrkResult, f64)> {
+    let before = cpu_seconds(node)?;
+    let result = support::wrk(url, secs, connections)?;
+    let used = cpu_seconds(node)? - before;
+    let per_request = used * 1e6 / result.requests.max(1) as f64;
+    Ok((result, per_request))
+}
+
+/// The CPU time (user and system) a process has used so far, from `/proc/PID/stat` (Linux).
+fn cpu_seconds(process: &ChildGuard) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", process.0.id()))?;
+    // After the command name (in parentheses, maybe with spaces) come the fields from the third:
+    // utime and stime are the 14th and 15th, in clock ticks.
+    let fields: Vec<&str> = stat.rsplit_once(')').context("a stat line")?.1.split_whitespace().collect();
+    let ticks = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    Ok(ticks / CLOCK_TICKS_PER_SEC)
 }
 
 /// Scrapes `url` every [`SCRAPE_EVERY`] until aborted, as Prometheus would.
@@ -107,7 +141,7 @@ async fn scrape(url: String) {
 }
 
 /// Stops a node with SIGINT, so that it exports the spans it still holds, and waits for it.
-fn stop(mut node: support::ChildGuard) -> anyhow::Result<()> {
+fn stop(mut node: ChildGuard) -> anyhow::Result<()> {
     Command::new("kill").args(["-INT", &node.0.id().to_string()]).status().context("run kill")?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while node.0.try_wait()?.is_none() && Instant::now() < deadline {

@@ -46,10 +46,11 @@ pub fn write_specs(dir: &Path, hello: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the `gojinn` binary serving `specs` with the extra environment `env`; returns once
-/// it is ready, with its address. The process is killed when the guard drops.
+/// Starts the `gojinn` binary serving `specs` with the extra arguments `args` and environment
+/// `env`; returns once it is ready, with its address. The process is killed when the guard drops.
 pub fn start_gojinn(
     specs: &Path,
+    args: &[&str],
     env: &[(&str, &str)],
 ) -> anyhow::Result<(ChildGuard, SocketAddr, tempfile::TempDir)> {
     let addr = free_port()?;
@@ -59,6 +60,7 @@ pub fn start_gojinn(
         .arg(specs)
         .arg("--data-dir")
         .arg(data.path())
+        .args(args)
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
         .stdout(Stdio::null())
@@ -70,6 +72,8 @@ pub fn start_gojinn(
 }
 
 pub struct WrkResult {
+    /// Requests answered in the whole run.
+    pub requests: u64,
     pub requests_per_sec: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
@@ -88,12 +92,20 @@ pub fn wrk(url: &str, secs: u64, connections: u64) -> anyhow::Result<WrkResult> 
             .map(|rest| rest.split_whitespace().next().unwrap_or(""))
     };
     let requests_per_sec = number_after("Requests/sec:").context("wrk printed no Requests/sec")?.parse()?;
+    // `  123456 requests in 10.00s, 15.20MB read`
+    let requests = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in "))
+        .context("wrk printed no request count")?
+        .0
+        .parse()?;
     let errors = text
         .lines()
         .filter(|l| l.contains("Non-2xx") || l.contains("Socket errors"))
         .flat_map(|l| l.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u64>().ok()))
         .sum();
     Ok(WrkResult {
+        requests,
         requests_per_sec,
         p50_ms: parse_ms(number_after("50%").context("no p50")?)?,
         p99_ms: parse_ms(number_after("99%").context("no p99")?)?,

@@ -33,6 +33,8 @@ pub(super) const RECEIPTS_PER_RECORD: usize = 256;
 /// First pause before retrying a failed append, doubling up to [`MAX_RETRY_PAUSE`].
 const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// The shortest interval between checkpoints.
+const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 /// Records after the last known end read to look for an append that landed unacknowledged.
 const LANDED_SCAN: usize = 1000;
 
@@ -94,6 +96,7 @@ impl Appender {
     /// Serves the queue until it is stopped or every sender is gone, checkpointing every
     /// `interval`.
     pub async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Command>, interval: Duration) {
+        let interval = interval.max(MIN_CHECKPOINT_INTERVAL);
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands = Vec::with_capacity(MAX_BATCH);

@@ -13,10 +13,10 @@ use crate::api::client::{AdminClient, ClientError};
 use crate::api::token::TOKEN_FILE_NAME;
 use crate::config::{BackendKind, ConfigError, NodeConfig};
 use crate::spec::Name;
-use crate::state::embedded::EmbeddedBackend;
+use crate::state::embedded::{self, EmbeddedBackend};
 use crate::state::nats::NatsBackend;
 use crate::state::{AuditLog, StateError};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -80,6 +80,8 @@ pub enum CliError {
     State(#[from] StateError),
     #[error("cannot read the audit log: {0}")]
     Client(#[from] ClientError),
+    #[error("no embedded store in {0} (pass the node's --data-dir, or --nats / --url)")]
+    NoStore(PathBuf),
 }
 
 /// Records asked of the admin API at once.
@@ -134,16 +136,22 @@ async fn read(args: &VerifyArgs, config: &NodeConfig, tenant: &Name) -> Result<V
     });
     let audit: Arc<dyn AuditLog> = match nats {
         Some(url) => Arc::new(NatsBackend::connect(&url).await?),
-        None => {
-            Arc::new(EmbeddedBackend::open(&config.data_dir.join("state")).map_err(|error| match error {
-                StateError::Unavailable(why) => StateError::Unavailable(format!(
-                    "{why}; if a node is running on this data dir, read through it with --url"
-                )),
-                other => other,
-            })?)
-        }
+        None => Arc::new(open_embedded(&config.data_dir.join("state"))?),
     };
     Ok(log::read_all(&*audit, tenant).await?)
+}
+
+/// The embedded store under `dir`, which must exist (opening creates a missing one).
+fn open_embedded(dir: &Path) -> Result<EmbeddedBackend, CliError> {
+    if !dir.join(embedded::FILE_NAME).is_file() {
+        return Err(CliError::NoStore(dir.to_path_buf()));
+    }
+    EmbeddedBackend::open(dir).map_err(|error| match error {
+        StateError::Unavailable(why) => CliError::State(StateError::Unavailable(format!(
+            "{why}; if a node is running on this data dir, read through it with --url"
+        ))),
+        other => other.into(),
+    })
 }
 
 async fn read_api(client: &AdminClient, tenant: &Name) -> Result<Vec<Stored>, CliError> {

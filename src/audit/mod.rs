@@ -18,6 +18,7 @@
 mod appender;
 mod chain;
 pub mod cli;
+mod examine;
 mod execution;
 mod keys;
 pub mod log;

@@ -47,7 +47,6 @@ pub enum RecordError {
 
 /// Records this node's receipts. Share it; stop it once nothing executes any more.
 pub struct Recorder {
-    node: String,
     durability: Durability,
     queue: mpsc::UnboundedSender<Command>,
     room: Arc<Semaphore>,
@@ -75,18 +74,12 @@ impl Recorder {
         let task = tokio::spawn(appender.run(queued, settings.checkpoint_interval.0));
         tracing::info!(%node, durability = ?settings.durability, "recording receipts");
         Ok(Self {
-            node,
             durability: settings.durability,
             queue,
             room: Arc::new(Semaphore::new(settings.max_queued.max(1) as usize)),
             stop_by,
             task: Mutex::new(Some(task)),
         })
-    }
-
-    /// This node's id: its chain in every tenant's log.
-    pub fn node(&self) -> &str {
-        &self.node
     }
 
     /// Records the receipt of a finished execution; returns its id once it is queued (async) or
@@ -177,7 +170,7 @@ mod tests {
     use crate::audit::receipt::tests::draft;
     use crate::audit::{Window, log, verify};
     use crate::state::embedded::EmbeddedBackend;
-    use crate::state::{Provisioner, TenantResources};
+    use crate::state::{Provisioner, StateError, TenantResources};
 
     async fn backend(dir: &Path) -> (Arc<EmbeddedBackend>, Name) {
         let backend = Arc::new(EmbeddedBackend::open(&dir.join("state")).unwrap());
@@ -225,6 +218,47 @@ mod tests {
         let verdict = verify(&keys, "acme", &records, Window::ALL);
         assert_eq!((verdict.checked, verdict.checkpoints, verdict.first_bad), (203, 2, None));
         assert!(records.len() < 203 + 2, "receipts queued together share records: {}", records.len());
+    }
+
+    /// Stores every record, but reports the first append as failed, as a lost acknowledgement
+    /// would.
+    struct LostAck {
+        backend: Arc<EmbeddedBackend>,
+        lose: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait::async_trait]
+    impl AuditLog for LostAck {
+        async fn append(&self, tenant: &Name, record: bytes::Bytes) -> Result<u64, StateError> {
+            let sequence = self.backend.append(tenant, record).await?;
+            match self.lose.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                true => Err(StateError::Unavailable("the acknowledgement was lost".into())),
+                false => Ok(sequence),
+            }
+        }
+
+        async fn read(&self, tenant: &Name, from: u64, limit: usize) -> Result<Vec<log::Stored>, StateError> {
+            self.backend.read(tenant, from, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn an_append_whose_acknowledgement_was_lost_is_stored_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, tenant) = backend(dir.path()).await;
+        let flaky = Arc::new(LostAck { backend: backend.clone(), lose: true.into() });
+        let metrics = Arc::new(Metrics::new());
+        let settings = settings(Durability::Sync);
+        let recorder =
+            Recorder::start(&settings, dir.path(), flaky, metrics, [tenant.clone()]).await.unwrap();
+        recorder.record(draft(1)).await.unwrap();
+        recorder.record(draft(2)).await.unwrap();
+        recorder.stop().await;
+        let records = log::read_all(&*backend, &tenant).await.unwrap();
+        assert_eq!(records.len(), 3, "two receipts and a checkpoint, none twice");
+        let keys = read_keyring(&dir.path().join(KEY_FILE_NAME), &[], false).unwrap();
+        let bytes: Vec<_> = records.into_iter().map(|(_, record)| record).collect();
+        assert_eq!(verify(&keys, "acme", &bytes, Window::ALL).first_bad, None);
     }
 
     #[test]

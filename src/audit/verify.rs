@@ -2,25 +2,22 @@
 //! checkpoints), and every chain's order and links. Reports the first bad entry in log order and
 //! what is wrong with it.
 //!
-//! Two passes over each run of records: the first decodes each record and checks what needs no
-//! context (tenant, key, signature, hash), in parallel; the second walks the entries in order
+//! Two passes over each run of records: the first (`examine`) decodes each record and checks what
+//! needs no context (tenant, key, signature over the stored bytes, hash), in parallel; the second
+//! walks the entries in order
 //! through the chains. A window (`from`/`to`) verifies from the first receipt that ended at or
 //! after `from` up to the first that ended at or after `to`; each chain is then taken as it
 //! stands at its first receipt in the window (what precedes the window is not checked).
 
-use super::keys::{Keyring, TenantKeys};
-use super::receipt::signed_prefix;
+use super::examine::{Entry, Examined, examine_all};
+use super::keys::Keyring;
 use super::record::{Checkpoint, Record};
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
-use sha2::{Digest, Sha256};
+use serde::Serialize;
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 /// Records decoded and checked at once: bounds memory on a large log.
 const RUN: usize = 16 * 1024;
-/// Below this many records a run is checked on one thread.
-const PARALLEL_FROM: usize = 1024;
 
 /// What is wrong with an entry of the log.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, thiserror::Error)]
@@ -117,149 +114,6 @@ pub fn verify<B: AsRef<[u8]> + Sync>(keys: &Keyring, tenant: &str, records: &[B]
         }
     }
     walk.verdict(None)
-}
-
-/// An entry decoded and checked on its own; `problem` is what is wrong with it alone. Borrows
-/// from the record it came from.
-enum Entry<'a> {
-    Receipt(Examined<'a>),
-    Checkpoint { checkpoint: Checkpoint, problem: Option<Problem> },
-    Malformed(String),
-}
-
-struct Examined<'a> {
-    id: Cow<'a, str>,
-    chain: Cow<'a, str>,
-    seq: u64,
-    prev: Cow<'a, str>,
-    /// Its hash, hex, once its signature verified.
-    hash: [u8; 64],
-    ended_ms: u64,
-    problem: Option<Problem>,
-}
-
-/// A record as stored, each receipt kept as its exact JSON text.
-#[derive(Deserialize)]
-#[serde(rename_all = "snake_case")]
-enum RawRecord<'a> {
-    Receipts(#[serde(borrow)] Vec<&'a RawValue>),
-    Checkpoint(Checkpoint),
-}
-
-/// What verification reads of a receipt; the signature covers the rest.
-#[derive(Deserialize)]
-struct ReceiptView<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    #[serde(borrow)]
-    chain: Cow<'a, str>,
-    seq: u64,
-    #[serde(borrow)]
-    prev: Cow<'a, str>,
-    #[serde(borrow)]
-    key_id: Cow<'a, str>,
-    #[serde(borrow)]
-    execution: ExecutionView<'a>,
-    #[serde(borrow)]
-    signature: Cow<'a, str>,
-}
-
-#[derive(Deserialize)]
-struct ExecutionView<'a> {
-    #[serde(borrow)]
-    tenant: Cow<'a, str>,
-    ended_ms: u64,
-}
-
-/// Decodes and checks `records`, on several threads when there are many; in order, each with
-/// its record's position in `records`.
-fn examine_all<'a, B: AsRef<[u8]> + Sync>(
-    keys: &TenantKeys,
-    tenant: &str,
-    records: &'a [B],
-) -> Vec<(usize, Entry<'a>)> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    if threads == 1 || records.len() < PARALLEL_FROM {
-        return examine_range(keys, tenant, records, 0);
-    }
-    let share = records.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = records
-            .chunks(share)
-            .enumerate()
-            .map(|(i, part)| scope.spawn(move || examine_range(keys, tenant, part, i * share)))
-            .collect();
-        workers.into_iter().flat_map(|worker| worker.join().expect("verification thread panicked")).collect()
-    })
-}
-
-fn examine_range<'a, B: AsRef<[u8]>>(
-    keys: &TenantKeys,
-    tenant: &str,
-    records: &'a [B],
-    first: usize,
-) -> Vec<(usize, Entry<'a>)> {
-    let mut entries = Vec::with_capacity(records.len());
-    for (i, bytes) in records.iter().enumerate() {
-        let position = first + i;
-        match serde_json::from_slice::<RawRecord>(bytes.as_ref()) {
-            Ok(RawRecord::Receipts(receipts)) => {
-                entries.extend(receipts.into_iter().map(|raw| (position, examine(keys, tenant, raw.get()))));
-            }
-            Ok(RawRecord::Checkpoint(checkpoint)) => {
-                let problem = checkpoint_problem(keys, tenant, &checkpoint);
-                entries.push((position, Entry::Checkpoint { checkpoint, problem }));
-            }
-            Err(error) => entries.push((position, Entry::Malformed(error.to_string()))),
-        }
-    }
-    entries
-}
-
-/// Checks one receipt, given as its JSON text, alone.
-fn examine<'a>(keys: &TenantKeys, tenant: &str, json: &'a str) -> Entry<'a> {
-    let receipt: ReceiptView = match serde_json::from_str(json) {
-        Ok(receipt) => receipt,
-        Err(error) => return Entry::Malformed(error.to_string()),
-    };
-    let mut hash = [0u8; 64];
-    let problem = if receipt.execution.tenant != tenant {
-        Some(Problem::WrongTenant { expected: tenant.into(), found: receipt.execution.tenant.into_owned() })
-    } else {
-        // Bytes not laid out as the signer writes them were not signed as they are.
-        let signed = signed_prefix(json, &receipt.signature).map(|open| [open.as_bytes(), b"}"]);
-        match signed {
-            Some(parts) => signature_problem(keys, &receipt.key_id, &parts, &receipt.signature),
-            None => Some(Problem::BadSignature),
-        }
-    };
-    if problem.is_none() {
-        hex::encode_to_slice(Sha256::digest(json), &mut hash).expect("64 digits for 32 bytes");
-    }
-    Entry::Receipt(Examined {
-        id: receipt.id,
-        chain: receipt.chain,
-        seq: receipt.seq,
-        prev: receipt.prev,
-        hash,
-        ended_ms: receipt.execution.ended_ms,
-        problem,
-    })
-}
-
-fn checkpoint_problem(keys: &TenantKeys, tenant: &str, checkpoint: &Checkpoint) -> Option<Problem> {
-    if checkpoint.tenant != tenant {
-        return Some(Problem::WrongTenant { expected: tenant.into(), found: checkpoint.tenant.clone() });
-    }
-    signature_problem(keys, &checkpoint.key_id, &[&checkpoint.signed_bytes()], &checkpoint.signature)
-}
-
-fn signature_problem(keys: &TenantKeys, key_id: &str, signed: &[&[u8]], signature: &str) -> Option<Problem> {
-    match keys.verify(key_id, signed, signature) {
-        None => Some(Problem::UnknownKey { key_id: key_id.to_owned() }),
-        Some(false) => Some(Problem::BadSignature),
-        Some(true) => None,
-    }
 }
 
 /// The second pass: the chains' heads and the receipt ids seen so far.
@@ -581,6 +435,11 @@ mod tests {
         garbage[3] = Bytes::from_static(b"{\"receipts\":[{\"id\":1}]}");
         assert!(matches!(problem(&garbage), Problem::Malformed { .. }));
 
+        let mut reencoded = records.clone();
+        let spaced = String::from_utf8(records[4].to_vec()).unwrap().replace(",\"seq\":", ", \"seq\":");
+        reencoded[4] = Bytes::from(spaced);
+        assert_eq!(problem(&reencoded), Problem::BadSignature, "the stored bytes are what is signed");
+
         let mut forged_checkpoint = records.clone();
         let mut checkpoint = checkpoints(&log).remove(0);
         checkpoint.seq = 2;
@@ -627,7 +486,7 @@ mod tests {
 
     #[test]
     fn many_records_are_checked_in_parallel_runs_in_order() {
-        let log = log(3 * PARALLEL_FROM + 7);
+        let log = log(3 * super::super::examine::PARALLEL_FROM + 7);
         let mut records = encode(&log);
         assert_eq!(check(&records).checked, log.len());
         records.swap(2000, 2002);

@@ -1,8 +1,8 @@
 //! The HTTP edge: routes a request to a function, enforces the body cap and backpressure, hands
-//! the guest its request envelope and turns the result into a response, or queues the envelope as
-//! a job when the client asks for an asynchronous call (`jobs`). It owns every path under
-//! `/_gojinn`, the admin API's included. It knows nothing of how a guest is executed; the runtime
-//! knows nothing of sockets.
+//! the guest its request envelope and turns the result into a response that names the call's
+//! signed receipt (`Gojinn-Receipt`), or queues the envelope as a job when the client asks for an
+//! asynchronous call (`jobs`). It owns every path under `/_gojinn`, the admin API's included. It
+//! knows nothing of how a guest is executed; the runtime knows nothing of sockets.
 
 pub mod admission;
 pub mod jobs;

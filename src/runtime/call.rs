@@ -8,6 +8,7 @@ use crate::metrics::Metrics;
 use crate::spec::FunctionLimits;
 use crate::telemetry::spans;
 use bytes::Bytes;
+use futures::future::Either;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tracing::Instrument;
@@ -77,10 +78,16 @@ impl Runtime {
     /// Runs one call on the guest executor. Dropping the future (a client that went away) stops
     /// the guest at its next epoch tick.
     pub async fn call(&self, prepared: &Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
-        // The guest runs in the caller's span, under the caller's subscriber, so its spans join
-        // the request's or job's trace.
-        let call = run(self.engine.clone(), prepared.clone(), request, self.metrics.clone());
-        let task = self.executor.spawn(call.in_current_span().with_current_subscriber());
+        let call =
+            run(self.engine.clone(), prepared.clone(), request, self.metrics.clone()).in_current_span();
+        // A traced call runs under the caller's subscriber too (a test's may be its thread's
+        // own), so that the guest's spans join the request's or job's trace.
+        let call = if tracing::Span::current().is_disabled() {
+            Either::Left(call)
+        } else {
+            Either::Right(call.with_current_subscriber())
+        };
+        let task = self.executor.spawn(call);
         task.await.map_err(|e| CallError::Internal(format!("guest task failed: {e}")))?
     }
 }

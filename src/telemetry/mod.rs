@@ -31,17 +31,18 @@ pub enum TelemetryError {
     Exporter(String),
     #[error("the OTLP exporter needs a tokio runtime: set up telemetry inside one")]
     NoRuntime,
-    #[error("a global tracing subscriber is already installed")]
-    AlreadyInstalled(#[from] tracing::subscriber::SetGlobalDefaultError),
+    #[error("cannot install the tracing subscriber: {0}")]
+    AlreadyInstalled(#[from] tracing_subscriber::util::TryInitError),
     #[error("exporting spans failed: {0}")]
     Export(String),
 }
 
-/// Sets up tracing for the process: installs [`subscriber`] as the global default. Keep the
-/// returned guard alive; dropping it sends the spans not yet exported.
+/// Sets up tracing for the process: installs [`subscriber`] as the global default, and routes
+/// the `log` records of dependencies into it. Keep the returned guard alive; dropping it sends
+/// the spans not yet exported.
 pub fn init(export: Option<&ExportConfig>) -> Result<Telemetry, TelemetryError> {
     let (dispatch, telemetry) = subscriber(export)?;
-    tracing::dispatcher::set_global_default(dispatch)?;
+    dispatch.try_init()?;
     if let Some(export) = export {
         let endpoint = export.endpoint.as_deref().unwrap_or("from OTEL_EXPORTER_OTLP_*");
         tracing::info!(?export.protocol, endpoint, service = export.service_name, "exporting spans over OTLP");

@@ -59,14 +59,25 @@ pub fn record_function(
     function: &FunctionId,
     revision: &str,
 ) {
-    if span.is_disabled() {
-        return;
-    }
-    span.record("otel.name", format!("{method} {route}"));
-    span.record("http.route", tracing::field::display(&route));
-    span.record("gojinn.tenant", function.tenant.as_str());
-    span.record("gojinn.function", function.function.as_str());
-    span.record("gojinn.revision", revision);
+    let Some(fields) = span.metadata().map(|meta| meta.fields()) else { return };
+    let field = |name| fields.field(name).expect("a field of the request span");
+    let (name, http_route, tenant, function_name, revision_field) = (
+        field("otel.name"),
+        field("http.route"),
+        field("gojinn.tenant"),
+        field("gojinn.function"),
+        field("gojinn.revision"),
+    );
+    let otel_name = format!("{method} {route}");
+    let route = tracing::field::display(&route);
+    // One record of all five: each record is a trip through every layer.
+    span.record_all(&fields.value_set(&[
+        (&name, Some(&otel_name as &dyn tracing::Value)),
+        (&http_route, Some(&route as &dyn tracing::Value)),
+        (&tenant, Some(&function.tenant.as_str() as &dyn tracing::Value)),
+        (&function_name, Some(&function.function.as_str() as &dyn tracing::Value)),
+        (&revision_field, Some(&revision as &dyn tracing::Value)),
+    ]));
 }
 
 /// Records a request's answer on its span and, when the span is traced, puts its `traceparent`

@@ -6,9 +6,7 @@
 use crate::jobs::{Api, probe_specs};
 use crate::support::nats::NatsServer;
 use crate::support::{Node, SpecDir, specs};
-use gojinn::config::{AuditSettings, BackendKind, Durability, NodeConfig, RuntimeSettings};
-use gojinn::server::Server;
-use gojinn::spec::ByteSize;
+use gojinn::config::{AuditSettings, BackendKind, Durability};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -30,26 +28,15 @@ fn spec_dir() -> SpecDir {
 
 /// A node on `specs` keeping its data in `data`, with `audit` settings and optionally NATS.
 async fn start(specs: &Path, data: tempfile::TempDir, audit: AuditSettings, nats: Option<&str>) -> Node {
-    let mut config = NodeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: data.path().to_path_buf(),
-        specs: specs.to_path_buf(),
-        watch: false,
-        runtime: RuntimeSettings {
-            max_instances: 32,
-            max_memory_per_instance: ByteSize(64 << 20),
-            ..RuntimeSettings::default()
-        },
-        audit,
-        ..NodeConfig::default()
-    };
+    let mut config = Node::config(specs, data.path());
+    config.audit = audit;
     if let Some(url) = nats {
         config.state.backend = BackendKind::Nats;
         config.state.nats_url = url.to_owned();
     }
-    let server = Server::start(config).await.expect("start node");
-    assert!(server.first_deploy().errors.is_empty(), "{:?}", server.first_deploy().errors);
-    Node { server, data, client: reqwest::Client::new() }
+    let node = Node::start_config(config, data).await;
+    assert!(node.server.first_deploy().errors.is_empty(), "{:?}", node.server.first_deploy().errors);
+    node
 }
 
 fn audit(node: &str) -> AuditSettings {
@@ -242,40 +229,21 @@ async fn audit_verify_passes_on_an_untouched_log_and_names_the_receipt_a_tamperi
     let modified =
         String::from_utf8(original[1].clone()).unwrap().replace("\"http_status\":500", "\"http_status\":200");
     tamper::write(data.path(), 2, modified.as_bytes());
-    let (code, report) = verify_data_dir(data.path(), &[]);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(report["first_bad"]["subject"]["id"], ids[1].as_str(), "{report:#}");
-    assert_eq!(report["first_bad"]["problem"]["kind"], "bad_signature");
+    assert_found(data.path(), Some(&ids[1]), "bad_signature");
     restore();
 
     tamper::delete(data.path(), 3);
-    let (code, report) = verify_data_dir(data.path(), &[]);
-    assert_eq!(
-        (code, report["first_bad"]["subject"]["id"].as_str()),
-        (1, Some(ids[3].as_str())),
-        "{report:#}"
-    );
-    assert_eq!(report["first_bad"]["problem"]["kind"], "deleted");
+    assert_found(data.path(), Some(&ids[3]), "deleted");
     restore();
 
     tamper::write(data.path(), 2, &original[2]);
     tamper::write(data.path(), 3, &original[1]);
-    let (code, report) = verify_data_dir(data.path(), &[]);
-    assert_eq!(
-        (code, report["first_bad"]["subject"]["id"].as_str()),
-        (1, Some(ids[2].as_str())),
-        "{report:#}"
-    );
-    assert_eq!(report["first_bad"]["problem"]["kind"], "reordered");
+    assert_found(data.path(), Some(&ids[2]), "reordered");
     restore();
 
+    // The last receipt: nothing follows it but the checkpoint, which shows the cut.
     tamper::delete(data.path(), 4);
-    let (code, report) = verify_data_dir(data.path(), &[]);
-    assert_eq!(code, 1, "{report:#}");
-    assert_eq!(
-        report["first_bad"]["problem"]["kind"], "truncated",
-        "the checkpoint shows the cut: {report:#}"
-    );
+    assert_found(data.path(), None, "truncated");
     restore();
 
     let text = verify(&["--data-dir", data.path().to_str().unwrap()]);
@@ -285,6 +253,16 @@ async fn audit_verify_passes_on_an_untouched_log_and_names_the_receipt_a_tamperi
         "{}",
         String::from_utf8_lossy(&text.stdout)
     );
+}
+
+/// Verifies a tampered embedded log: exit 1, the first bad entry being receipt `id` (when
+/// given) with a problem of `kind`.
+fn assert_found(data: &Path, id: Option<&str>, kind: &str) {
+    let (code, report) = verify_data_dir(data, &[]);
+    assert_eq!((code, report["first_bad"]["problem"]["kind"].as_str()), (1, Some(kind)), "{report:#}");
+    if let Some(id) = id {
+        assert_eq!(report["first_bad"]["subject"]["id"], id, "{report:#}");
+    }
 }
 
 /// A key file holding `byte` 32 times, hex.

@@ -17,10 +17,12 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER: &str = "00f067aa0ba902b7";
 const WITHIN: Duration = Duration::from_secs(30);
 
+/// Dropped in field order: the exporter sends its last spans while the receiver still listens.
 struct Traced {
+    telemetry: Telemetry,
     receiver: Receiver,
     node: Node,
-    telemetry: Telemetry,
+    _specs: SpecDir,
     _subscriber: tracing::dispatcher::DefaultGuard,
 }
 
@@ -30,15 +32,17 @@ async fn traced(protocol: OtlpProtocol) -> Traced {
     let export = ExportConfig::new(&receiver.endpoint(), protocol);
     let (dispatch, telemetry) = telemetry::subscriber(Some(&export)).expect("telemetry");
     let subscriber = tracing::dispatcher::set_default(&dispatch);
-    Traced { receiver, node: hello_node().await, telemetry, _subscriber: subscriber }
+    let (specs, node) = hello_node().await;
+    Traced { receiver, node, telemetry, _specs: specs, _subscriber: subscriber }
 }
 
-/// A node serving `hello` (which logs through the host) for tenant `acme`.
-async fn hello_node() -> Node {
+/// A node serving `hello` (which logs through the host) for tenant `acme`, and its specs.
+async fn hello_node() -> (SpecDir, Node) {
     let dir = SpecDir::new();
     dir.module("hello");
     dir.write("specs.yaml", &specs("acme", "", &[("hello", "hello", "")]));
-    Node::start(&dir).await
+    let node = Node::start(&dir).await;
+    (dir, node)
 }
 
 impl Traced {
@@ -159,7 +163,7 @@ async fn spans_are_exported_over_http_and_a_request_without_traceparent_starts_a
 
 #[tokio::test]
 async fn without_an_exporter_responses_carry_no_traceparent() {
-    let node = hello_node().await;
+    let (_specs, node) = hello_node().await;
     let response = node
         .client
         .get(node.url("/acme/hello"))

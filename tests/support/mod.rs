@@ -128,9 +128,16 @@ impl Node {
     }
 
     pub async fn start_with(specs: &Path, data: tempfile::TempDir) -> Self {
-        let config = NodeConfig {
+        let config = Self::config(specs, data.path());
+        Self::start_config(config, data).await
+    }
+
+    /// The configuration of a test node serving `specs` on a free loopback port, keeping its
+    /// data in `data`.
+    pub fn config(specs: &Path, data: &Path) -> NodeConfig {
+        NodeConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            data_dir: data.path().to_path_buf(),
+            data_dir: data.to_path_buf(),
             specs: specs.to_path_buf(),
             watch: true,
             runtime: RuntimeSettings {
@@ -139,7 +146,11 @@ impl Node {
                 ..RuntimeSettings::default()
             },
             ..NodeConfig::default()
-        };
+        }
+    }
+
+    /// A node with `config`, whose data dir is `data`.
+    pub async fn start_config(config: NodeConfig, data: tempfile::TempDir) -> Self {
         let server = Server::start(config).await.expect("start node");
         let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap();
         Self { server, data, client }

@@ -21,11 +21,10 @@ const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
 impl Provisioner for NatsBackend {
     async fn ensure_tenant(&self, tenant: &TenantResources) -> Result<bool, StateError> {
         self.run(&tenant.name, async {
-            // The streams are independent: ensure them at once, so a tenant costs one round of
-            // API calls rather than five.
-            let ensured =
-                futures::future::try_join_all(desired_streams(tenant).map(|c| self.ensure_stream(c))).await?;
-            let wrote = ensured.contains(&true);
+            let mut wrote = false;
+            for config in desired_streams(tenant) {
+                wrote |= self.ensure_stream(config).await?;
+            }
             if wrote {
                 // Cached bucket handles carry the stream settings they were opened with.
                 self.forget(&tenant.name);
