@@ -41,7 +41,10 @@ async fn main() -> anyhow::Result<()> {
     println!("{:<10} {:>8} {:>12} {:>16}", "backend", "jobs", "enqueue/s", "end-to-end/s");
     let backends = [
         ("embedded", StateSettings::default()),
-        ("jetstream", StateSettings { backend: BackendKind::Nats, nats_url: nats.url() }),
+        (
+            "jetstream",
+            StateSettings { backend: BackendKind::Nats, nats_url: nats.url(), ..StateSettings::default() },
+        ),
     ];
     for (name, state) in backends {
         let (enqueued, done) = run(&dir, state, jobs).await.with_context(|| format!("{name} backend"))?;

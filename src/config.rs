@@ -14,16 +14,45 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// Where the node keeps its state (compiled modules, keys).
     pub data_dir: PathBuf,
-    /// The spec directory to serve.
+    /// The spec directory to serve (unless `reconcile.git` names a repository).
     pub specs: PathBuf,
-    /// Redeploy when a file under `specs` changes.
+    /// Reconcile when a file under `specs` changes, or every `reconcile.interval` for git.
     pub watch: bool,
+    pub reconcile: ReconcileSettings,
     pub runtime: RuntimeSettings,
     pub state: StateSettings,
     pub egress: EgressSettings,
     pub admin: AdminSettings,
     pub telemetry: TelemetrySettings,
     pub audit: AuditSettings,
+}
+
+/// Where specs come from and how this node reconciles them (README "GitOps").
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ReconcileSettings {
+    /// A git repository (URL, or local path) to reconcile from instead of the `specs` directory.
+    pub git: Option<String>,
+    /// Branch, tag or commit of `git`; default the remote's HEAD.
+    #[serde(rename = "ref")]
+    pub reference: Option<String>,
+    /// How often a git source is fetched and reconciled.
+    pub interval: Span,
+    /// Apply the default admission policies shipped with gojinn. Default: on for git sources,
+    /// off for a `specs` directory (the development loop). The source's own `policies/*.rego`
+    /// always apply.
+    pub default_policies: Option<bool>,
+}
+
+impl Default for ReconcileSettings {
+    fn default() -> Self {
+        Self {
+            git: None,
+            reference: None,
+            interval: Span(std::time::Duration::from_secs(30)),
+            default_policies: None,
+        }
+    }
 }
 
 /// Where tenants' state lives.
@@ -33,6 +62,20 @@ pub struct StateSettings {
     pub backend: BackendKind,
     /// NATS server URL(s), comma-separated, for the `nats` backend.
     pub nats_url: String,
+    /// Replicas of the reconciler's shared control bucket and module object store (`nats`
+    /// backend): 1, 3 or 5. Used when a node creates them; existing buckets keep theirs.
+    #[serde(deserialize_with = "replica_count")]
+    pub control_replicas: u8,
+}
+
+/// A JetStream replica count: 1, 3 or 5.
+fn replica_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
+    let replicas = u8::deserialize(deserializer)?;
+    if [1, 3, 5].contains(&replicas) {
+        Ok(replicas)
+    } else {
+        Err(serde::de::Error::custom(format!("replicas must be 1, 3 or 5, not {replicas}")))
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
@@ -47,7 +90,7 @@ pub enum BackendKind {
 
 impl Default for StateSettings {
     fn default() -> Self {
-        Self { backend: BackendKind::Embedded, nats_url: "nats://127.0.0.1:4222".into() }
+        Self { backend: BackendKind::Embedded, nats_url: "nats://127.0.0.1:4222".into(), control_replicas: 1 }
     }
 }
 
@@ -174,6 +217,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("gojinn-data"),
             specs: PathBuf::from("specs"),
             watch: true,
+            reconcile: ReconcileSettings::default(),
             runtime: RuntimeSettings::default(),
             state: StateSettings::default(),
             egress: EgressSettings::default(),
@@ -220,5 +264,21 @@ impl NodeConfig {
             .map_err(|source| ConfigError::Read { path: path.into(), source })?;
         serde_norway::from_str(&text)
             .map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod state_settings_tests {
+    use super::*;
+
+    #[test]
+    fn control_replicas_default_to_one_and_must_be_odd_up_to_five() {
+        assert_eq!(StateSettings::default().control_replicas, 1);
+        let parse = |yaml: &str| serde_norway::from_str::<StateSettings>(yaml);
+        assert_eq!(parse("controlReplicas: 3").unwrap().control_replicas, 3);
+        for bad in ["controlReplicas: 2", "controlReplicas: 0", "controlReplicas: 7"] {
+            let err = parse(bad).unwrap_err().to_string();
+            assert!(err.contains("1, 3 or 5"), "{bad}: {err}");
+        }
     }
 }

@@ -1,19 +1,32 @@
-//! Turns a loaded spec directory into a new [`Registry`]: unchanged revisions are kept as they
-//! are, changed ones are compiled and prepared, and the registry is swapped atomically. A
-//! function whose new revision cannot be prepared keeps serving its previous one, and nothing is
-//! removed while any spec document is invalid, so a bad push loses nothing.
+//! Keeps this node serving what the state backend says is applied. A pass first reconciles
+//! (reads the spec source, admits and applies it; only the node holding the reconcile lease
+//! does this), then deploys the applied records into a new [`Registry`]: unchanged revisions are
+//! kept as they are, changed ones are compiled and prepared, and the registry is swapped
+//! atomically. A function whose new revision cannot be prepared keeps serving its previous one,
+//! and nothing is removed while any spec document is invalid, so a bad push loses nothing.
+//! Nodes that do not hold the lease follow: they redeploy whenever the applied state changes.
 
 use crate::config::NodeConfig;
 use crate::edge::admission::Gate;
 use crate::host::{Backends, Capabilities};
+use crate::reconcile::desired::{APPLIED_META, APPLIED_PREFIX, Record, state_from_records};
+use crate::reconcile::source::Source;
+use crate::reconcile::status::AppliedMeta;
+use crate::reconcile::{Admitted, ApplyReport, Reconciler};
 use crate::registry::{Deployed, Registry};
 use crate::runtime::Runtime;
-use crate::spec::{DesiredState, Function, FunctionId, LoadReport, Location, SpecError};
-use crate::state::{State, TenantResources};
+use crate::spec::{Function, FunctionId, LoadReport, Location, SpecError};
+use crate::state::{State, StateError};
 use arc_swap::ArcSwap;
-use std::collections::HashMap;
-use std::path::Path;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The lease that makes one node of a cluster the reconciler.
+const RECONCILE_LEASE: &str = "reconcile";
+/// The shortest reconcile lease: a leader that stops renewing is replaced after this long.
+const MIN_LEASE: Duration = Duration::from_secs(30);
 
 /// The outcome of one deploy, for logs and status.
 #[derive(Debug, Default)]
@@ -30,23 +43,39 @@ pub struct Deployer {
     state: State,
     /// What host capabilities are built from: state, tenants' databases, egress.
     backends: Backends,
+    reconciler: Reconciler,
+    /// This node's name as a lease holder: host name, process id and a random suffix.
+    holder: String,
     current: ArcSwap<Registry>,
+    /// Serializes passes (watcher, poll, webhook, follow).
+    passing: tokio::sync::Mutex<()>,
+    /// The applied state last deployed, so a follower redeploys only when it changes.
+    deployed_meta: Mutex<Option<AppliedMeta>>,
     /// Serializes deploys; the registry itself is read lock-free.
     deploying: Mutex<()>,
     /// Counts deploys; subscribers learn that the registry changed.
     deployed: tokio::sync::watch::Sender<u64>,
+    /// Wakes the reconcile loop for a pass (webhook, spec watcher).
+    pass_requested: tokio::sync::Notify,
 }
 
 impl Deployer {
     pub fn new(config: Arc<NodeConfig>, runtime: Arc<Runtime>, state: State) -> Self {
+        let suffix: u32 = rand::random();
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "node".into());
         Self {
             backends: Backends::new(state.clone(), &config),
+            reconciler: Reconciler::new(state.clone()),
+            holder: format!("{}-{}-{suffix:08x}", host.trim(), std::process::id()),
             config,
             runtime,
             state,
             current: ArcSwap::from_pointee(Registry::default()),
+            passing: tokio::sync::Mutex::new(()),
+            deployed_meta: Mutex::new(None),
             deploying: Mutex::new(()),
             deployed: tokio::sync::watch::Sender::new(0),
+            pass_requested: tokio::sync::Notify::new(),
         }
     }
 
@@ -76,37 +105,153 @@ impl Deployer {
         &self.config
     }
 
-    /// Loads the spec directory, provisions its tenants' state and deploys its functions.
-    pub async fn reload(self: &Arc<Self>) -> DeployReport {
-        let this = self.clone();
-        let loaded = tokio::task::spawn_blocking(move || crate::spec::load_dir(this.specs()))
-            .await
-            .expect("loading specs panicked");
-        let provisioning = self.provision(&loaded.state).await;
-        let this = self.clone();
-        let mut report =
-            tokio::task::spawn_blocking(move || this.deploy(loaded)).await.expect("deploying panicked");
-        report.errors.extend(provisioning);
-        report
+    /// Where this node reads specs from.
+    pub fn source(&self) -> Source {
+        match &self.config.reconcile.git {
+            Some(url) => Source::Git { url: url.clone(), reference: self.config.reconcile.reference.clone() },
+            None => Source::Dir(self.config.specs.clone()),
+        }
     }
 
-    /// Ensures every tenant's state resources exist with its settings (idempotent).
-    async fn provision(&self, desired: &DesiredState) -> Vec<SpecError> {
+    /// Asks the reconcile loop for a pass soon; requests made while one is pending are one pass.
+    pub fn request_pass(&self) {
+        self.pass_requested.notify_one();
+    }
+
+    /// Waits for [`Deployer::request_pass`].
+    pub async fn pass_requested(&self) {
+        self.pass_requested.notified().await;
+    }
+
+    /// One pass: reconcile the source into the state backend if this node holds the reconcile
+    /// lease, then deploy what is applied.
+    pub async fn reload(self: &Arc<Self>) -> DeployReport {
+        let _one_pass = self.passing.lock().await;
         let mut errors = Vec::new();
-        for tenant in desired.tenants.values() {
-            let resources = TenantResources {
-                name: tenant.name.clone(),
-                replicas: tenant.replicas,
-                kv_max_bytes: tenant.quotas.kv_max_bytes,
+        let mut admitted = None;
+        match self.lead().await {
+            Ok(true) => match self.reconcile().await {
+                Ok((read, report)) => {
+                    errors.extend(pass_errors(&read, &report));
+                    admitted = Some(read);
+                }
+                Err(e) => errors.push(SpecError::new(self.source_location(), e.to_string())),
+            },
+            Ok(false) => tracing::debug!("another node holds the reconcile lease; following it"),
+            Err(e) => errors.push(SpecError::new(self.source_location(), format!("reconcile lease: {e}"))),
+        }
+        self.deploy_applied(admitted.as_ref(), errors).await
+    }
+
+    /// Redeploys if the applied state changed since the last deploy (another node applied).
+    pub async fn follow(self: &Arc<Self>) -> Option<DeployReport> {
+        let _one_pass = self.passing.lock().await;
+        let meta = read_meta(&self.state).await.ok()?;
+        if self.deployed_meta.lock().expect("deployed meta").as_ref() == Some(&meta) {
+            return None;
+        }
+        Some(self.deploy_applied(None, Vec::new()).await)
+    }
+
+    /// Takes or renews the reconcile lease.
+    async fn lead(&self) -> Result<bool, StateError> {
+        let ttl = (self.config.reconcile.interval.0 * 3).max(MIN_LEASE);
+        self.state.control.acquire_lease(RECONCILE_LEASE, &self.holder, ttl).await
+    }
+
+    /// Reads, admits and applies the spec source.
+    async fn reconcile(
+        self: &Arc<Self>,
+    ) -> Result<(Admitted, ApplyReport), crate::reconcile::ReconcileError> {
+        let this = self.clone();
+        let admitted = tokio::task::spawn_blocking(move || {
+            let source = this.source();
+            let defaults =
+                this.config.reconcile.default_policies.unwrap_or(matches!(source, Source::Git { .. }));
+            Admitted::read(&source, &this.config.data_dir.join("sources"), defaults)
+        })
+        .await
+        .expect("reading specs panicked")?;
+        let report = self.reconciler.apply(&admitted).await?;
+        if !report.plan.is_empty() {
+            tracing::info!(
+                commit = admitted.desired.commit.as_deref().unwrap_or("-"),
+                changes = report.plan.changes.len(),
+                writes = report.writes,
+                "applied"
+            );
+        }
+        Ok((admitted, report))
+    }
+
+    fn source_location(&self) -> Location {
+        match self.source() {
+            Source::Dir(dir) => Location::file(dir),
+            Source::Git { url, .. } => Location::file(PathBuf::from(url)),
+        }
+    }
+
+    /// Deploys the applied records. Module bytes come from the specs just read, the running
+    /// registry, or the backend's blobs, in that order.
+    async fn deploy_applied(
+        self: &Arc<Self>,
+        read: Option<&Admitted>,
+        mut errors: Vec<SpecError>,
+    ) -> DeployReport {
+        let applied = async {
+            let meta = read_meta(&self.state).await?;
+            let records = self.state.control.records(APPLIED_PREFIX).await?;
+            Ok::<_, StateError>((meta, records))
+        };
+        let (meta, raw) = match applied.await {
+            Ok(applied) => applied,
+            Err(e) => {
+                errors
+                    .push(SpecError::new(self.source_location(), format!("reading the applied state: {e}")));
+                return DeployReport { errors, ..DeployReport::default() };
+            }
+        };
+        let records: Vec<Record> =
+            raw.values().filter_map(|value| serde_json::from_slice(value).ok()).collect();
+        let registry = self.registry();
+        let mut modules = BTreeMap::new();
+        for sha in records.iter().filter_map(Record::module_sha256) {
+            let known = read.and_then(|r| r.desired.modules.get(sha).cloned()).or_else(|| {
+                registry
+                    .functions()
+                    .find(|d| d.spec.module.sha256 == sha)
+                    .map(|d| d.spec.module.bytes.clone())
+            });
+            let bytes = match known {
+                Some(bytes) => bytes,
+                None => match self.state.control.blob(sha).await {
+                    Ok(Some(bytes)) => Arc::from(&bytes[..]),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        errors
+                            .push(SpecError::new(self.source_location(), format!("module blob {sha}: {e}")));
+                        continue;
+                    }
+                },
             };
-            if let Err(e) = self.state.provisioner.ensure_tenant(&resources).await {
-                errors.push(SpecError::new(
-                    tenant.source.clone(),
-                    format!("provisioning tenant {}: {e}", tenant.name),
-                ));
+            modules.insert(sha.to_string(), bytes);
+        }
+        let (mut state, record_errors) = state_from_records(records, &modules);
+        errors.extend(
+            record_errors.into_iter().map(|(id, e)| SpecError::new(Location::file(id.to_string().into()), e)),
+        );
+        if let Some(read) = read {
+            for (id, function) in &mut state.functions {
+                if let Some(desired) = read.desired.functions.get(id) {
+                    function.source = desired.source.clone();
+                }
             }
         }
-        errors
+        *self.deployed_meta.lock().expect("deployed meta") = Some(meta);
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.deploy(LoadReport { state, errors }))
+            .await
+            .expect("deploying panicked")
     }
 
     /// Deploys a loaded spec set. Blocking (compiles modules).
@@ -201,6 +346,27 @@ impl Deployer {
             spec,
         })
     }
+}
+
+/// The applied state's marker (commit and digest); default when nothing was applied yet.
+async fn read_meta(state: &State) -> Result<AppliedMeta, StateError> {
+    let records = state.control.records(APPLIED_META).await?;
+    Ok(records.get(APPLIED_META).and_then(|raw| serde_json::from_slice(raw).ok()).unwrap_or_default())
+}
+
+/// A pass's problems as spec errors: invalid documents, denials, failed resources.
+fn pass_errors(admitted: &Admitted, report: &ApplyReport) -> Vec<SpecError> {
+    let mut errors = admitted.invalid.clone();
+    errors.extend(admitted.denials.iter().map(|d| {
+        SpecError::new(
+            Location::file(d.resource.clone().into()),
+            format!("denied by {}: {}", d.policy, d.message),
+        )
+    }));
+    errors.extend(
+        report.failures().map(|(id, e)| SpecError::new(Location::file(id.to_string().into()), e.to_string())),
+    );
+    errors
 }
 
 fn module_error(at: &Location, path: &str, error: crate::runtime::RuntimeError) -> SpecError {

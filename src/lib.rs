@@ -18,6 +18,7 @@ pub mod egress;
 pub mod host;
 pub mod jobs;
 pub mod metrics;
+pub mod reconcile;
 pub mod registry;
 pub mod reload;
 pub mod runtime;

@@ -5,8 +5,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use gojinn::api::client::AdminClient;
 use gojinn::config::NodeConfig;
 use gojinn::jobs::{JobId, parse_status, status_name};
+use gojinn::reconcile::source::Source;
+use gojinn::reconcile::{Admitted, Reconciler, render};
 use gojinn::server::Server;
 use gojinn::state::{JobRecord, JobStatus};
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +52,20 @@ enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
+    /// Show what `apply` would change, per resource, with the fields that change. Writes nothing.
+    /// Exit code 0: no changes; 2: changes to apply; 1: an error, invalid or denied specs.
+    Plan(ReconcileArgs),
+    /// Reconcile the state backend with the specs: provision tenants, store modules, prune what
+    /// was removed, correct drift. Exit code 0: everything applied; 1: anything failed or was
+    /// refused (the rest is applied).
+    Apply(ReconcileArgs),
+    /// Show per-resource status and the applied commit, through a running node's admin API.
+    Status {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
+    /// Print the JSON Schema of the spec documents (Tenant, Function), for editors.
+    Schema,
     /// List, show and redrive async jobs through a running node's admin API.
     Jobs(JobsArgs),
     /// Verify tenants' signed receipts.
@@ -72,8 +89,17 @@ struct ServeArgs {
     /// Where the node keeps its state.
     #[arg(long)]
     data_dir: Option<PathBuf>,
-    /// Do not redeploy when the spec directory changes.
-    #[arg(long)]
+    /// Reconcile from this git repository (URL, or local path) instead of a spec directory.
+    #[arg(long, value_name = "URL")]
+    specs_git: Option<String>,
+    /// Branch, tag or commit of --specs-git (default: the remote's HEAD).
+    #[arg(long = "ref", requires = "specs_git")]
+    reference: Option<String>,
+    /// How often to fetch and reconcile --specs-git, e.g. 30s.
+    #[arg(long, value_name = "INTERVAL", value_parser = humantime::parse_duration)]
+    watch: Option<std::time::Duration>,
+    /// Reconcile only at startup and on POST /_gojinn/v1/reconcile, not when the specs change.
+    #[arg(long, conflicts_with = "watch")]
     no_watch: bool,
     /// Keep state in NATS JetStream at this URL instead of the embedded store.
     #[arg(long)]
@@ -84,6 +110,13 @@ struct ServeArgs {
 struct JobsArgs {
     #[command(subcommand)]
     command: JobsCommand,
+    #[command(flatten)]
+    admin: AdminArgs,
+}
+
+/// How to reach a running node's admin API.
+#[derive(clap::Args)]
+struct AdminArgs {
     /// The node's HTTP address.
     #[arg(long, global = true, env = "GOJINN_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
@@ -92,6 +125,31 @@ struct JobsArgs {
     #[arg(long, global = true, env = "GOJINN_TOKEN_FILE", default_value = "gojinn-data/admin.token")]
     token_file: PathBuf,
     #[arg(long, global = true, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(clap::Args)]
+struct ReconcileArgs {
+    /// The specs: a directory, or a git repository (URL, or a local path with --ref).
+    source: String,
+    /// Branch, tag or commit of a git source (default: the remote's HEAD).
+    #[arg(long = "ref")]
+    reference: Option<String>,
+    /// Node configuration file, for the state backend and data dir (default: ./gojinn.yaml when
+    /// it exists).
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Use the NATS JetStream backend at this URL.
+    #[arg(long)]
+    nats: Option<String>,
+    /// The data dir (embedded state, git checkouts).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Skip the default admission policies shipped with gojinn (the operator's policies/*.rego
+    /// in the source still apply).
+    #[arg(long)]
+    no_default_policies: bool,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
 
@@ -147,6 +205,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args),
         Command::Validate { specs, output } => validate(&specs, output),
         Command::Jobs(args) => jobs(args),
+        Command::Plan(args) => reconcile(args, false),
+        Command::Apply(args) => reconcile(args, true),
+        Command::Status { admin } => status(admin),
+        Command::Schema => {
+            println!("{}", serde_json::to_string_pretty(&gojinn::spec::schema::schema())?);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit { command } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             Ok(runtime.block_on(gojinn::audit::cli::run(command)))
@@ -186,6 +251,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.data_dir = data_dir;
     }
     config.watch &= !args.no_watch;
+    if let Some(url) = args.specs_git {
+        config.reconcile.git = Some(url);
+        config.reconcile.reference = args.reference;
+    }
+    if let Some(interval) = args.watch {
+        anyhow::ensure!(!interval.is_zero(), "--watch must be longer than zero");
+        config.reconcile.interval = gojinn::spec::Span(interval);
+        config.watch = true;
+    }
     if let Some(url) = args.nats {
         config.state.backend = gojinn::config::BackendKind::Nats;
         config.state.nats_url = url;
@@ -230,12 +304,79 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// `gojinn plan` (`apply` false) and `gojinn apply`, straight against the state backend.
+fn reconcile(args: ReconcileArgs, apply: bool) -> anyhow::Result<ExitCode> {
+    let mut config = match &args.config {
+        Some(path) => NodeConfig::from_file(path)?,
+        None if PathBuf::from("gojinn.yaml").is_file() => NodeConfig::from_file("gojinn.yaml".as_ref())?,
+        None => NodeConfig::default(),
+    };
+    if let Some(data_dir) = args.data_dir {
+        config.data_dir = data_dir;
+    }
+    if let Some(url) = args.nats {
+        config.state.backend = gojinn::config::BackendKind::Nats;
+        config.state.nats_url = url;
+    }
+    let source = Source::parse(&args.source, args.reference.as_deref());
+    let admitted = Admitted::read(&source, &config.data_dir.join("sources"), !args.no_default_policies)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let state = runtime
+        .block_on(gojinn::state::open(&config.state, &config.data_dir))
+        .context("opening the state backend (a running node holds the embedded store: stop it, or trigger it with POST /_gojinn/v1/reconcile)")?;
+    let reconciler = Reconciler::new(state);
+    let color = std::io::stdout().is_terminal();
+    let refused = !admitted.denials.is_empty() || !admitted.invalid.is_empty();
+    if apply {
+        let report = runtime.block_on(reconciler.apply(&admitted))?;
+        match args.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&report_json(&report, &admitted))?),
+            Output::Text => print!("{}", render::apply_text(&report, &admitted, color)),
+        }
+        let failed = report.failures().next().is_some();
+        Ok(if failed || refused { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    } else {
+        let plan = runtime.block_on(reconciler.plan(&admitted))?;
+        match args.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({
+                    "plan": plan, "denials": admitted.denials, "invalid": admitted.invalid,
+                }))?
+            ),
+            Output::Text => print!("{}", render::plan_text(&plan, &admitted, color)),
+        }
+        Ok(match (refused, plan.is_empty()) {
+            (true, _) => ExitCode::FAILURE,
+            (false, true) => ExitCode::SUCCESS,
+            (false, false) => ExitCode::from(2),
+        })
+    }
+}
+
+fn report_json(report: &gojinn::reconcile::ApplyReport, admitted: &Admitted) -> serde_json::Value {
+    serde_json::json!({ "report": report, "denials": admitted.denials, "invalid": admitted.invalid })
+}
+
+fn status(args: AdminArgs) -> anyhow::Result<ExitCode> {
+    let client = AdminClient::new(&args.url, &args.token_file)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let status = runtime.block_on(client.status())?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        Output::Text => print!("{}", render::status_text(&status, std::io::stdout().is_terminal())),
+    }
+    let healthy = status.resources.iter().all(|r| r.state == gojinn::reconcile::ResourceState::Applied);
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
+    let JobsArgs { command, admin: args } = args;
     let client = AdminClient::new(&args.url, &args.token_file)?;
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let parse_id =
         |id: &str| JobId::parse(id).with_context(|| format!("{id:?} is not a job id (tenant.hex)"));
-    let job = match args.command {
+    let job = match command {
         JobsCommand::List { tenant, status, limit } => {
             let jobs = runtime.block_on(client.list(&tenant, status, limit))?;
             match args.output {

@@ -8,7 +8,8 @@ use crate::deploy::{DeployReport, Deployer, log_report};
 use crate::edge::{self, Edge};
 use crate::jobs::Workers;
 use crate::metrics::Metrics;
-use crate::reload::{self, SpecWatcher};
+use crate::reconcile::source::Source;
+use crate::reload::{self, ReconcileLoop};
 use crate::runtime::{Runtime, RuntimeError};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -43,7 +44,7 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     /// The HTTP server; `None` once it ended and was waited for.
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    watcher: Option<SpecWatcher>,
+    watcher: Option<ReconcileLoop>,
     workers: Option<Workers>,
     recorder: Arc<Recorder>,
 }
@@ -52,7 +53,7 @@ impl Server {
     pub async fn start(config: NodeConfig) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
-        if !config.specs.is_dir() {
+        if config.reconcile.git.is_none() && !config.specs.is_dir() {
             return Err(ServerError::NoSpecs(config.specs.clone()));
         }
         let admin_token = AdminToken::load(config.admin.token_file.as_deref(), &config.data_dir)?;
@@ -69,7 +70,7 @@ impl Server {
         let recorder = Arc::new(
             Recorder::start(&config.audit, &config.data_dir, audit, metrics.clone(), tenants).await?,
         );
-        let watcher = if config.watch { Some(reload::watch(deployer.clone())?) } else { None };
+        let watcher = Some(reload::start(deployer.clone(), config.watch)?);
 
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -88,7 +89,11 @@ impl Server {
                 })
                 .await
         });
-        tracing::info!(%addr, specs = %config.specs.display(), "gojinn is serving");
+        let source = match deployer.source() {
+            Source::Dir(dir) => dir.display().to_string(),
+            Source::Git { url, reference } => format!("{url} {}", reference.as_deref().unwrap_or("HEAD")),
+        };
+        tracing::info!(%addr, %source, "gojinn is serving");
         Ok(Self {
             addr,
             deployer,

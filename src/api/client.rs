@@ -75,6 +75,11 @@ impl AdminClient {
         self.send(reqwest::Method::POST, &path).await
     }
 
+    /// The reconcile status: applied commit and every resource's state.
+    pub async fn status(&self) -> Result<crate::reconcile::Status, ClientError> {
+        self.send(reqwest::Method::GET, "/_gojinn/v1/status").await
+    }
+
     /// Up to `limit` records of `tenant`'s audit log after sequence `after`, as stored.
     pub async fn audit_records(
         &self,

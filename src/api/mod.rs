@@ -1,5 +1,6 @@
-//! The REST admin API under `/_gojinn/v1/...`: a tenant's jobs (list, show, redrive) and
-//! receipts (`receipts`), behind the admin bearer token on every route. Handlers call the same
+//! The REST admin API under `/_gojinn/v1/...`: a tenant's jobs (list, show, redrive),
+//! receipts (`receipts`), reconcile status and the reconcile webhook, behind the admin bearer
+//! token on every route. Handlers call the same
 //! service functions as the edge ([`crate::jobs`], [`crate::audit::log`]) and return
 //! [`EdgeError`]s, which the edge's error mapping turns into responses; this module never builds
 //! an error response itself. [`client`] is the other side, for `gojinn jobs` and `gojinn audit`.
@@ -12,6 +13,7 @@ use crate::deploy::Deployer;
 use crate::edge::only;
 use crate::edge::respond::EdgeError;
 use crate::jobs::{self, JobId};
+use crate::reconcile::Status;
 use crate::spec::Name;
 use crate::state::{JobRecord, JobStatus};
 use axum::Router;
@@ -39,7 +41,7 @@ pub enum ApiError {
     NoTenant(String),
     #[error("no receipt {0}")]
     NoReceipt(String),
-    #[error("cannot read the audit log: {0}")]
+    #[error("cannot read the state backend: {0}")]
     State(crate::state::StateError),
 }
 
@@ -55,6 +57,8 @@ pub fn router(admin: Arc<Admin>) -> Router {
         .route("/_gojinn/v1/tenants/{tenant}/jobs", only(get(list_jobs), "GET"))
         .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}", only(get(show_job), "GET"))
         .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}/redrive", only(post(redrive_job), "POST"))
+        .route("/_gojinn/v1/status", only(get(reconcile_status), "GET"))
+        .route("/_gojinn/v1/reconcile", only(post(request_reconcile), "POST"))
         .merge(receipts::routes())
         .route_layer(middleware::from_fn_with_state(admin.clone(), require_token))
         .with_state(admin)
@@ -73,6 +77,20 @@ async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: 
         Some(token) if admin.token.verify(token) => next.run(request).await,
         _ => EdgeError::from(ApiError::Unauthorized).into_response(),
     }
+}
+
+/// `GET /_gojinn/v1/status` → the applied commit and every resource's status.
+async fn reconcile_status(State(admin): State<Arc<Admin>>) -> Result<axum::Json<Status>, EdgeError> {
+    let status = crate::reconcile::status::read(admin.deployer.state()).await.map_err(ApiError::State)?;
+    Ok(axum::Json(status))
+}
+
+/// `POST /_gojinn/v1/reconcile` (the webhook a git host calls on push) → 202: a pass is
+/// queued; requests arriving while one is pending are one pass. Its outcome shows in
+/// `GET /_gojinn/v1/status`.
+async fn request_reconcile(State(admin): State<Arc<Admin>>) -> Response {
+    admin.deployer.request_pass();
+    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "queued": true }))).into_response()
 }
 
 /// `GET /_gojinn/v1/tenants/{tenant}/jobs?status=dead&limit=N` → `{"jobs": [...]}`.

@@ -6,6 +6,7 @@ mod load;
 mod names;
 mod quantity;
 mod resolve;
+pub mod schema;
 mod types;
 
 pub use load::{Document, load_documents, parse_file, spec_files};
@@ -20,7 +21,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Where a document or a value is: file relative to the spec root, and line/column when known.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Location {
     pub file: PathBuf,
     pub line: Option<usize>,

@@ -66,6 +66,18 @@ impl Serialize for FunctionId {
     }
 }
 
+impl<'de> Deserialize<'de> for FunctionId {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(de)?;
+        let (tenant, function) =
+            raw.split_once('/').ok_or_else(|| serde::de::Error::custom("expected tenant/function"))?;
+        Ok(FunctionId {
+            tenant: Name::new(tenant).map_err(serde::de::Error::custom)?,
+            function: Name::new(function).map_err(serde::de::Error::custom)?,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use super::names::{FunctionId, Name};
 use super::quantity::ByteSize;
 use super::types::*;
 use super::{Location, SpecError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Component, Path};
@@ -34,18 +34,21 @@ pub struct DesiredState {
     pub functions: BTreeMap<FunctionId, Function>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Tenant {
     pub name: Name,
     pub replicas: u8,
     pub quotas: TenantQuotas,
     pub api_keys: Vec<ApiKey>,
+    /// `metadata.keep`: never pruned once applied.
+    #[serde(skip)]
+    pub keep: bool,
     #[serde(skip)]
     pub source: Location,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct TenantQuotas {
     pub max_concurrency: u32,
@@ -55,7 +58,7 @@ pub struct TenantQuotas {
     pub kv_max_bytes: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Function {
     pub id: FunctionId,
     pub module: ModuleBlob,
@@ -67,15 +70,21 @@ pub struct Function {
     pub mcp: Option<Mcp>,
     /// sha256 over everything above: two functions with the same revision run identically.
     pub revision: String,
+    /// `metadata.keep`: never pruned once applied. Not part of the revision.
+    #[serde(skip)]
+    pub keep: bool,
     #[serde(skip)]
     pub source: Location,
 }
 
 /// A module's bytes, shared, with their sha256.
-#[derive(Clone, Serialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct ModuleBlob {
     pub path: String,
     pub sha256: String,
+    /// Whether the spec pinned `sha256` (rather than it being computed from the file).
+    #[serde(skip)]
+    pub pinned: bool,
     #[serde(skip)]
     pub bytes: Arc<[u8]>,
 }
@@ -86,7 +95,7 @@ impl std::fmt::Debug for ModuleBlob {
     }
 }
 
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct FunctionLimits {
     pub memory: u64,
@@ -99,8 +108,14 @@ pub struct FunctionLimits {
 }
 
 mod millis {
+    use serde::Deserialize;
+
     pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u128(d.as_millis())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(de: D) -> Result<std::time::Duration, D::Error> {
+        u64::deserialize(de).map(std::time::Duration::from_millis)
     }
 }
 
@@ -197,6 +212,7 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, SpecError> {
             kv_max_bytes: quotas.kv_max_bytes.map(ByteSize::bytes),
         },
         api_keys: doc.spec.api_keys,
+        keep: doc.metadata.keep,
         source: at,
     })
 }
@@ -216,7 +232,7 @@ fn resolve_function(
     at: Location,
     tenant: &Tenant,
 ) -> Result<Function, SpecError> {
-    let spec = doc.spec;
+    let (spec, keep) = (doc.spec, doc.metadata.keep);
     let limits = resolve_limits(&spec.limits, &at, tenant)?;
     let module = read_module(root, &spec.module, &at)?;
     let env = spec.env.into_iter().map(|(k, v)| (k.0, v)).collect();
@@ -230,6 +246,7 @@ fn resolve_function(
         jobs: spec.jobs,
         mcp: spec.mcp,
         revision: String::new(),
+        keep,
         source: at,
     };
     let canonical = serde_json::to_vec(&function).expect("function serializes to JSON");
@@ -315,7 +332,7 @@ fn read_module(root: &Path, module: &ModuleRef, at: &Location) -> Result<ModuleB
             format!("{:?} has sha256 {sha256}, but the spec expects {}", module.path, expected.0),
         ));
     }
-    Ok(ModuleBlob { path: module.path.clone(), sha256, bytes: bytes.into() })
+    Ok(ModuleBlob { path: module.path.clone(), sha256, pinned: module.sha256.is_some(), bytes: bytes.into() })
 }
 
 /// Declared routes are global; the first function (in file order) to claim a path keeps it.

@@ -4,6 +4,7 @@
 
 use super::names::Name;
 use super::quantity::{ByteSize, Span};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -17,23 +18,29 @@ pub(crate) struct Header {
     pub kind: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TenantDoc {
+    #[schemars(extend("const" = API_VERSION))]
     pub api_version: String,
+    #[schemars(extend("const" = "Tenant"))]
     pub kind: String,
     pub metadata: TenantMeta,
     #[serde(default)]
     pub spec: TenantSpec,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TenantMeta {
     pub name: Name,
+    /// Protects the tenant from prune: once applied with `keep: true`, removing its spec leaves
+    /// it in place (reported as kept).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep: bool,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TenantSpec {
     #[serde(default)]
@@ -64,9 +71,10 @@ impl<'de> Deserialize<'de> for Replicas {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Quotas {
+    #[schemars(range(min = 1))]
     pub max_concurrency: Option<u32>,
     pub max_queue: Option<u32>,
     pub requests_per_second: Option<u32>,
@@ -74,7 +82,7 @@ pub struct Quotas {
     pub kv_max_bytes: Option<ByteSize>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     pub name: Name,
@@ -98,23 +106,28 @@ impl<'de> Deserialize<'de> for Sha256Hex {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FunctionDoc {
+    #[schemars(extend("const" = API_VERSION))]
     pub api_version: String,
+    #[schemars(extend("const" = "Function"))]
     pub kind: String,
     pub metadata: FunctionMeta,
     pub spec: FunctionSpec,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FunctionMeta {
     pub name: Name,
     pub tenant: Name,
+    /// Protects the function from prune (see [`TenantMeta::keep`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep: bool,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct FunctionSpec {
     pub module: ModuleRef,
@@ -130,7 +143,7 @@ pub struct FunctionSpec {
     pub mcp: Option<Mcp>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModuleRef {
     /// Relative to the spec directory (or repository root).
@@ -138,7 +151,7 @@ pub struct ModuleRef {
     pub sha256: Option<Sha256Hex>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Route {
     pub path: RoutePath,
@@ -198,7 +211,7 @@ impl<'de> Deserialize<'de> for RoutePath {
     }
 }
 
-#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum Method {
     Get,
@@ -244,18 +257,19 @@ impl<'de> Deserialize<'de> for EnvName {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Limits {
     pub memory: Option<ByteSize>,
     pub timeout: Option<Span>,
     pub max_output: Option<ByteSize>,
     pub max_body: Option<ByteSize>,
+    #[schemars(range(min = 1))]
     pub max_concurrency: Option<u32>,
     pub max_queue: Option<u32>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
     pub kv: Option<KvGrant>,
@@ -266,7 +280,7 @@ pub struct Grants {
     pub enqueue: Vec<Name>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KvGrant {
     #[serde(default)]
@@ -275,14 +289,14 @@ pub struct KvGrant {
     pub write: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpGrant {
     #[serde(default)]
     pub allow: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Jobs {
     pub max_deliver: Option<u32>,
@@ -291,7 +305,7 @@ pub struct Jobs {
     pub ack_wait: Option<Span>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Mcp {
     #[serde(default)]

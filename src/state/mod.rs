@@ -1,5 +1,5 @@
 //! State backends: the traits every backend implements (KV, locks, jobs, audit log, tenant
-//! provisioning) and the types they exchange. Two implementations, tested by one conformance
+//! provisioning, the reconciler's control records) and the types they exchange. Two implementations, tested by one conformance
 //! suite: `embedded` (a local store under the data dir, the default) and `nats` (JetStream).
 //!
 //! Every operation is scoped to a tenant by a validated [`Name`]; a backend must make it
@@ -74,6 +74,43 @@ pub trait Provisioner: Send + Sync {
     async fn ensure_tenant(&self, tenant: &TenantResources) -> Result<bool, StateError>;
     /// Deletes the tenant's resources; returns whether anything existed.
     async fn remove_tenant(&self, tenant: &Name) -> Result<bool, StateError>;
+    /// How the tenant's resources differ from what `tenant` asks for, one readable line per
+    /// difference (a missing stream, a changed replica count or quota); empty when they match.
+    /// A tenant without any resources reports each as missing. Reads only.
+    async fn drift(&self, tenant: &TenantResources) -> Result<Vec<String>, StateError>;
+}
+
+/// The reconciler's shared records (DESIGN section 5, "the desired/applied state in a control
+/// KV bucket"): applied resource records by key, module blobs by sha256, and leases. Every node
+/// of a cluster reads the same records, so any node can serve what one node applied.
+///
+/// Record keys are 1 to 256 bytes of `[a-z0-9/._-]`. Every mutating call that changes something
+/// counts one write in [`Control::writes`], as do provisioning calls that change something.
+#[async_trait]
+pub trait Control: Send + Sync {
+    /// Every record whose key starts with `prefix`, by key.
+    async fn records(&self, prefix: &str) -> Result<std::collections::BTreeMap<String, Bytes>, StateError>;
+    /// Stores a record; returns whether it changed (an identical value writes nothing).
+    async fn put_record(&self, key: &str, value: Bytes) -> Result<bool, StateError>;
+    /// Deletes a record; returns whether it existed.
+    async fn delete_record(&self, key: &str) -> Result<bool, StateError>;
+    /// The sha256 (lowercase hex) of every stored module blob.
+    async fn blobs(&self) -> Result<std::collections::BTreeSet<String>, StateError>;
+    /// Stores a module blob under its sha256, which the backend checks; storing a present blob
+    /// writes nothing. Returns whether it wrote.
+    async fn put_blob(&self, sha256: &str, bytes: Bytes) -> Result<bool, StateError>;
+    /// A module blob's bytes, checked against `sha256` (a damaged blob is an error, not bytes).
+    async fn blob(&self, sha256: &str) -> Result<Option<Bytes>, StateError>;
+    /// Deletes a blob; returns whether it existed.
+    async fn delete_blob(&self, sha256: &str) -> Result<bool, StateError>;
+    /// Takes the lease `name` for `holder` until `ttl` from now, or renews it if `holder` has it;
+    /// true if `holder` holds it on return. Another holder's lease is taken only once expired.
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StateError>;
+    /// Gives the lease up if `holder` has it; true if it did.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StateError>;
+    /// Writes this backend object made through provisioning and control calls since it was
+    /// opened: what tests and benchmarks count to prove an apply idempotent.
+    fn writes(&self) -> u64;
 }
 
 /// A tenant's key-value store. Keys are validated with [`validate_key`].
@@ -241,20 +278,22 @@ pub struct State {
     pub locks: Arc<dyn Locks>,
     pub jobs: Arc<dyn Jobs>,
     pub audit: Arc<dyn AuditLog>,
+    pub control: Arc<dyn Control>,
 }
 
 impl State {
     /// One backend object serving every capability.
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
-        B: Provisioner + KvStore + Locks + Jobs + AuditLog + 'static,
+        B: Provisioner + KvStore + Locks + Jobs + AuditLog + Control + 'static,
     {
         Self {
             provisioner: backend.clone(),
             kv: backend.clone(),
             locks: backend.clone(),
             jobs: backend.clone(),
-            audit: backend,
+            audit: backend.clone(),
+            control: backend,
         }
     }
 }
@@ -266,7 +305,8 @@ pub async fn open(settings: &StateSettings, data_dir: &Path) -> Result<State, St
             State::from_backend(Arc::new(embedded::EmbeddedBackend::open(&data_dir.join("state"))?))
         }
         BackendKind::Nats => {
-            State::from_backend(Arc::new(nats::NatsBackend::connect(&settings.nats_url).await?))
+            let backend = nats::NatsBackend::connect(&settings.nats_url).await?;
+            State::from_backend(Arc::new(backend.with_control_replicas(settings.control_replicas)?))
         }
     })
 }

@@ -199,3 +199,160 @@ async fn fetch_returns_what_is_queued_without_waiting_for_a_full_batch() {
     assert_eq!(got.unwrap().iter().map(|d| d.job_id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
     assert!(started.elapsed() < Duration::from_secs(2), "the fetch took {:?}", started.elapsed());
 }
+
+/// A plain JetStream client of a single server, to change things behind the backend's back.
+async fn raw(server: &NatsServer) -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(async_nats::connect(server.url()).await.expect("connect to nats-server"))
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_reports_streams_changed_or_deleted_behind_the_backend() {
+    let (server, state, tenant) = solo().await;
+    let wanted = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None };
+    assert_eq!(state.provisioner.drift(&wanted).await.unwrap(), Vec::<String>::new());
+    let writes = state.control.writes();
+
+    let js = raw(&server).await;
+    let mut config = js.get_stream(kv_stream(&tenant)).await.unwrap().cached_info().config.clone();
+    config.max_bytes = 4096;
+    js.update_stream(&config).await.unwrap();
+    js.delete_stream(names::dead_letter_stream(&tenant)).await.unwrap();
+    assert_eq!(
+        state.provisioner.drift(&wanted).await.unwrap(),
+        [
+            "stream KV_GOJINN_KV_SOLO: max_bytes 4096, want unlimited".to_owned(),
+            "stream GOJINN_DLQ_SOLO is missing".to_owned(),
+        ]
+    );
+    assert_eq!(state.control.writes(), writes, "drift only reads");
+
+    assert!(state.provisioner.ensure_tenant(&wanted).await.unwrap(), "ensure repairs the drift");
+    assert_eq!(state.provisioner.drift(&wanted).await.unwrap(), Vec::<String>::new());
+    assert!(state.provisioner.remove_tenant(&tenant).await.unwrap());
+    assert_eq!(state.provisioner.drift(&wanted).await.unwrap(), Vec::<String>::new(), "no resources at all");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_module_blob_is_an_internal_error() {
+    let (server, state, _tenant) = solo().await;
+    let module = bytes::Bytes::from_static(b"\0asm the module");
+    let sha = sha256(&module);
+    assert!(state.control.put_blob(&sha, module).await.unwrap());
+    // Someone replaces the object with other bytes (and a digest of its own that matches them).
+    let store = raw(&server).await.get_object_store("GOJINN_MODULES").await.unwrap();
+    store.put(sha.as_str(), &mut &b"\0asm another"[..]).await.unwrap();
+    match state.control.blob(&sha).await {
+        Err(StateError::Internal(why)) => assert!(why.contains("damaged") && why.contains(&sha), "{why}"),
+        other => panic!("expected Internal, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_bucket_is_created_again_after_it_was_deleted() {
+    let (server, state, _tenant) = solo().await;
+    assert!(state.control.put_record("a/b", "1".into()).await.unwrap());
+    let js = raw(&server).await;
+    let info = js.get_stream("KV_GOJINN_CONTROL").await.unwrap().cached_info().clone();
+    assert_eq!((info.config.num_replicas, info.config.allow_direct), (1, false), "reads go to the leader");
+    js.delete_stream("KV_GOJINN_CONTROL").await.unwrap();
+    // The first call finds the cached bucket gone; later ones recreate it.
+    let put = through_failover("put after deletion", || state.control.put_record("a/b", "2".into())).await;
+    assert!(put, "the record was gone with its bucket");
+    assert_eq!(
+        state.control.records("a/").await.unwrap().get("a/b").map(|v| v.to_vec()),
+        Some(b"2".to_vec())
+    );
+}
+
+/// The reconciler lists every applied record on each pass: ten thousand must list in one scan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_records_list_in_one_scan() {
+    use futures::StreamExt;
+    const COUNT: usize = 10_000;
+    let (_server, state, _tenant) = solo().await;
+    let value = bytes::Bytes::from(vec![b'r'; 512]);
+    let started = Instant::now();
+    let puts =
+        futures::stream::iter(0..COUNT)
+            .map(|i| {
+                let (state, value) = (state.clone(), value.clone());
+                async move {
+                    state.control.put_record(&format!("tenants/t{}/functions/f{i}", i % 100), value).await
+                }
+            })
+            .buffer_unordered(64);
+    let wrote: Vec<_> = puts.collect().await;
+    assert!(wrote.into_iter().all(|r| r.unwrap()));
+    eprintln!("{COUNT} puts took {:?}", started.elapsed());
+    state.control.put_record("other/x", value.clone()).await.unwrap();
+
+    let started = Instant::now();
+    let all = state.control.records("tenants/").await.unwrap();
+    let took = started.elapsed();
+    eprintln!("listing {COUNT} records took {took:?}");
+    assert_eq!(all.len(), COUNT);
+    assert!(all.values().all(|v| *v == value));
+    assert!(took < Duration::from_secs(10), "listing took {took:?}");
+    assert_eq!(state.control.records("tenants/t7/").await.unwrap().len(), COUNT / 100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_128_mib_module_round_trips() {
+    let (_server, state, _tenant) = solo().await;
+    let module: bytes::Bytes = (0..128usize << 20).map(|i| (i % 251) as u8).collect::<Vec<u8>>().into();
+    let sha = sha256(&module);
+    let started = Instant::now();
+    assert!(state.control.put_blob(&sha, module.clone()).await.unwrap());
+    eprintln!("storing 128 MiB took {:?}", started.elapsed());
+    let started = Instant::now();
+    let read = state.control.blob(&sha).await.unwrap().expect("the blob");
+    eprintln!("reading 128 MiB took {:?}", started.elapsed());
+    assert!(read == module, "the bytes read are the bytes stored");
+}
+
+/// Two nodes of a cluster share the control bucket (replicated 3 ways): one's records are the
+/// other's, and racing for a lease, exactly one of them wins every time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_nodes_share_records_and_never_both_hold_a_lease() {
+    let cluster = NatsCluster::start().await;
+    let node = || async {
+        let backend = NatsBackend::connect(&cluster.url()).await.expect("connect to the cluster");
+        State::from_backend(Arc::new(backend.with_control_replicas(3).expect("3 replicas")))
+    };
+    let (a, b) = (node().await, node().await);
+    // Just-created streams may still be electing their first leader.
+    through_failover("first put", || a.control.put_record("applied/acme", "v1".into())).await;
+    let seen = through_failover("read on the other node", || b.control.records("applied/")).await;
+    assert_eq!(seen.get("applied/acme").map(|v| v.to_vec()), Some(b"v1".to_vec()));
+    let module = bytes::Bytes::from_static(b"\0asm shared");
+    let sha = sha256(&module);
+    through_failover("put blob", || a.control.put_blob(&sha, module.clone())).await;
+    assert_eq!(through_failover("blob on the other node", || b.control.blob(&sha)).await, Some(module));
+
+    let js = inspect(&cluster).await;
+    for stream in ["KV_GOJINN_CONTROL", "OBJ_GOJINN_MODULES"] {
+        let info = js.get_stream(stream).await.unwrap().cached_info().clone();
+        assert_eq!(info.config.num_replicas, 3, "{stream}");
+    }
+
+    let ttl = Duration::from_secs(30);
+    for round in 0..10 {
+        let lease = format!("race/{round}");
+        let (took_a, took_b) = tokio::join!(
+            through_failover("a acquires", || a.control.acquire_lease(&lease, "node-a", ttl)),
+            through_failover("b acquires", || b.control.acquire_lease(&lease, "node-b", ttl)),
+        );
+        assert!(took_a ^ took_b, "round {round}: exactly one node holds the lease (a {took_a}, b {took_b})");
+    }
+    let lease = "reconcile";
+    assert!(through_failover("a takes", || a.control.acquire_lease(lease, "node-a", ttl)).await);
+    assert!(!through_failover("b is refused", || b.control.acquire_lease(lease, "node-b", ttl)).await);
+    assert!(!through_failover("b cannot release", || b.control.release_lease(lease, "node-b")).await);
+    assert!(through_failover("a releases", || a.control.release_lease(lease, "node-a")).await);
+    assert!(through_failover("b takes", || b.control.acquire_lease(lease, "node-b", ttl)).await);
+}

@@ -7,8 +7,10 @@
 //! (one NATS server). Waits are bounded poll loops or blocking fetches with a deadline, never a
 //! sleep that the outcome depends on.
 
+mod control;
 mod jobs;
 
+pub use control::*;
 pub use jobs::*;
 
 use bytes::Bytes;
@@ -56,6 +58,14 @@ macro_rules! conformance_tests {
             fetch_ignores_other_functions,
             fetch_wakes_on_enqueue,
             audit_append_read,
+            control_records_put_list_delete,
+            control_record_keys_are_validated,
+            control_blobs_put_get_delete,
+            control_lease_excludes_others_and_holder_renews,
+            control_lease_taken_over_only_after_expiry,
+            control_lease_released_only_by_holder,
+            control_writes_are_counted_exactly,
+            provisioning_drift,
         );
 
         #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

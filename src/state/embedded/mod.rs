@@ -7,6 +7,7 @@
 //! structural: every table is keyed by a tuple whose first element is the tenant (see `tables`).
 
 mod audit;
+pub(crate) mod control;
 mod error;
 mod jobs;
 mod kv;
@@ -33,6 +34,8 @@ pub struct EmbeddedBackend {
     /// Woken whenever a job may have become visible sooner than a waiting fetch expects
     /// (enqueue, retry, redrive), so fetches sleep instead of polling.
     jobs_changed: Notify,
+    /// Provisioning and control calls that changed something (`Control::writes`).
+    writes: AtomicU64,
 }
 
 impl EmbeddedBackend {
@@ -47,7 +50,12 @@ impl EmbeddedBackend {
         let txn = db.begin_write()?;
         tables::create_all(&txn)?;
         txn.commit()?;
-        Ok(Self { db: Arc::new(db), clock: Clock::default(), jobs_changed: Notify::new() })
+        Ok(Self {
+            db: Arc::new(db),
+            clock: Clock::default(),
+            jobs_changed: Notify::new(),
+            writes: AtomicU64::new(0),
+        })
     }
 
     /// Runs `op` in a write transaction on the blocking pool and commits it if `op` succeeds;
@@ -80,6 +88,14 @@ impl EmbeddedBackend {
             Ok(value)
         })
         .await
+    }
+
+    /// Counts one write in `Control::writes` if `changed`; returns `changed`.
+    fn count(&self, changed: bool) -> bool {
+        if changed {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
     }
 
     /// Runs `op` on a read snapshot on the blocking pool.

@@ -3,7 +3,8 @@
 //! Every table holding tenant data is keyed by a tuple whose first element is the tenant's name.
 //! redb compares tuples element by element, so a caller's key, however crafted (`../b/x`,
 //! `other-tenant/x`), only ever orders within its own tenant: isolation never depends on escaping
-//! or string concatenation.
+//! or string concatenation. The reconciler's control tables hold platform data, not a tenant's,
+//! and are keyed by record key, sha256 or lease name alone.
 
 use crate::state::StateError;
 use redb::{TableDefinition, Value, WriteTransaction};
@@ -29,6 +30,14 @@ pub(super) const DEAD_LETTERS: TableDefinition<(&str, &str), u64> = TableDefinit
 /// (tenant, sequence from 1) → audit record.
 pub(super) const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 
+/// Control record key → value: the reconciler's applied records, shared by every tenant (see
+/// `control`), so not keyed by tenant and untouched by tenant removal.
+pub(super) const CONTROL_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("control_records");
+/// sha256 (lowercase hex) → module bytes.
+pub(super) const MODULE_BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("module_blobs");
+/// Lease name → (holder, expiry in Unix ms).
+pub(super) const LEASES: TableDefinition<&str, (&str, u64)> = TableDefinition::new("leases");
+
 /// Creates every table, so read transactions can open them before anything was written.
 pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(TENANTS)?;
@@ -41,6 +50,9 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(JOB_QUEUE)?;
     txn.open_table(DEAD_LETTERS)?;
     txn.open_table(AUDIT)?;
+    txn.open_table(CONTROL_RECORDS)?;
+    txn.open_table(MODULE_BLOBS)?;
+    txn.open_table(LEASES)?;
     Ok(())
 }
 

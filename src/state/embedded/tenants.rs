@@ -68,12 +68,49 @@ impl Provisioner for EmbeddedBackend {
             Ok((true, true))
         })
         .await
+        .map(|wrote| self.count(wrote))
+    }
+
+    /// Compares the registry row with `tenant`; a tenant with no row has no resources, which is
+    /// no drift (see the trait).
+    async fn drift(&self, tenant: &TenantResources) -> Result<Vec<String>, StateError> {
+        let name = tenant.name.clone();
+        let recorded = self
+            .read(move |txn| match txn.require_tenant(&name) {
+                Ok(settings) => Ok(Some(settings)),
+                Err(StateError::NoTenant(_)) => Ok(None),
+                Err(err) => Err(err),
+            })
+            .await?;
+        let wanted = TenantSettings { replicas: tenant.replicas, kv_max_bytes: tenant.kv_max_bytes };
+        Ok(match recorded {
+            Some(actual) => differences(&tenant.name, &actual, &wanted),
+            None => vec![format!("tenant {} is not provisioned", tenant.name)],
+        })
     }
 
     async fn remove_tenant(&self, tenant: &Name) -> Result<bool, StateError> {
         let name = tenant.clone();
-        self.write(move |txn| tables::remove_tenant_rows(txn, name.as_str())).await
+        let removed = self.write(move |txn| tables::remove_tenant_rows(txn, name.as_str())).await?;
+        Ok(self.count(removed))
     }
+}
+
+/// One line per setting of `actual` that differs from `wanted`.
+fn differences(tenant: &Name, actual: &TenantSettings, wanted: &TenantSettings) -> Vec<String> {
+    let quota = |bytes: Option<u64>| bytes.map_or_else(|| "unlimited".to_owned(), |b| b.to_string());
+    let mut lines = Vec::new();
+    if actual.replicas != wanted.replicas {
+        lines.push(format!("tenant {tenant}: replicas {}, want {}", actual.replicas, wanted.replicas));
+    }
+    if actual.kv_max_bytes != wanted.kv_max_bytes {
+        lines.push(format!(
+            "tenant {tenant}: kv_max_bytes {}, want {}",
+            quota(actual.kv_max_bytes),
+            quota(wanted.kv_max_bytes)
+        ));
+    }
+    lines
 }
 
 #[cfg(test)]
@@ -92,5 +129,20 @@ mod tests {
         tenant.replicas = 2;
         let err = backend.ensure_tenant(&tenant).await.unwrap_err();
         assert!(matches!(err, StateError::InvalidArgument(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn drift_names_each_differing_setting() {
+        let (_dir, backend) = backend();
+        let wanted = TenantResources { name: name("acme"), replicas: 3, kv_max_bytes: None };
+        assert_eq!(backend.drift(&wanted).await.unwrap(), ["tenant acme is not provisioned"]);
+        backend.ensure_tenant(&wanted).await.unwrap();
+        assert!(backend.drift(&wanted).await.unwrap().is_empty());
+        let other = TenantResources { replicas: 1, kv_max_bytes: Some(4096), ..wanted.clone() };
+        backend.ensure_tenant(&other).await.unwrap();
+        assert_eq!(
+            backend.drift(&wanted).await.unwrap(),
+            ["tenant acme: replicas 1, want 3", "tenant acme: kv_max_bytes 4096, want unlimited"]
+        );
     }
 }

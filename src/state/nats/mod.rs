@@ -3,9 +3,12 @@
 //! all with the tenant's replicas. This module holds the connection and the per-tenant handle
 //! caches; each capability lives in its own file. It never creates a tenant's resources outside
 //! [`Provisioner::ensure_tenant`](crate::state::Provisioner): an unprovisioned tenant is
-//! `StateError::NoTenant`, never an implicit bucket.
+//! `StateError::NoTenant`, never an implicit bucket. The reconciler's shared control bucket and
+//! module object store are the platform's, not a tenant's: they are created on first use (see
+//! `control`).
 
 mod audit;
+mod control;
 mod errors;
 mod job_record;
 mod jobs;
@@ -18,6 +21,7 @@ use crate::spec::Name;
 use crate::state::{StateError, names};
 use async_nats::jetstream::{self, consumer::PullConsumer, kv::Store};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -46,6 +50,10 @@ pub struct NatsBackend {
     js: jetstream::Context,
     buckets: RwLock<HashMap<Name, Arc<Buckets>>>,
     consumers: Mutex<HashMap<(Name, Name), Arc<FunctionConsumer>>>,
+    /// The control bucket and module store, opened (and created if absent) on first use.
+    control: control::Handles,
+    /// Provisioning and control calls that changed something (`Control::writes`).
+    writes: AtomicU64,
 }
 
 impl NatsBackend {
@@ -72,7 +80,34 @@ impl NatsBackend {
                  near the 1MiB limit and large job payloads; set max_payload: 8MB in its config"
             );
         }
-        Ok(Self { js: jetstream::new(client), buckets: RwLock::default(), consumers: Mutex::default() })
+        let chunk_size = control::blob_chunk_size(max_payload);
+        Ok(Self {
+            js: jetstream::new(client),
+            buckets: RwLock::default(),
+            consumers: Mutex::default(),
+            control: control::Handles::new(1, chunk_size),
+            writes: AtomicU64::new(0),
+        })
+    }
+
+    /// Sets the replicas (1, 3 or 5) the control bucket and the module store get when this
+    /// backend is the one that creates them (default 1). Existing ones keep theirs.
+    pub fn with_control_replicas(mut self, replicas: u8) -> Result<Self, StateError> {
+        if ![1, 3, 5].contains(&replicas) {
+            return Err(StateError::InvalidArgument(format!(
+                "control replicas must be 1, 3 or 5, not {replicas}"
+            )));
+        }
+        self.control.replicas = replicas;
+        Ok(self)
+    }
+
+    /// Counts one write in `Control::writes` if `changed`; returns `changed`.
+    fn count(&self, changed: bool) -> bool {
+        if changed {
+            self.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        changed
     }
 
     /// The tenant's KV buckets; `NoTenant` if it was never provisioned.

@@ -32,6 +32,32 @@ impl Provisioner for NatsBackend {
             Ok(wrote)
         })
         .await
+        .map(|wrote| self.count(wrote))
+    }
+
+    /// Reads each stream's configuration from the JetStream API (its leader answers) and
+    /// compares the settings we own: a missing stream, then one line per differing setting, in
+    /// creation order. A tenant with none of its streams has no resources: no drift.
+    async fn drift(&self, tenant: &TenantResources) -> Result<Vec<String>, StateError> {
+        self.run(&tenant.name, async {
+            let mut lines = Vec::new();
+            for desired in desired_streams(tenant) {
+                match self.js.get_stream(&desired.name).await {
+                    Ok(stream) => {
+                        let actual = Settings::of(&stream.cached_info().config);
+                        let differences = actual.differences(&Settings::of(&desired));
+                        lines
+                            .extend(differences.into_iter().map(|d| format!("stream {}: {d}", desired.name)));
+                    }
+                    Err(err) if is_stream_not_found(err.kind()) => {
+                        lines.push(format!("stream {} is missing", desired.name));
+                    }
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            Ok(lines)
+        })
+        .await
     }
 
     async fn remove_tenant(&self, tenant: &Name) -> Result<bool, StateError> {
@@ -44,7 +70,7 @@ impl Provisioner for NatsBackend {
         });
         let removed = removed.await;
         self.forget(tenant);
-        removed
+        removed.map(|existed| self.count(existed))
     }
 }
 
@@ -75,7 +101,7 @@ impl NatsBackend {
     }
 }
 
-fn is_stream_not_found(kind: GetStreamErrorKind) -> bool {
+pub(super) fn is_stream_not_found(kind: GetStreamErrorKind) -> bool {
     matches!(kind, GetStreamErrorKind::JetStream(api) if api.error_code() == ErrorCode::STREAM_NOT_FOUND)
 }
 
@@ -90,16 +116,20 @@ fn stream_names(tenant: &Name) -> [String; 5] {
         .map(|c| c.name)
 }
 
-/// The streams a tenant should have, in creation order.
-fn desired_streams(tenant: &TenantResources) -> [Config; 5] {
-    let name = &tenant.name;
-    let limit = |bytes: Option<u64>| bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX));
-    let stream = |name: String, subject: String, retention: RetentionPolicy| Config {
+/// A stream with every setting we own written out, so comparing it with what the server echoes
+/// back is stable.
+pub(super) fn base_stream(
+    name: String,
+    subjects: Vec<String>,
+    retention: RetentionPolicy,
+    replicas: u8,
+) -> Config {
+    Config {
         name,
-        subjects: vec![subject],
+        subjects,
         retention,
         storage: StorageType::File,
-        num_replicas: usize::from(tenant.replicas.max(1)),
+        num_replicas: usize::from(replicas.max(1)),
         max_bytes: -1,
         max_messages: -1,
         max_messages_per_subject: -1,
@@ -107,22 +137,39 @@ fn desired_streams(tenant: &TenantResources) -> [Config; 5] {
         discard: DiscardPolicy::Old,
         duplicate_window: DEFAULT_DUPLICATE_WINDOW,
         ..Config::default()
-    };
-    // The layout NATS KV clients expect of a bucket: one value per key, rollups, deletes only as
-    // markers, and discard-new so a full bucket refuses writes (the quota). No direct gets: any
-    // replica may answer one, a lagging follower too, so a read could miss an acknowledged
-    // write; reads go through the stream leader instead.
-    let bucket = |bucket: String, max_bytes: Option<u64>| Config {
+    }
+}
+
+/// The stream of KV bucket `bucket`, laid out as NATS KV clients expect: one value per key,
+/// rollups, deletes only as markers, and discard-new so a full bucket refuses writes (the
+/// quota). No direct gets: any replica may answer one, a lagging follower too, so a read could
+/// miss an acknowledged write; reads go through the stream leader instead.
+pub(super) fn bucket_stream_config(bucket: &str, replicas: u8, max_bytes: Option<u64>) -> Config {
+    let limit = max_bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX));
+    Config {
         max_messages_per_subject: 1,
-        max_bytes: limit(max_bytes),
+        max_bytes: limit,
         discard: DiscardPolicy::New,
         allow_rollup: true,
         deny_delete: true,
-        ..stream(bucket_stream(&bucket), format!("$KV.{bucket}.>"), RetentionPolicy::Limits)
+        ..base_stream(
+            bucket_stream(bucket),
+            vec![format!("$KV.{bucket}.>")],
+            RetentionPolicy::Limits,
+            replicas,
+        )
+    }
+}
+
+/// The streams a tenant should have, in creation order.
+fn desired_streams(tenant: &TenantResources) -> [Config; 5] {
+    let name = &tenant.name;
+    let stream = |name: String, subject: String, retention: RetentionPolicy| {
+        base_stream(name, vec![subject], retention, tenant.replicas)
     };
     [
-        bucket(names::kv_bucket(name), tenant.kv_max_bytes),
-        bucket(names::job_state_bucket(name), None),
+        bucket_stream_config(&names::kv_bucket(name), tenant.replicas, tenant.kv_max_bytes),
+        bucket_stream_config(&names::job_state_bucket(name), tenant.replicas, None),
         Config {
             duplicate_window: DUPLICATE_WINDOW,
             ..stream(names::jobs_stream(name), format!("gojinn.jobs.{name}.*"), RetentionPolicy::WorkQueue)
@@ -170,6 +217,40 @@ impl<'a> Settings<'a> {
             duplicate_window: config.duplicate_window,
             flags: [config.allow_rollup, config.allow_direct, config.deny_delete, config.deny_purge],
         }
+    }
+
+    /// `<field> <actual>, want <wanted>` for each owned setting that differs from `wanted`.
+    fn differences(&self, wanted: &Self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut compare = |field: &str, actual: String, want: String| {
+            if actual != want {
+                lines.push(format!("{field} {actual}, want {want}"));
+            }
+        };
+        compare("subjects", self.subjects.join(" "), wanted.subjects.join(" "));
+        compare("retention", format!("{:?}", self.retention), format!("{:?}", wanted.retention));
+        compare("storage", format!("{:?}", self.storage), format!("{:?}", wanted.storage));
+        compare("replicas", self.replicas.to_string(), wanted.replicas.to_string());
+        let limit = |v: i64| if v < 0 { "unlimited".to_owned() } else { v.to_string() };
+        for (i, field) in ["max_bytes", "max_messages", "max_messages_per_subject", "max_message_size"]
+            .into_iter()
+            .enumerate()
+        {
+            compare(field, limit(self.limits[i]), limit(wanted.limits[i]));
+        }
+        let age = |d: Duration| {
+            if d.is_zero() { "unlimited".to_owned() } else { humantime::format_duration(d).to_string() }
+        };
+        compare("max_age", age(self.max_age), age(wanted.max_age));
+        compare("discard", format!("{:?}", self.discard), format!("{:?}", wanted.discard));
+        let window = |d: Duration| humantime::format_duration(d).to_string();
+        compare("duplicate_window", window(self.duplicate_window), window(wanted.duplicate_window));
+        for (i, field) in
+            ["allow_rollup", "allow_direct", "deny_delete", "deny_purge"].into_iter().enumerate()
+        {
+            compare(field, self.flags[i].to_string(), wanted.flags[i].to_string());
+        }
+        lines
     }
 }
 
@@ -228,5 +309,21 @@ mod tests {
         ] {
             assert_ne!(Settings::of(&changed), Settings::of(&desired), "{changed:?}");
         }
+    }
+
+    #[test]
+    fn differences_name_the_field_the_actual_and_the_wanted_value() {
+        let [desired, ..] = desired_streams(&acme(3, None));
+        let [actual, ..] = desired_streams(&acme(1, Some(4096)));
+        let actual = Config { deny_delete: false, ..actual };
+        assert_eq!(
+            Settings::of(&actual).differences(&Settings::of(&desired)),
+            ["replicas 1, want 3", "max_bytes 4096, want unlimited", "deny_delete false, want true"]
+        );
+        assert!(Settings::of(&desired).differences(&Settings::of(&desired)).is_empty());
+        let [_, _, jobs, ..] = desired_streams(&acme(3, None));
+        let lines = Settings::of(&jobs).differences(&Settings::of(&desired));
+        assert!(lines.iter().any(|l| l.starts_with("retention WorkQueue, want Limits")), "{lines:?}");
+        assert!(lines.iter().any(|l| l == "duplicate_window 10m, want 2m"), "{lines:?}");
     }
 }

@@ -1,0 +1,132 @@
+//! The GitOps reconciler (DESIGN section 3): reads specs from a directory or a git repository,
+//! admits them through the operator's Rego policies, plans the difference between the desired
+//! state and what the state backend holds, and applies it with idempotent steps. It is the only
+//! code that provisions tenants' resources.
+//!
+//! The model is a level-triggered controller: every pass compares the whole desired state with
+//! the whole actual state, so a missed event, a crash mid-apply or a change made by hand is
+//! corrected by the next pass. Tenants are applied concurrently, each by one task at a time; one
+//! failing tenant does not stop the others.
+
+pub mod apply;
+pub mod desired;
+pub mod plan;
+pub mod policy;
+pub mod render;
+pub mod source;
+pub mod status;
+
+pub use apply::{ApplyReport, Outcome};
+pub use desired::{Desired, Record, ResourceId};
+pub use plan::{Action, Change, Plan};
+pub use status::{ResourceState, ResourceStatus, Status};
+
+use crate::spec::{LoadReport, SpecError};
+use crate::state::{State, StateError};
+use policy::{Denial, Policies, PolicyError};
+use source::{Source, SourceError};
+use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// Specs read from a source and admitted: what a plan or an apply works from.
+#[derive(Debug, Default)]
+pub struct Admitted {
+    pub desired: Desired,
+    /// Resources the policies refused; nothing of them is applied, and what was applied of them
+    /// before stays.
+    pub denials: Vec<Denial>,
+    /// Invalid spec documents. While there are any, nothing is pruned: an invalid document's
+    /// resource cannot be told apart from a deleted one.
+    pub invalid: Vec<SpecError>,
+}
+
+impl Admitted {
+    /// Checks a loaded spec set against `policies`.
+    pub fn new(loaded: LoadReport, commit: Option<String>, policies: &Policies) -> Result<Self, PolicyError> {
+        let mut state = loaded.state;
+        let mut denials = Vec::new();
+        for tenant in state.tenants.values() {
+            denials.extend(policies.check_tenant(tenant)?);
+        }
+        let denied_tenants: BTreeSet<_> = denials
+            .iter()
+            .filter_map(|d| ResourceId::try_from(d.resource.clone()).ok())
+            .map(|id| id.tenant)
+            .collect();
+        for function in state.functions.values() {
+            let tenant = &state.tenants[&function.id.tenant];
+            if denied_tenants.contains(&tenant.name) {
+                continue;
+            }
+            denials.extend(policies.check_function(tenant, function)?);
+        }
+        let denied: BTreeSet<String> = denials.iter().map(|d| d.resource.clone()).collect();
+        state.tenants.retain(|name, _| !denied_tenants.contains(name));
+        state.functions.retain(|id, _| {
+            !denied_tenants.contains(&id.tenant) && !denied.contains(&ResourceId::function(id).to_string())
+        });
+        Ok(Self { desired: Desired::new(state, commit), denials, invalid: loaded.errors })
+    }
+
+    /// Reads `source` (into `work_dir` for git), loads its specs and admits them: the operator's
+    /// `policies/*.rego` always, the shipped defaults when `default_policies`. Blocking.
+    pub fn read(source: &Source, work_dir: &Path, default_policies: bool) -> Result<Self, ReconcileError> {
+        let checkout = source.checkout(work_dir)?;
+        let policies = Policies::load_with(default_policies, Some(&checkout.root))?;
+        let loaded = crate::spec::load_dir(&checkout.root);
+        Ok(Self::new(loaded, checkout.commit, &policies)?)
+    }
+
+    /// Resources that must not be deleted although they are not desired (a denied tenant
+    /// protects its functions too).
+    fn protected(&self) -> BTreeSet<ResourceId> {
+        self.denials.iter().filter_map(|d| ResourceId::try_from(d.resource.clone()).ok()).collect()
+    }
+}
+
+/// Plans and applies against one state backend. Shared by the CLI, the watch loop and the
+/// webhook; one pass per tenant at a time.
+pub struct Reconciler {
+    state: State,
+    tenant_locks: Mutex<HashMap<crate::spec::Name, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Reconciler {
+    pub fn new(state: State) -> Self {
+        Self { state, tenant_locks: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// What an apply of `admitted` would change. Writes nothing.
+    pub async fn plan(&self, admitted: &Admitted) -> Result<Plan, ReconcileError> {
+        let actual = plan::Actual::read(&self.state).await?;
+        plan::plan(
+            &self.state,
+            &admitted.desired,
+            &actual,
+            &admitted.protected(),
+            admitted.invalid.is_empty(),
+        )
+        .await
+    }
+
+    /// The lock that keeps two passes off one tenant.
+    fn tenant_lock(&self, tenant: &crate::spec::Name) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = self.tenant_locks.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        locks.entry(tenant.clone()).or_default().clone()
+    }
+}
