@@ -187,7 +187,7 @@ impl Deployer {
     fn source_location(&self) -> Location {
         match self.source() {
             Source::Dir(dir) => Location::file(dir),
-            Source::Git { url, .. } => Location::file(PathBuf::from(url)),
+            git => Location::file(PathBuf::from(git.to_string())),
         }
     }
 

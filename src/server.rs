@@ -8,7 +8,6 @@ use crate::deploy::{DeployReport, Deployer, log_report};
 use crate::edge::{self, Edge};
 use crate::jobs::Workers;
 use crate::metrics::Metrics;
-use crate::reconcile::source::Source;
 use crate::reload::{self, ReconcileLoop};
 use crate::runtime::{Runtime, RuntimeError};
 use std::collections::BTreeSet;
@@ -89,11 +88,7 @@ impl Server {
                 })
                 .await
         });
-        let source = match deployer.source() {
-            Source::Dir(dir) => dir.display().to_string(),
-            Source::Git { url, reference } => format!("{url} {}", reference.as_deref().unwrap_or("HEAD")),
-        };
-        tracing::info!(%addr, %source, "gojinn is serving");
+        tracing::info!(%addr, source = %deployer.source(), "gojinn is serving");
         Ok(Self {
             addr,
             deployer,

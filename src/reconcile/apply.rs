@@ -18,6 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// Tenants applied at once.
 const TENANTS_IN_FLIGHT: usize = 16;
+/// Status records written at once.
+const STATUS_WRITES_IN_FLIGHT: usize = 32;
 
 /// How one planned change went.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -57,6 +59,7 @@ impl Reconciler {
         let plan = plan::plan(&self.state, &admitted.desired, &actual, &admitted.protected(), prune).await?;
 
         let mut outcomes = BTreeMap::new();
+        let uploads = self.upload_blobs(&plan, &admitted.desired, &actual).await;
         {
             let mut by_tenant: BTreeMap<&Name, Vec<&Change>> = BTreeMap::new();
             for change in &plan.changes {
@@ -67,7 +70,7 @@ impl Reconciler {
             // inference when the whole apply is spawned.
             let passes: Vec<_> = by_tenant
                 .into_iter()
-                .map(|(tenant, changes)| self.apply_tenant(tenant, changes, desired, &actual))
+                .map(|(tenant, changes)| self.apply_tenant(tenant, changes, desired, &uploads))
                 .collect();
             let mut results = futures::stream::iter(passes).buffer_unordered(TENANTS_IN_FLIGHT);
             while let Some(tenant_outcomes) = results.next().await {
@@ -86,13 +89,38 @@ impl Reconciler {
         Ok(ApplyReport { plan, outcomes, blobs_collected, writes })
     }
 
+    /// Stores each module blob the plan's functions need and the backend lacks, once, before
+    /// the tenants' passes: the failed uploads, by sha256, fail the functions that need them.
+    async fn upload_blobs(
+        &self,
+        plan: &Plan,
+        desired: &Desired,
+        actual: &Actual,
+    ) -> BTreeMap<String, String> {
+        let needed: BTreeSet<&str> = plan
+            .changes
+            .iter()
+            .filter(|c| c.action != Action::Delete)
+            .filter_map(|c| desired.records.get(&c.resource)?.module_sha256())
+            .filter(|sha| !actual.blobs.contains(*sha))
+            .collect();
+        let mut failed = BTreeMap::new();
+        for sha in needed {
+            let bytes = Bytes::from_owner(desired.modules[sha].clone());
+            if let Err(e) = self.state.control.put_blob(sha, bytes).await {
+                failed.insert(sha.to_string(), format!("storing module blob {sha}: {e}"));
+            }
+        }
+        failed
+    }
+
     /// One tenant's changes, in order, under the tenant's lock.
     async fn apply_tenant(
         &self,
         tenant: &Name,
         changes: Vec<&Change>,
         desired: &Desired,
-        actual: &Actual,
+        failed_uploads: &BTreeMap<String, String>,
     ) -> Vec<(ResourceId, Outcome)> {
         let lock = self.tenant_lock(tenant);
         let _one_pass_per_tenant = lock.lock().await;
@@ -101,7 +129,7 @@ impl Reconciler {
         for change in changes {
             let outcome = match &tenant_failed {
                 Some(error) => Outcome::Failed(format!("tenant {tenant} failed: {error}")),
-                None => match self.step(change, desired, actual).await {
+                None => match self.step(change, desired, failed_uploads).await {
                     Ok(()) => Outcome::Applied,
                     Err(error) => {
                         let error = error.to_string();
@@ -121,7 +149,12 @@ impl Reconciler {
     }
 
     /// One change. Each backend call writes only what differs.
-    async fn step(&self, change: &Change, desired: &Desired, actual: &Actual) -> Result<(), StateError> {
+    async fn step(
+        &self,
+        change: &Change,
+        desired: &Desired,
+        failed_uploads: &BTreeMap<String, String>,
+    ) -> Result<(), StateError> {
         let id = &change.resource;
         let control = &self.state.control;
         match (change.action, id.kind) {
@@ -139,11 +172,8 @@ impl Reconciler {
             }
             (_, Kind::Function) => {
                 let record = &desired.records[id];
-                if let Some(sha) = record.module_sha256()
-                    && !actual.blobs.contains(sha)
-                {
-                    let bytes = Bytes::from_owner(desired.modules[sha].clone());
-                    control.put_blob(sha, bytes).await?;
+                if let Some(error) = record.module_sha256().and_then(|sha| failed_uploads.get(sha)) {
+                    return Err(StateError::Unavailable(error.clone()));
                 }
                 control.put_record(&id.applied_key(), json(record)).await?;
             }
@@ -191,6 +221,7 @@ impl Reconciler {
         let control = &self.state.control;
         let existing = status::decode(&control.records(super::desired::STATUS_PREFIX).await?);
         let mut wanted: BTreeMap<ResourceId, ResourceStatus> = BTreeMap::new();
+        let changes: BTreeMap<&ResourceId, &Change> = plan.changes.iter().map(|c| (&c.resource, c)).collect();
         let previous = |id: &ResourceId, state, message: Option<String>| ResourceStatus {
             resource: id.clone(),
             state,
@@ -200,7 +231,7 @@ impl Reconciler {
             drift: Vec::new(),
         };
         for (id, record) in &admitted.desired.records {
-            let status = match (plan.changes.iter().find(|c| &c.resource == id), outcomes.get(id)) {
+            let status = match (changes.get(id), outcomes.get(id)) {
                 (Some(_), Some(Outcome::Failed(error))) => {
                     previous(id, ResourceState::Failed, Some(error.clone()))
                 }
@@ -246,13 +277,18 @@ impl Reconciler {
             );
         }
 
-        for (id, status) in &wanted {
-            if existing.get(id) != Some(status) {
-                control.put_record(&id.status_key(), json(status)).await?;
-            }
-        }
-        for id in existing.keys().filter(|id| !wanted.contains_key(*id)) {
-            control.delete_record(&id.status_key()).await?;
+        let puts = wanted.iter().filter(|(id, status)| existing.get(*id) != Some(*status)).map(
+            |(id, status)| async move { control.put_record(&id.status_key(), json(status)).await.map(drop) },
+        );
+        let deletes = existing
+            .keys()
+            .filter(|id| !wanted.contains_key(*id))
+            .map(|id| async move { control.delete_record(&id.status_key()).await.map(drop) });
+        let writes: Vec<_> =
+            puts.map(futures::FutureExt::boxed).chain(deletes.map(futures::FutureExt::boxed)).collect();
+        let mut results = futures::stream::iter(writes).buffer_unordered(STATUS_WRITES_IN_FLIGHT);
+        while let Some(result) = results.next().await {
+            result?;
         }
         Ok(())
     }

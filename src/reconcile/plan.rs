@@ -145,15 +145,19 @@ pub async fn plan(
                 found.extend(
                     drift.get(&id.tenant).filter(|_| id.kind == Kind::Tenant).into_iter().flatten().cloned(),
                 );
-                let mut fields = field_changes(&have.spec, &want.spec);
-                if have.keep != want.keep {
-                    fields.push(FieldChange {
-                        path: "metadata.keep".into(),
-                        before: Some(have.keep.into()),
-                        after: Some(want.keep.into()),
-                    });
+                let unchanged = have.hash == want.hash;
+                let mut fields = Vec::new();
+                if !unchanged || !found.is_empty() {
+                    fields = field_changes(&have.spec, &want.spec);
+                    if have.keep != want.keep {
+                        fields.push(FieldChange {
+                            path: "metadata.keep".into(),
+                            before: Some(have.keep.into()),
+                            after: Some(want.keep.into()),
+                        });
+                    }
                 }
-                match (found.is_empty(), have.hash == want.hash) {
+                match (found.is_empty(), unchanged) {
                     (true, true) => None,
                     (true, false) => {
                         Some(Change { resource: id.clone(), action: Action::Update, fields, drift: found })

@@ -3,6 +3,8 @@
 //! the tree of the resolved commit is written out as plain files (`git/<url hash>/tree-<commit>`),
 //! so the spec loader reads plain files and the applied commit is known. Every pass follows what
 //! the remote has now (force-pushes included); credentials in URLs never reach error messages.
+//! Transports: `https://` (reqwest + rustls), `ssh://` and scp-like URLs (the `ssh` program),
+//! `file://` and local paths (the installed `git`'s upload-pack), `git://`.
 
 use std::fs;
 use std::io;
@@ -87,6 +89,19 @@ impl Source {
                 }
             }
             Source::Git { url, reference } => Git::new(url, reference.as_deref()).checkout(work_dir),
+        }
+    }
+}
+
+/// The source as logs and messages show it: a directory's path, or a git URL without its
+/// credentials and the reference followed.
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::Dir(path) => write!(f, "{}", path.display()),
+            Source::Git { url, reference } => {
+                write!(f, "{} {}", redact(url), reference.as_deref().unwrap_or("HEAD"))
+            }
         }
     }
 }
@@ -259,6 +274,9 @@ impl<'a> Git<'a> {
     /// Fetches all branches and tags (forced, so rewritten history is followed) and returns the
     /// refs the remote advertises now.
     fn fetch(&self, repo: &gix::Repository) -> Result<Vec<Ref>, SourceError> {
+        // HTTPS goes through reqwest with rustls and no built-in crypto provider: make ring
+        // (which the rest of gojinn's TLS already uses) the process default, unless one is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let fetch_error =
             |e: gix::Error| SourceError::Fetch { url: self.shown.clone(), message: self.gix_error(&e) };
         let remote = repo

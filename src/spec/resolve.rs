@@ -339,24 +339,40 @@ fn read_module(root: &Path, module: &ModuleRef, at: &Location) -> Result<ModuleB
 #[derive(Default)]
 struct RouteTable {
     router: matchit::Router<FunctionId>,
+    /// Every route claimed so far, to rebuild the router after a refused claim.
+    claimed: Vec<(String, FunctionId)>,
 }
 
 impl RouteTable {
+    /// Inserts the function's routes; on a conflict, takes none of them. Inserting into the live
+    /// router (rather than a copy per function) keeps loading thousands of functions linear; the
+    /// router is rebuilt only when a claim is refused.
     fn claim(&mut self, function: Function) -> Result<Function, SpecError> {
-        let mut trial = self.router.clone();
-        for route in &function.routes {
-            if let Err(e) = trial.insert(route.path.0.clone(), function.id.clone()) {
+        for (i, route) in function.routes.iter().enumerate() {
+            if let Err(e) = self.router.insert(route.path.0.clone(), function.id.clone()) {
                 let message = match &e {
                     matchit::InsertError::Conflict { with } => {
-                        let owner = trial.at(with).map(|m| format!(" of {}", m.value)).unwrap_or_default();
+                        let owner =
+                            self.router.at(with).map(|m| format!(" of {}", m.value)).unwrap_or_default();
                         format!("route {:?} conflicts with route {with:?}{owner}", route.path.0)
                     }
                     other => format!("route {:?} is not valid: {other}", route.path.0),
                 };
+                if i > 0 {
+                    self.rebuild();
+                }
                 return Err(SpecError::field(function.source.clone(), "spec.routes", message));
             }
         }
-        self.router = trial;
+        self.claimed.extend(function.routes.iter().map(|r| (r.path.0.clone(), function.id.clone())));
         Ok(function)
+    }
+
+    fn rebuild(&mut self) {
+        let mut router = matchit::Router::new();
+        for (path, id) in &self.claimed {
+            router.insert(path.clone(), id.clone()).expect("claimed routes do not conflict");
+        }
+        self.router = router;
     }
 }

@@ -271,3 +271,14 @@ fn symlinks_inside_are_kept_escaping_ones_and_submodules_are_not() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+#[test]
+fn https_sources_are_fetched_over_tls() {
+    // Nothing listens on port 1: the fetch fails connecting, which shows the HTTPS transport is
+    // built in (without it, gix answers that the scheme is not compiled in).
+    let work = TempDir::new().unwrap();
+    let err =
+        checkout("https://127.0.0.1:1/ops/specs.git", Some("main"), work.path()).unwrap_err().to_string();
+    assert!(!err.contains("compiled in"), "{err}");
+    assert!(err.contains("https://127.0.0.1:1/ops/specs.git"), "the error names the source: {err}");
+}

@@ -207,7 +207,7 @@ async fn lease(kv: &Store, key: &str) -> NatsResult<Option<(Lease, u64)>> {
 /// cluster the stream leader also refuses one while a competing write of the same key is still
 /// being replicated (error 10164, which async-nats does not classify), before that write is
 /// readable: both mean a lost race, to be retried from a fresh read.
-fn lost_race(err: &(dyn std::error::Error + 'static)) -> bool {
+pub(super) fn lost_race(err: &(dyn std::error::Error + 'static)) -> bool {
     std::iter::successors(Some(err), |e| e.source()).any(|e| {
         e.downcast_ref::<async_nats::jetstream::Error>().is_some_and(|api| {
             matches!(

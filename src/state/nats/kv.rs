@@ -49,7 +49,8 @@ impl KvStore for NatsBackend {
         self.run(tenant, async {
             let kv = &self.buckets(tenant).await?.kv;
             let Some(filter) = key_filter(prefix).filter(|_| limit > 0) else { return Ok(Vec::new()) };
-            let scanned = Scan::latest(format!("{}{filter}", kv.prefix), true).run(&kv.stream).await?;
+            let scanned =
+                Scan::latest(format!("{}{filter}", kv.prefix), true).run_complete(&kv.stream).await?;
             let mut keys: Vec<String> = scanned
                 .into_iter()
                 .filter(|m| !is_deletion(m.headers.as_ref()))

@@ -3,6 +3,7 @@
 //! just read: two callers racing for a lock, or an unlock racing a takeover, cannot both win.
 
 use super::NatsBackend;
+use super::control::lost_race;
 use super::kv::RESERVED_PREFIX;
 use crate::spec::Name;
 use crate::state::{Locks, StateError, now_ms, validate_key};
@@ -37,12 +38,16 @@ impl Locks for NatsBackend {
                 })?;
                 let took = match holder(kv, &key).await? {
                     None => match kv.create(&key, value.into()).await {
-                        Err(err) if err.kind() == CreateErrorKind::AlreadyExists => false,
+                        Err(err) if err.kind() == CreateErrorKind::AlreadyExists || lost_race(&err) => false,
                         result => result.map(|_| true)?,
                     },
                     Some((held, revision)) if held.owner == owner || held.expires_ms <= now => {
                         match kv.update(&key, value.into(), revision).await {
-                            Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => false,
+                            Err(err)
+                                if err.kind() == UpdateErrorKind::WrongLastRevision || lost_race(&err) =>
+                            {
+                                false
+                            }
                             result => result.map(|_| true)?,
                         }
                     }
@@ -68,7 +73,9 @@ impl Locks for NatsBackend {
                     return Ok(false);
                 };
                 match kv.delete_expect_revision(&key, Some(revision)).await {
-                    Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision => continue,
+                    Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision || lost_race(&err) => {
+                        continue;
+                    }
                     result => return result.map(|()| true).map_err(Into::into),
                 }
             }
