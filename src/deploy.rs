@@ -23,8 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// The lease that makes one node of a cluster the reconciler.
-const RECONCILE_LEASE: &str = "reconcile";
+/// The lease that makes one node of a cluster (or one `gojinn apply`) the reconciler.
+pub const RECONCILE_LEASE: &str = "reconcile";
 /// The shortest reconcile lease: a leader that stops renewing is replaced after this long.
 const MIN_LEASE: Duration = Duration::from_secs(30);
 

@@ -304,6 +304,9 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
+/// How long `gojinn apply` may hold the reconcile lease; it gives it back when done.
+const APPLY_LEASE_SECS: u64 = 600;
+
 /// `gojinn plan` (`apply` false) and `gojinn apply`, straight against the state backend.
 fn reconcile(args: ReconcileArgs, apply: bool) -> anyhow::Result<ExitCode> {
     let mut config = match &args.config {
@@ -328,7 +331,19 @@ fn reconcile(args: ReconcileArgs, apply: bool) -> anyhow::Result<ExitCode> {
     let color = std::io::stdout().is_terminal();
     let refused = !admitted.denials.is_empty() || !admitted.invalid.is_empty();
     if apply {
-        let report = runtime.block_on(reconciler.apply(&admitted))?;
+        // The same lease the nodes take: never two reconcilers at once.
+        let holder = format!("gojinn-apply-{}", std::process::id());
+        let control = &reconciler.state().control;
+        let lease = std::time::Duration::from_secs(APPLY_LEASE_SECS);
+        if !runtime.block_on(control.acquire_lease(gojinn::deploy::RECONCILE_LEASE, &holder, lease))? {
+            bail!(
+                "a running node holds the reconcile lease and reconciles from its own source; \
+                 change that source (or call POST /_gojinn/v1/reconcile) instead"
+            );
+        }
+        let report = runtime.block_on(reconciler.apply(&admitted));
+        runtime.block_on(control.release_lease(gojinn::deploy::RECONCILE_LEASE, &holder))?;
+        let report = report?;
         match args.output {
             Output::Json => println!("{}", serde_json::to_string_pretty(&report_json(&report, &admitted))?),
             Output::Text => print!("{}", render::apply_text(&report, &admitted, color)),

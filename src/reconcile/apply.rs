@@ -270,6 +270,19 @@ impl Reconciler {
         for (id, messages) in denials {
             wanted.insert(id.clone(), previous(&id, ResourceState::Denied, Some(messages.join("; "))));
         }
+        // The applied functions of a denied tenant stay as they were: say why.
+        let of_denied_tenants: Vec<&ResourceId> = actual
+            .records
+            .keys()
+            .filter(|id| id.kind == Kind::Function && !wanted.contains_key(*id))
+            .filter(|id| {
+                wanted.get(&ResourceId::tenant(&id.tenant)).is_some_and(|s| s.state == ResourceState::Denied)
+            })
+            .collect();
+        for id in of_denied_tenants {
+            let message = format!("tenant {} is denied", id.tenant);
+            wanted.insert(id.clone(), previous(id, ResourceState::Denied, Some(message)));
+        }
         for spared in &plan.spared {
             wanted.insert(
                 spared.resource.clone(),

@@ -362,4 +362,14 @@ async fn one_node_reconciles_and_another_serves_what_it_applied() {
             r.headers().get("gojinn-revision").is_some_and(|v| v.to_str().unwrap() == revision)
         })
         .await;
+
+    // `gojinn apply` takes the same lease: while a node holds it, it refuses.
+    let (url, dir) = (nats.url(), leader_specs.path().to_str().unwrap().to_string());
+    let (code, out) = tokio::task::spawn_blocking(move || {
+        gojinn(&["apply", &dir, "--nats", &url, "--no-default-policies", "--data-dir", "/nonexistent-unused"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("reconcile lease"), "{out}");
 }
