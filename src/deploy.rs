@@ -19,7 +19,7 @@ use crate::spec::{Function, FunctionId, LoadReport, Location, SpecError};
 use crate::state::{State, StateError};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -94,10 +94,6 @@ impl Deployer {
 
     pub fn runtime(&self) -> &Arc<Runtime> {
         &self.runtime
-    }
-
-    pub fn specs(&self) -> &Path {
-        &self.config.specs
     }
 
     /// The node configuration this deployer serves with.
