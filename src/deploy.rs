@@ -62,11 +62,11 @@ pub struct Deployer {
 impl Deployer {
     pub fn new(config: Arc<NodeConfig>, runtime: Arc<Runtime>, state: State) -> Self {
         let suffix: u32 = rand::random();
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "node".into());
+        let host = crate::audit::recorder::host_name();
         Self {
             backends: Backends::new(state.clone(), &config),
             reconciler: Reconciler::new(state.clone()),
-            holder: format!("{}-{}-{suffix:08x}", host.trim(), std::process::id()),
+            holder: format!("{host}-{}-{suffix:08x}", std::process::id()),
             config,
             runtime,
             state,

@@ -24,7 +24,7 @@ mod keys;
 pub mod log;
 mod receipt;
 mod record;
-mod recorder;
+pub(crate) mod recorder;
 mod verify;
 
 pub use chain::{Chains, Head};

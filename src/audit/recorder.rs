@@ -154,7 +154,8 @@ fn node_id(configured: Option<&str>) -> Result<String, RecorderError> {
     Ok(id)
 }
 
-fn host_name() -> String {
+/// This machine's host name (`node` when it has none).
+pub(crate) fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .ok()
