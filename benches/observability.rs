@@ -1,21 +1,25 @@
-//! What observability costs. Prints figures and ratios; asserts nothing.
+//! What receipts and observability cost. Prints figures and ratios; asserts nothing.
 //!
-//! 1. Hello throughput with wrk against the `gojinn` binary, alternating in one run between
-//!    - off: no OTLP endpoint (no OpenTelemetry layer at all), nobody scraping metrics;
-//!    - on: every span exported over OTLP/gRPC to a receiver in this process, and
-//!      `/_gojinn/metrics` scraped every second,
+//! 1. Hello throughput with wrk against the `gojinn` binary, one node per configuration, the
+//!    configurations taking turns round after round:
+//!    - `off`: receipts off (`audit.enabled: false`), no OTLP endpoint (no OpenTelemetry layer
+//!      at all), nobody scraping metrics: the baseline;
+//!    - `receipts async` / `receipts sync`: receipts on, with `audit.durability` `async` or
+//!      `sync` (the default);
+//!    - `receipts+tracing async` / `receipts+tracing sync`: receipts, and every span exported
+//!      over OTLP/gRPC to a receiver in this process, and `/_gojinn/metrics` scraped every
+//!      second;
+//!    - `receipts+tracing 1% sync`: the same with `telemetry.sampleRatio: 0.01`, head sampling
+//!      as a busy production node would run it.
 //!
-//!    then the cost of "on" in percent of "off" (goal: <= 5%), in throughput and in the node's
-//!    CPU time per request (read from `/proc`; other load on the machine moves it far less than
-//!    throughput), and how many spans reached the receiver. Receipts are recorded in both (a node
-//!    always records them), with the node's default durability unless GOJINN_BENCH_DURABILITY
-//!    says otherwise.
+//!    Then each one's cost against `off` (goal for everything on: <= 5%), in throughput and in
+//!    the node's CPU time per request (read from `/proc`; other load on the machine moves it far
+//!    less than throughput), and how many spans reached the receiver.
 //! 2. In-process: what recording one request's metrics costs, and what the request's spans cost
 //!    with the default `RUST_LOG` and no exporter (they should be next to nothing).
 //!
 //! Run: `cargo bench --bench observability`. Settings (environment): GOJINN_BENCH_SECS (wrk
-//! duration, default 10), GOJINN_BENCH_CONNECTIONS (default 32), GOJINN_BENCH_ROUNDS (off/on
-//! pairs, default 2), GOJINN_BENCH_DURABILITY (`sync` or `async`: `audit.durability` of both).
+//! duration, default 10), GOJINN_BENCH_CONNECTIONS (default 32), GOJINN_BENCH_ROUNDS (default 2).
 
 #[path = "../tests/support/otlp.rs"]
 #[allow(dead_code)]
@@ -33,6 +37,38 @@ const SCRAPE_EVERY: Duration = Duration::from_secs(1);
 /// `USER_HZ`, the unit of `/proc` CPU times: 100 on Linux.
 const CLOCK_TICKS_PER_SEC: f64 = 100.0;
 
+/// One node configuration measured.
+struct Setup {
+    name: &'static str,
+    /// The node's `gojinn.yaml`.
+    config: &'static str,
+    /// Whether spans are exported to the receiver and metrics scraped.
+    observed: bool,
+}
+
+const SETUPS: &[Setup] = &[
+    Setup { name: "off", config: "audit: { enabled: false }", observed: false },
+    Setup { name: "receipts async", config: "audit: { durability: async }", observed: false },
+    Setup { name: "receipts sync", config: "audit: { durability: sync }", observed: false },
+    Setup { name: "receipts+tracing async", config: "audit: { durability: async }", observed: true },
+    Setup { name: "receipts+tracing sync", config: "audit: { durability: sync }", observed: true },
+    Setup {
+        name: "receipts+tracing 1% sync",
+        config: "audit: { durability: sync }\ntelemetry: { sampleRatio: 0.01 }",
+        observed: true,
+    },
+];
+
+/// What the runs of one setup measured.
+#[derive(Default)]
+struct Measured {
+    requests_per_sec: Vec<f64>,
+    cpu_us_per_request: Vec<f64>,
+    p99_ms: Vec<f64>,
+    requests: u64,
+    spans: u64,
+}
+
 fn main() -> anyhow::Result<()> {
     let secs = env_number("GOJINN_BENCH_SECS", 10);
     let connections = env_number("GOJINN_BENCH_CONNECTIONS", 32);
@@ -46,66 +82,76 @@ fn main() -> anyhow::Result<()> {
     // would run elsewhere; they still share the machine with the node and wrk.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let receiver = runtime.block_on(otlp::Receiver::counting());
-    let node_config = tempfile::tempdir()?;
-    let config = node_config.path().join("gojinn.yaml");
-    let durability = std::env::var("GOJINN_BENCH_DURABILITY").unwrap_or_else(|_| "sync".into());
-    std::fs::write(&config, format!("audit: {{ durability: {durability} }}\n"))?;
-    let args = ["--config", config.to_str().context("a UTF-8 temp path")?];
+    let configs = tempfile::tempdir()?;
 
-    println!(
-        "\n== hello throughput: wrk -t2 -c{connections} -d{secs}s, observability off and on, {rounds} round(s), receipts {durability}"
-    );
+    println!("\n== hello throughput: wrk -t2 -c{connections} -d{secs}s, {rounds} round(s) of each setup");
+    let mut measured: Vec<Measured> = SETUPS.iter().map(|_| Measured::default()).collect();
     let mut rows = Vec::new();
-    let mut cpu = (Vec::new(), Vec::new());
-    let mut spans = (0, 0);
     for _ in 0..rounds {
-        let (node, addr, _data) = support::start_gojinn(specs.path(), &args, &[])?;
-        let (off, cpu_off) = load(&node, &format!("http://{addr}/demo/hello"), secs, connections)?;
-        drop(node);
-
-        let before = receiver.count();
-        let endpoint = receiver.endpoint();
-        let env =
-            [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")];
-        let (node, addr, _data) = support::start_gojinn(specs.path(), &args, &env)?;
-        let scraper = runtime.spawn(scrape(format!("http://{addr}/_gojinn/metrics")));
-        let (on, cpu_on) = load(&node, &format!("http://{addr}/demo/hello"), secs, connections)?;
-        scraper.abort();
-        stop(node)?;
-        spans.0 += receiver.count() - before;
-        spans.1 += on.requests;
-        rows.extend([("off", off), ("on", on)]);
-        cpu.0.push(cpu_off);
-        cpu.1.push(cpu_on);
+        for (setup, measured) in SETUPS.iter().zip(&mut measured) {
+            let config = configs.path().join(format!("{}.yaml", setup.name.replace([' ', '+', '%'], "-")));
+            std::fs::write(&config, setup.config)?;
+            let args = ["--config", config.to_str().context("a UTF-8 temp path")?];
+            let endpoint = receiver.endpoint();
+            let env: &[(&str, &str)] = match setup.observed {
+                true => {
+                    &[("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]
+                }
+                false => &[],
+            };
+            let before = receiver.count();
+            let (node, addr, _data) = support::start_gojinn(specs.path(), &args, env)?;
+            let scraper =
+                setup.observed.then(|| runtime.spawn(scrape(format!("http://{addr}/_gojinn/metrics"))));
+            let (run, cpu) = load(&node, &format!("http://{addr}/demo/hello"), secs, connections)?;
+            if let Some(scraper) = scraper {
+                scraper.abort();
+            }
+            stop(node)?;
+            measured.spans += receiver.count() - before;
+            measured.requests += run.requests;
+            measured.requests_per_sec.push(run.requests_per_sec);
+            measured.cpu_us_per_request.push(cpu);
+            measured.p99_ms.push(run.p99_ms);
+            rows.push((setup.name, run));
+        }
     }
     support::print_table(&rows);
-    let off = mean(rows.iter().filter(|(n, _)| *n == "off").map(|(_, r)| r.requests_per_sec));
-    let on = mean(rows.iter().filter(|(n, _)| *n == "on").map(|(_, r)| r.requests_per_sec));
-    let (cpu_off, cpu_on) = (mean(cpu.0.into_iter()), mean(cpu.1.into_iter()));
-    println!("\n                     off          on     cost   (goal: <= 5%)");
-    println!("requests/s      {off:>8.0}    {on:>8.0}   {:>5.1}%", (1.0 - on / off) * 100.0);
-    println!("node CPU µs/req {cpu_off:>8.1}    {cpu_on:>8.1}   {:>5.1}%", (cpu_on / cpu_off - 1.0) * 100.0);
-    println!("(on a busy machine, trust the CPU figure: other processes move it far less)");
+
+    let baseline = (mean(&measured[0].requests_per_sec), mean(&measured[0].cpu_us_per_request));
     println!(
-        "spans received: {} for {} requests, {:.2} per request (request, instantiate, host.log, and the \
-         receipts' batched audit.append; a span is dropped, never waited for, when the export queue is full)",
-        spans.0,
-        spans.1,
-        spans.0 as f64 / spans.1.max(1) as f64
+        "\n{:<26} {:>10} {:>7} {:>13} {:>7} {:>8} {:>10}",
+        "setup", "requests/s", "cost", "CPU µs/req", "cost", "p99 ms", "spans/req"
+    );
+    for (setup, measured) in SETUPS.iter().zip(&measured) {
+        let (rate, cpu) = (mean(&measured.requests_per_sec), mean(&measured.cpu_us_per_request));
+        println!(
+            "{:<26} {rate:>10.0} {:>6.1}% {cpu:>13.1} {:>6.1}% {:>8.2} {:>10.2}",
+            setup.name,
+            (1.0 - rate / baseline.0) * 100.0,
+            (cpu / baseline.1 - 1.0) * 100.0,
+            mean(&measured.p99_ms),
+            measured.spans as f64 / measured.requests.max(1) as f64,
+        );
+    }
+    println!("(cost against `off`, goal <= 5% with everything on; on a busy machine trust the CPU figure)");
+    println!(
+        "(spans per request: request, instantiate, host.log, and the receipts' batched audit.append; \
+         a span is dropped, never waited for, when the export queue is full)"
     );
 
     println!("\n== in-process, per request");
     let metrics_ns = metrics_cost();
     println!(
-        "recording metrics:          {metrics_ns:>6.0} ns   ({:.2}% of a core at {off:.0} requests/s)",
-        metrics_ns * off / 1e7
+        "recording metrics:          {metrics_ns:>6.0} ns   ({:.2}% of a core at {:.0} requests/s)",
+        metrics_ns * baseline.0 / 1e7,
+        baseline.0
     );
     println!("spans, no exporter (info):  {:>6.0} ns", spans_off_cost());
     Ok(())
 }
 
-fn mean(figures: impl Iterator<Item = f64>) -> f64 {
-    let figures: Vec<f64> = figures.collect();
+fn mean(figures: &[f64]) -> f64 {
     figures.iter().sum::<f64>() / figures.len().max(1) as f64
 }
 
@@ -185,8 +231,8 @@ fn spans_off_cost() -> f64 {
         let request = gojinn::telemetry::spans::request(&parts);
         let _entered = request.enter();
         gojinn::telemetry::spans::record_function(&request, &parts.method, "/demo/hello/{*rest}", &id, "rev");
-        drop(gojinn::telemetry::spans::instantiate().entered());
-        drop(gojinn::telemetry::spans::host_call("host_log").entered());
+        drop(gojinn::telemetry::spans::instantiate(true).entered());
+        drop(gojinn::telemetry::spans::host_call("host_log", true).entered());
         gojinn::telemetry::spans::record_response(&request, &mut response);
     }
     started.elapsed().as_nanos() as f64 / rounds as f64

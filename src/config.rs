@@ -159,6 +159,9 @@ pub enum OtlpProtocol {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct AuditSettings {
+    /// Whether executions yield receipts at all. Off is for development and for measuring what
+    /// receipts cost: nothing is signed or recorded, and responses carry no `Gojinn-Receipt`.
+    pub enabled: bool,
     /// File holding the master key (64 or more hex digits). When unset, a key is generated into
     /// `dataDir/audit.key` (mode 0600) on first start.
     pub key_file: Option<PathBuf>,
@@ -178,6 +181,7 @@ pub struct AuditSettings {
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             key_file: None,
             previous_key_files: Vec::new(),
             node: None,

@@ -13,7 +13,7 @@
 
 use super::chain::{Chains, Head};
 use super::log::chain_state;
-use super::receipt::{Receipt, ReceiptDraft};
+use super::receipt::ReceiptDraft;
 use super::record::{Checkpoint, Record};
 use crate::metrics::Metrics;
 use crate::spec::Name;
@@ -158,14 +158,14 @@ impl Appender {
         while batch.peek().is_some() {
             let chunk: Vec<Queued> = batch.by_ref().take(RECEIPTS_PER_RECORD).collect();
             let mut waiting = Vec::with_capacity(chunk.len());
-            let receipts: Vec<Receipt> = chunk
+            let receipts: Vec<Vec<u8>> = chunk
                 .into_iter()
                 .map(|queued| {
                     waiting.push((queued.appended, queued.room));
-                    self.chains.seal(queued.id, queued.draft)
+                    self.chains.seal_encoded(queued.id, queued.draft).1
                 })
                 .collect();
-            let appended = self.append(&name, Record::Receipts(receipts).encode()).await;
+            let appended = self.append(&name, Record::encode_receipts(&receipts)).await;
             match &appended {
                 Ok(()) => (0..waiting.len()).for_each(|_| self.metrics.receipt_appended(&name)),
                 Err(error) => {

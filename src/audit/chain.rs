@@ -3,7 +3,7 @@
 //! the other, so the order it seals in is the order it appends in.
 
 use super::keys::{Keyring, TenantKeys};
-use super::receipt::{GENESIS, Receipt, ReceiptDraft};
+use super::receipt::{GENESIS, Receipt, ReceiptDraft, hash_of_json};
 use std::collections::HashMap;
 
 /// Where a chain stands: its last sequence number and that receipt's hash.
@@ -59,6 +59,12 @@ impl Chains {
     /// Signs `draft` as the next receipt of its tenant's chain on this node, with id `id` (see
     /// [`super::new_id`]). A tenant never resumed starts at [`GENESIS`].
     pub fn seal(&mut self, id: String, draft: ReceiptDraft) -> Receipt {
+        self.seal_encoded(id, draft).0
+    }
+
+    /// [`Chains::seal`], also giving the receipt's JSON as a record stores it (see
+    /// [`super::record::Record::encode_receipts`]): the receipt is serialized once.
+    pub fn seal_encoded(&mut self, id: String, draft: ReceiptDraft) -> (Receipt, Vec<u8>) {
         let node = self.node.clone();
         let chain = self.chain(&draft.tenant);
         let mut receipt = Receipt {
@@ -72,8 +78,9 @@ impl Chains {
         };
         let signed = receipt.signed_bytes();
         receipt.signature = chain.keys.sign(&signed);
-        chain.head = Head { seq: receipt.seq, hash: receipt.hash_from_signed(&signed) };
-        receipt
+        let json = receipt.json_from_signed(&signed);
+        chain.head = Head { seq: receipt.seq, hash: hash_of_json(&json) };
+        (receipt, json)
     }
 
     fn chain(&mut self, tenant: &str) -> &mut TenantChain {

@@ -115,28 +115,25 @@ impl Receipt {
 
     /// The hash the next receipt of the chain names as `prev`: sha256 of the receipt's JSON, hex.
     pub fn hash(&self) -> String {
-        self.hash_from_signed(&self.signed_bytes())
+        hash_of_json(&self.json_from_signed(&self.signed_bytes()))
     }
 
-    /// [`Receipt::hash`] from this receipt's [`Receipt::signed_bytes`], serializing nothing: the
-    /// full JSON is the signed JSON with `"signature":"..."` added before its closing brace.
-    pub(super) fn hash_from_signed(&self, signed: &[u8]) -> String {
+    /// The receipt's JSON from its [`Receipt::signed_bytes`], serializing only the signature:
+    /// the full JSON is the signed JSON with `"signature":"..."` added before its closing brace.
+    pub(super) fn json_from_signed(&self, signed: &[u8]) -> Vec<u8> {
         let open = signed.strip_suffix(b"}").expect("a JSON object ends with }");
-        let mut sha = Sha256::new();
-        sha.update(open);
-        if self.signature.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            sha.update(SIGNATURE_FIELD.as_bytes());
-            sha.update(self.signature.as_bytes());
-            sha.update(b"\"}");
-        } else {
-            // Never for a receipt whose signature verified (hex); kept exact for any other.
-            let tail = serde_json::to_vec(&self.signature).expect("a string serializes");
-            sha.update(&SIGNATURE_FIELD.as_bytes()[..SIGNATURE_FIELD.len() - 1]);
-            sha.update(&tail);
-            sha.update(b"}");
-        }
-        hex_string(&sha.finalize().into())
+        let mut json = Vec::with_capacity(open.len() + SIGNATURE_FIELD.len() + self.signature.len() + 2);
+        json.extend_from_slice(open);
+        json.extend_from_slice(&SIGNATURE_FIELD.as_bytes()[..SIGNATURE_FIELD.len() - 1]);
+        serde_json::to_writer(&mut json, &self.signature).expect("a string serializes");
+        json.push(b'}');
+        json
     }
+}
+
+/// The hash of a receipt from its JSON (see [`Receipt::hash`]).
+pub(super) fn hash_of_json(json: &[u8]) -> String {
+    hex_string(&Sha256::digest(json).into())
 }
 
 /// How the signature field opens in a receipt's JSON, where it is the last field.

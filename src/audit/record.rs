@@ -16,6 +16,9 @@ use super::receipt::Receipt;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
+/// How a record of receipts begins.
+const RECEIPTS_OPEN: &[u8] = b"{\"receipts\":[";
+
 /// One record of a tenant's audit log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -28,6 +31,24 @@ pub enum Record {
 impl Record {
     pub fn encode(&self) -> Bytes {
         Bytes::from(serde_json::to_vec(self).expect("a record serializes"))
+    }
+
+    /// The encoding of `Record::Receipts` from its receipts' JSON, as [`Chains::seal_encoded`]
+    /// gives it: the same bytes, without serializing the receipts again.
+    ///
+    /// [`Chains::seal_encoded`]: super::Chains::seal_encoded
+    pub fn encode_receipts<J: AsRef<[u8]>>(receipts: &[J]) -> Bytes {
+        let size = receipts.iter().map(|json| json.as_ref().len() + 1).sum::<usize>();
+        let mut encoded = Vec::with_capacity(RECEIPTS_OPEN.len() + size + 2);
+        encoded.extend_from_slice(RECEIPTS_OPEN);
+        for (i, json) in receipts.iter().enumerate() {
+            if i > 0 {
+                encoded.push(b',');
+            }
+            encoded.extend_from_slice(json.as_ref());
+        }
+        encoded.extend_from_slice(b"]}");
+        Bytes::from(encoded)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, serde_json::Error> {
@@ -98,5 +119,25 @@ mod tests {
         assert!(encoded.starts_with(b"{\"checkpoint\":{"), "{encoded:?}");
         assert_eq!(Record::decode(&encoded).unwrap(), record);
         assert!(Record::Receipts(vec![]).encode().starts_with(b"{\"receipts\":["));
+    }
+
+    #[test]
+    fn receipts_encoded_from_their_sealed_json_are_the_records_encoding() {
+        let mut chains = crate::audit::Chains::new(
+            "node-a".into(),
+            Keyring::new(MasterKey::from_bytes(vec![7; 32]), vec![]),
+        );
+        for count in [0, 1, 3] {
+            let (receipts, jsons): (Vec<_>, Vec<_>) = (0..count)
+                .map(|i| {
+                    chains.seal_encoded(crate::audit::new_id("acme"), crate::audit::receipt::tests::draft(i))
+                })
+                .unzip();
+            assert_eq!(
+                Record::encode_receipts(&jsons),
+                Record::Receipts(receipts).encode(),
+                "{count} receipts"
+            );
+        }
     }
 }

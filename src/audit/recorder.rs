@@ -47,6 +47,11 @@ pub enum RecordError {
 
 /// Records this node's receipts. Share it; stop it once nothing executes any more.
 pub struct Recorder {
+    /// The appender and its queue; `None` when receipts are off (`audit.enabled: false`).
+    running: Option<Running>,
+}
+
+struct Running {
     durability: Durability,
     queue: mpsc::UnboundedSender<Command>,
     room: Arc<Semaphore>,
@@ -57,7 +62,7 @@ pub struct Recorder {
 impl Recorder {
     /// Loads the node's keys (generating the key file on first start), resumes the chains of
     /// `tenants` from their logs and starts the appender, which counts appended receipts in
-    /// `metrics`.
+    /// `metrics`. With `audit.enabled: false` it does none of that and records nothing.
     pub async fn start(
         settings: &AuditSettings,
         data_dir: &Path,
@@ -65,6 +70,12 @@ impl Recorder {
         metrics: Arc<Metrics>,
         tenants: impl IntoIterator<Item = Name>,
     ) -> Result<Self, RecorderError> {
+        if !settings.enabled {
+            tracing::warn!(
+                "receipts are off (audit.enabled: false): executions are neither signed nor recorded"
+            );
+            return Ok(Self { running: None });
+        }
         let keys = read_keyring(&key_file(settings, data_dir), &settings.previous_key_files, true)?;
         let node = node_id(settings.node.as_deref())?;
         let (stop_by, stopping) = watch::channel(None);
@@ -73,21 +84,23 @@ impl Recorder {
         let (queue, queued) = mpsc::unbounded_channel();
         let task = tokio::spawn(appender.run(queued, settings.checkpoint_interval.0));
         tracing::info!(%node, durability = ?settings.durability, "recording receipts");
-        Ok(Self {
+        let running = Running {
             durability: settings.durability,
             queue,
             room: Arc::new(Semaphore::new(settings.max_queued.max(1) as usize)),
             stop_by,
             task: Mutex::new(Some(task)),
-        })
+        };
+        Ok(Self { running: Some(running) })
     }
 
     /// Records the receipt of a finished execution; returns its id once it is queued (async) or
-    /// appended (sync).
-    pub async fn record(&self, draft: ReceiptDraft) -> Result<String, RecordError> {
-        let room = self.room.clone().acquire_owned().await.map_err(|_| RecordError::Stopped)?;
+    /// appended (sync), or `None` when receipts are off.
+    pub async fn record(&self, draft: ReceiptDraft) -> Result<Option<String>, RecordError> {
+        let Some(running) = &self.running else { return Ok(None) };
+        let room = running.room.clone().acquire_owned().await.map_err(|_| RecordError::Stopped)?;
         let id = new_id(&draft.tenant);
-        let (appended, was_appended) = match self.durability {
+        let (appended, was_appended) = match running.durability {
             Durability::Sync => {
                 let (tell, told) = oneshot::channel();
                 (Some(tell), Some(told))
@@ -95,25 +108,26 @@ impl Recorder {
             Durability::Async => (None, None),
         };
         let queued = Queued { id: id.clone(), draft, appended, room };
-        self.queue.send(Command::Record(Box::new(queued))).map_err(|_| RecordError::Stopped)?;
+        running.queue.send(Command::Record(Box::new(queued))).map_err(|_| RecordError::Stopped)?;
         if let Some(was_appended) = was_appended
             && was_appended.await != Ok(true)
         {
             return Err(RecordError::NotAppended(id));
         }
-        Ok(id)
+        Ok(Some(id))
     }
 
     /// Appends everything queued, checkpoints every chain and stops the appender. Receipts
     /// recorded afterwards are refused.
     pub async fn stop(&self) {
-        let Some(task) = self.task.lock().expect("recorder lock").take() else { return };
-        self.stop_by.send_replace(Some(Instant::now() + STOP_GRACE));
+        let Some(running) = &self.running else { return };
+        let Some(task) = running.task.lock().expect("recorder lock").take() else { return };
+        running.stop_by.send_replace(Some(Instant::now() + STOP_GRACE));
         let (ack, acked) = oneshot::channel();
-        if self.queue.send(Command::Stop(ack)).is_ok() {
+        if running.queue.send(Command::Stop(ack)).is_ok() {
             let _ = acked.await;
         }
-        self.room.close();
+        running.room.close();
         if let Err(error) = task.await {
             tracing::error!("the receipt appender failed: {error}");
         }
@@ -197,7 +211,7 @@ mod tests {
         let recorder = start(Durability::Sync, vec![tenant.clone()]).await;
         let mut ids = Vec::new();
         for i in 0..3 {
-            ids.push(recorder.record(draft(i)).await.unwrap());
+            ids.push(recorder.record(draft(i)).await.unwrap().expect("receipts are on"));
         }
         let in_log = log::find(&*backend, &ids[1]).await.unwrap().expect("a sync receipt is in the log");
         assert_eq!((in_log.seq, in_log.chain.as_str()), (2, "node-a"));
@@ -260,6 +274,20 @@ mod tests {
         let keys = read_keyring(&dir.path().join(KEY_FILE_NAME), &[], false).unwrap();
         let bytes: Vec<_> = records.into_iter().map(|(_, record)| record).collect();
         assert_eq!(verify(&keys, "acme", &bytes, Window::ALL).first_bad, None);
+    }
+
+    #[tokio::test]
+    async fn with_receipts_off_nothing_is_signed_or_appended() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, tenant) = backend(dir.path()).await;
+        let settings = AuditSettings { enabled: false, ..settings(Durability::Sync) };
+        let metrics = Arc::new(Metrics::new());
+        let recorder =
+            Recorder::start(&settings, dir.path(), backend.clone(), metrics, [tenant.clone()]).await.unwrap();
+        assert_eq!(recorder.record(draft(1)).await.unwrap(), None);
+        recorder.stop().await;
+        assert!(log::read_all(&*backend, &tenant).await.unwrap().is_empty());
+        assert!(!dir.path().join(KEY_FILE_NAME).exists(), "no key is generated for nothing to sign");
     }
 
     #[test]

@@ -141,7 +141,8 @@ async fn call_function(edge: &Edge, request: Request<Body>, arrival: Instant) ->
     };
     let mut response = answered.unwrap_or_else(IntoResponse::into_response);
     match edge.recorder.record(execution.finish(end)).await {
-        Ok(id) => name_receipt(&mut response, &id),
+        Ok(Some(id)) => name_receipt(&mut response, &id),
+        Ok(None) => {}
         Err(error) => tracing::error!(function = %function.id, "a call's receipt was not recorded: {error}"),
     }
     Ok(response)

@@ -2,7 +2,6 @@
 //! per call, and the message of the last failed host call.
 
 use super::{ErrorCode, HostError, HostView, finish, memory};
-use crate::telemetry::spans;
 use wasmtime::{Caller, Linker};
 
 /// Log lines one call may write; further lines return the quota error.
@@ -15,7 +14,7 @@ pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
         super::MODULE,
         "host_log",
         |mut caller: Caller<'_, T>, level: i32, ptr: i32, len: i32| {
-            let _span = spans::host_call("host_log").entered();
+            let _span = caller.data_mut().host().span("host_log").entered();
             caller.data_mut().host().count("host_log");
             let result = host_log(&mut caller, level, ptr, len);
             finish(&mut caller, result)
@@ -25,7 +24,7 @@ pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> 
         super::MODULE,
         "host_last_error",
         |mut caller: Caller<'_, T>, out_ptr: i32, out_cap: i32| {
-            let _span = spans::host_call("host_last_error").entered();
+            let _span = caller.data_mut().host().span("host_last_error").entered();
             caller.data_mut().host().count("host_last_error");
             let message = caller.data_mut().host().last_error.clone().unwrap_or_default();
             let result = memory::write_out(&mut caller, out_ptr, out_cap, message.as_bytes());

@@ -60,11 +60,14 @@ pub struct HostCtx {
     held: Option<work::Held>,
     /// Calls of each host function.
     calls: BTreeMap<&'static str, u32>,
+    /// Whether the call is part of a sampled trace, so that each host call gets its span.
+    traced: bool,
 }
 
 impl HostCtx {
-    pub fn new(caps: Arc<Capabilities>, envelope: Bytes) -> Self {
+    pub fn new(caps: Arc<Capabilities>, envelope: Bytes, traced: bool) -> Self {
         Self {
+            traced,
             caps,
             envelope,
             last_error: None,
@@ -73,6 +76,11 @@ impl HostCtx {
             held: None,
             calls: BTreeMap::new(),
         }
+    }
+
+    /// The span of one call of the host function `name` (none when the call is not traced).
+    pub(crate) fn span(&self, name: &'static str) -> tracing::Span {
+        crate::telemetry::spans::host_call(name, self.traced)
     }
 
     /// How many times the guest called each host function (denied and retried calls included),

@@ -9,7 +9,6 @@
 //! `INSERT ... RETURNING` happens once, and a retried list sees the same snapshot.
 
 use super::{HostError, HostView, finish, memory};
-use crate::telemetry::spans;
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
@@ -62,6 +61,7 @@ where
     P: WasmTyList + Send + 'static,
 {
     linker.func_wrap_async(super::MODULE, name, move |mut caller: Caller<'_, T>, params: P| {
+        let span = caller.data_mut().host().span(name);
         let call = async move {
             caller.data_mut().host().count(name);
             let result = match read(&mut caller, params) {
@@ -70,7 +70,7 @@ where
             };
             finish(&mut caller, result)
         };
-        Box::new(call.instrument(spans::host_call(name)))
+        Box::new(call.instrument(span))
     })?;
     Ok(())
 }

@@ -220,9 +220,10 @@ impl JobContext {
         let called = deployed.call(&self.runtime, stdin).await;
         let draft = execution.job(id.to_string(), delivery.attempt).finish(receipt_end(&called));
         match self.recorder.record(draft).await {
-            Ok(receipt) => {
+            Ok(Some(receipt)) => {
                 tracing::Span::current().record("gojinn.receipt_id", receipt.as_str());
             }
+            Ok(None) => {}
             Err(error) => {
                 tracing::error!(function = %deployed.id, job = %id, "a job attempt's receipt was not recorded: {error}")
             }

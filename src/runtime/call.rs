@@ -78,14 +78,13 @@ impl Runtime {
     /// Runs one call on the guest executor. Dropping the future (a client that went away) stops
     /// the guest at its next epoch tick.
     pub async fn call(&self, prepared: &Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
-        let call =
-            run(self.engine.clone(), prepared.clone(), request, self.metrics.clone()).in_current_span();
-        // A traced call runs under the caller's subscriber too (a test's may be its thread's
-        // own), so that the guest's spans join the request's or job's trace.
-        let call = if tracing::Span::current().is_disabled() {
-            Either::Left(call)
-        } else {
-            Either::Right(call.with_current_subscriber())
+        let traced = spans::recording(&tracing::Span::current());
+        let call = run(self.engine.clone(), prepared.clone(), request, self.metrics.clone(), traced);
+        // A traced call runs in the caller's span and under its subscriber (a test's may be its
+        // thread's own), so that the guest's spans join the request's or job's trace.
+        let call = match traced {
+            true => Either::Right(call.in_current_span().with_current_subscriber()),
+            false => Either::Left(call),
         };
         let task = self.executor.spawn(call);
         task.await.map_err(|e| CallError::Internal(format!("guest task failed: {e}")))?
@@ -97,6 +96,7 @@ async fn run(
     prepared: Prepared,
     request: CallRequest,
     metrics: Arc<Metrics>,
+    traced: bool,
 ) -> Result<CallOutput, CallError> {
     let limits = &request.limits;
     let pipe_cap = usize::try_from(limits.max_output).unwrap_or(usize::MAX).saturating_add(1);
@@ -115,7 +115,7 @@ async fn run(
     let state = CallState {
         wasi,
         limiter: CallLimiter { memory: limits.memory, memory_exhausted: false },
-        host: HostCtx::new(request.capabilities, envelope),
+        host: HostCtx::new(request.capabilities, envelope, traced),
     };
     let mut store = Store::new(&engine, state);
     store.limiter(|state| &mut state.limiter);
@@ -125,7 +125,8 @@ async fn run(
     let mut started = None;
     let run = async {
         let instantiating = Instant::now();
-        let instance = prepared.pre.instantiate_async(&mut store).instrument(spans::instantiate()).await?;
+        let instance =
+            prepared.pre.instantiate_async(&mut store).instrument(spans::instantiate(traced)).await?;
         let _active = metrics.instance(instantiating.elapsed());
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         started = Some(Instant::now());

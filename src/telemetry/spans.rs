@@ -10,7 +10,7 @@
 //!
 //! All are DEBUG spans of target [`TARGET`]: with the default `RUST_LOG` and no exporter they
 //! are disabled at their call site and cost a load and a branch; their fields are evaluated only
-//! when enabled. Never record a header, query string, body, environment value or guest output on
+//! when enabled. `instantiate` and `host.*` are made only inside a sampled trace ([`recording`]). Never record a header, query string, body, environment value or guest output on
 //! a span: exported spans leave the node.
 
 use super::TARGET;
@@ -117,14 +117,28 @@ pub fn job(function: &FunctionId, job: impl Display, attempt: u32, traceparent: 
     span
 }
 
-/// Instantiating a guest.
-pub fn instantiate() -> Span {
-    tracing::debug_span!(target: TARGET, "instantiate")
+/// Whether `span` is part of an exported trace: enabled, and sampled. A call runs its child
+/// spans ([`instantiate`], [`host_call`]) only under such a span; under any other they are not
+/// made at all, so a request the sampler dropped costs its own span and no more.
+pub fn recording(span: &Span) -> bool {
+    !span.is_disabled() && span.context().span().span_context().is_sampled()
 }
 
-/// One call of the host function `function` (`host_kv_get`), exported as `host.kv_get`.
-pub fn host_call(function: &'static str) -> Span {
-    tracing::debug_span!(target: TARGET, "host", otel.name = %HostSpanName(function))
+/// Instantiating a guest, in a call that is `traced` (see [`recording`]).
+pub fn instantiate(traced: bool) -> Span {
+    match traced {
+        true => tracing::debug_span!(target: TARGET, "instantiate"),
+        false => Span::none(),
+    }
+}
+
+/// One call of the host function `function` (`host_kv_get`), exported as `host.kv_get`, in a
+/// call that is `traced` (see [`recording`]).
+pub fn host_call(function: &'static str, traced: bool) -> Span {
+    match traced {
+        true => tracing::debug_span!(target: TARGET, "host", otel.name = %HostSpanName(function)),
+        false => Span::none(),
+    }
 }
 
 /// `host.<name>` for the host function `host_<name>`, written only when the span is enabled.
