@@ -23,7 +23,7 @@ use super::provision::{base_stream, bucket_stream_config, is_stream_not_found};
 use super::scan::Scan;
 use super::{NatsBackend, NatsResult, errors};
 use crate::spec::Name;
-use crate::state::embedded::control::{
+use crate::state::validate::{
     MAX_BLOB_BYTES, check_new_blob, check_stored_blob, validate_lease, validate_record_key,
     validate_record_prefix, validate_record_value, validate_sha256,
 };
