@@ -15,6 +15,7 @@ use gix::ObjectId;
 use gix::objs::tree::EntryKind;
 use gix::protocol::handshake::Ref;
 use gix::remote::Direction;
+use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 
 /// A spec source.
@@ -139,26 +140,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
-        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-            (b'%', Some(b)) => {
-                out.push(b);
-                i += 3;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Every source of `error`, joined with `: ` (repeated messages once).
 fn chain(error: &dyn std::error::Error) -> String {
     let mut parts: Vec<String> = vec![error.to_string()];
@@ -204,7 +185,7 @@ impl<'a> Git<'a> {
                 None => vec![],
             };
             for secret in secrets.into_iter().filter(|s| !s.is_empty()) {
-                for form in [secret.to_owned(), percent_decode(secret)] {
+                for form in [secret.to_owned(), percent_decode_str(secret).decode_utf8_lossy().into_owned()] {
                     text = text.replace(&form, "***");
                 }
             }

@@ -54,107 +54,70 @@ pub fn schema() -> serde_json::Value {
     })
 }
 
-impl JsonSchema for Name {
-    fn schema_name() -> Cow<'static, str> {
-        "Name".into()
-    }
+/// `impl JsonSchema for $ty`: the schema named `$name` (its key in `$defs`), with the body given.
+macro_rules! value_schemas {
+    ($($ty:ty as $name:literal => $body:tt)*) => {
+        $(
+            impl JsonSchema for $ty {
+                fn schema_name() -> Cow<'static, str> {
+                    $name.into()
+                }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "Lowercase letters, digits and '-', starting with a letter and not ending with '-' (a DNS label).",
-            "type": "string",
-            "minLength": 1,
-            "maxLength": Name::MAX_LEN,
-            "pattern": NAME_PATTERN,
-        })
-    }
+                fn json_schema(_: &mut SchemaGenerator) -> Schema {
+                    json_schema!($body)
+                }
+            }
+        )*
+    };
 }
 
-impl JsonSchema for ByteSize {
-    fn schema_name() -> Cow<'static, str> {
-        "ByteSize".into()
+value_schemas! {
+    Name as "Name" => {
+        "description": "Lowercase letters, digits and '-', starting with a letter and not ending with '-' (a DNS label).",
+        "type": "string",
+        "minLength": 1,
+        "maxLength": Name::MAX_LEN,
+        "pattern": NAME_PATTERN,
     }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A byte size: a number of bytes, or a whole number with a unit: Ki, Mi, Gi, Ti (binary) or k, M, G, T (decimal), e.g. 64Mi.",
-            "oneOf": [
-                { "type": "integer", "minimum": 0 },
-                { "type": "string", "pattern": BYTE_SIZE_PATTERN },
-            ],
-        })
-    }
-}
-
-impl JsonSchema for Span {
-    fn schema_name() -> Cow<'static, str> {
-        "Duration".into()
+    ByteSize as "ByteSize" => {
+        "description": "A byte size: a number of bytes, or a whole number with a unit: Ki, Mi, Gi, Ti (binary) or k, M, G, T (decimal), e.g. 64Mi.",
+        "oneOf": [
+            { "type": "integer", "minimum": 0 },
+            { "type": "string", "pattern": BYTE_SIZE_PATTERN },
+        ],
     }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A duration greater than zero, with units: 500ms, 2s, 1m 30s.",
-            "type": "string",
-            "pattern": SPAN_PATTERN,
-        })
-    }
-}
-
-impl JsonSchema for Replicas {
-    fn schema_name() -> Cow<'static, str> {
-        "Replicas".into()
+    Span as "Duration" => {
+        "description": "A duration greater than zero, with units: 500ms, 2s, 1m 30s.",
+        "type": "string",
+        "pattern": SPAN_PATTERN,
     }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "JetStream replicas for the tenant's streams and buckets.",
-            "type": "integer",
-            "enum": [1, 3, 5],
-            "default": 1,
-        })
-    }
-}
-
-impl JsonSchema for Sha256Hex {
-    fn schema_name() -> Cow<'static, str> {
-        "Sha256".into()
+    Replicas as "Replicas" => {
+        "description": "JetStream replicas for the tenant's streams and buckets.",
+        "type": "integer",
+        "enum": [1, 3, 5],
+        "default": 1,
     }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "A sha256 digest: 64 lowercase hex digits.",
-            "type": "string",
-            "pattern": SHA256_PATTERN,
-        })
-    }
-}
-
-impl JsonSchema for RoutePath {
-    fn schema_name() -> Cow<'static, str> {
-        "RoutePath".into()
+    Sha256Hex as "Sha256" => {
+        "description": "A sha256 digest: 64 lowercase hex digits.",
+        "type": "string",
+        "pattern": SHA256_PATTERN,
     }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "An absolute URL path: '/' followed by segments of letters, digits and '-._~', {param} or a final {*rest}. Paths under /_gojinn are reserved.",
-            "type": "string",
-            "pattern": ROUTE_PATH_PATTERN,
-            "not": { "pattern": RESERVED_ROUTE_PATTERN },
-        })
-    }
-}
-
-impl JsonSchema for EnvName {
-    fn schema_name() -> Cow<'static, str> {
-        "EnvName".into()
+    RoutePath as "RoutePath" => {
+        "description": "An absolute URL path: '/' followed by segments of letters, digits and '-._~', {param} or a final {*rest}. Paths under /_gojinn are reserved.",
+        "type": "string",
+        "pattern": ROUTE_PATH_PATTERN,
+        "not": { "pattern": RESERVED_ROUTE_PATTERN },
     }
 
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({
-            "description": "An environment variable name: letters, digits and '_', not starting with a digit.",
-            "type": "string",
-            "pattern": ENV_NAME_PATTERN,
-        })
+    EnvName as "EnvName" => {
+        "description": "An environment variable name: letters, digits and '_', not starting with a digit.",
+        "type": "string",
+        "pattern": ENV_NAME_PATTERN,
     }
 }
 

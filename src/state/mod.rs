@@ -8,6 +8,9 @@
 pub mod embedded;
 pub mod names;
 pub mod nats;
+mod validate;
+
+pub use validate::{MAX_KEY_BYTES, MAX_VALUE_BYTES, validate_key};
 
 use crate::config::{BackendKind, StateSettings};
 use crate::spec::Name;
@@ -41,29 +44,6 @@ pub struct TenantResources {
     pub replicas: u8,
     /// Bytes the tenant's KV bucket may hold (`None`: unlimited).
     pub kv_max_bytes: Option<u64>,
-}
-
-/// Largest KV key, in bytes.
-pub const MAX_KEY_BYTES: usize = 1024;
-/// Largest KV value, in bytes.
-pub const MAX_VALUE_BYTES: usize = 1 << 20;
-
-/// Checks a KV key: 1..=1024 bytes of `[A-Za-z0-9_=/.-]`, no empty segment, not starting with
-/// `_gojinn` (reserved for the platform).
-pub fn validate_key(key: &str) -> Result<(), StateError> {
-    let ok_char = |b: u8| b.is_ascii_alphanumeric() || b"_=/.-".contains(&b);
-    if key.is_empty() || key.len() > MAX_KEY_BYTES {
-        return Err(StateError::InvalidArgument(format!("key must be 1 to {MAX_KEY_BYTES} bytes")));
-    }
-    if !key.bytes().all(ok_char) || key.starts_with('/') || key.ends_with('/') || key.contains("//") {
-        return Err(StateError::InvalidArgument(format!(
-            "key {key:?} may hold only letters, digits and _=/.- with no empty segment"
-        )));
-    }
-    if key.starts_with('.') || key.ends_with('.') || key.contains("..") || key.starts_with("_gojinn") {
-        return Err(StateError::InvalidArgument(format!("key {key:?} is reserved or malformed")));
-    }
-    Ok(())
 }
 
 /// Creates and deletes a tenant's resources. Both are idempotent: ensuring an existing tenant

@@ -7,7 +7,7 @@
 //! structural: every table is keyed by a tuple whose first element is the tenant (see `tables`).
 
 mod audit;
-pub(crate) mod control;
+mod control;
 mod error;
 mod jobs;
 mod kv;

@@ -11,25 +11,25 @@
 //! empty `.` segment is inside the NATS KV key set.
 //!
 //! Leases change only by compare-and-set on the KV revision just read (create when absent,
-//! update at the expected revision when expired or renewed, delete at the expected revision), so
-//! two nodes racing for one can never both hold it. Expiry is wall-clock time: the holder writes
-//! `now + ttl` by its clock and every node compares that with its own, so the nodes' clocks must
-//! agree to well within a lease's ttl (NTP). A node whose clock runs ahead by `d` sees leases
-//! expire `d` early; holders should renew well before `ttl` and stop acting on a lease they
-//! could not renew in time.
+//! update at the expected revision when expired or renewed, delete at the expected revision; see
+//! `lease`), so two nodes racing for one can never both hold it. Expiry is wall-clock time: the
+//! holder writes `now + ttl` by its clock and every node compares that with its own, so the
+//! nodes' clocks must agree to well within a lease's ttl (NTP). A node whose clock runs ahead by
+//! `d` sees leases expire `d` early; holders should renew well before `ttl` and stop acting on a
+//! lease they could not renew in time.
 
 use super::kv::is_deletion;
+use super::lease::{self, Owned, RACE_RETRIES};
 use super::provision::{base_stream, bucket_stream_config, is_stream_not_found};
 use super::scan::Scan;
 use super::{NatsBackend, NatsResult, errors};
 use crate::spec::Name;
-use crate::state::embedded::control::{
+use crate::state::validate::{
     MAX_BLOB_BYTES, check_new_blob, check_stored_blob, validate_lease, validate_record_key,
     validate_record_prefix, validate_record_value, validate_sha256,
 };
-use crate::state::{Control, StateError, now_ms};
-use async_nats::jetstream::ErrorCode;
-use async_nats::jetstream::kv::{CreateErrorKind, Operation, Store, UpdateErrorKind};
+use crate::state::{Control, StateError};
+use async_nats::jetstream::kv::{Operation, Store};
 use async_nats::jetstream::object_store::{
     GetErrorKind, InfoErrorKind, ObjectInfo, ObjectMetadata, ObjectStore,
 };
@@ -48,8 +48,6 @@ pub const CONTROL_BUCKET: &str = "GOJINN_CONTROL";
 pub const MODULES_BUCKET: &str = "GOJINN_MODULES";
 /// Where leases live in the control bucket; upper case, so no record key starts with it.
 const LEASE_PREFIX: &str = "LEASE.";
-/// Attempts after losing a compare-and-set race before giving up.
-const RACE_RETRIES: usize = 5;
 /// Reads of a blob whose bytes do not match the object store's digest before it is called
 /// damaged, and the pause between them (see `blob`).
 const DIGEST_ATTEMPTS: usize = 5;
@@ -90,6 +88,24 @@ struct Lease {
     holder: String,
     /// Unix milliseconds, by the holder's clock.
     expires_ms: u64,
+}
+
+/// An expired lease is no longer held, even by its last holder: releasing it changes nothing.
+impl Owned for Lease {
+    const RELEASE_EXPIRED: bool = false;
+
+    fn new(holder: &str, expires_ms: u64) -> Self {
+        Self { holder: holder.to_owned(), expires_ms }
+    }
+
+    fn parts(&self) -> (&str, u64) {
+        (&self.holder, self.expires_ms)
+    }
+
+    fn decode(key: &str, bytes: &[u8]) -> NatsResult<Self> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| StateError::Internal(format!("corrupt lease record {key}: {e}")).into())
+    }
 }
 
 impl NatsBackend {
@@ -189,33 +205,6 @@ fn record_filter(prefix: &str) -> String {
 
 fn lease_key(name: &str) -> String {
     format!("{LEASE_PREFIX}{name}")
-}
-
-/// The lease's holder and the revision to change it at; `None` when there is none.
-async fn lease(kv: &Store, key: &str) -> NatsResult<Option<(Lease, u64)>> {
-    match kv.entry(key).await? {
-        Some(entry) if entry.operation == Operation::Put => {
-            let lease = serde_json::from_slice(&entry.value)
-                .map_err(|e| StateError::Internal(format!("corrupt lease record {key}: {e}")))?;
-            Ok(Some((lease, entry.revision)))
-        }
-        _ => Ok(None),
-    }
-}
-
-/// Whether a write conditional on a key's revision failed because the key changed first. In a
-/// cluster the stream leader also refuses one while a competing write of the same key is still
-/// being replicated (error 10164, which async-nats does not classify), before that write is
-/// readable: both mean a lost race, to be retried from a fresh read.
-pub(super) fn lost_race(err: &(dyn std::error::Error + 'static)) -> bool {
-    std::iter::successors(Some(err), |e| e.source()).any(|e| {
-        e.downcast_ref::<async_nats::jetstream::Error>().is_some_and(|api| {
-            matches!(
-                api.error_code(),
-                ErrorCode::STREAM_WRONG_LAST_SEQUENCE | ErrorCode::STREAM_WRONG_LAST_SEQUENCE_CONSTANT
-            )
-        })
-    })
 }
 
 /// Whether an object store lookup failed because the object is not there.
@@ -338,11 +327,8 @@ impl Control for NatsBackend {
                     let Some(current) = kv.entry(key).await?.filter(|e| e.operation == Operation::Put) else {
                         return Ok(false);
                     };
-                    match kv.delete_expect_revision(key, Some(current.revision)).await {
-                        Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision || lost_race(&err) => {
-                            continue;
-                        }
-                        result => return result.map(|()| true).map_err(Into::into),
+                    if lease::delete_at(&kv, key, current.revision).await? {
+                        return Ok(true);
                     }
                 }
                 Err(StateError::Unavailable(format!("record {key} kept changing while being deleted")).into())
@@ -441,41 +427,9 @@ impl Control for NatsBackend {
 
     async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StateError> {
         validate_lease(name, holder, Some(ttl))?;
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let took = self
             .control_run(async {
-                let kv = self.control_kv().await?;
-                let key = lease_key(name);
-                for _ in 0..RACE_RETRIES {
-                    let now = now_ms();
-                    let value: Bytes = serde_json::to_vec(&Lease {
-                        holder: holder.to_owned(),
-                        expires_ms: now.saturating_add(ttl_ms),
-                    })?
-                    .into();
-                    // Lost races go round again: the winner's lease is then read and refused.
-                    match lease(&kv, &key).await? {
-                        None => match kv.create(&key, value).await {
-                            Err(err) if err.kind() == CreateErrorKind::AlreadyExists || lost_race(&err) => {
-                                continue;
-                            }
-                            result => return result.map(|_| true).map_err(Into::into),
-                        },
-                        Some((held, revision)) if held.holder == holder || held.expires_ms <= now => {
-                            match kv.update(&key, value, revision).await {
-                                Err(err)
-                                    if err.kind() == UpdateErrorKind::WrongLastRevision
-                                        || lost_race(&err) =>
-                                {
-                                    continue;
-                                }
-                                result => return result.map(|_| true).map_err(Into::into),
-                            }
-                        }
-                        Some(_) => return Ok(false),
-                    }
-                }
-                Ok(false)
+                lease::take::<Lease>(&self.control_kv().await?, &lease_key(name), holder, ttl).await
             })
             .await?;
         Ok(self.count(took))
@@ -487,23 +441,7 @@ impl Control for NatsBackend {
         validate_lease(name, holder, None)?;
         let released = self
             .control_run(async {
-                let kv = self.control_kv().await?;
-                let key = lease_key(name);
-                for _ in 0..RACE_RETRIES {
-                    let now = now_ms();
-                    let held = lease(&kv, &key).await?;
-                    let Some((_, revision)) = held.filter(|(l, _)| l.holder == holder && l.expires_ms > now)
-                    else {
-                        return Ok(false);
-                    };
-                    match kv.delete_expect_revision(&key, Some(revision)).await {
-                        Err(err) if err.kind() == UpdateErrorKind::WrongLastRevision || lost_race(&err) => {
-                            continue;
-                        }
-                        result => return result.map(|()| true).map_err(Into::into),
-                    }
-                }
-                Ok(false)
+                lease::release::<Lease>(&self.control_kv().await?, &lease_key(name), holder).await
             })
             .await?;
         Ok(self.count(released))
@@ -533,28 +471,6 @@ mod tests {
         assert_eq!(key, "LEASE.reconcile/apply");
         assert!(validate_record_key("record key", &key).is_err());
         assert!(validate_record_prefix(LEASE_PREFIX).is_err());
-    }
-
-    #[test]
-    fn a_refused_expected_sequence_is_a_lost_race() {
-        use async_nats::jetstream::context::{PublishError, PublishErrorKind};
-        use async_nats::jetstream::kv::{UpdateError, UpdateErrorKind};
-        let api = |code: u64| -> async_nats::jetstream::Error {
-            serde_json::from_value(
-                serde_json::json!({"code": 400, "err_code": code, "description": "wrong last sequence"}),
-            )
-            .unwrap()
-        };
-        let wrapped = |code| {
-            UpdateError::with_source(
-                UpdateErrorKind::Other,
-                PublishError::with_source(PublishErrorKind::Other, api(code)),
-            )
-        };
-        assert!(lost_race(&wrapped(10164)));
-        assert!(lost_race(&wrapped(10071)));
-        assert!(!lost_race(&wrapped(10077)));
-        assert!(!lost_race(&std::io::Error::other("strange")));
     }
 
     #[test]

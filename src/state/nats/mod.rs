@@ -13,6 +13,7 @@ mod errors;
 mod job_record;
 mod jobs;
 mod kv;
+mod lease;
 mod locks;
 mod provision;
 mod scan;
