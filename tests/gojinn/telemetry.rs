@@ -1,6 +1,7 @@
 //! Traces over OTLP, received by a collector started in the test (support/otlp.rs): the span
 //! tree of a request (request → instantiate, host calls), its attributes, `traceparent` in and
-//! out, and an async job continuing the trace of the request that queued it; over OTLP/gRPC and
+//! out, an async job continuing the trace of the request that queued it, and nothing exported for
+//! a request its caller did not sample; over OTLP/gRPC and
 //! OTLP/HTTP.
 //!
 //! Each test installs its own subscriber for its thread (`set_default`); `#[tokio::test]` runs
@@ -173,4 +174,27 @@ async fn without_an_exporter_responses_carry_no_traceparent() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers().get("traceparent").is_none());
+}
+
+#[tokio::test]
+async fn a_request_the_caller_did_not_sample_exports_no_span_at_all() {
+    const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
+    let traced = traced(OtlpProtocol::Grpc).await;
+    let get = |trace: &str, flags: &str| {
+        let request = traced.node.client.get(traced.node.url("/acme/hello"));
+        request.header("traceparent", format!("00-{trace}-{CALLER}-{flags}")).send()
+    };
+    assert_eq!(get(UNSAMPLED, "00").await.unwrap().status(), 200);
+    assert_eq!(get(TRACE, "01").await.unwrap().status(), 200);
+
+    // Spans are exported in the order they end: once the sampled request's tree has arrived,
+    // anything of the unsampled one would have too.
+    traced.spans_of(TRACE, |spans| has(spans, "GET /acme/hello/{*rest}") && has(spans, "host.log")).await;
+    let received = traced.receiver.spans();
+    let stray: Vec<_> = received
+        .iter()
+        .filter(|s| s.trace_id == UNSAMPLED || (s.parent_span_id.is_empty() && s.name != "audit.append"))
+        .filter(|s| s.trace_id != TRACE)
+        .collect();
+    assert!(stray.is_empty(), "no span of the unsampled request, nor an orphaned child: {stray:#?}");
 }
