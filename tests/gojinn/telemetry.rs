@@ -1,8 +1,7 @@
 //! Traces over OTLP, received by a collector started in the test (support/otlp.rs): the span
 //! tree of a request (request → instantiate, host calls), its attributes, `traceparent` in and
 //! out, an async job continuing the trace of the request that queued it, and nothing exported for
-//! a request its caller did not sample; over OTLP/gRPC and
-//! OTLP/HTTP.
+//! a request its caller did not sample; over OTLP/gRPC and OTLP/HTTP.
 //!
 //! Each test installs its own subscriber for its thread (`set_default`); `#[tokio::test]` runs
 //! the node on that thread, and guest calls carry the subscriber to the guest executor.
