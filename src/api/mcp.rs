@@ -288,10 +288,9 @@ impl AdminTool {
                  denied, kept), as GET /_gojinn/v1/status returns.",
                 schemars::schema_for!(NoArguments),
             ),
-            AdminTool::Job => (
-                "An async call's job record: status, attempts, result.",
-                schemars::schema_for!(JobArguments),
-            ),
+            AdminTool::Job => {
+                ("An async call's job record: status, attempts, result.", schemars::schema_for!(JobArguments))
+            }
             AdminTool::Receipt => (
                 "The signed receipt of an execution: function, trigger, status, hashes, chain.",
                 schemars::schema_for!(ReceiptArguments),
@@ -377,7 +376,10 @@ mod tests {
             body: body.to_owned().into(),
         };
         let now = Instant::now();
-        Executed { outcome: Ok(Answered { guest, started: now, ended: now }), receipt: Some("acme.r1".into()) }
+        Executed {
+            outcome: Ok(Answered { guest, started: now, ended: now }),
+            receipt: Some("acme.r1".into()),
+        }
     }
 
     fn as_json(result: CallToolResult) -> Value {
@@ -395,15 +397,25 @@ mod tests {
     #[test]
     fn a_guest_error_status_or_a_failed_call_is_an_error_result() {
         let result = as_json(tool_result(answered(404, "nope")));
-        assert_eq!((result["isError"].as_bool(), result["content"][0]["text"].as_str()), (Some(true), Some("nope")));
-        let trapped = Executed { outcome: Err(EdgeError::Call(CallError::Trap("unreachable".into()))), receipt: None };
+        assert_eq!(
+            (result["isError"].as_bool(), result["content"][0]["text"].as_str()),
+            (Some(true), Some("nope"))
+        );
+        let trapped =
+            Executed { outcome: Err(EdgeError::Call(CallError::Trap("unreachable".into()))), receipt: None };
         let result = as_json(tool_result(trapped));
         assert_eq!(result["isError"], true);
         let body: Value = serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
         assert_eq!(body["code"], "trap");
         assert_eq!(result["_meta"], json!({ STATUS_META: 500 }), "no receipt, no key");
-        let internal = Executed { outcome: Err(EdgeError::Call(CallError::Internal("/var/secret".into()))), receipt: None };
-        assert!(!as_json(tool_result(internal)).to_string().contains("secret"), "internal details stay in the log");
+        let internal = Executed {
+            outcome: Err(EdgeError::Call(CallError::Internal("/var/secret".into()))),
+            receipt: None,
+        };
+        assert!(
+            !as_json(tool_result(internal)).to_string().contains("secret"),
+            "internal details stay in the log"
+        );
     }
 
     #[test]

@@ -168,7 +168,12 @@ pub struct Answered {
 
 /// Runs one synchronous call of `function` (admitted by [`admit`]) with `envelope` and records
 /// its receipt, failed calls included. Every trigger that runs a guest at once goes through here.
-pub async fn execute(edge: &Edge, function: &Deployed, envelope: &GuestRequest, trigger: Trigger) -> Executed {
+pub async fn execute(
+    edge: &Edge,
+    function: &Deployed,
+    envelope: &GuestRequest,
+    trigger: Trigger,
+) -> Executed {
     let stdin = envelope.to_json();
     let execution = Execution::start(function, trigger, &stdin, &envelope.trace_id);
     let (outcome, output) = match function.call(edge.deployer.runtime(), stdin).await {

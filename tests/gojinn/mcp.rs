@@ -14,7 +14,8 @@ const ECHO_SCHEMA: &str = r#"{"type":"object","properties":{"name":{"type":"stri
 async fn start() -> (SpecDir, Node, Mcp) {
     let dir = SpecDir::new();
     dir.module("echo").module("hello").module("guest-trap").module("guest-loop");
-    let echo = format!("mcp: {{ tool: true, description: \"Echoes its arguments\", inputSchema: {ECHO_SCHEMA} }}");
+    let echo =
+        format!("mcp: {{ tool: true, description: \"Echoes its arguments\", inputSchema: {ECHO_SCHEMA} }}");
     let functions = [
         ("echo", "echo", echo.as_str()),
         ("hello", "hello", ""),
@@ -55,7 +56,8 @@ impl Mcp {
 
     /// A JSON-RPC request answered with `application/json`; returns the whole answer.
     async fn rpc(&self, method: &str, params: Value) -> Value {
-        let response = self.post(&json!({ "jsonrpc": "2.0", "id": 7, "method": method, "params": params })).await;
+        let response =
+            self.post(&json!({ "jsonrpc": "2.0", "id": 7, "method": method, "params": params })).await;
         assert_eq!(response.status(), 200, "{method}");
         assert_eq!(response.headers()["content-type"], "application/json", "{method}");
         let answer: Value = response.json().await.unwrap();
@@ -97,7 +99,10 @@ async fn the_endpoint_takes_only_the_admin_token_and_same_origin_posts() {
     let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" });
     let anonymous = node.client.post(&mcp.url).json(&ping).send().await.unwrap();
     assert_eq!(anonymous.headers()["www-authenticate"], r#"Bearer realm="gojinn""#);
-    assert_eq!(error_code(anonymous).await, (401, "unauthorized".into(), "a valid admin bearer token is required".into()));
+    assert_eq!(
+        error_code(anonymous).await,
+        (401, "unauthorized".into(), "a valid admin bearer token is required".into())
+    );
     let wrong = node.client.post(&mcp.url).bearer_auth("not-the-token").json(&ping).send().await.unwrap();
     assert_eq!(wrong.status(), 401);
 
@@ -168,7 +173,10 @@ async fn tools_list_shows_the_opted_in_functions_and_the_admin_tools() {
     let (_specs, _node, mcp) = start().await;
     let tools = mcp.rpc("tools/list", json!({})).await["result"]["tools"].clone();
     let names: Vec<&str> = tools.as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["gojinn.job", "gojinn.receipt", "gojinn.status", "acme.echo", "acme.spin", "acme.trap"]);
+    assert_eq!(
+        names,
+        ["gojinn.job", "gojinn.receipt", "gojinn.status", "acme.echo", "acme.spin", "acme.trap"]
+    );
     let echo = &tools[3];
     assert_eq!(echo["description"], "Echoes its arguments");
     assert_eq!(echo["inputSchema"], serde_json::from_str::<Value>(ECHO_SCHEMA).unwrap());
@@ -249,5 +257,8 @@ async fn the_admin_tools_answer_as_the_rest_api_does() {
     let job = mcp.call("gojinn.job", json!({ "tenant": "acme", "id": id })).await;
     assert_eq!(job["structuredContent"], done);
     let elsewhere = mcp.call("gojinn.job", json!({ "tenant": "other", "id": id })).await;
-    assert_eq!((elsewhere["isError"].as_bool(), elsewhere["structuredContent"]["code"].as_str()), (Some(true), Some("no_job")));
+    assert_eq!(
+        (elsewhere["isError"].as_bool(), elsewhere["structuredContent"]["code"].as_str()),
+        (Some(true), Some("no_job"))
+    );
 }
