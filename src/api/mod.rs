@@ -1,11 +1,12 @@
 //! The REST admin API under `/_gojinn/v1/...`: a tenant's jobs (list, show, redrive),
 //! receipts (`receipts`), reconcile status and the reconcile webhook, behind the admin bearer
-//! token on every route. Handlers call the same
-//! service functions as the edge ([`crate::jobs`], [`crate::audit::log`]) and return
+//! token on every route; and the MCP endpoint ([`mcp`]) behind the same token. Handlers call the
+//! same service functions as the edge ([`crate::jobs`], [`crate::audit::log`]) and return
 //! [`EdgeError`]s, which the edge's error mapping turns into responses; this module never builds
 //! an error response itself. [`client`] is the other side, for `gojinn jobs` and `gojinn audit`.
 
 pub mod client;
+pub mod mcp;
 mod receipts;
 pub mod token;
 
@@ -41,6 +42,8 @@ pub enum ApiError {
     NoTenant(String),
     #[error("no receipt {0}")]
     NoReceipt(String),
+    #[error("requests from origin {0} are not allowed here")]
+    ForbiddenOrigin(String),
     #[error("cannot read the state backend: {0}")]
     State(crate::state::StateError),
 }
@@ -65,7 +68,7 @@ pub fn router(admin: Arc<Admin>) -> Router {
 }
 
 /// Lets a request through only with `Authorization: Bearer <the admin token>`.
-async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+pub(crate) async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -81,8 +84,13 @@ async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: 
 
 /// `GET /_gojinn/v1/status` → the applied commit and every resource's status.
 async fn reconcile_status(State(admin): State<Arc<Admin>>) -> Result<axum::Json<Status>, EdgeError> {
-    let status = crate::reconcile::status::read(admin.deployer.state()).await.map_err(ApiError::State)?;
-    Ok(axum::Json(status))
+    Ok(axum::Json(status(admin.deployer.state()).await?))
+}
+
+/// The applied commit and every resource's status (REST `GET /_gojinn/v1/status`, MCP
+/// `gojinn.status`).
+pub(crate) async fn status(state: &crate::state::State) -> Result<Status, EdgeError> {
+    Ok(crate::reconcile::status::read(state).await.map_err(ApiError::State)?)
 }
 
 /// `POST /_gojinn/v1/reconcile` (the webhook a git host calls on push) → 202: a pass is
@@ -110,8 +118,12 @@ async fn show_job(
     State(admin): State<Arc<Admin>>,
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<axum::Json<JobRecord>, EdgeError> {
-    let id = tenant_job(&tenant, &id)?;
-    Ok(axum::Json(jobs::status(admin.deployer.state(), &id).await?))
+    Ok(axum::Json(job(admin.deployer.state(), &tenant, &id).await?))
+}
+
+/// Job `id` of `tenant` (REST `GET /_gojinn/v1/tenants/{tenant}/jobs/{id}`, MCP `gojinn.job`).
+pub(crate) async fn job(state: &crate::state::State, tenant: &str, id: &str) -> Result<JobRecord, EdgeError> {
+    Ok(jobs::status(state, &tenant_job(tenant, id)?).await?)
 }
 
 /// `POST /_gojinn/v1/tenants/{tenant}/jobs/{id}/redrive` → 202 and the job, queued again.

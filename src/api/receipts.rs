@@ -32,8 +32,13 @@ async fn show(
     State(admin): State<Arc<Admin>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<Receipt>, EdgeError> {
-    let found = log::find(&*admin.deployer.state().audit, &id).await.map_err(ApiError::State)?;
-    Ok(axum::Json(found.ok_or(ApiError::NoReceipt(id))?))
+    Ok(axum::Json(receipt(admin.deployer.state(), &id).await?))
+}
+
+/// The receipt `id` (REST `GET /_gojinn/v1/receipts/{id}`, MCP `gojinn.receipt`).
+pub(crate) async fn receipt(state: &crate::state::State, id: &str) -> Result<Receipt, EdgeError> {
+    let found = log::find(&*state.audit, id).await.map_err(ApiError::State)?;
+    Ok(found.ok_or_else(|| ApiError::NoReceipt(id.to_owned()))?)
 }
 
 /// `GET /_gojinn/v1/tenants/{tenant}/receipts?from=MS&to=MS&limit=N` → `{"receipts": [...]}`:

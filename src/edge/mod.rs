@@ -1,8 +1,9 @@
 //! The HTTP edge: routes a request to a function, enforces the body cap and backpressure, hands
 //! the guest its request envelope and turns the result into a response that names the call's
 //! signed receipt (`Gojinn-Receipt`), or queues the envelope as a job when the client asks for an
-//! asynchronous call (`jobs`). It owns every path under `/_gojinn`, the admin API's included. It
-//! knows nothing of how a guest is executed; the runtime knows nothing of sockets.
+//! asynchronous call (`jobs`). [`admit`] and [`execute`] are the one way a guest runs at once,
+//! shared with MCP tool calls. It owns every path under `/_gojinn`, the admin API's and MCP's
+//! included. It knows nothing of how a guest is executed; the runtime knows nothing of sockets.
 
 pub mod admission;
 pub mod jobs;
@@ -15,7 +16,6 @@ use crate::audit::{End, Execution, Recorder, Trigger};
 use crate::deploy::Deployer;
 use crate::metrics::Metrics;
 use crate::registry::{Deployed, Target};
-use crate::runtime::CallOutput;
 use crate::telemetry::spans;
 use axum::Router;
 use axum::body::Body;
@@ -31,6 +31,7 @@ use respond::{EdgeError, failed_end};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// How long a client may take to send a request body.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -49,8 +50,8 @@ pub struct Edge {
 
 /// The whole HTTP surface of a node.
 pub fn router(edge: Arc<Edge>) -> Router {
-    let admin =
-        api::router(Arc::new(Admin { deployer: edge.deployer.clone(), token: edge.admin_token.clone() }));
+    let admin = Arc::new(Admin { deployer: edge.deployer.clone(), token: edge.admin_token.clone() });
+    let mcp = api::mcp::router(edge.clone(), admin.clone());
     Router::new()
         .route("/_gojinn/health", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
         .route("/_gojinn/ready", get(ready))
@@ -61,7 +62,8 @@ pub fn router(edge: Arc<Edge>) -> Router {
         // Function requests, each in its span, counted and timed.
         .fallback(serve_function.layer(middleware::from_fn_with_state(edge.metrics.clone(), observe::layer)))
         .with_state(edge)
-        .merge(admin)
+        .merge(api::router(admin))
+        .merge(mcp)
 }
 
 /// `route`, answering any other method with the JSON 405 and `Allow: allow`.
@@ -118,46 +120,96 @@ async fn call_function(edge: &Edge, request: Request<Body>, arrival: Instant) ->
     let async_call = AsyncCall::requested(&parts.headers)?;
     let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), limits.max_body).await?;
 
-    let queued = Instant::now();
-    let _function_permit = function.gate.admit(limits.timeout).await.map_err(EdgeError::OverCapacity)?;
-    let _tenant_permit = function.tenant_gate.admit(limits.timeout).await.map_err(EdgeError::OverCapacity)?;
-    edge.metrics.admitted(&function.id, queued.elapsed());
-
+    let _admitted = admit(edge, &function).await?;
     let envelope = envelope(&function, &parts, &body);
     if let Some(async_call) = async_call {
         return async_call.enqueue(edge, &function, &parts.headers, &envelope).await;
     }
-    let stdin = envelope.to_json();
-    let execution = Execution::start(&function, Trigger::Http, &stdin, &envelope.trace_id);
-    let (answered, output) = match function.call(edge.deployer.runtime(), stdin).await {
-        Ok(output) => (respond(&function, &output, arrival), Some(output)),
-        Err(error) => (Err(EdgeError::from(error)), None),
+    let executed = execute(edge, &function, &envelope, Trigger::Http).await;
+    let mut response = match executed.outcome {
+        Ok(answered) => respond(&function, answered, arrival),
+        Err(error) => error.into_response(),
     };
-    let none = BTreeMap::new();
-    let (stdout, host_calls) = output.as_ref().map_or((&[][..], &none), |o| (&o.stdout[..], &o.host_calls));
-    let end = match &answered {
-        Ok(response) => End::answered(response.status().as_u16(), stdout, host_calls),
-        Err(error) => failed_end(error.status_and_code(), stdout, host_calls),
-    };
-    let mut response = answered.unwrap_or_else(IntoResponse::into_response);
-    match edge.recorder.record(execution.finish(end)).await {
-        Ok(Some(id)) => name_receipt(&mut response, &id),
-        Ok(None) => {}
-        Err(error) => tracing::error!(function = %function.id, "a call's receipt was not recorded: {error}"),
+    if let Some(id) = &executed.receipt {
+        name_receipt(&mut response, id);
     }
     Ok(response)
 }
 
+/// Places under a function's and its tenant's concurrency limits, held while a call runs.
+pub struct Admitted {
+    _function: OwnedSemaphorePermit,
+    _tenant: OwnedSemaphorePermit,
+}
+
+/// Waits for a place under `function`'s and its tenant's concurrency limits, at most its timeout
+/// in each queue.
+pub async fn admit(edge: &Edge, function: &Deployed) -> Result<Admitted, EdgeError> {
+    let (queued, timeout) = (Instant::now(), function.spec.limits.timeout);
+    let function_permit = function.gate.admit(timeout).await.map_err(EdgeError::OverCapacity)?;
+    let tenant_permit = function.tenant_gate.admit(timeout).await.map_err(EdgeError::OverCapacity)?;
+    edge.metrics.admitted(&function.id, queued.elapsed());
+    Ok(Admitted { _function: function_permit, _tenant: tenant_permit })
+}
+
+/// A synchronous call that ran: how it ended, and the id of its receipt (`None` when receipts
+/// are off, or recording failed, which is logged).
+pub struct Executed {
+    pub outcome: Result<Answered, EdgeError>,
+    pub receipt: Option<String>,
+}
+
+/// A guest's valid response, with when its call started and ended.
+pub struct Answered {
+    pub guest: GuestResponse,
+    pub started: Instant,
+    pub ended: Instant,
+}
+
+/// Runs one synchronous call of `function` (admitted by [`admit`]) with `envelope` and records
+/// its receipt, failed calls included. Every trigger that runs a guest at once goes through here.
+pub async fn execute(
+    edge: &Edge,
+    function: &Deployed,
+    envelope: &GuestRequest,
+    trigger: Trigger,
+) -> Executed {
+    let stdin = envelope.to_json();
+    let execution = Execution::start(function, trigger, &stdin, &envelope.trace_id);
+    let (outcome, output) = match function.call(edge.deployer.runtime(), stdin).await {
+        Ok(output) => {
+            let (started, ended) = (output.started, Instant::now());
+            let parsed = GuestResponse::parse(&output.stdout).map(|guest| Answered { guest, started, ended });
+            (parsed.map_err(EdgeError::from), Some(output))
+        }
+        Err(error) => (Err(EdgeError::from(error)), None),
+    };
+    let none = BTreeMap::new();
+    let (stdout, host_calls) = output.as_ref().map_or((&[][..], &none), |o| (&o.stdout[..], &o.host_calls));
+    let end = match &outcome {
+        Ok(answered) => End::answered(answered.guest.status.as_u16(), stdout, host_calls),
+        Err(error) => failed_end(error.status_and_code(), stdout, host_calls),
+    };
+    let receipt = match edge.recorder.record(execution.finish(end)).await {
+        Ok(id) => id,
+        Err(error) => {
+            tracing::error!(function = %function.id, "a call's receipt was not recorded: {error}");
+            None
+        }
+    };
+    Executed { outcome, receipt }
+}
+
 /// The response to a call that ran to its end: the guest's, with the edge's headers.
-fn respond(function: &Deployed, output: &CallOutput, arrival: Instant) -> Result<Response, EdgeError> {
-    let guest = GuestResponse::parse(&output.stdout)?;
+fn respond(function: &Deployed, answered: Answered, arrival: Instant) -> Response {
+    let Answered { guest, started, ended } = answered;
     let mut response = Response::new(Body::from(guest.body));
     *response.status_mut() = guest.status;
     *response.headers_mut() = guest.headers;
     let timing = format!(
         "start;dur={:.3}, total;dur={:.3}",
-        (output.started - arrival).as_secs_f64() * 1e3,
-        arrival.elapsed().as_secs_f64() * 1e3
+        (started - arrival).as_secs_f64() * 1e3,
+        (ended - arrival).as_secs_f64() * 1e3
     );
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&timing) {
@@ -166,7 +218,7 @@ fn respond(function: &Deployed, output: &CallOutput, arrival: Instant) -> Result
     if let Ok(value) = HeaderValue::from_str(&function.spec.revision[..12]) {
         headers.insert("gojinn-revision", value);
     }
-    Ok(response)
+    response
 }
 
 /// Names a call's receipt on its response and on the request's span.
@@ -213,7 +265,7 @@ fn envelope(function: &Deployed, parts: &http::request::Parts, body: &[u8]) -> G
 
 /// The trace id of the request's span when it is traced; else of the request's `traceparent`, or
 /// a fresh random one.
-fn trace_id(headers: &http::HeaderMap) -> String {
+pub fn trace_id(headers: &http::HeaderMap) -> String {
     if let Some(traced) = spans::trace_id(&tracing::Span::current()) {
         return traced;
     }

@@ -64,6 +64,7 @@ impl EdgeError {
                 ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
                 ApiError::NoTenant(_) => (StatusCode::NOT_FOUND, "no_tenant"),
                 ApiError::NoReceipt(_) => (StatusCode::NOT_FOUND, "no_receipt"),
+                ApiError::ForbiddenOrigin(_) => (StatusCode::FORBIDDEN, "forbidden_origin"),
                 ApiError::State(state) => state_status_and_code(state),
             },
         }
@@ -77,6 +78,21 @@ impl EdgeError {
             | EdgeError::Api(ApiError::State(StateError::Internal(detail))) => Some(detail),
             _ => None,
         }
+    }
+
+    /// The JSON body that reports this failure to a caller, `{"code", "message"}`; an internal
+    /// detail is logged here and never part of it. HTTP responses and MCP tool results both
+    /// carry it.
+    pub fn body(&self) -> serde_json::Value {
+        let (_, code) = self.status_and_code();
+        let message = match self.internal_detail() {
+            Some(detail) => {
+                tracing::error!(error = %detail, "internal error serving a request");
+                "internal error".to_owned()
+            }
+            None => self.to_string(),
+        };
+        serde_json::json!({ "code": code, "message": message })
     }
 }
 
@@ -130,16 +146,8 @@ pub fn receipt_end(called: &Result<CallOutput, CallError>) -> End<'_> {
 
 impl IntoResponse for EdgeError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let message = match self.internal_detail() {
-            Some(detail) => {
-                tracing::error!(error = %detail, "internal error serving a request");
-                "internal error".to_owned()
-            }
-            None => self.to_string(),
-        };
-        let body = serde_json::json!({ "code": code, "message": message });
-        let mut response = (status, axum::Json(body)).into_response();
+        let (status, _) = self.status_and_code();
+        let mut response = (status, axum::Json(self.body())).into_response();
         let headers = response.headers_mut();
         match &self {
             EdgeError::MethodNotAllowed { allow, .. } => {
@@ -184,6 +192,7 @@ mod tests {
             (EdgeError::Job(JobError::State(StateError::Unavailable("x".into()))), 503),
             (EdgeError::Api(ApiError::Unauthorized), 401),
             (EdgeError::Api(ApiError::BadQuery("x".into())), 400),
+            (EdgeError::Api(ApiError::ForbiddenOrigin("https://evil.example".into())), 403),
         ];
         for (error, status) in cases {
             assert_eq!(error.into_response().status().as_u16(), status);

@@ -13,7 +13,8 @@ pub use load::{Document, load_documents, parse_file, spec_files};
 pub use names::{FunctionId, Name};
 pub use quantity::{ByteSize, Span};
 pub use resolve::{
-    DesiredState, Function, FunctionLimits, LoadReport, ModuleBlob, Tenant, TenantQuotas, load_dir, resolve,
+    DEFAULT_MAX_BODY, DesiredState, Function, FunctionLimits, LoadReport, ModuleBlob, Tenant, TenantQuotas,
+    load_dir, resolve,
 };
 pub use types::*;
 

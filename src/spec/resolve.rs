@@ -234,6 +234,13 @@ fn resolve_function(
 ) -> Result<Function, SpecError> {
     let (spec, keep) = (doc.spec, doc.metadata.keep);
     let limits = resolve_limits(&spec.limits, &at, tenant)?;
+    // MCP tools take an object of arguments, so their schema must describe one.
+    if let Some(schema) = spec.mcp.as_ref().and_then(|mcp| mcp.input_schema.as_ref())
+        && schema.get("type") != Some(&serde_json::Value::from("object"))
+    {
+        let message = "must be a JSON Schema with `type: object` (tool arguments are an object)";
+        return Err(SpecError::field(at, "spec.mcp.inputSchema", message.into()));
+    }
     let module = read_module(root, &spec.module, &at)?;
     let env = spec.env.into_iter().map(|(k, v)| (k.0, v)).collect();
     let mut function = Function {

@@ -2,7 +2,7 @@
 //!
 //! | span | exported name | where | attributes |
 //! |---|---|---|---|
-//! | [`request`] | `{method} {http.route}` | the edge, one per function request | `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, `server.address`, `gojinn.tenant`, `gojinn.function`, `gojinn.revision`, `gojinn.receipt_id` |
+//! | [`request`] | `{method} {http.route}` | the edge, one per function request (an MCP tool call of a function included) | `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, `server.address`, `gojinn.tenant`, `gojinn.function`, `gojinn.revision`, `gojinn.receipt_id` |
 //! | [`job`] | `job` | a job worker, one per attempt; its parent is the `traceparent` stored with the job | `gojinn.tenant`, `gojinn.function`, `gojinn.job`, `gojinn.attempt`, `gojinn.receipt_id` |
 //! | [`instantiate`] | `instantiate` | the runtime, child of the call's span | |
 //! | [`host_call`] | `host.<name>` (`host.log`, `host.kv_get`, ...) | each host call, child of the call's span | |

@@ -18,6 +18,7 @@ mod jobs;
 mod jobs_crash;
 mod jobs_embedded;
 mod jobs_nats;
+mod mcp;
 mod metrics;
 mod receipts;
 mod reconcile;

@@ -1,0 +1,451 @@
+//! The MCP endpoint, `POST /_gojinn/mcp`: the Model Context Protocol's Streamable HTTP transport
+//! (the official SDK, `rmcp`), stateless, every answer `application/json`; a GET has no stream to
+//! open here and is a 405. Behind the admin bearer token ([`super::require_token`]) and a
+//! same-origin check ([`same_origin`]).
+//!
+//! Tools: every deployed function whose spec says `mcp.tool: true`, named `{tenant}.{function}`,
+//! which a call runs through the edge's own [`edge::admit`] and [`edge::execute`] (trigger `mcp`
+//! on its receipt, whose id the result's `_meta` names); and the admin tools `gojinn.status`,
+//! `gojinn.job` and `gojinn.receipt`, which call the REST API's service functions. This module
+//! never runs a guest, reads state or maps an error any other way.
+
+use super::Admin;
+use crate::abi::{GuestRequest, Headers};
+use crate::api::ApiError;
+use crate::audit::Trigger;
+use crate::edge::respond::EdgeError;
+use crate::edge::{self, Edge, Executed};
+use crate::registry::{Deployed, Registry};
+use crate::spec::{FunctionId, Name};
+use crate::state::State;
+use crate::telemetry::spans;
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, header};
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation, JsonObject,
+    ListToolsResult, MetaObject, PaginatedRequestParams, ProtocolVersion, ServerCapabilities, ServerConfig,
+    Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use rmcp::{ErrorData, RoleServer, ServerHandler};
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::borrow::Cow;
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Where the endpoint is served.
+pub const PATH: &str = "/_gojinn/mcp";
+/// The largest request the endpoint reads: a function's default request body cap. A tool call's
+/// arguments are also held to the called function's own `limits.maxBody`.
+const MAX_REQUEST_BYTES: usize = crate::spec::DEFAULT_MAX_BODY as usize;
+/// The `_meta` key of a tool result naming the call's receipt.
+pub const RECEIPT_META: &str = "gojinn/receipt";
+/// The `_meta` key of a tool result with the HTTP status the call had (or would have had).
+pub const STATUS_META: &str = "gojinn/status";
+/// The newest protocol revision served; older ones are negotiated down to on `initialize`.
+const NEWEST: ProtocolVersion = ProtocolVersion::V_2025_11_25;
+
+const INSTRUCTIONS: &str = "Gojinn runs WebAssembly functions. Each tool named {tenant}.{function} \
+    calls that function with the arguments as its JSON body; the result is its response body, and \
+    _meta[\"gojinn/receipt\"] names the signed receipt of the call, which gojinn.receipt shows.";
+
+/// The MCP route, behind the admin token and the same-origin check.
+pub fn router(edge: Arc<Edge>, admin: Arc<Admin>) -> Router {
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .with_sse_keep_alive(None)
+        // The node's host names are the operator's to choose; browsers are kept out by the
+        // Origin check below and everyone else by the token, so no Host allowlist.
+        .disable_allowed_hosts()
+        .with_max_request_body_bytes(MAX_REQUEST_BYTES);
+    let service = StreamableHttpService::new(
+        move || Ok(Gateway { edge: edge.clone() }),
+        Arc::new(NeverSessionManager::default()),
+        config,
+    );
+    Router::new()
+        .route_service(PATH, service)
+        .route_layer(middleware::from_fn_with_state(admin, super::require_token))
+        .route_layer(middleware::from_fn(same_origin))
+}
+
+/// Refuses a browser's cross-origin request (the transport requires servers to validate
+/// `Origin`, against DNS rebinding): an `Origin`, when present, must name the host the request
+/// was sent to. Requests without one (every non-browser client) pass.
+async fn same_origin(request: Request, next: Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok());
+    let host = host.or_else(|| request.uri().authority().map(|a| a.as_str()));
+    match check_origin(request.headers(), host) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => EdgeError::from(refused).into_response(),
+    }
+}
+
+/// Ok when `headers` carry no `Origin`, or one whose host and port are `host`.
+fn check_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), ApiError> {
+    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let origin = origin.to_str().unwrap_or("(not text)");
+    let authority = origin
+        .split_once("://")
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
+        .map(|(_, authority)| authority.trim_end_matches('/'));
+    match (authority, host) {
+        (Some(authority), Some(host)) if authority.eq_ignore_ascii_case(host) => Ok(()),
+        _ => Err(ApiError::ForbiddenOrigin(origin.to_owned())),
+    }
+}
+
+/// Serves one MCP request; made afresh for each.
+struct Gateway {
+    edge: Arc<Edge>,
+}
+
+impl ServerHandler for Gateway {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_protocol_version(NEWEST)
+            .with_server_info(Implementation::new("gojinn", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(ProtocolVersion::known_up_to(&NEWEST))
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools(&self.edge.deployer.registry())))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let arguments = request.arguments.unwrap_or_default();
+        if let Some(admin) = AdminTool::named(&request.name) {
+            return Ok(admin.call(self.edge.deployer.state(), arguments).await?.into());
+        }
+        let function = tool_function(&self.edge.deployer.registry(), &request.name)
+            .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool {:?}", request.name), None))?;
+        let parts = context.extensions.get::<http::request::Parts>();
+        Ok(call_function(&self.edge, &function, arguments, parts).await.into())
+    }
+}
+
+/// Every tool, ordered by name: the admin tools, then the functions' tools.
+fn tools(registry: &Registry) -> Vec<Tool> {
+    let mut functions: Vec<Tool> = registry.functions().filter_map(|f| function_tool(f)).collect();
+    functions.sort_by(|a, b| a.name.cmp(&b.name));
+    AdminTool::ALL.iter().map(|tool| tool.describe()).chain(functions).collect()
+}
+
+/// The tool of a function that opted in, unless an admin tool has its name (tenant `gojinn`).
+fn function_tool(function: &Deployed) -> Option<Tool> {
+    let mcp = function.spec.mcp.as_ref().filter(|mcp| mcp.tool)?;
+    let name = tool_name(&function.id);
+    if AdminTool::named(&name).is_some() {
+        return None;
+    }
+    let description = mcp.description.clone().unwrap_or_else(|| format!("Calls function {}", function.id));
+    let schema = match &mcp.input_schema {
+        Some(Value::Object(schema)) => schema.clone(),
+        _ => JsonObject::from_iter([("type".to_owned(), Value::from("object"))]),
+    };
+    Some(Tool::new(name, description, Arc::new(schema)))
+}
+
+fn tool_name(id: &FunctionId) -> String {
+    format!("{}.{}", id.tenant, id.function)
+}
+
+/// The deployed function a tool name calls, if it opted in.
+fn tool_function(registry: &Registry, name: &str) -> Option<Arc<Deployed>> {
+    let (tenant, function) = name.split_once('.')?;
+    let id = FunctionId { tenant: Name::new(tenant).ok()?, function: Name::new(function).ok()? };
+    let function = registry.get(&id)?;
+    function.spec.mcp.as_ref().is_some_and(|mcp| mcp.tool).then(|| function.clone())
+}
+
+/// Calls `function` with `arguments` as the JSON body of a `POST /{tenant}/{function}`, in the
+/// span of a function request (its parent the MCP request's `traceparent`).
+async fn call_function(
+    edge: &Edge,
+    function: &Deployed,
+    arguments: JsonObject,
+    parts: Option<&http::request::Parts>,
+) -> CallToolResult {
+    let span = parts.map_or_else(tracing::Span::none, spans::request);
+    if let Some(parts) = parts {
+        spans::record_function(&span, &parts.method, PATH, &function.id, &function.spec.revision);
+    }
+    let run = async {
+        let body = Value::Object(arguments).to_string();
+        let max = function.spec.limits.max_body;
+        if body.len() as u64 > max {
+            return Executed { outcome: Err(EdgeError::BodyTooLarge(max)), receipt: None };
+        }
+        let _admitted = match edge::admit(edge, function).await {
+            Ok(admitted) => admitted,
+            Err(refused) => return Executed { outcome: Err(refused), receipt: None },
+        };
+        let headers = Headers::from([("content-type".to_owned(), vec!["application/json".to_owned()])]);
+        let trace_id = edge::trace_id(parts.map_or(&HeaderMap::new(), |p| &p.headers));
+        let uri = format!("/{}/{}", function.id.tenant, function.id.function);
+        let envelope = GuestRequest::new("POST", uri, headers, body.as_bytes(), &function.id, trace_id);
+        edge::execute(edge, function, &envelope, Trigger::Mcp).await
+    };
+    let executed = run.instrument(span.clone()).await;
+    if let Some(id) = &executed.receipt {
+        span.record("gojinn.receipt_id", id.as_str());
+    }
+    tool_result(executed)
+}
+
+/// The result of a function's tool call: the guest's body as text, an error when its status is
+/// 400 or above or the call failed (the text then the edge's JSON error body), and in `_meta`
+/// the status and the receipt id.
+fn tool_result(executed: Executed) -> CallToolResult {
+    let (status, text) = match &executed.outcome {
+        Ok(answered) => (answered.guest.status, String::from_utf8_lossy(&answered.guest.body).into_owned()),
+        Err(error) => (error.status_and_code().0, error.body().to_string()),
+    };
+    let content = vec![ContentBlock::text(text)];
+    let result = match status.as_u16() {
+        400.. => CallToolResult::error(content),
+        _ => CallToolResult::success(content),
+    };
+    let mut meta = JsonObject::new();
+    meta.insert(STATUS_META.to_owned(), status.as_u16().into());
+    if let Some(id) = executed.receipt {
+        meta.insert(RECEIPT_META.to_owned(), id.into());
+    }
+    result.with_meta(Some(MetaObject(meta)))
+}
+
+/// The tools that read the node's state, as the REST admin API does.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum AdminTool {
+    Status,
+    Job,
+    Receipt,
+}
+
+/// `gojinn.status` takes no arguments.
+#[derive(serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct NoArguments {}
+
+/// `gojinn.job`'s arguments.
+#[derive(serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct JobArguments {
+    /// The tenant the job belongs to.
+    tenant: String,
+    /// The job id an async call answered with (`{tenant}.{32 hex digits}`).
+    id: String,
+}
+
+/// `gojinn.receipt`'s arguments.
+#[derive(serde::Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct ReceiptArguments {
+    /// The receipt id, from a `Gojinn-Receipt` header or a tool result's `_meta`.
+    id: String,
+}
+
+impl AdminTool {
+    const ALL: [AdminTool; 3] = [AdminTool::Job, AdminTool::Receipt, AdminTool::Status];
+
+    fn name(self) -> &'static str {
+        match self {
+            AdminTool::Status => "gojinn.status",
+            AdminTool::Job => "gojinn.job",
+            AdminTool::Receipt => "gojinn.receipt",
+        }
+    }
+
+    fn named(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|tool| tool.name() == name)
+    }
+
+    fn describe(self) -> Tool {
+        let (description, schema) = match self {
+            AdminTool::Status => (
+                "The applied spec commit and every resource's reconcile status (applied, failed, \
+                 denied, kept), as GET /_gojinn/v1/status returns.",
+                schemars::schema_for!(NoArguments),
+            ),
+            AdminTool::Job => {
+                ("An async call's job record: status, attempts, result.", schemars::schema_for!(JobArguments))
+            }
+            AdminTool::Receipt => (
+                "The signed receipt of an execution: function, trigger, status, hashes, chain.",
+                schemars::schema_for!(ReceiptArguments),
+            ),
+        };
+        let schema = match serde_json::to_value(schema) {
+            Ok(Value::Object(schema)) => schema,
+            _ => JsonObject::new(),
+        };
+        Tool::new(self.name(), description, Arc::new(schema)).annotate(ToolAnnotations::new().read_only(true))
+    }
+
+    /// Runs the tool against `state`; a failure it can report (not found, unavailable) is an
+    /// error result with the edge's JSON error body, invalid arguments a protocol error.
+    async fn call(self, state: &State, arguments: JsonObject) -> Result<CallToolResult, ErrorData> {
+        let answer = match self {
+            AdminTool::Status => {
+                parse_arguments::<NoArguments>(self, arguments)?;
+                json(super::status(state).await)
+            }
+            AdminTool::Job => {
+                let JobArguments { tenant, id } = parse_arguments(self, arguments)?;
+                json(super::job(state, &tenant, &id).await)
+            }
+            AdminTool::Receipt => {
+                let ReceiptArguments { id } = parse_arguments(self, arguments)?;
+                json(super::receipts::receipt(state, &id).await)
+            }
+        };
+        Ok(match answer {
+            Ok(value) => CallToolResult::structured(value),
+            Err(error) => CallToolResult::structured_error(error.body()),
+        })
+    }
+}
+
+/// A service function's answer as JSON.
+fn json<T: Serialize>(answer: Result<T, EdgeError>) -> Result<Value, EdgeError> {
+    answer.map(|found| serde_json::to_value(found).unwrap_or_default())
+}
+
+/// `arguments` as `T`, or an invalid-params error naming the tool and the field.
+fn parse_arguments<T: DeserializeOwned>(tool: AdminTool, arguments: JsonObject) -> Result<T, ErrorData> {
+    serde_path_to_error::deserialize(Value::Object(arguments)).map_err(|error| {
+        let field = error.path().to_string();
+        let message = match field.as_str() {
+            "." => format!("invalid arguments for {}: {}", tool.name(), error.inner()),
+            _ => format!("invalid arguments for {}: {field}: {}", tool.name(), error.inner()),
+        };
+        ErrorData::invalid_params(message, None)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::abi::GuestResponse;
+    use crate::edge::Answered;
+    use crate::runtime::CallError;
+    use serde_json::json;
+    use std::time::Instant;
+
+    fn origin(value: &str) -> HeaderMap {
+        HeaderMap::from_iter([(header::ORIGIN, value.parse().unwrap())])
+    }
+
+    #[test]
+    fn only_a_same_origin_browser_request_passes() {
+        assert!(check_origin(&HeaderMap::new(), Some("node:8080")).is_ok(), "no Origin: not a browser");
+        assert!(check_origin(&origin("http://node:8080"), Some("node:8080")).is_ok());
+        assert!(check_origin(&origin("https://NODE:8080"), Some("node:8080")).is_ok());
+        for refused in ["https://evil.example", "http://node:8081", "null", "file://node:8080", "node:8080"] {
+            let checked = check_origin(&origin(refused), Some("node:8080"));
+            assert!(matches!(checked, Err(ApiError::ForbiddenOrigin(_))), "{refused}");
+        }
+        assert!(check_origin(&origin("http://node:8080"), None).is_err(), "no host to compare with");
+    }
+
+    fn answered(status: u16, body: &str) -> Executed {
+        let guest = GuestResponse {
+            status: http::StatusCode::from_u16(status).unwrap(),
+            headers: HeaderMap::new(),
+            body: body.to_owned().into(),
+        };
+        let now = Instant::now();
+        Executed {
+            outcome: Ok(Answered { guest, started: now, ended: now }),
+            receipt: Some("acme.r1".into()),
+        }
+    }
+
+    fn as_json(result: CallToolResult) -> Value {
+        serde_json::to_value(result).unwrap()
+    }
+
+    #[test]
+    fn a_guest_answer_is_text_and_names_its_receipt() {
+        let result = as_json(tool_result(answered(200, "{\"hi\":1}")));
+        assert_eq!(result["content"], json!([{ "type": "text", "text": "{\"hi\":1}" }]));
+        assert_eq!(result["isError"], false);
+        assert_eq!(result["_meta"], json!({ RECEIPT_META: "acme.r1", STATUS_META: 200 }));
+    }
+
+    #[test]
+    fn a_guest_error_status_or_a_failed_call_is_an_error_result() {
+        let result = as_json(tool_result(answered(404, "nope")));
+        assert_eq!(
+            (result["isError"].as_bool(), result["content"][0]["text"].as_str()),
+            (Some(true), Some("nope"))
+        );
+        let trapped =
+            Executed { outcome: Err(EdgeError::Call(CallError::Trap("unreachable".into()))), receipt: None };
+        let result = as_json(tool_result(trapped));
+        assert_eq!(result["isError"], true);
+        let body: Value = serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
+        assert_eq!(body["code"], "trap");
+        assert_eq!(result["_meta"], json!({ STATUS_META: 500 }), "no receipt, no key");
+        let internal = Executed {
+            outcome: Err(EdgeError::Call(CallError::Internal("/var/secret".into()))),
+            receipt: None,
+        };
+        assert!(
+            !as_json(tool_result(internal)).to_string().contains("secret"),
+            "internal details stay in the log"
+        );
+    }
+
+    #[test]
+    fn admin_tool_arguments_are_checked_field_by_field() {
+        let object = |value: Value| value.as_object().unwrap().clone();
+        let parsed: JobArguments =
+            parse_arguments(AdminTool::Job, object(json!({ "tenant": "acme", "id": "acme.x" }))).unwrap();
+        assert_eq!((parsed.tenant.as_str(), parsed.id.as_str()), ("acme", "acme.x"));
+        let cases = [
+            (json!({ "tenant": "acme" }), "missing field `id`"),
+            (json!({ "tenant": 5, "id": "x" }), "gojinn.job: tenant: invalid type"),
+            (json!({ "tenant": "a", "id": "x", "extra": 1 }), "unknown field `extra`"),
+        ];
+        for (arguments, expected) in cases {
+            let error = parse_arguments::<JobArguments>(AdminTool::Job, object(arguments)).err().unwrap();
+            assert_eq!(error.code, rmcp::model::ErrorCode::INVALID_PARAMS);
+            assert!(error.message.contains(expected), "{} lacks {expected}", error.message);
+        }
+        assert!(parse_arguments::<NoArguments>(AdminTool::Status, object(json!({ "x": 1 }))).is_err());
+    }
+
+    #[test]
+    fn admin_tools_have_unique_names_and_object_schemas() {
+        for tool in AdminTool::ALL {
+            assert_eq!(AdminTool::named(tool.name()), Some(tool));
+            let described = tool.describe();
+            assert_eq!(described.input_schema.get("type"), Some(&json!("object")), "{}", tool.name());
+        }
+        assert_eq!(AdminTool::named("gojinn.plan"), None);
+        let receipt = AdminTool::Receipt.describe();
+        assert_eq!(receipt.input_schema["required"], json!(["id"]));
+    }
+}
