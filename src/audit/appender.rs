@@ -94,8 +94,14 @@ impl Appender {
     }
 
     /// Serves the queue until it is stopped or every sender is gone, checkpointing every
-    /// `interval`.
-    pub async fn run(mut self, mut queue: mpsc::UnboundedReceiver<Command>, interval: Duration) {
+    /// `interval`, and waiting `linger` after each batch so that the next one gathers more
+    /// receipts (fewer, larger appends; zero when callers wait for their receipts).
+    pub async fn run(
+        mut self,
+        mut queue: mpsc::UnboundedReceiver<Command>,
+        interval: Duration,
+        linger: Duration,
+    ) {
         let interval = interval.max(MIN_CHECKPOINT_INTERVAL);
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,6 +114,9 @@ impl Appender {
                     }
                     if let Some(stopped) = self.handle(std::mem::take(&mut commands)).await {
                         break Some(stopped);
+                    }
+                    if !linger.is_zero() {
+                        tokio::time::sleep(linger).await;
                     }
                 }
                 _ = ticks.tick() => self.checkpoint_all().await,

@@ -1,7 +1,8 @@
 //! The recorder: takes the draft of every execution's receipt, gives it its id at once, and
 //! queues it for the appender (see `appender`), which seals and appends in order off the request
 //! path. With `durability: sync` the caller waits until its receipt is in the log; with `async`
-//! it goes on as soon as the receipt is queued.
+//! it goes on as soon as the receipt is queued, and the appender lingers between appends to
+//! make each one larger.
 //!
 //! The queue is bounded (`audit.maxQueued`): when the backend cannot keep up, executions wait
 //! for room rather than receipts being dropped. Stopping appends everything queued and writes a
@@ -25,6 +26,10 @@ use tokio::task::JoinHandle;
 pub const KEY_FILE_NAME: &str = "audit.key";
 /// How long stopping may keep retrying appends the backend refuses before giving up on them.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+/// With `durability: async`, how long the appender waits after each append before taking the
+/// next batch: nobody waits for those receipts, and one append of many costs far less than many
+/// appends of few (each is a committed transaction or a replicated publish).
+const ASYNC_LINGER: Duration = Duration::from_millis(10);
 /// The longest node id.
 const MAX_NODE_ID: usize = 64;
 
@@ -82,7 +87,11 @@ impl Recorder {
         let mut appender = Appender::new(audit, metrics, Chains::new(node.clone(), keys), stopping);
         appender.resume_all(tenants).await;
         let (queue, queued) = mpsc::unbounded_channel();
-        let task = tokio::spawn(appender.run(queued, settings.checkpoint_interval.0));
+        let linger = match settings.durability {
+            Durability::Sync => Duration::ZERO,
+            Durability::Async => ASYNC_LINGER,
+        };
+        let task = tokio::spawn(appender.run(queued, settings.checkpoint_interval.0, linger));
         tracing::info!(%node, durability = ?settings.durability, "recording receipts");
         let running = Running {
             durability: settings.durability,
