@@ -56,6 +56,7 @@ pub struct Recorder {
     running: Option<Running>,
 }
 
+/// A started appender: its queue, the room left in it, and how callers wait.
 struct Running {
     durability: Durability,
     queue: mpsc::UnboundedSender<Command>,

@@ -40,18 +40,16 @@ impl Mcp {
         Self { url: node.url("/_gojinn/mcp"), api: Api::of(node) }
     }
 
+    /// A POST to the endpoint with the admin token, accepting what an MCP client accepts.
+    fn request(&self) -> reqwest::RequestBuilder {
+        let request = self.api.http.post(&self.url).bearer_auth(&self.api.token);
+        request.header("accept", "application/json, text/event-stream")
+    }
+
     /// POSTs `message` as an MCP client does.
     async fn post(&self, message: &Value) -> reqwest::Response {
-        self.api
-            .http
-            .post(&self.url)
-            .bearer_auth(&self.api.token)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", VERSION)
-            .json(message)
-            .send()
-            .await
-            .expect("POST /_gojinn/mcp")
+        let request = self.request().header("mcp-protocol-version", VERSION).json(message);
+        request.send().await.expect("POST /_gojinn/mcp")
     }
 
     /// A JSON-RPC request answered with `application/json`; returns the whole answer.
@@ -106,29 +104,11 @@ async fn the_endpoint_takes_only_the_admin_token_and_same_origin_posts() {
     let wrong = node.client.post(&mcp.url).bearer_auth("not-the-token").json(&ping).send().await.unwrap();
     assert_eq!(wrong.status(), 401);
 
-    let cross_origin = mcp
-        .api
-        .http
-        .post(&mcp.url)
-        .bearer_auth(&mcp.api.token)
-        .header("origin", "https://evil.example")
-        .header("accept", "application/json, text/event-stream")
-        .json(&ping)
-        .send()
-        .await
-        .unwrap();
+    let cross_origin =
+        mcp.request().header("origin", "https://evil.example").json(&ping).send().await.unwrap();
     assert_eq!(error_code(cross_origin).await.1, "forbidden_origin");
-    let same_origin = mcp
-        .api
-        .http
-        .post(&mcp.url)
-        .bearer_auth(&mcp.api.token)
-        .header("origin", format!("http://{}", node.server.addr()))
-        .header("accept", "application/json, text/event-stream")
-        .json(&ping)
-        .send()
-        .await
-        .unwrap();
+    let origin = format!("http://{}", node.server.addr());
+    let same_origin = mcp.request().header("origin", origin).json(&ping).send().await.unwrap();
     assert_eq!(same_origin.status(), 200);
 
     let stream = mcp.api.http.get(&mcp.url).bearer_auth(&mcp.api.token).send().await.unwrap();
@@ -154,17 +134,9 @@ async fn initialize_names_the_protocol_the_server_and_its_tools() {
     assert_eq!(initialized.status(), 202);
     assert_eq!(mcp.rpc("ping", json!({})).await["result"], json!({}));
 
-    let unsupported = mcp
-        .api
-        .http
-        .post(&mcp.url)
-        .bearer_auth(&mcp.api.token)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "1999-01-01")
-        .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }))
-        .send()
-        .await
-        .unwrap();
+    let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" });
+    let unsupported =
+        mcp.request().header("mcp-protocol-version", "1999-01-01").json(&ping).send().await.unwrap();
     assert_eq!(unsupported.status(), 400, "an unknown MCP-Protocol-Version is refused");
 }
 
