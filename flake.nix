@@ -38,6 +38,10 @@
     {
       overlays.default = final: prev: {
         gojinn-rust = final.callPackage ./nix/toolchain.nix { };
+        gojinn-rustPlatform = final.makeRustPlatform {
+          cargo = final.gojinn-rust;
+          rustc = final.gojinn-rust;
+        };
         gojinn = final.callPackage ./nix/package.nix { };
         gojinn-examples = final.callPackage ./nix/examples.nix { };
       };

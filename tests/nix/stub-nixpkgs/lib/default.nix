@@ -1,36 +1,23 @@
 # The stub's `lib`: the functions gojinn's Nix files use, with nixpkgs' names and meanings, and the
 # module system (modules.nix, types.nix).
 let
-  inherit (builtins)
-    attrNames
-    concatLists
-    concatStringsSep
-    elem
-    filter
-    foldl'
-    genList
-    head
-    isAttrs
-    isString
-    length
-    listToAttrs
-    mapAttrs
-    stringLength
-    substring
-    tail
-    ;
-
   lib = rec {
-    inherit
+    inherit (builtins)
       attrNames
       concatLists
       concatStringsSep
       elem
       filter
       foldl'
+      genList
       head
+      isAttrs
+      isString
       length
+      listToAttrs
       mapAttrs
+      stringLength
+      substring
       tail
       ;
 
