@@ -26,7 +26,7 @@ version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Carg
 echo "== docker run to the first answered request"
 started=$(date +%s%N)
 container=$(docker run -d --rm -p 127.0.0.1::8080 -v "$PWD/examples:/specs:ro" "gojinn:$version")
-trap 'docker rm -f "$container" >/dev/null 2>&1 || true' EXIT
+trap 'docker rm -f -v "$container" >/dev/null 2>&1 || true' EXIT
 port=$(docker port "$container" 8080/tcp | head -n1 | sed 's/.*://')
 deadline=$((SECONDS + 30))
 until answer=$(curl -sf "http://127.0.0.1:$port/hello?name=docker" 2>/dev/null); do
@@ -40,7 +40,7 @@ until [ "$(docker inspect -f '{{.State.Health.Status}}' "$container")" = healthy
   sleep 0.2
 done
 echo "the image's health check reports healthy"
-docker rm -f "$container" >/dev/null
+docker rm -f -v "$container" >/dev/null
 
 echo "== testcontainers-gojinn"
 cargo test --release -p testcontainers-gojinn "$@"

@@ -43,8 +43,8 @@ fn probe(url: &str) -> Result<(), String> {
         .set_read_timeout(Some(TIMEOUT))
         .and_then(|()| stream.set_write_timeout(Some(TIMEOUT)))
         .map_err(|e| e.to_string())?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("cannot send the request: {e}"))?;
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {authority}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).map_err(|e| format!("cannot send the request: {e}"))?;
     // The status line is all that matters; a line longer than this is not one.
     let mut head = Vec::with_capacity(256);
     stream.take(256).read_to_end(&mut head).map_err(|e| format!("no answer: {e}"))?;
@@ -68,9 +68,12 @@ mod tests {
         let address = listener.local_addr().unwrap();
         std::thread::spawn(move || {
             let (mut connection, _) = listener.accept().unwrap();
-            let mut request = [0u8; 1024];
-            let _ = connection.read(&mut request);
-            let _ = connection.write_all(response.as_bytes());
+            let mut request = Vec::new();
+            let mut byte = [0u8; 1];
+            while !request.ends_with(b"\r\n\r\n") && connection.read(&mut byte).unwrap() == 1 {
+                request.push(byte[0]);
+            }
+            connection.write_all(response.as_bytes()).unwrap();
         });
         format!("http://{address}/_gojinn/ready")
     }

@@ -17,9 +17,7 @@
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use testcontainers::core::{
-    AccessMode, ContainerPort, CopyTargetOptions, CopyToContainer, IntoContainerPort, Mount, WaitFor,
-};
+use testcontainers::core::{AccessMode, ContainerPort, CopyToContainer, IntoContainerPort, Mount, WaitFor};
 use testcontainers::runners::AsyncRunner;
 use testcontainers::{ContainerAsync, Image, ImageExt, TestcontainersError};
 use testcontainers_modules::nats::{Nats, NatsServerCmd};
@@ -135,7 +133,7 @@ impl Gojinn {
 
     /// Starts the container and waits until the node is ready.
     pub async fn start(mut self) -> Result<RunningGojinn, Error> {
-        require_local_image(&self.image.name, &self.image.tag).await?;
+        require_local_image(format!("{}:{}", self.image.name, self.image.tag)).await?;
         self.image.prepare()?;
         let admin_token = self.image.admin_token.clone();
         let mut request = self.image.with_startup_timeout(self.startup_timeout);
@@ -240,18 +238,17 @@ impl RunningGojinn {
     }
 }
 
-/// Fails unless `name:tag` is on the Docker host: testcontainers would otherwise try to pull it.
-async fn require_local_image(name: &str, tag: &str) -> Result<(), Error> {
-    use testcontainers::bollard::Docker;
-    let image = format!("{name}:{tag}");
-    let docker = Docker::connect_with_defaults()
-        .map_err(|e| Error::Docker(TestcontainersError::Other(Box::new(e))))?;
+/// Fails unless `image` (`name:tag`) is on the Docker host: testcontainers would otherwise try to
+/// pull it.
+async fn require_local_image(image: String) -> Result<(), Error> {
+    use testcontainers::bollard::{Docker, errors::Error as DockerError};
+    let docker = Docker::connect_with_defaults().map_err(|e| Error::Docker(TestcontainersError::other(e)))?;
     match docker.inspect_image(&image).await {
         Ok(_) => Ok(()),
-        Err(testcontainers::bollard::errors::Error::DockerResponseServerError {
-            status_code: 404, ..
-        }) => Err(Error::ImageMissing(image)),
-        Err(e) => Err(Error::Docker(TestcontainersError::Other(Box::new(e)))),
+        Err(DockerError::DockerResponseServerError { status_code: 404, .. }) => {
+            Err(Error::ImageMissing(image))
+        }
+        Err(e) => Err(Error::Docker(TestcontainersError::other(e))),
     }
 }
 
@@ -259,9 +256,12 @@ async fn require_local_image(name: &str, tag: &str) -> Result<(), Error> {
 /// gojinn nodes reach it as `nats://NAME:4222`. Its image (`nats:2.10.14`, the module's) is the
 /// one `deploy/container/build.sh` builds from a local nats-server; it is never pulled either.
 pub async fn nats(network: &str, name: &str) -> Result<ContainerAsync<Nats>, Error> {
-    let image = Nats::default().with_cmd(&NatsServerCmd::default().with_jetstream());
-    require_local_image(image.name(), image.tag()).await?;
-    Ok(image.with_network(network).with_container_name(name).start().await?)
+    let request = Nats::default()
+        .with_cmd(&NatsServerCmd::default().with_jetstream())
+        .with_network(network)
+        .with_container_name(name);
+    require_local_image(request.descriptor()).await?;
+    Ok(request.start().await?)
 }
 
 /// The image as testcontainers sees it: gojinn's, with the node's configuration and admin token
@@ -289,15 +289,10 @@ impl GojinnImage {
         if let Some(url) = &self.nats_url {
             config["state"] = serde_json::json!({ "backend": "nats", "natsUrl": url });
         }
+        // Copied in as root, mode 0644: readable by the image's unprivileged user.
         self.copies = vec![
-            CopyToContainer::new(
-                config.to_string().into_bytes(),
-                CopyTargetOptions::new(CONFIG_PATH).with_mode(0o644),
-            ),
-            CopyToContainer::new(
-                self.admin_token.clone().into_bytes(),
-                CopyTargetOptions::new(TOKEN_PATH).with_mode(0o644),
-            ),
+            CopyToContainer::new(config.to_string().into_bytes(), CONFIG_PATH),
+            CopyToContainer::new(self.admin_token.clone().into_bytes(), TOKEN_PATH),
         ];
         if let Some(dir) = &self.specs {
             let absolute = std::fs::canonicalize(dir)
