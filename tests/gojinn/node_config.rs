@@ -62,6 +62,9 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     paths
 }
 
+/// A change that makes a valid configuration bad.
+type Change = Box<dyn Fn(&mut NodeConfig)>;
+
 #[tokio::test]
 async fn each_bad_setting_is_reported_and_nothing_is_written() {
     let setup = Setup::new();
@@ -70,7 +73,7 @@ async fn each_bad_setting_is_reported_and_nothing_is_written() {
     std::fs::write(&file, "not a directory").unwrap();
     let short_key = root.join("short.key");
     std::fs::write(&short_key, "abcd").unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut NodeConfig)>, &str)> = vec![
+    let cases: Vec<(&str, Change, &str)> = vec![
         (
             "maxInstances 0",
             Box::new(|c| c.runtime.max_instances = 0),
