@@ -4,7 +4,7 @@
 
 mod validate;
 
-pub use validate::{InvalidConfig, Problem};
+pub use validate::{ConfigProblem, InvalidConfig};
 
 use crate::runtime::PoolConfig;
 use crate::spec::{ByteSize, Span};

@@ -12,23 +12,23 @@ use std::time::Duration;
 /// A node configuration that cannot run, with every problem found.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid node configuration:{}", list(.0))]
-pub struct InvalidConfig(pub Vec<Problem>);
+pub struct InvalidConfig(pub Vec<ConfigProblem>);
 
 /// One setting's problem.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Problem {
+pub struct ConfigProblem {
     /// The setting as written in `gojinn.yaml`, e.g. `runtime.maxInstances`.
     pub setting: &'static str,
     pub message: String,
 }
 
-impl fmt::Display for Problem {
+impl fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.setting, self.message)
     }
 }
 
-fn list(problems: &[Problem]) -> String {
+fn list(problems: &[ConfigProblem]) -> String {
     problems.iter().map(|problem| format!("\n  {problem}")).collect()
 }
 
@@ -46,11 +46,11 @@ const PARSER_MAX_URL: u64 = u16::MAX as u64 - 1;
 
 /// Collects problems, one call per setting.
 #[derive(Default)]
-struct Checks(Vec<Problem>);
+struct Checks(Vec<ConfigProblem>);
 
 impl Checks {
     fn fail(&mut self, setting: &'static str, message: impl Into<String>) {
-        self.0.push(Problem { setting, message: message.into() });
+        self.0.push(ConfigProblem { setting, message: message.into() });
     }
 
     fn range(&mut self, setting: &'static str, value: u64, min: u64, max: u64) {
@@ -81,15 +81,17 @@ impl Checks {
         }
     }
 
-    /// A file the node reads and never creates: it must exist and be readable.
-    fn readable_file(&mut self, setting: &'static str, path: &Path) {
+    /// A file the node reads and never creates: it must exist and be readable. With
+    /// `generated_when_unset`, the message says how to have one generated instead.
+    fn readable_file(&mut self, setting: &'static str, path: &Path, generated_when_unset: bool) {
         let problem = match std::fs::metadata(path) {
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-                format!(
-                    "{} does not exist (a configured file is never generated; remove the setting to have one generated in the data dir)",
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => match generated_when_unset {
+                true => format!(
+                    "{} does not exist (a configured file is never generated; without the setting, one is generated in the data dir)",
                     path.display()
-                )
-            }
+                ),
+                false => format!("{} does not exist", path.display()),
+            },
             Err(error) => format!("cannot read {}: {error}", path.display()),
             Ok(meta) if meta.is_dir() => format!("{} is a directory, not a file", path.display()),
             Ok(meta) if meta.len() == 0 => format!("{} is empty", path.display()),
@@ -146,14 +148,14 @@ impl NodeConfig {
             checks.at_least("audit.checkpointInterval", audit.checkpoint_interval.0, second);
             checks.range("audit.maxQueued", audit.max_queued.into(), 1, u32::MAX.into());
             if let Some(key_file) = &audit.key_file {
-                checks.readable_file("audit.keyFile", key_file);
+                checks.readable_file("audit.keyFile", key_file, true);
             }
             for previous in &audit.previous_key_files {
-                checks.readable_file("audit.previousKeyFiles", previous);
+                checks.readable_file("audit.previousKeyFiles", previous, false);
             }
         }
         if let Some(token_file) = &self.admin.token_file {
-            checks.readable_file("admin.tokenFile", token_file);
+            checks.readable_file("admin.tokenFile", token_file, true);
         }
 
         let http = &self.http;
