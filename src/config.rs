@@ -1,16 +1,23 @@
 //! Node configuration (`gojinn.yaml`). Every key has a default, so `gojinn serve` with no file
-//! works; command-line flags override the file.
+//! works; command-line flags override the file. [`NodeConfig::validate`] checks the whole of it
+//! before a node touches anything.
+
+mod validate;
+
+pub use validate::{ConfigProblem, InvalidConfig};
 
 use crate::runtime::PoolConfig;
 use crate::spec::{ByteSize, Span};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct NodeConfig {
-    /// Address the HTTP server listens on.
+    /// Address the HTTP server listens on, in the forms [`parse_listen`] takes.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
     /// Where the node keeps its state (compiled modules, keys).
     pub data_dir: PathBuf,
@@ -25,6 +32,100 @@ pub struct NodeConfig {
     pub admin: AdminSettings,
     pub telemetry: TelemetrySettings,
     pub audit: AuditSettings,
+    pub http: HttpSettings,
+}
+
+/// The accepted forms of a listen address, for error messages.
+const LISTEN_FORMS: &str = "use IP:PORT (127.0.0.1:8080, [::1]:8080, 0.0.0.0:8080), :PORT for every \
+                            IPv4 interface, or localhost:PORT";
+
+/// Parses a listen address: `IP:PORT` (`127.0.0.1:8080`, `[::1]:8080`), `:PORT` for every IPv4
+/// interface (`0.0.0.0:PORT`, as Go and most servers read it), or `localhost:PORT` for the IPv4
+/// loopback. Other host names are not resolved: a node binds an address, not a name. Port 0
+/// asks the system for a free port.
+pub fn parse_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return Err(format!("listen address {text:?} has no port: {LISTEN_FORMS}"));
+    };
+    let port = match port.parse::<u64>() {
+        Ok(port) => u16::try_from(port)
+            .map_err(|_| format!("port {port} of {text:?} is out of range: a port is 0 to 65535"))?,
+        Err(_) => return Err(format!("{port:?} in {text:?} is not a port number: {LISTEN_FORMS}")),
+    };
+    let ip = match host {
+        "" => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        host if host.eq_ignore_ascii_case("localhost") => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        host if host.contains(':') && !host.starts_with('[') => {
+            return Err(format!("an IPv6 address takes brackets: [{host}]:{port}"));
+        }
+        host => match host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>() {
+            Ok(ip) => ip,
+            Err(_) => {
+                return Err(format!(
+                    "{host:?} in {text:?} is not an IP address: {LISTEN_FORMS} (host names are not resolved)"
+                ));
+            }
+        },
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+fn listen_address<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<SocketAddr, D::Error> {
+    parse_listen(&String::deserialize(deserializer)?)
+        .map_err(|message| serde::de::Error::custom(format!("listen: {message}")))
+}
+
+/// Bounds on HTTP clients: how long one may take to send a request head or keep a connection
+/// idle, how many connections it may hold, and how large a request head may be. The defaults
+/// are for a node facing the internet; see each for its reason.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct HttpSettings {
+    /// Time a client has to send a whole request head (request line and headers), counted from
+    /// the connection's start for its first request and from the first byte for later ones.
+    /// Default 10 s: a head fits in a packet or two, which even a slow mobile link delivers in
+    /// well under a second, while a client dribbling headers (slowloris) holds its connection
+    /// for 10 s instead of forever.
+    pub header_read_timeout: Span,
+    /// Time a keep-alive connection may wait for its next request. Default 75 s (nginx's
+    /// `keepalive_timeout`): longer than the 60 s idle timeout of common load balancers, so a
+    /// proxy in front closes an idle connection first and never reuses one this node is closing.
+    pub idle_timeout: Span,
+    /// Connections open at once, all clients together; a new connection past it is closed at
+    /// once. Default 4096: each costs a task, a read buffer that starts at 8 KiB and a file
+    /// descriptor (raise the process's open-file limit above this), so 4096 stay in the tens of
+    /// MiB while far more clients than one node serves at once fit.
+    pub max_connections: u32,
+    /// Connections open at once from one client address (for IPv6, its /64 network, which one
+    /// subscriber usually holds whole). Default 64: ten times what a browser opens to one host,
+    /// so clients behind one NAT fit, while one address holds at most 1/64 of the node. Behind
+    /// a reverse proxy every client has the proxy's address: raise it to `maxConnections`.
+    pub max_connections_per_client: u32,
+    /// Header fields in one request. Default 100 (Apache's `LimitRequestFields`, hyper's default).
+    pub max_headers: u32,
+    /// Bytes of a request head: request line and headers with their line ends. Default 32 KiB
+    /// (nginx's four 8 KiB header buffers): room for large cookies and bearer tokens.
+    pub max_header_bytes: ByteSize,
+    /// Bytes of the request target (path and query). Default 8 KiB (Apache's
+    /// `LimitRequestLine`, nginx's header buffer).
+    pub max_url_length: ByteSize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Span(Duration::from_secs(10)),
+            idle_timeout: Span(Duration::from_secs(75)),
+            max_connections: 4096,
+            max_connections_per_client: 64,
+            max_headers: 100,
+            max_header_bytes: ByteSize(32 << 10),
+            max_url_length: ByteSize(8 << 10),
+        }
+    }
 }
 
 /// Where specs come from and how this node reconciles them (README "GitOps").
@@ -228,6 +329,7 @@ impl Default for NodeConfig {
             admin: AdminSettings::default(),
             telemetry: TelemetrySettings::default(),
             audit: AuditSettings::default(),
+            http: HttpSettings::default(),
         }
     }
 }
@@ -268,6 +370,50 @@ impl NodeConfig {
             .map_err(|source| ConfigError::Read { path: path.into(), source })?;
         serde_norway::from_str(&text)
             .map_err(|e| ConfigError::Invalid { path: path.into(), message: e.to_string() })
+    }
+}
+
+#[cfg(test)]
+mod listen_tests {
+    use super::*;
+
+    #[test]
+    fn every_accepted_listen_form_parses_to_its_address() {
+        for (text, address) in [
+            ("127.0.0.1:8080", "127.0.0.1:8080"),
+            ("0.0.0.0:80", "0.0.0.0:80"),
+            ("[::1]:8080", "[::1]:8080"),
+            ("[::]:8080", "[::]:8080"),
+            (":8080", "0.0.0.0:8080"),
+            ("localhost:8080", "127.0.0.1:8080"),
+            ("LocalHost:0", "127.0.0.1:0"),
+        ] {
+            assert_eq!(parse_listen(text), Ok(address.parse().unwrap()), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_bad_listen_address_says_what_is_wrong_and_what_is_accepted() {
+        for (text, says) in [
+            (":70000", "port 70000 of \":70000\" is out of range: a port is 0 to 65535"),
+            ("[::1]:65536", "out of range"),
+            ("localhost", "has no port"),
+            ("example.com:8080", "\"example.com\" in \"example.com:8080\" is not an IP address"),
+            ("127.0.0.1:http", "\"http\" in \"127.0.0.1:http\" is not a port number"),
+            ("::1:8080", "an IPv6 address takes brackets: [::1]:8080"),
+        ] {
+            let error = parse_listen(text).unwrap_err();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+        assert!(parse_listen("example.com:8080").unwrap_err().contains(":PORT for every IPv4 interface"));
+    }
+
+    #[test]
+    fn the_listen_key_takes_the_same_forms_and_names_a_bad_one() {
+        let config: NodeConfig = serde_norway::from_str("listen: ':9090'").unwrap();
+        assert_eq!(config.listen, "0.0.0.0:9090".parse().unwrap());
+        let error = serde_norway::from_str::<NodeConfig>("listen: localhost:99999").unwrap_err().to_string();
+        assert!(error.starts_with("listen: port 99999"), "{error}");
     }
 }
 

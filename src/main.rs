@@ -83,8 +83,8 @@ struct ServeArgs {
     /// The spec directory to serve.
     #[arg(long)]
     specs: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long)]
+    /// Address to listen on: IP:PORT, [IPv6]:PORT, :PORT (every IPv4 interface) or localhost:PORT.
+    #[arg(long, value_parser = gojinn::config::parse_listen)]
     listen: Option<SocketAddr>,
     /// Where the node keeps its state.
     #[arg(long)]

@@ -1,9 +1,16 @@
-//! Starts a node: runtime, state backend, first deploy, spec watcher, job workers, HTTP server
-//! with the admin API; and stops it gracefully, in the reverse order.
+//! Starts a node: configuration checked, port bound, then runtime, state backend, first deploy,
+//! spec watcher, job workers and the HTTP server with the admin API; and stops it gracefully, in
+//! the reverse order. A configuration problem or a port in use is reported before anything is
+//! written (data dir, admin token, audit key) or compiled. Connections that arrive during the
+//! first deploy wait in the listen backlog: the node answers once it serves what is deployed.
+
+mod deadline;
+mod http;
+mod limits;
 
 use crate::api::{AdminToken, TokenError};
 use crate::audit::{Recorder, RecorderError};
-use crate::config::NodeConfig;
+use crate::config::{InvalidConfig, NodeConfig};
 use crate::deploy::{DeployReport, Deployer, log_report};
 use crate::edge::{self, Edge};
 use crate::jobs::Workers;
@@ -17,10 +24,10 @@ use tokio::sync::oneshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error(transparent)]
+    Config(#[from] InvalidConfig),
     #[error("cannot create the data dir {path}: {source}")]
     DataDir { path: std::path::PathBuf, source: std::io::Error },
-    #[error("the spec directory {0} does not exist")]
-    NoSpecs(std::path::PathBuf),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("cannot open the state backend: {0}")]
@@ -33,6 +40,15 @@ pub enum ServerError {
     AdminToken(#[from] TokenError),
     #[error("cannot record receipts: {0}")]
     Recorder(#[from] RecorderError),
+}
+
+/// Reads a configured audit key (and the retired ones) before anything is written, so a bad key
+/// leaves nothing behind; the recorder reads it again when it starts, after the first deploy.
+fn read_configured_keys(audit: &crate::config::AuditSettings) -> Result<(), RecorderError> {
+    if let (true, Some(key_file)) = (audit.enabled, &audit.key_file) {
+        crate::audit::read_keyring(key_file, &audit.previous_key_files, false)?;
+    }
+    Ok(())
 }
 
 /// A running node.
@@ -50,11 +66,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start(config: NodeConfig) -> Result<Self, ServerError> {
+        config.validate()?;
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let addr =
+            listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        read_configured_keys(&config.audit)?;
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
-        if config.reconcile.git.is_none() && !config.specs.is_dir() {
-            return Err(ServerError::NoSpecs(config.specs.clone()));
-        }
         let admin_token = AdminToken::load(config.admin.token_file.as_deref(), &config.data_dir)?;
         let metrics = Arc::new(Metrics::new());
         let modules = Some(config.data_dir.join("modules"));
@@ -71,22 +91,17 @@ impl Server {
         );
         let watcher = Some(reload::start(deployer.clone(), config.watch)?);
 
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let addr =
-            listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let workers = Workers::start(deployer.clone(), recorder.clone());
         let edge =
             Arc::new(Edge { deployer: deployer.clone(), admin_token, metrics, recorder: recorder.clone() });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = edge::router(edge);
+        let settings = config.http.clone();
         let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
+            http::serve(listener, app, &settings, async {
+                let _ = stopped.await;
+            })
+            .await
         });
         tracing::info!(%addr, source = %deployer.source(), "gojinn is serving");
         Ok(Self {

@@ -24,6 +24,8 @@ pub enum EdgeError {
     BodyTooLarge(u64),
     #[error("cannot read the request body: {0}")]
     BadBody(String),
+    #[error("the URL is longer than this node's limit of {0} bytes")]
+    UrlTooLong(usize),
     #[error("the function is over capacity: {0}; retry later")]
     OverCapacity(Rejected),
     #[error(transparent)]
@@ -49,6 +51,7 @@ impl EdgeError {
             EdgeError::MethodNotAllowed { .. } => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             EdgeError::BodyTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
             EdgeError::BadBody(_) => (StatusCode::BAD_REQUEST, "bad_body"),
+            EdgeError::UrlTooLong(_) => (StatusCode::URI_TOO_LONG, "url_too_long"),
             EdgeError::OverCapacity(_) => (StatusCode::TOO_MANY_REQUESTS, "over_capacity"),
             EdgeError::Call(call) => call_status_and_code(call),
             EdgeError::InvalidResponse(_) => (StatusCode::BAD_GATEWAY, "invalid_response"),
@@ -181,6 +184,7 @@ mod tests {
         let cases = [
             (EdgeError::NoRoute("/x".into()), 404),
             (EdgeError::BodyTooLarge(10), 413),
+            (EdgeError::UrlTooLong(10), 414),
             (EdgeError::OverCapacity(Rejected::QueueFull), 429),
             (EdgeError::Call(CallError::Timeout(Duration::from_millis(5))), 504),
             (EdgeError::Call(CallError::MemoryExhausted(1)), 500),

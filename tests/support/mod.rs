@@ -6,6 +6,7 @@
 pub mod conformance;
 pub mod nats;
 pub mod otlp;
+pub mod sockets;
 
 use gojinn::config::{NodeConfig, RuntimeSettings};
 use gojinn::server::Server;
