@@ -26,6 +26,7 @@ mod reconcile_policy;
 mod reconcile_props;
 mod reconcile_source;
 mod reload;
+mod routes;
 mod sandbox;
 mod scaffold;
 mod specs;
