@@ -117,8 +117,9 @@ struct Piece<'a> {
 }
 
 /// Splits a multi-document YAML text at `---` lines (and `...`), keeping only pieces with content;
-/// `None` when there are more than `max` of them. Linear: pieces are slices of the text, and a
-/// parser's line in a piece is mapped back to the file by the piece's first line.
+/// `None` when there are more than `max` of them. Linear: pieces are slices of the text (each
+/// starting with its separator line), and a parser's line in a piece is mapped back to the file
+/// by the piece's first line.
 fn split_documents(text: &str, max: usize) -> Option<Vec<Piece<'_>>> {
     let mut pieces = Vec::new();
     let (mut begin, mut first_line, mut start) = (0, 1, None);
@@ -134,8 +135,10 @@ fn split_documents(text: &str, max: usize) -> Option<Vec<Piece<'_>>> {
                 }
                 pieces.push(Piece { text: &text[begin..offset], first_line, start });
             }
-            begin = offset + line.len();
-            first_line = number + 1;
+            // The separator stays in the next piece: a marker the parser reads as the document's
+            // start, so no position in the document is the piece's very first one.
+            begin = offset;
+            first_line = number;
         } else if start.is_none() && !bare.trim().is_empty() && !bare.trim_start().starts_with('#') {
             start = Some(number);
         }
@@ -217,7 +220,28 @@ fn yaml_error(piece: &Piece<'_>, at: &Location, error: serde_norway::Error) -> S
         location.line = Some(piece.first_line + mark.line() - 1);
         location.column = Some(mark.column());
     }
-    SpecError::new(location, without_position(&error.to_string()))
+    let message = without_position(&error.to_string());
+    SpecError::new(location, lines_of_the_file(&message, piece.first_line - 1))
+}
+
+/// Moves every " at line N" left in a parser message (the position of the construct the problem
+/// is in) from the piece's lines to the file's.
+fn lines_of_the_file(text: &str, offset: usize) -> String {
+    const MARK: &str = " at line ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        let (before, after) = rest.split_at(at + MARK.len());
+        out.push_str(before);
+        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        match after[..digits].parse::<usize>() {
+            Ok(line) => out.push_str(&(line + offset).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Drops the parser's " at line L column C" from a message; the location carries it.
@@ -248,6 +272,8 @@ mod tests {
         assert_eq!(without_position("bad at line 4 column 5, while parsing"), "bad, while parsing");
         assert_eq!(without_position("a: bad at line 12 column 1"), "a: bad");
         assert_eq!(without_position("nothing to cut"), "nothing to cut");
+        assert_eq!(lines_of_the_file("bad, while parsing a map at line 3 column 1", 10), "bad, while parsing a map at line 13 column 1");
+        assert_eq!(lines_of_the_file("no position", 10), "no position");
     }
 
     #[test]
@@ -255,10 +281,10 @@ mod tests {
         let text = "# comment\n---\na: 1\n---\n\n---\nb: 2\n";
         let pieces = split_documents(text, 10).unwrap();
         assert_eq!(pieces.len(), 2);
-        assert_eq!((pieces[0].first_line, pieces[0].start, pieces[0].text), (3, 3, "a: 1\n"));
-        assert_eq!((pieces[1].first_line, pieces[1].start, pieces[1].text), (7, 7, "b: 2\n"));
+        assert_eq!((pieces[0].first_line, pieces[0].start, pieces[0].text), (2, 3, "---\na: 1\n"));
+        assert_eq!((pieces[1].first_line, pieces[1].start, pieces[1].text), (6, 7, "---\nb: 2\n"));
         assert!(split_documents(text, 1).is_none(), "two documents are more than one");
-        assert_eq!(split_documents("---\r\na: 1\r\n", 1).unwrap()[0].first_line, 2);
+        assert_eq!(split_documents("a: 1\r\n", 1).unwrap()[0].first_line, 1);
     }
 
     #[test]
