@@ -272,7 +272,10 @@ mod tests {
         assert_eq!(without_position("bad at line 4 column 5, while parsing"), "bad, while parsing");
         assert_eq!(without_position("a: bad at line 12 column 1"), "a: bad");
         assert_eq!(without_position("nothing to cut"), "nothing to cut");
-        assert_eq!(lines_of_the_file("bad, while parsing a map at line 3 column 1", 10), "bad, while parsing a map at line 13 column 1");
+        assert_eq!(
+            lines_of_the_file("bad, while parsing a map at line 3 column 1", 10),
+            "bad, while parsing a map at line 13 column 1"
+        );
         assert_eq!(lines_of_the_file("no position", 10), "no position");
     }
 

@@ -368,7 +368,9 @@ fn read_module(
     Ok(ModuleBlob { path: module.path.clone(), sha256, pinned: module.sha256.is_some(), bytes: bytes.into() })
 }
 
-/// Declared routes are global; the first function (in file order) to claim a path keeps it.
+/// Declared routes must not conflict; the first function (in file order) to claim a path keeps
+/// it. (By the time routes are claimed each lies in its own tenant's namespace or grants, so
+/// conflicts are between functions of one tenant.)
 #[derive(Default)]
 struct RouteTable {
     router: matchit::Router<(FunctionId, Location)>,

@@ -134,7 +134,11 @@ async fn a_tenant_declaring_routes_without_a_grant_is_told_to_get_one() {
 #[test]
 fn validate_refuses_every_way_to_collide_naming_both_sides() {
     let fixture = crate::support::repo_root().join("tests/fixtures/specs/route-ownership");
-    let output = Command::new(env!("CARGO_BIN_EXE_gojinn")).args(["validate", "--specs"]).arg(&fixture).output().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_gojinn"))
+        .args(["validate", "--specs"])
+        .arg(&fixture)
+        .output()
+        .unwrap();
     assert_eq!(output.status.code(), Some(1));
     let errors = String::from_utf8_lossy(&output.stderr);
     for (what, expected) in [
