@@ -8,7 +8,7 @@
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::ptr::NonNull;
-use unsafe_libyaml_norway as sys;
+use unsafe_libyaml_norway as unsafe_yaml;
 
 /// The first line (1-based) on which `text` nests more than `max` collections deep, counting
 /// flow (`[`, `{`) and block collections alike; `None` when it never does or does not scan (the
@@ -19,21 +19,21 @@ pub(super) fn too_deep(text: &str, max: usize) -> Option<usize> {
     loop {
         let (kind, line) = scanner.next()?;
         match kind {
-            sys::YAML_FLOW_SEQUENCE_START_TOKEN
-            | sys::YAML_FLOW_MAPPING_START_TOKEN
-            | sys::YAML_BLOCK_SEQUENCE_START_TOKEN
-            | sys::YAML_BLOCK_MAPPING_START_TOKEN => {
+            unsafe_yaml::YAML_FLOW_SEQUENCE_START_TOKEN
+            | unsafe_yaml::YAML_FLOW_MAPPING_START_TOKEN
+            | unsafe_yaml::YAML_BLOCK_SEQUENCE_START_TOKEN
+            | unsafe_yaml::YAML_BLOCK_MAPPING_START_TOKEN => {
                 depth += 1;
                 if depth > max {
                     return Some(line + 1);
                 }
             }
-            sys::YAML_FLOW_SEQUENCE_END_TOKEN
-            | sys::YAML_FLOW_MAPPING_END_TOKEN
-            | sys::YAML_BLOCK_END_TOKEN => {
+            unsafe_yaml::YAML_FLOW_SEQUENCE_END_TOKEN
+            | unsafe_yaml::YAML_FLOW_MAPPING_END_TOKEN
+            | unsafe_yaml::YAML_BLOCK_END_TOKEN => {
                 depth = depth.saturating_sub(1);
             }
-            sys::YAML_STREAM_END_TOKEN => return None,
+            unsafe_yaml::YAML_STREAM_END_TOKEN => return None,
             _ => {}
         }
     }
@@ -43,39 +43,40 @@ pub(super) fn too_deep(text: &str, max: usize) -> Option<usize> {
 /// moves (libyaml keeps a pointer to it as its read handler's data) and is only ever reached
 /// through this one pointer; it is deleted and freed on drop.
 struct Scanner<'text> {
-    parser: NonNull<sys::yaml_parser_t>,
+    parser: NonNull<unsafe_yaml::yaml_parser_t>,
     _text: PhantomData<&'text str>,
 }
 
 impl<'text> Scanner<'text> {
     fn new(text: &'text str) -> Option<Self> {
-        let raw = Box::into_raw(Box::<sys::yaml_parser_t>::new_uninit()).cast::<sys::yaml_parser_t>();
+        let raw = Box::into_raw(Box::<unsafe_yaml::yaml_parser_t>::new_uninit())
+            .cast::<unsafe_yaml::yaml_parser_t>();
         // SAFETY: `raw` is a fresh allocation the size of a parser, which `initialize` fills (or
         // leaves unused on failure, when it is freed as the uninitialized box it is); the input
         // pointer stays valid while the scanner lives, as the scanner borrows `text`.
         unsafe {
-            if sys::yaml_parser_initialize(raw).fail {
-                drop(Box::from_raw(raw.cast::<MaybeUninit<sys::yaml_parser_t>>()));
+            if unsafe_yaml::yaml_parser_initialize(raw).fail {
+                drop(Box::from_raw(raw.cast::<MaybeUninit<unsafe_yaml::yaml_parser_t>>()));
                 return None;
             }
-            sys::yaml_parser_set_encoding(raw, sys::YAML_UTF8_ENCODING);
-            sys::yaml_parser_set_input_string(raw, text.as_ptr(), text.len() as u64);
+            unsafe_yaml::yaml_parser_set_encoding(raw, unsafe_yaml::YAML_UTF8_ENCODING);
+            unsafe_yaml::yaml_parser_set_input_string(raw, text.as_ptr(), text.len() as u64);
             Some(Self { parser: NonNull::new_unchecked(raw), _text: PhantomData })
         }
     }
 
     /// The next token's type and (0-based) line; `None` on a scan error.
-    fn next(&mut self) -> Option<(sys::yaml_token_type_t, usize)> {
-        let mut token = MaybeUninit::<sys::yaml_token_t>::uninit();
+    fn next(&mut self) -> Option<(unsafe_yaml::yaml_token_type_t, usize)> {
+        let mut token = MaybeUninit::<unsafe_yaml::yaml_token_t>::uninit();
         // SAFETY: the parser was initialized in `new`; `scan` zeroes the token and, on success,
         // fills it; a filled token owns allocations that `yaml_token_delete` frees.
         unsafe {
-            if sys::yaml_parser_scan(self.parser.as_ptr(), token.as_mut_ptr()).fail {
+            if unsafe_yaml::yaml_parser_scan(self.parser.as_ptr(), token.as_mut_ptr()).fail {
                 return None;
             }
             let token = token.as_mut_ptr();
             let scanned = ((*token).type_, (*token).start_mark.line as usize);
-            sys::yaml_token_delete(token);
+            unsafe_yaml::yaml_token_delete(token);
             Some(scanned)
         }
     }
@@ -87,8 +88,8 @@ impl Drop for Scanner<'_> {
         // SAFETY: the parser was initialized in `new`; it is deleted (its buffers freed) and its
         // allocation freed once, here.
         unsafe {
-            sys::yaml_parser_delete(raw);
-            drop(Box::from_raw(raw.cast::<MaybeUninit<sys::yaml_parser_t>>()));
+            unsafe_yaml::yaml_parser_delete(raw);
+            drop(Box::from_raw(raw.cast::<MaybeUninit<unsafe_yaml::yaml_parser_t>>()));
         }
     }
 }
