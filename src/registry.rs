@@ -4,8 +4,8 @@
 use crate::edge::admission::Gate;
 use crate::host::Capabilities;
 use crate::runtime::{CallError, CallOutput, CallRequest, Prepared, Runtime};
-use crate::spec::{Function, FunctionId, Method, Name};
-use std::collections::HashMap;
+use crate::spec::{Function, FunctionId, Method, Name, Route, path_tenant};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// A function revision ready to serve.
@@ -49,7 +49,7 @@ pub enum Target {
 #[derive(Default)]
 pub struct Registry {
     functions: HashMap<FunctionId, Arc<Deployed>>,
-    routes: matchit::Router<(FunctionId, Vec<Method>, Arc<str>)>,
+    routes: Routes,
     tenant_gates: HashMap<Name, Arc<Gate>>,
 }
 
@@ -58,17 +58,11 @@ impl Registry {
         functions: HashMap<FunctionId, Arc<Deployed>>,
         tenant_gates: HashMap<Name, Arc<Gate>>,
     ) -> Self {
-        let mut routes = matchit::Router::new();
+        let tenants = tenant_gates.keys().chain(functions.keys().map(|id| &id.tenant)).cloned().collect();
         let mut ordered: Vec<_> = functions.values().collect();
         ordered.sort_by(|a, b| a.id.cmp(&b.id));
-        for deployed in ordered {
-            for route in &deployed.spec.routes {
-                // Conflicts were rejected when the specs were resolved; a route kept from an
-                // older revision that now conflicts simply loses to the one already inserted.
-                let value = ((*deployed.id).clone(), route.methods.clone(), route.path.0.as_str().into());
-                let _ = routes.insert(route.path.0.clone(), value);
-            }
-        }
+        let declared = ordered.into_iter().map(|deployed| (&*deployed.id, &deployed.spec.routes[..]));
+        let routes = Routes::new(tenants, declared);
         Self { functions, routes, tenant_gates }
     }
 
@@ -85,17 +79,122 @@ impl Registry {
     }
 
     /// Finds the function for a path: declared routes first, then `/{tenant}/{function}/...`.
+    /// A path under a tenant's name only ever leads to that tenant's functions.
     pub fn route(&self, path: &str) -> Option<Target> {
-        if let Ok(found) = self.routes.at(path) {
-            let (id, methods, route) = found.value;
-            if let Some(function) = self.functions.get(id) {
-                let (function, methods, route) = (function.clone(), methods.clone(), route.clone());
-                return Some(Target::Route { function, methods, route });
-            }
+        if let Some((id, methods, route)) = self.routes.find(path)
+            && let Some(function) = self.functions.get(id)
+        {
+            let (function, methods, route) = (function.clone(), methods.clone(), route.clone());
+            return Some(Target::Route { function, methods, route });
         }
         let mut segments = path.trim_start_matches('/').splitn(3, '/');
         let tenant = Name::new(segments.next()?).ok()?;
         let function = Name::new(segments.next()?).ok()?;
         self.functions.get(&FunctionId { tenant, function }).cloned().map(Target::Direct)
+    }
+}
+
+/// A declared route's function, methods (empty: any) and path template.
+type RouteValue = (FunctionId, Vec<Method>, Arc<str>);
+
+/// The declared routes, split by owner: a route whose first segment names a tenant is kept only
+/// if it is that tenant's own, in that tenant's table, and a path whose first segment names a
+/// tenant (in any letter case) is looked up only there. So even state that slipped past
+/// admission (a tenant created after another's routes were applied, records of an older
+/// version) cannot hand one tenant's path to another.
+#[derive(Default)]
+struct Routes {
+    by_tenant: HashMap<Name, matchit::Router<RouteValue>>,
+    /// Routes outside every tenant's namespace.
+    shared: matchit::Router<RouteValue>,
+}
+
+impl Routes {
+    fn new<'a>(
+        tenants: HashSet<Name>,
+        declared: impl Iterator<Item = (&'a FunctionId, &'a [Route])>,
+    ) -> Self {
+        let mut routes = Routes::default();
+        for (id, declared) in declared {
+            for route in declared {
+                let template = route.path.0.as_str();
+                let router = match path_tenant(template).filter(|t| tenants.contains(t)) {
+                    Some(owner) if owner == id.tenant => routes.by_tenant.entry(owner).or_default(),
+                    Some(owner) => {
+                        tracing::warn!(function = %id, route = template, tenant = %owner,
+                            "not serving a route under another tenant's path");
+                        continue;
+                    }
+                    None => &mut routes.shared,
+                };
+                // Conflicts were rejected when the specs were resolved; a route kept from an
+                // older revision that now conflicts simply loses to the one already inserted.
+                let _ = router.insert(template, (id.clone(), route.methods.clone(), template.into()));
+            }
+        }
+        // Every tenant gets a table, so its paths never fall through to the shared one.
+        for tenant in tenants {
+            routes.by_tenant.entry(tenant).or_default();
+        }
+        routes
+    }
+
+    fn find(&self, path: &str) -> Option<&RouteValue> {
+        let router = match path_tenant(path).and_then(|tenant| self.by_tenant.get(&tenant)) {
+            Some(own) => own,
+            None => &self.shared,
+        };
+        router.at(path).ok().map(|found| found.value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::RoutePath;
+
+    fn id(raw: &str) -> FunctionId {
+        let (tenant, function) = raw.split_once('/').unwrap();
+        FunctionId { tenant: Name::new(tenant).unwrap(), function: Name::new(function).unwrap() }
+    }
+
+    fn route(path: &str) -> Route {
+        Route { path: RoutePath(path.into()), methods: Vec::new() }
+    }
+
+    fn routes(tenants: &[&str], declared: &[(&str, &[&str])]) -> Routes {
+        let tenants = tenants.iter().map(|t| Name::new(t).unwrap()).collect();
+        let declared: Vec<(FunctionId, Vec<Route>)> =
+            declared.iter().map(|(f, paths)| (id(f), paths.iter().map(|p| route(p)).collect())).collect();
+        Routes::new(tenants, declared.iter().map(|(f, r)| (f, &r[..])))
+    }
+
+    fn owner(routes: &Routes, path: &str) -> Option<String> {
+        routes.find(path).map(|found| found.0.to_string())
+    }
+
+    #[test]
+    fn a_path_under_a_tenants_name_never_reaches_another_tenant() {
+        // As if records slipped past admission: beta claims alpha's paths every way it could.
+        let table = routes(
+            &["alpha", "beta"],
+            &[
+                ("alpha/own", &["/alpha/mine"]),
+                ("beta/thief", &["/alpha/{*rest}", "/{t}/probe", "/ALPHA/x", "/api/{*rest}"]),
+            ],
+        );
+        for path in ["/alpha/probe", "/ALPHA/x", "/Alpha/probe", "/alpha/", "/alpha"] {
+            assert_eq!(owner(&table, path), None, "{path}");
+        }
+        assert_eq!(owner(&table, "/alpha/mine").as_deref(), Some("alpha/own"));
+        assert_eq!(owner(&table, "/api/v1").as_deref(), Some("beta/thief"), "its own grant still works");
+        assert_eq!(owner(&table, "/other/probe").as_deref(), Some("beta/thief"), "no tenant is named other");
+    }
+
+    #[test]
+    fn a_tenant_created_later_takes_its_namespace_back() {
+        let declared: &[(&str, &[&str])] = &[("beta/f", &["/shop/{*rest}"])];
+        assert_eq!(owner(&routes(&["beta"], declared), "/shop/x").as_deref(), Some("beta/f"));
+        assert_eq!(owner(&routes(&["beta", "shop"], declared), "/shop/x"), None);
     }
 }

@@ -36,9 +36,11 @@
 //!     "replicas": 3,
 //!     "quotas": {
 //!       "maxConcurrency": 64, "maxQueue": 256,          // always present (defaults applied)
+//!       "kvMaxBytes": 67108864,                         // bytes; always present (default 64 MiB)
 //!       "requestsPerSecond": 500,                       // absent when not set
-//!       "maxMemory": 536870912, "kvMaxBytes": 104857600 // bytes; absent when not set
-//!     }
+//!       "maxMemory": 536870912                          // bytes; absent when not set
+//!     },
+//!     "routePrefixes": ["/api"]                         // always present, [] when none granted
 //!   },
 //!   "function": {                                       // absent when kind is Tenant
 //!     "id": "acme/hello",
@@ -73,7 +75,7 @@
 //! `measure_5000_functions` test prints the cost: with the four defaults it is in the order of
 //! tens of microseconds per resource in release builds.
 
-use crate::spec::{Function, Tenant};
+use crate::spec::{Function, SpecRoot, Tenant};
 use regorus::{Engine, Value};
 use serde_json::{Map, Value as Json, json};
 use std::path::{Path, PathBuf};
@@ -94,6 +96,8 @@ pub const DEFAULT_POLICIES: [(&str, &str); 4] = [
 
 /// The directory under the spec root that holds operators' policies.
 pub const POLICY_DIR: &str = "policies";
+/// Largest policy file read.
+const MAX_POLICY_FILE: u64 = 1 << 20;
 
 /// One denial: which resource, which policy said no, and its message.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -171,9 +175,16 @@ impl Policies {
                 rego_files(&dir, &mut files)?;
             }
             files.sort();
+            let read_error = |path: &Path| {
+                let path = path.to_path_buf();
+                move |source| PolicyError::Read { path, source }
+            };
+            let spec_root = SpecRoot::open(root).map_err(read_error(root))?;
             for path in files {
-                let source = std::fs::read_to_string(&path)
-                    .map_err(|source| PolicyError::Read { path: path.clone(), source })?;
+                let bytes = spec_root.read(&path, MAX_POLICY_FILE).map_err(read_error(&path))?;
+                let source = String::from_utf8(bytes)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                    .map_err(read_error(&path))?;
                 let relative = path.strip_prefix(root).unwrap_or(&path);
                 let name = relative
                     .components()
@@ -294,12 +305,14 @@ fn compile(name: String, source: String) -> Result<Policy, PolicyError> {
     Ok(Policy { name, engine })
 }
 
-/// Every `*.rego` file under `dir`, recursively.
+/// Every `*.rego` file under `dir`, recursively; symlinks to directories are not followed (a
+/// loop, or a way out of the source).
 fn rego_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), PolicyError> {
     let read_error = |source| PolicyError::Read { path: dir.to_path_buf(), source };
     for entry in std::fs::read_dir(dir).map_err(read_error)? {
-        let path = entry.map_err(read_error)?.path();
-        if path.is_dir() {
+        let entry = entry.map_err(read_error)?;
+        let path = entry.path();
+        if entry.file_type().map_err(read_error)?.is_dir() {
             rego_files(&path, out)?;
         } else if path.extension().is_some_and(|ext| ext == "rego") {
             out.push(path);
@@ -330,7 +343,8 @@ fn tenant_input(tenant: &Tenant) -> Json {
     if let Some(bytes) = quotas.kv_max_bytes {
         q.insert("kvMaxBytes".into(), bytes.into());
     }
-    json!({ "name": tenant.name.as_str(), "replicas": tenant.replicas, "quotas": q })
+    let prefixes: Vec<&str> = tenant.route_prefixes.iter().map(|p| p.0.as_str()).collect();
+    json!({ "name": tenant.name.as_str(), "replicas": tenant.replicas, "quotas": q, "routePrefixes": prefixes })
 }
 
 /// The `function` member of the input document.
@@ -411,6 +425,7 @@ mod tests {
                 kv_max_bytes: None,
             },
             api_keys: Vec::new(),
+            route_prefixes: Vec::new(),
             keep: false,
             source: crate::spec::Location::file("tenants.yaml".into()),
         }

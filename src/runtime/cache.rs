@@ -41,8 +41,10 @@ impl ModuleCache {
         let module = match self.load(engine, sha256) {
             Some(module) => module,
             None => {
-                let module =
-                    Module::new(engine, bytes).map_err(|e| RuntimeError::InvalidModule(format!("{e:#}")))?;
+                // Binary only: the text-format parser would quote the module's first line in
+                // its error, and specs accept binary modules only.
+                let module = Module::from_binary(engine, bytes)
+                    .map_err(|e| RuntimeError::InvalidModule(format!("{e:#}")))?;
                 self.store(sha256, &module);
                 module
             }

@@ -1,13 +1,22 @@
 //! Reads every YAML document under a spec directory into typed documents. Each document is
 //! parsed on its own, so one bad document fails only itself; every failure names the file, the
-//! line and the field.
+//! line and the field. Loading is linear in the size of the specs and bounded: files are read
+//! through [`SpecRoot`] (regular files inside the root, at most [`MAX_SPEC_FILE`] bytes), a file
+//! holds at most [`MAX_DOCUMENTS`] documents, and a document nests at most [`MAX_NESTING`] deep,
+//! checked before the YAML parser builds anything from it.
 
+use super::files::SpecRoot;
 use super::types::{API_VERSION, FunctionDoc, Header, TenantDoc};
-use super::{Location, SpecError};
+use super::{Location, SpecError, depth};
 use std::path::{Path, PathBuf};
 
 /// Largest spec file read; anything bigger is an operator mistake, not a spec.
-const MAX_SPEC_FILE: u64 = 4 << 20;
+pub const MAX_SPEC_FILE: u64 = 4 << 20;
+/// Most documents in one spec file (a thousand tenants with five functions each fit in one).
+pub const MAX_DOCUMENTS: usize = 10_000;
+/// Deepest nesting of collections in one document. A Function with an MCP input schema is a
+/// dozen levels deep; the YAML deserializer stops at 128.
+pub const MAX_NESTING: usize = 64;
 
 /// A parsed document and where it came from.
 #[derive(Debug)]
@@ -17,7 +26,8 @@ pub enum Document {
 }
 
 /// All `.yaml`/`.yml` files below `root`, sorted so that loading is deterministic.
-/// Hidden directories (`.git`) and `target` directories are skipped.
+/// Hidden directories (`.git`) and `target` directories are skipped, and so are symlinks to
+/// directories (a loop, or a way out of the root).
 pub fn spec_files(root: &Path) -> Result<Vec<PathBuf>, SpecError> {
     let mut files = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
@@ -52,9 +62,15 @@ pub fn load_documents(root: &Path) -> (Vec<Document>, Vec<SpecError>) {
         Ok(files) => files,
         Err(e) => return (docs, vec![e]),
     };
+    let spec_root = match SpecRoot::open(root) {
+        Ok(spec_root) => spec_root,
+        Err(e) => {
+            return (docs, vec![SpecError::new(Location::file(PathBuf::new()), format!("cannot read: {e}"))]);
+        }
+    };
     for path in files {
         let file = relative(root, &path);
-        match read_spec_file(&path) {
+        match read_spec_file(&spec_root, &path) {
             Ok(text) => parse_file(&file, &text, &mut docs, &mut errors),
             Err(message) => errors.push(SpecError::new(Location::file(file), message)),
         }
@@ -62,19 +78,28 @@ pub fn load_documents(root: &Path) -> (Vec<Document>, Vec<SpecError>) {
     (docs, errors)
 }
 
-fn read_spec_file(path: &Path) -> Result<String, String> {
-    let len = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?.len();
-    if len > MAX_SPEC_FILE {
-        return Err(format!("file is {len} bytes; spec files are limited to {MAX_SPEC_FILE}"));
-    }
-    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+fn read_spec_file(root: &SpecRoot, path: &Path) -> Result<String, String> {
+    let bytes = root.read(path, MAX_SPEC_FILE).map_err(|e| format!("cannot read the spec file: {e}"))?;
+    String::from_utf8(bytes)
+        .map_err(|e| format!("the spec file is not UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
 }
 
 /// Parses the documents of one file's text.
 pub fn parse_file(file: &Path, text: &str, docs: &mut Vec<Document>, errors: &mut Vec<SpecError>) {
-    for (line, padded) in split_documents(text) {
-        let at = Location::at(file.to_path_buf(), line);
-        match parse_document(&padded, &at) {
+    let Some(pieces) = split_documents(text, MAX_DOCUMENTS) else {
+        let message =
+            format!("the file holds more than {MAX_DOCUMENTS} documents; split it into several files");
+        return errors.push(SpecError::new(Location::file(file.to_path_buf()), message));
+    };
+    for piece in pieces {
+        let at = Location::at(file.to_path_buf(), piece.start);
+        if let Some(line) = depth::too_deep(piece.text, MAX_NESTING) {
+            let message = format!("the document nests more than {MAX_NESTING} levels deep");
+            errors
+                .push(SpecError::new(Location::at(file.to_path_buf(), piece.first_line + line - 1), message));
+            continue;
+        }
+        match parse_document(&piece, &at) {
             Ok(Some(doc)) => docs.push(doc),
             Ok(None) => {}
             Err(e) => errors.push(e),
@@ -82,45 +107,59 @@ pub fn parse_file(file: &Path, text: &str, docs: &mut Vec<Document>, errors: &mu
     }
 }
 
-/// Splits a multi-document YAML text at `---` lines. Each piece is returned with the line it
-/// starts on and padded with blank lines, so the YAML parser reports lines of the whole file.
-fn split_documents(text: &str) -> Vec<(usize, String)> {
-    let mut pieces = Vec::new();
-    let mut current = String::new();
-    let mut start = 1;
-    let mut has_content = false;
-    for (index, line) in text.lines().enumerate() {
-        let number = index + 1;
-        let separator = line == "---" || line.starts_with("--- ") || line == "...";
-        if separator {
-            if has_content {
-                pieces.push((start, std::mem::take(&mut current)));
-            }
-            current = "\n".repeat(number);
-            start = number + 1;
-            has_content = false;
-            continue;
-        }
-        if !has_content && !line.trim().is_empty() && !line.trim_start().starts_with('#') {
-            has_content = true;
-            start = number;
-        }
-        current.push_str(line);
-        current.push('\n');
-    }
-    if has_content {
-        pieces.push((start, current));
-    }
-    pieces
+/// One document's text, a slice of its file.
+struct Piece<'a> {
+    text: &'a str,
+    /// The file line of the text's first line.
+    first_line: usize,
+    /// The file line the document's content starts on (after blank and comment lines).
+    start: usize,
 }
 
-fn parse_document(text: &str, at: &Location) -> Result<Option<Document>, SpecError> {
-    let header: Header = serde_norway::from_str(text).map_err(|e| match e.to_string() {
+/// Splits a multi-document YAML text at `---` lines (and `...`), keeping only pieces with content;
+/// `None` when there are more than `max` of them. Linear: pieces are slices of the text (each
+/// starting with its separator line), and a parser's line in a piece is mapped back to the file
+/// by the piece's first line.
+fn split_documents(text: &str, max: usize) -> Option<Vec<Piece<'_>>> {
+    let mut pieces = Vec::new();
+    let (mut begin, mut first_line, mut start) = (0, 1, None);
+    let mut offset = 0;
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let number = index + 1;
+        let bare = line.trim_end_matches(['\n', '\r']);
+        let separator = bare == "---" || bare.starts_with("--- ") || bare == "...";
+        if separator {
+            if let Some(start) = start.take() {
+                if pieces.len() == max {
+                    return None;
+                }
+                pieces.push(Piece { text: &text[begin..offset], first_line, start });
+            }
+            // The separator stays in the next piece: a marker the parser reads as the document's
+            // start, so no position in the document is the piece's very first one.
+            begin = offset;
+            first_line = number;
+        } else if start.is_none() && !bare.trim().is_empty() && !bare.trim_start().starts_with('#') {
+            start = Some(number);
+        }
+        offset += line.len();
+    }
+    if let Some(start) = start {
+        if pieces.len() == max {
+            return None;
+        }
+        pieces.push(Piece { text: &text[begin..], first_line, start });
+    }
+    Some(pieces)
+}
+
+fn parse_document(piece: &Piece<'_>, at: &Location) -> Result<Option<Document>, SpecError> {
+    let header: Header = serde_norway::from_str(piece.text).map_err(|e| match e.to_string() {
         m if m.starts_with("invalid type") => SpecError::new(
             at.clone(),
             "a document must be a mapping with apiVersion, kind, metadata and spec".into(),
         ),
-        _ => yaml_error(at, e),
+        _ => yaml_error(piece, at, e),
     })?;
     match header.api_version.as_deref() {
         Some(API_VERSION) => {}
@@ -140,9 +179,9 @@ fn parse_document(text: &str, at: &Location) -> Result<Option<Document>, SpecErr
         }
     }
     match header.kind.as_deref() {
-        Some("Tenant") => parse_typed(text, at).map(|doc| Some(Document::Tenant(doc, at.clone()))),
+        Some("Tenant") => parse_typed(piece, at).map(|doc| Some(Document::Tenant(doc, at.clone()))),
         Some("Function") => {
-            parse_typed(text, at).map(|doc| Some(Document::Function(Box::new(doc), at.clone())))
+            parse_typed(piece, at).map(|doc| Some(Document::Function(Box::new(doc), at.clone())))
         }
         Some(other) => Err(SpecError::field(
             at.clone(),
@@ -158,10 +197,10 @@ fn parse_document(text: &str, at: &Location) -> Result<Option<Document>, SpecErr
 }
 
 /// Parses a document as `T`, naming the exact field of the first error.
-fn parse_typed<T: serde::de::DeserializeOwned>(text: &str, at: &Location) -> Result<T, SpecError> {
-    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text)).map_err(|e| {
+fn parse_typed<T: serde::de::DeserializeOwned>(piece: &Piece<'_>, at: &Location) -> Result<T, SpecError> {
+    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(piece.text)).map_err(|e| {
         let field = e.path().to_string();
-        let mut error = yaml_error(at, e.into_inner());
+        let mut error = yaml_error(piece, at, e.into_inner());
         // The parser names the mapping that holds the bad value; name the value's own field.
         let message = match error.message.split_once(": ") {
             Some((parent, rest)) if field.starts_with(parent) && field != "." => format!("{field}: {rest}"),
@@ -173,15 +212,36 @@ fn parse_typed<T: serde::de::DeserializeOwned>(text: &str, at: &Location) -> Res
     })
 }
 
-/// Turns a YAML error into a spec error with the exact line and column and the field path that
-/// the parser reported, without repeating the position in the message.
-fn yaml_error(at: &Location, error: serde_norway::Error) -> SpecError {
+/// Turns a YAML error into a spec error with the exact line (of the file) and column and the
+/// field path that the parser reported, without repeating the position in the message.
+fn yaml_error(piece: &Piece<'_>, at: &Location, error: serde_norway::Error) -> SpecError {
     let mut location = at.clone();
     if let Some(mark) = error.location() {
-        location.line = Some(mark.line());
+        location.line = Some(piece.first_line + mark.line() - 1);
         location.column = Some(mark.column());
     }
-    SpecError::new(location, without_position(&error.to_string()))
+    let message = without_position(&error.to_string());
+    SpecError::new(location, lines_of_the_file(&message, piece.first_line - 1))
+}
+
+/// Moves every " at line N" left in a parser message (the position of the construct the problem
+/// is in) from the piece's lines to the file's.
+fn lines_of_the_file(text: &str, offset: usize) -> String {
+    const MARK: &str = " at line ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(MARK) {
+        let (before, after) = rest.split_at(at + MARK.len());
+        out.push_str(before);
+        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        match after[..digits].parse::<usize>() {
+            Ok(line) => out.push_str(&(line + offset).to_string()),
+            Err(_) => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Drops the parser's " at line L column C" from a message; the location carries it.
@@ -212,15 +272,52 @@ mod tests {
         assert_eq!(without_position("bad at line 4 column 5, while parsing"), "bad, while parsing");
         assert_eq!(without_position("a: bad at line 12 column 1"), "a: bad");
         assert_eq!(without_position("nothing to cut"), "nothing to cut");
+        assert_eq!(
+            lines_of_the_file("bad, while parsing a map at line 3 column 1", 10),
+            "bad, while parsing a map at line 13 column 1"
+        );
+        assert_eq!(lines_of_the_file("no position", 10), "no position");
     }
 
     #[test]
     fn splits_documents_and_keeps_file_line_numbers() {
         let text = "# comment\n---\na: 1\n---\n\n---\nb: 2\n";
-        let pieces = split_documents(text);
+        let pieces = split_documents(text, 10).unwrap();
         assert_eq!(pieces.len(), 2);
-        assert_eq!(pieces[0].0, 3);
-        assert_eq!(pieces[1].0, 7);
-        assert_eq!(pieces[1].1.lines().count(), 7, "padded to the document's own line");
+        assert_eq!((pieces[0].first_line, pieces[0].start, pieces[0].text), (2, 3, "---\na: 1\n"));
+        assert_eq!((pieces[1].first_line, pieces[1].start, pieces[1].text), (6, 7, "---\nb: 2\n"));
+        assert!(split_documents(text, 1).is_none(), "two documents are more than one");
+        assert_eq!(split_documents("a: 1\r\n", 1).unwrap()[0].first_line, 1);
+    }
+
+    #[test]
+    fn parser_errors_name_the_line_of_the_file() {
+        let text = "---\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n---\n\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: b, nope: 1 }\n";
+        let (mut docs, mut errors) = (Vec::new(), Vec::new());
+        parse_file(Path::new("t.yaml"), text, &mut docs, &mut errors);
+        assert_eq!(docs.len(), 1);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].location.line, Some(9), "{}", errors[0]);
+    }
+
+    #[test]
+    fn too_many_documents_or_too_deep_a_document_fail_before_parsing() {
+        let (mut docs, mut errors) = (Vec::new(), Vec::new());
+        parse_file(Path::new("many.yaml"), &"a: 1\n---\n".repeat(MAX_DOCUMENTS + 1), &mut docs, &mut errors);
+        assert_eq!(errors.len(), 1);
+        assert_eq!(
+            errors[0].to_string(),
+            format!(
+                "many.yaml: the file holds more than {MAX_DOCUMENTS} documents; split it into several files"
+            )
+        );
+        errors.clear();
+        let deep = format!("# c\n---\nkind: Tenant\nx: {}\n", "[".repeat(MAX_NESTING + 1));
+        parse_file(Path::new("deep.yaml"), &deep, &mut docs, &mut errors);
+        assert_eq!(
+            errors[0].to_string(),
+            format!("deep.yaml:4: the document nests more than {MAX_NESTING} levels deep")
+        );
+        assert!(docs.is_empty());
     }
 }

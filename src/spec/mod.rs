@@ -2,20 +2,25 @@
 //! normalized [`DesiredState`]. Nothing here touches the runtime or the network; the server and
 //! the reconciler both build on it.
 
+mod depth;
+mod files;
 mod load;
 mod names;
 mod quantity;
 mod resolve;
+mod routes;
 pub mod schema;
 mod types;
 
-pub use load::{Document, load_documents, parse_file, spec_files};
+pub use files::SpecRoot;
+pub use load::{Document, MAX_DOCUMENTS, MAX_NESTING, MAX_SPEC_FILE, load_documents, parse_file, spec_files};
 pub use names::{FunctionId, Name};
 pub use quantity::{ByteSize, Span};
 pub use resolve::{
-    DEFAULT_MAX_BODY, DesiredState, Function, FunctionLimits, LoadReport, ModuleBlob, Tenant, TenantQuotas,
-    load_dir, resolve,
+    DEFAULT_KV_MAX_BYTES, DEFAULT_MAX_BODY, DesiredState, Function, FunctionLimits, LoadReport, ModuleBlob,
+    Tenant, TenantQuotas, load_dir, resolve,
 };
+pub use routes::path_tenant;
 pub use types::*;
 
 use std::fmt;

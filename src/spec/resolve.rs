@@ -1,11 +1,13 @@
 //! Resolves parsed documents into the normalized desired state: defaults applied, references
-//! and quotas checked, module files read and their sha256 verified, routes checked for
-//! conflicts, and a revision hash per function that changes whenever anything the function
-//! runs with changes.
+//! and quotas checked, module files read (binary WebAssembly only) and their sha256 verified,
+//! routes checked against their tenant's namespace and grants and for conflicts, and a revision
+//! hash per function that changes whenever anything the function runs with changes.
 
+use super::files::SpecRoot;
 use super::load::{Document, load_documents};
 use super::names::{FunctionId, Name};
 use super::quantity::ByteSize;
+use super::routes::Ownership;
 use super::types::*;
 use super::{Location, SpecError};
 use serde::{Deserialize, Serialize};
@@ -17,6 +19,8 @@ use std::time::Duration;
 
 /// Largest module file accepted.
 pub const MAX_MODULE_BYTES: u64 = 128 << 20;
+/// The first bytes of every binary WebAssembly module.
+const WASM_MAGIC: &[u8; 4] = b"\0asm";
 
 pub const DEFAULT_MEMORY: u64 = 64 << 20;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -26,6 +30,10 @@ pub const DEFAULT_FUNCTION_CONCURRENCY: u32 = 32;
 pub const DEFAULT_FUNCTION_QUEUE: u32 = 64;
 pub const DEFAULT_TENANT_CONCURRENCY: u32 = 64;
 pub const DEFAULT_TENANT_QUEUE: u32 = 256;
+/// A tenant's KV data when its spec sets no `quotas.kvMaxBytes`: room for 64 of the largest
+/// (1 MiB) values or a few hundred thousand small ones, while a runaway guest cannot fill the
+/// node's disk. On NATS, JetStream reserves a bucket's limit against the server's file store.
+pub const DEFAULT_KV_MAX_BYTES: u64 = 64 << 20;
 
 /// Everything the specs ask for, normalized. BTreeMaps keep iteration and serialization stable.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -41,6 +49,10 @@ pub struct Tenant {
     pub replicas: u8,
     pub quotas: TenantQuotas,
     pub api_keys: Vec<ApiKey>,
+    /// `spec.routePrefixes`: where the tenant's functions may declare routes besides
+    /// `/{tenant}/...`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_prefixes: Vec<RoutePrefix>,
     /// `metadata.keep`: never pruned once applied.
     #[serde(skip)]
     pub keep: bool,
@@ -55,6 +67,8 @@ pub struct TenantQuotas {
     pub max_queue: u32,
     pub requests_per_second: Option<u32>,
     pub max_memory: Option<u64>,
+    /// Always set by [`resolve`] ([`DEFAULT_KV_MAX_BYTES`] unless the spec says); `None` only in
+    /// records applied by older versions, which had no default.
     pub kv_max_bytes: Option<u64>,
 }
 
@@ -147,24 +161,31 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
     let mut state = DesiredState::default();
     let mut errors = Vec::new();
     let mut function_docs = Vec::new();
+    // Every tenant a document names, valid or not: its `/{tenant}/...` is its own either way.
+    let mut defined = BTreeMap::new();
     for doc in docs {
         match doc {
-            Document::Tenant(doc, at) => match resolve_tenant(doc, at) {
-                Ok(tenant) => match state.tenants.get(&tenant.name) {
-                    Some(first) => errors.push(SpecError::field(
-                        tenant.source.clone(),
-                        "metadata.name",
-                        format!("tenant {} is already defined at {}", tenant.name, first.source),
-                    )),
-                    None => {
-                        state.tenants.insert(tenant.name.clone(), tenant);
-                    }
-                },
-                Err(e) => errors.push(e),
-            },
+            Document::Tenant(doc, at) => {
+                defined.entry(doc.metadata.name.clone()).or_insert_with(|| at.clone());
+                match resolve_tenant(doc, at) {
+                    Ok(tenant) => match state.tenants.get(&tenant.name) {
+                        Some(first) => errors.push(SpecError::field(
+                            tenant.source.clone(),
+                            "metadata.name",
+                            format!("tenant {} is already defined at {}", tenant.name, first.source),
+                        )),
+                        None => {
+                            state.tenants.insert(tenant.name.clone(), tenant);
+                        }
+                    },
+                    Err(e) => errors.push(e),
+                }
+            }
             Document::Function(doc, at) => function_docs.push((*doc, at)),
         }
     }
+    let ownership = Ownership::admit(&mut state.tenants, &defined, &mut errors);
+    let spec_root = SpecRoot::open(root).map_err(|e| format!("cannot read the spec directory: {e}"));
     let mut routes = RouteTable::default();
     for (doc, at) in function_docs {
         let id = FunctionId { tenant: doc.metadata.tenant.clone(), function: doc.metadata.name.clone() };
@@ -177,14 +198,17 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
             continue;
         }
         let Some(tenant) = state.tenants.get(&id.tenant) else {
-            errors.push(SpecError::field(
-                at,
-                "metadata.tenant",
-                format!("tenant {:?} is not defined by any Tenant document", id.tenant.as_str()),
-            ));
+            let message = match defined.get(&id.tenant) {
+                Some(defined_at) => format!("tenant {:?} is invalid (see {defined_at})", id.tenant.as_str()),
+                None => format!("tenant {:?} is not defined by any Tenant document", id.tenant.as_str()),
+            };
+            errors.push(SpecError::field(at, "metadata.tenant", message));
             continue;
         };
-        match resolve_function(root, id, doc, at, tenant).and_then(|f| routes.claim(f)) {
+        let resolved = resolve_function(&spec_root, id, doc, at, tenant)
+            .and_then(|f| ownership.check_routes(&f, tenant).map(|()| f))
+            .and_then(|f| routes.claim(f));
+        match resolved {
             Ok(function) => {
                 state.functions.insert(function.id.clone(), function);
             }
@@ -209,9 +233,10 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, SpecError> {
             max_queue: quotas.max_queue.unwrap_or(DEFAULT_TENANT_QUEUE),
             requests_per_second: quotas.requests_per_second,
             max_memory: quotas.max_memory.map(ByteSize::bytes),
-            kv_max_bytes: quotas.kv_max_bytes.map(ByteSize::bytes),
+            kv_max_bytes: Some(quotas.kv_max_bytes.map_or(DEFAULT_KV_MAX_BYTES, ByteSize::bytes)),
         },
         api_keys: doc.spec.api_keys,
+        route_prefixes: doc.spec.route_prefixes,
         keep: doc.metadata.keep,
         source: at,
     })
@@ -226,7 +251,7 @@ fn positive(value: Option<u32>, default: u32, at: &Location, field: &str) -> Res
 }
 
 fn resolve_function(
-    root: &Path,
+    root: &Result<SpecRoot, String>,
     id: FunctionId,
     doc: FunctionDoc,
     at: Location,
@@ -305,30 +330,31 @@ fn resolve_limits(limits: &Limits, at: &Location, tenant: &Tenant) -> Result<Fun
     })
 }
 
-/// Reads the module file, which must stay inside the spec root, and checks its sha256.
-fn read_module(root: &Path, module: &ModuleRef, at: &Location) -> Result<ModuleBlob, SpecError> {
+/// Reads the module file, which must stay inside the spec root and be binary WebAssembly, and
+/// checks its sha256. Errors never quote the file's content.
+fn read_module(
+    root: &Result<SpecRoot, String>,
+    module: &ModuleRef,
+    at: &Location,
+) -> Result<ModuleBlob, SpecError> {
     let field = "spec.module.path";
+    let error = |message: String| SpecError::field(at.clone(), field, format!("{:?} {message}", module.path));
     let relative = Path::new(&module.path);
     if !relative.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir)) {
-        return Err(SpecError::field(
-            at.clone(),
-            field,
-            format!("{:?} must be a relative path inside the spec directory", module.path),
-        ));
+        return Err(error("must be a relative path inside the spec directory".into()));
     }
-    let path = root.join(relative);
-    let len = std::fs::metadata(&path)
-        .map_err(|e| SpecError::field(at.clone(), field, format!("cannot read {:?}: {e}", module.path)))?
-        .len();
-    if len > MAX_MODULE_BYTES {
-        return Err(SpecError::field(
-            at.clone(),
-            field,
-            format!("{:?} is {len} bytes; modules are limited to {MAX_MODULE_BYTES}", module.path),
-        ));
+    let root = root.as_ref().map_err(|e| error(e.clone()))?;
+    let bytes = root
+        .read(&root.path().join(relative), MAX_MODULE_BYTES)
+        .map_err(|e| error(format!("cannot be read: {e}")))?;
+    if !bytes.starts_with(WASM_MAGIC) {
+        let first: Vec<String> = bytes.iter().take(WASM_MAGIC.len()).map(|b| format!("{b:02x}")).collect();
+        return Err(error(format!(
+            "is not a WebAssembly module (it starts with bytes [{}], not \\0asm; text-format .wat \
+             modules are not accepted: compile them with wat2wasm)",
+            first.join(" ")
+        )));
     }
-    let bytes = std::fs::read(&path)
-        .map_err(|e| SpecError::field(at.clone(), field, format!("cannot read {:?}: {e}", module.path)))?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     if let Some(expected) = &module.sha256
         && expected.0 != sha256
@@ -342,12 +368,14 @@ fn read_module(root: &Path, module: &ModuleRef, at: &Location) -> Result<ModuleB
     Ok(ModuleBlob { path: module.path.clone(), sha256, pinned: module.sha256.is_some(), bytes: bytes.into() })
 }
 
-/// Declared routes are global; the first function (in file order) to claim a path keeps it.
+/// Declared routes must not conflict; the first function (in file order) to claim a path keeps
+/// it. (By the time routes are claimed each lies in its own tenant's namespace or grants, so
+/// conflicts are between functions of one tenant.)
 #[derive(Default)]
 struct RouteTable {
-    router: matchit::Router<FunctionId>,
+    router: matchit::Router<(FunctionId, Location)>,
     /// Every route claimed so far, to rebuild the router after a refused claim.
-    claimed: Vec<(String, FunctionId)>,
+    claimed: Vec<(String, (FunctionId, Location))>,
 }
 
 impl RouteTable {
@@ -356,11 +384,15 @@ impl RouteTable {
     /// router is rebuilt only when a claim is refused.
     fn claim(&mut self, function: Function) -> Result<Function, SpecError> {
         for (i, route) in function.routes.iter().enumerate() {
-            if let Err(e) = self.router.insert(route.path.0.clone(), function.id.clone()) {
+            let value = (function.id.clone(), function.source.clone());
+            if let Err(e) = self.router.insert(route.path.0.clone(), value) {
                 let message = match &e {
                     matchit::InsertError::Conflict { with } => {
-                        let owner =
-                            self.router.at(with).map(|m| format!(" of {}", m.value)).unwrap_or_default();
+                        let owner = self
+                            .router
+                            .at(with)
+                            .map(|m| format!(" of {} ({})", m.value.0, m.value.1))
+                            .unwrap_or_default();
                         format!("route {:?} conflicts with route {with:?}{owner}", route.path.0)
                     }
                     other => format!("route {:?} is not valid: {other}", route.path.0),
@@ -371,14 +403,15 @@ impl RouteTable {
                 return Err(SpecError::field(function.source.clone(), "spec.routes", message));
             }
         }
-        self.claimed.extend(function.routes.iter().map(|r| (r.path.0.clone(), function.id.clone())));
+        let owner = (function.id.clone(), function.source.clone());
+        self.claimed.extend(function.routes.iter().map(|r| (r.path.0.clone(), owner.clone())));
         Ok(function)
     }
 
     fn rebuild(&mut self) {
         let mut router = matchit::Router::new();
-        for (path, id) in &self.claimed {
-            router.insert(path.clone(), id.clone()).expect("claimed routes do not conflict");
+        for (path, owner) in &self.claimed {
+            router.insert(path.clone(), owner.clone()).expect("claimed routes do not conflict");
         }
         self.router = router;
     }

@@ -11,7 +11,9 @@
 
 use super::names::Name;
 use super::quantity::{ByteSize, Span};
-use super::types::{API_VERSION, EnvName, FunctionDoc, Replicas, RoutePath, Sha256Hex, TenantDoc};
+use super::types::{
+    API_VERSION, EnvName, FunctionDoc, Replicas, RoutePath, RoutePrefix, Sha256Hex, TenantDoc,
+};
 use schemars::{JsonSchema, Schema, SchemaGenerator, generate::SchemaSettings, json_schema};
 use std::borrow::Cow;
 
@@ -33,6 +35,10 @@ pub const ROUTE_PATH_PATTERN: &str =
     r"^/(([A-Za-z0-9._~-]+|\{[A-Za-z0-9_]+\})/)*([A-Za-z0-9._~-]*|\{[A-Za-z0-9_]+\}|\{\*[A-Za-z0-9_]+\})$";
 /// Paths the platform reserves, refused by [`RoutePath`].
 pub const RESERVED_ROUTE_PATTERN: &str = "^/_gojinn(/|$)";
+/// A [`RoutePrefix`]: one or more literal segments, an optional trailing slash.
+pub const ROUTE_PREFIX_PATTERN: &str = r"^(/[A-Za-z0-9._~-]+)+/?$";
+/// Prefixes the platform reserves, refused by [`RoutePrefix`] in any letter case.
+pub const RESERVED_PREFIX_PATTERN: &str = "^/_[Gg][Oo][Jj][Ii][Nn][Nn](/|$)";
 /// An [`EnvName`].
 pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 
@@ -112,6 +118,13 @@ value_schemas! {
         "type": "string",
         "pattern": ROUTE_PATH_PATTERN,
         "not": { "pattern": RESERVED_ROUTE_PATTERN },
+    }
+
+    RoutePrefix as "RoutePrefix" => {
+        "description": "A path prefix granted to the tenant for declared routes: '/' followed by segments of letters, digits and '-._~' (no {param}). '/api' grants '/api' and every path below it, not '/apix'. Not under /_gojinn.",
+        "type": "string",
+        "pattern": ROUTE_PREFIX_PATTERN,
+        "not": { "pattern": RESERVED_PREFIX_PATTERN },
     }
 
     EnvName as "EnvName" => {
@@ -324,6 +337,7 @@ mod tests {
         assert_eq!(defs["Duration"]["pattern"], SPAN_PATTERN);
         assert_eq!(defs["Sha256"]["pattern"], SHA256_PATTERN);
         assert_eq!(defs["RoutePath"]["pattern"], ROUTE_PATH_PATTERN);
+        assert_eq!(defs["RoutePrefix"]["pattern"], ROUTE_PREFIX_PATTERN);
         let env = &defs["FunctionSpec"]["properties"]["env"];
         assert_eq!(env["additionalProperties"], false, "{env}");
         assert!(env["patternProperties"].get(ENV_NAME_PATTERN).is_some(), "{env}");
@@ -371,7 +385,7 @@ mod tests {
             assert!(!errors(&yaml(text)).is_empty(), "accepted:\n{text}");
         }
         let good = "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a, keep: true }\n\
-                    spec: { replicas: 5, quotas: { maxMemory: 1073741824, kvMaxBytes: 100Mi } }";
+                    spec: { replicas: 5, quotas: { maxMemory: 1073741824, kvMaxBytes: 100Mi }, routePrefixes: [/api, /v2/shop/] }";
         assert_eq!(errors(&yaml(good)), Vec::<String>::new());
     }
 

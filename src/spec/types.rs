@@ -49,6 +49,11 @@ pub struct TenantSpec {
     pub quotas: Quotas,
     #[serde(default)]
     pub api_keys: Vec<ApiKey>,
+    /// Path prefixes the operator grants this tenant for its functions' declared routes: `/api`
+    /// grants `/api` and every path below it (not `/apix`). Paths under `/{tenant}/` always
+    /// belong to the tenant and need no grant.
+    #[serde(default)]
+    pub route_prefixes: Vec<RoutePrefix>,
 }
 
 /// JetStream replicas for a tenant's streams and buckets: 1, 3 or 5.
@@ -208,6 +213,43 @@ impl<'de> Deserialize<'de> for RoutePath {
         let raw = String::deserialize(de)?;
         RoutePath::validate(&raw).map_err(serde::de::Error::custom)?;
         Ok(RoutePath(raw))
+    }
+}
+
+/// A path prefix granted to a tenant for declared routes: `/` followed by one or more segments of
+/// unreserved characters (no parameters), an optional trailing slash. Not `/` alone, and not under
+/// `/_gojinn` in any letter case.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(transparent)]
+pub struct RoutePrefix(pub String);
+
+impl RoutePrefix {
+    fn validate(raw: &str) -> Result<(), String> {
+        let Some(rest) = raw.strip_prefix('/') else {
+            return Err(format!("invalid route prefix {raw:?}: must start with '/'"));
+        };
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        let literal = |seg: &str| {
+            !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+        };
+        if !rest.split('/').all(literal) {
+            return Err(format!(
+                "invalid route prefix {raw:?}: one or more segments of letters, digits and '-._~' \
+                 (no {{param}}, not '/' alone)"
+            ));
+        }
+        if rest.split('/').next().is_some_and(|first| first.eq_ignore_ascii_case("_gojinn")) {
+            return Err(format!("invalid route prefix {raw:?}: /_gojinn is reserved"));
+        }
+        Ok(())
+    }
+}
+
+impl<'de> Deserialize<'de> for RoutePrefix {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(de)?;
+        RoutePrefix::validate(&raw).map_err(serde::de::Error::custom)?;
+        Ok(RoutePrefix(raw))
     }
 }
 

@@ -43,7 +43,11 @@ async fn the_json_api_example_serves_its_own_routes() {
     dir.module("json-api");
     dir.write(
         "specs.yaml",
-        &specs("acme", "", &[("api", "json-api", "routes: [{ path: \"/api/{*rest}\" }]")]),
+        &specs(
+            "acme",
+            "routePrefixes: [/api]",
+            &[("api", "json-api", "routes: [{ path: \"/api/{*rest}\" }]")],
+        ),
     );
     let node = Node::start(&dir).await;
     for prefix in ["/acme/api", "/api"] {

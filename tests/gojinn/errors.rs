@@ -7,7 +7,8 @@ async fn node_with(functions: &[(&str, &str, &str)]) -> (SpecDir, Node) {
     for (_, module, _) in functions {
         dir.module(module);
     }
-    dir.write("specs.yaml", &specs("acme", "", functions));
+    // `/greet` is granted for the declared-route test.
+    dir.write("specs.yaml", &specs("acme", "routePrefixes: [/greet]", functions));
     let node = Node::start(&dir).await;
     assert!(node.server.first_deploy().errors.is_empty(), "{:?}", node.server.first_deploy().errors);
     (dir, node)
@@ -127,7 +128,15 @@ async fn invalid_modules_are_rejected_at_deploy_with_the_reason() {
     let node = Node::start(&dir).await;
     let errors: Vec<String> = node.server.first_deploy().errors.iter().map(|e| e.to_string()).collect();
     assert_eq!(errors.len(), 3, "{errors:#?}");
-    assert!(errors[0].contains("specs.yaml:") && errors[0].contains("invalid module"), "{}", errors[0]);
+    assert!(
+        errors[0].contains("specs.yaml:") && errors[0].contains("is not a WebAssembly module"),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        !errors.iter().any(|e| e.contains("not wasm at all")),
+        "module bytes are never quoted: {errors:#?}"
+    );
     assert!(
         errors.iter().any(|e| e.contains("gojinn::host_teleport") && e.contains("gojinn::host_kv_scan")),
         "{errors:#?}"

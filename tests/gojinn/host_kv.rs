@@ -189,3 +189,40 @@ async fn host_kv_locks_and_isolation_behave_the_same_on_nats() {
     let again = run_one(&node, "/a/state", json!({"op": "lock", "key": "k/lock", "ttl_ms": 60_000})).await;
     assert_eq!(ok(&again), &json!(false), "a's lock is held by the earlier call");
 }
+
+/// One call storing 100 values of 1 MiB, with no `kvMaxBytes` in the tenant's spec: the default
+/// quota (64 MiB) stops it with `-3` before the tenant's data passes the quota.
+async fn one_call_storing_100_mib_hits_the_default_quota(node: &Node, path: &str) {
+    let value = "x".repeat(1024);
+    let ops: Vec<serde_json::Value> = (0..100)
+        .map(|i| json!({"op": "kv_set", "key": format!("big/{i}"), "value": value, "repeat": 1024}))
+        .collect();
+    let results = run(node, path, json!(ops)).await;
+    let stored = results.iter().take_while(|r| r.get("ok").is_some()).count();
+    assert!((60..64).contains(&stored), "{stored} values of 1 MiB were stored");
+    let (code, message) = error(&results[stored]);
+    assert_eq!(code, "quota", "{message}");
+    assert!(results[stored..].iter().all(|r| error(r).0 == "quota"), "every later write is refused too");
+    let used = stored as u64 * ((1 << 20) + 6);
+    assert!(used <= gojinn::spec::DEFAULT_KV_MAX_BYTES, "{used} bytes stored");
+}
+
+const BIG_WRITES: &str = r#"grants: { kv: { read: ["*"], write: ["big/*"] } }
+limits: { timeout: 60s }"#;
+
+#[tokio::test]
+async fn host_kv_a_tenant_without_a_kv_quota_gets_the_default_one() {
+    let (_dir, node) = node(&[("acme", &[("state", BIG_WRITES)])]).await;
+    one_call_storing_100_mib_hits_the_default_quota(&node, "/acme/state").await;
+}
+
+#[tokio::test]
+async fn host_kv_a_tenant_without_a_kv_quota_gets_the_default_one_on_nats() {
+    let server = NatsServer::start().await;
+    let (_dir, node) = node_with(&[("acme", &[("state", BIG_WRITES)])], |config| {
+        config.state.backend = BackendKind::Nats;
+        config.state.nats_url = server.url();
+    })
+    .await;
+    one_call_storing_100_mib_hits_the_default_quota(&node, "/acme/state").await;
+}

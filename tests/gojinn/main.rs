@@ -28,6 +28,7 @@ mod reconcile_policy;
 mod reconcile_props;
 mod reconcile_source;
 mod reload;
+mod routes;
 mod sandbox;
 mod scaffold;
 mod specs;

@@ -2,7 +2,8 @@
 //! array with one result per call: `{"ok": value}`, or `{"error": code, "message": text}` with
 //! the SDK's error code (`denied`, `not_found`, ...). The body is one operation or an array:
 //!
-//! - `{"op":"kv_get","key":k}` → the value as text, or null; `kv_set` (`key`, `value`),
+//! - `{"op":"kv_get","key":k}` → the value as text, or null; `kv_set` (`key`, `value`, and
+//!   `repeat`: store the value that many times over, default 1),
 //!   `kv_delete` (`key`), `kv_list` (`prefix`) → keys, `kv_cas` (`key`, `expected` text or
 //!   null, `new`) → swapped;
 //! - `{"op":"lock","key":k,"ttl_ms":n}` → acquired; `unlock` (`key`) → released;
@@ -45,7 +46,10 @@ fn perform(op: &Value) -> Result<Value, Error> {
     let params = || op["params"].as_array().cloned().unwrap_or_default();
     Ok(match op["op"].as_str().unwrap_or_default() {
         "kv_get" => json!(gojinn::kv::get(&key()?)?.map(|v| String::from_utf8_lossy(&v).into_owned())),
-        "kv_set" => json!(gojinn::kv::set(&key()?, text(op, "value")?.as_bytes())?),
+        "kv_set" => {
+            let repeat = op["repeat"].as_u64().unwrap_or(1) as usize;
+            json!(gojinn::kv::set(&key()?, text(op, "value")?.repeat(repeat).as_bytes())?)
+        }
         "kv_delete" => json!(gojinn::kv::delete(&key()?)?),
         "kv_list" => json!(gojinn::kv::list(&text(op, "prefix")?)?),
         "kv_cas" => {
