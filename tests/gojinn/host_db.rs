@@ -189,12 +189,12 @@ async fn host_db_fts3_tokenizer_is_refused_through_parameters_and_the_node_keeps
     }
 }
 
-/// A value is refused before it is built when it would pass SQLite's length limit (4 MiB):
+/// A value is refused before it is built when it would pass SQLite's length limit (1 MiB):
 /// `-3`, the quota code, as for an answer or a database past its cap.
 #[tokio::test]
 async fn host_db_values_past_the_length_limit_are_quota_errors() {
     let (_dir, node) = node(&[("acme", &[("state", DB)])]).await;
-    let quarter = gojinn::sql::MAX_VALUE_BYTES / 4 + 1;
+    let max = gojinn::sql::MAX_VALUE_BYTES;
     let results = run(
         &node,
         "/acme/state",
@@ -202,21 +202,19 @@ async fn host_db_values_past_the_length_limit_are_quota_errors() {
             query("SELECT length(randomblob(999999999))", json!([])),
             query("SELECT length(randomblob(?1))", json!([999_999_999])),
             query("SELECT length(zeroblob(?1))", json!([999_999_999])),
-            query("SELECT length(printf('%.*c', ?1, 'x'))", json!([999_999_999])),
             // Two hex strings of half the limit each, concatenated.
-            query("SELECT length(hex(zeroblob(?1)) || hex(zeroblob(?1)))", json!([quarter])),
-            query("SELECT length(randomblob(?1))", json!([gojinn::sql::MAX_VALUE_BYTES])),
+            query("SELECT length(hex(zeroblob(?1)) || hex(zeroblob(?1)))", json!([max / 4 + 1])),
+            query("SELECT length(randomblob(?1))", json!([max])),
+            // printf stops at the limit and answers NULL.
+            query("SELECT length(printf('%.*c', ?1, 'x'))", json!([999_999_999])),
         ]),
     )
     .await;
-    for result in &results[..5] {
+    for result in &results[..4] {
         let (code, message) = error(result);
         assert_eq!(code, "quota", "{result}");
-        assert!(message.contains("too big"), "SQLite's message and the limit: {message}");
+        assert!(message.contains("too big") && message.contains(&max.to_string()), "{message}");
     }
-    assert_eq!(
-        ok(&results[5])["rows"],
-        json!([[gojinn::sql::MAX_VALUE_BYTES]]),
-        "a value at the limit is fine"
-    );
+    assert_eq!(ok(&results[4])["rows"], json!([[max]]), "a value at the limit is fine");
+    assert_eq!(ok(&results[5])["rows"], json!([[null]]));
 }

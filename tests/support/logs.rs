@@ -1,26 +1,31 @@
-//! The node's log lines, captured: a `tracing` subscriber for the calling thread (and the guest
-//! calls it starts, which carry it along) that formats events as the node does, without colours,
-//! into a buffer the test reads.
+//! The node's log lines, captured: the process's global `tracing` subscriber (as `gojinn serve`
+//! installs one; guest calls log on the executor's threads, which see only the global one),
+//! formatting `gojinn` events as the node does, without colours, into a buffer tests read. Tests
+//! run at once share it: look for lines of your own tenant.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex};
-use tracing::subscriber::DefaultGuard;
+use std::sync::{Arc, Mutex, OnceLock};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::prelude::*;
 
-/// What was logged while the guard of [`Logs::capture`] lived.
+/// What the node logged since the first call of [`Logs::global`].
 #[derive(Clone, Default)]
 pub struct Logs(Arc<Mutex<Vec<u8>>>);
 
 impl Logs {
-    /// Captures this thread's log output until the guard is dropped.
-    pub fn capture() -> (Logs, DefaultGuard) {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::DEBUG)
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .finish();
-        (logs, tracing::subscriber::set_default(subscriber))
+    /// The capture, installed as the global subscriber on first use.
+    pub fn global() -> &'static Logs {
+        static LOGS: OnceLock<Logs> = OnceLock::new();
+        LOGS.get_or_init(|| {
+            let logs = Logs::default();
+            let writer = logs.clone();
+            let format =
+                tracing_subscriber::fmt::layer().with_ansi(false).with_writer(move || writer.clone());
+            let subscriber = tracing_subscriber::registry()
+                .with(format.with_filter(Targets::new().with_target("gojinn", LevelFilter::INFO)));
+            tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+            logs
+        })
     }
 
     /// Everything logged so far.
