@@ -17,7 +17,7 @@
 
 mod sandbox;
 
-pub use sandbox::{FUNCTIONS, MAX_SQL_BYTES, MAX_VALUE_BYTES, MODULES};
+pub use sandbox::{MAX_SQL_BYTES, MAX_VALUE_BYTES};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -73,18 +73,19 @@ impl From<libsql::Error> for SqlError {
             libsql::Error::SqliteFailure(code, message) => match code & 0xff {
                 // A function the authorizer refuses fails as a plain error with this message.
                 _ if message.starts_with("not authorized to use function") => Self::Denied(format!(
-                    "{message}: guests may call SQLite's core, date, JSON, math and FTS5 functions only"
+                    "{message}: guests may call SQLite's core, aggregate, window, date, JSON and FTS5 \
+                     functions only"
                 )),
                 libsql::ffi::SQLITE_AUTH => Self::Denied(format!(
                     "{message}: guests may not ATTACH, DETACH, VACUUM, open transactions, create \
                      temporary objects or virtual tables other than {}, or change PRAGMAs",
-                    MODULES.join(" and ")
+                    sandbox::MODULES.join(" and ")
                 )),
                 libsql::ffi::SQLITE_FULL => {
                     Self::TooLarge(format!("{message}: a tenant database holds at most {MAX_DB_BYTES} bytes"))
                 }
                 libsql::ffi::SQLITE_TOOBIG => Self::TooLarge(format!(
-                    "{message}: a value or row holds at most {MAX_VALUE_BYTES} bytes, a statement \
+                    "{message}: values and rows are limited to {MAX_VALUE_BYTES} bytes, SQL text to \
                      {MAX_SQL_BYTES}"
                 )),
                 // Also how SQLite refuses a statement that compiles past its instruction limit.
@@ -396,6 +397,10 @@ mod tests {
     use super::*;
     use crate::spec::Name;
 
+    /// A statement that runs until it is interrupted.
+    const ENDLESS: &str =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+
     pub(super) fn manager() -> (tempfile::TempDir, SqlManager) {
         let dir = tempfile::tempdir().unwrap();
         let manager = SqlManager::new(dir.path().join("sql"));
@@ -475,9 +480,7 @@ mod tests {
     async fn an_abandoned_statement_is_interrupted() {
         let (_dir, manager) = manager();
         let db = manager.open(&name("acme")).unwrap();
-        let endless =
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
-        let call = db.query(endless.into(), Vec::new());
+        let call = db.query(ENDLESS.into(), Vec::new());
         assert!(tokio::time::timeout(Duration::from_millis(50), call).await.is_err());
         // The interrupted connection is not reused and the database keeps answering.
         assert_eq!(rows(&db, "SELECT 7", "").await.unwrap()["rows"][0][0], 7);
@@ -487,12 +490,10 @@ mod tests {
     async fn a_tenant_runs_at_most_a_few_statements_at_once() {
         let (_dir, manager) = manager();
         let db = manager.open(&name("acme")).unwrap();
-        let endless =
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
         let running: Vec<_> = (0..MAX_STATEMENTS)
             .map(|_| {
                 let db = db.clone();
-                tokio::spawn(async move { db.query(endless.into(), Vec::new()).await })
+                tokio::spawn(async move { db.query(ENDLESS.into(), Vec::new()).await })
             })
             .collect();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

@@ -116,7 +116,8 @@ unsafe extern "C" fn harden(
         // value) and an int pointer (where SQLite writes the value now in force).
         let rc = unsafe { ffi::sqlite3_db_config(db, flag, c_int::from(on), &mut now as *mut c_int) };
         if rc != ffi::SQLITE_OK || now != c_int::from(on) {
-            return refuse(error, c"gojinn: a SQLite connection flag could not be set");
+            // SAFETY: `error` is the message slot SQLite passed.
+            return unsafe { refuse(error, c"gojinn: a SQLite connection flag could not be set") };
         }
     }
     for (limit, value) in LIMITS {
@@ -126,17 +127,21 @@ unsafe extern "C" fn harden(
             ffi::sqlite3_limit(db, limit, -1)
         };
         if now != value {
-            return refuse(error, c"gojinn: a SQLite limit could not be set");
+            // SAFETY: `error` is the message slot SQLite passed.
+            return unsafe { refuse(error, c"gojinn: a SQLite limit could not be set") };
         }
     }
     ffi::SQLITE_OK
 }
 
 /// Fails a connection's open with `message`.
-fn refuse(error: *mut *const c_char, message: &std::ffi::CStr) -> c_int {
+///
+/// # Safety
+/// `error` is null or the message slot SQLite passed to an automatic extension.
+unsafe fn refuse(error: *mut *const c_char, message: &std::ffi::CStr) -> c_int {
     if !error.is_null() {
-        // SAFETY: SQLite passes a valid slot for the message and frees what we put there with
-        // `sqlite3_free`, so it must come from SQLite's allocator; the text has no `%`.
+        // SAFETY: the slot is valid (see above); SQLite frees what it holds with `sqlite3_free`,
+        // so it comes from SQLite's allocator; the text has no `%`.
         unsafe { *error = ffi::sqlite3_mprintf(message.as_ptr()) };
     }
     ffi::SQLITE_ERROR
@@ -149,7 +154,7 @@ fn refuse(error: *mut *const c_char, message: &std::ffi::CStr) -> c_int {
 /// `last_insert_rowid` (they read the state of a pooled connection; use `RETURNING`), the R-Tree
 /// debugging functions, libSQL's vector functions, and anything unknown.
 #[rustfmt::skip]
-pub const FUNCTIONS: &[&str] = &[
+const FUNCTIONS: &[&str] = &[
     // operators SQLite implements as functions
     "->", "->>", "glob", "like", "match",
     // core scalar functions
@@ -190,10 +195,10 @@ const INTERNAL_FUNCTIONS: &[&str] = &[
 /// Virtual-table modules a guest may create: full-text search (FTS5) and R-Tree indexes. Their
 /// shadow tables are read-only to ordinary SQL under the defensive flag. FTS3 and FTS4 are not
 /// here: their tokenizers are C pointers a statement can name.
-pub const MODULES: &[&str] = &["fts5", "rtree"];
+pub(super) const MODULES: &[&str] = &["fts5", "rtree"];
 
 /// Introspection PRAGMAs: no side effects, whatever their argument.
-pub const PRAGMAS: &[&str] = &[
+const PRAGMAS: &[&str] = &[
     "collation_list",
     "foreign_key_check",
     "foreign_key_list",
@@ -212,7 +217,7 @@ pub const PRAGMAS: &[&str] = &[
 ];
 
 /// PRAGMAs a guest may read but not set.
-pub const READ_ONLY_PRAGMAS: &[&str] = &[
+const READ_ONLY_PRAGMAS: &[&str] = &[
     "data_version",
     "foreign_keys",
     "freelist_count",
