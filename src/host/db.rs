@@ -5,13 +5,11 @@
 use super::capabilities::Capabilities;
 use super::work::{Work, link_async};
 use super::{ErrorCode, HostError, HostView, memory};
-use crate::sql::{SqlError, TenantDb, params_from_json};
+use crate::sql::{MAX_SQL_BYTES, SqlError, TenantDb, params_from_json};
 use bytes::Bytes;
 use std::sync::Arc;
 use wasmtime::{Caller, Linker};
 
-/// Longest SQL text.
-const MAX_SQL_BYTES: usize = 64 << 10;
 /// Longest parameter array (JSON).
 const MAX_PARAMS_BYTES: usize = 10 << 20;
 

@@ -1,7 +1,11 @@
 //! `host_log` and `host_last_error`: guest logging into the node's tracing output, with a budget
 //! per call, and the message of the last failed host call.
+//!
+//! A guest's message must never pass for the node's own: it is written with its control
+//! characters escaped ([`escape`]), so one call is one line of the guest's, whatever it holds.
 
 use super::{ErrorCode, HostError, HostView, finish, memory};
+use std::borrow::Cow;
 use wasmtime::{Caller, Linker};
 
 /// Log lines one call may write; further lines return the quota error.
@@ -55,7 +59,8 @@ fn host_log<T: HostView>(
         ));
     }
     host.logs_left -= 1;
-    let message = String::from_utf8_lossy(&bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let message = escape(&text);
     let function = host.caps.function();
     match level {
         0 => tracing::debug!(target: "gojinn::guest", %function, "{message}"),
@@ -65,4 +70,57 @@ fn host_log<T: HostView>(
         _ => tracing::error!(target: "gojinn::guest", %function, "{message}"),
     }
     Ok(0)
+}
+
+/// `text` with the characters that could end a log line, steer a terminal or reorder what a
+/// reader sees (control characters, Unicode line and paragraph separators, bidirectional
+/// controls) written as Rust escapes (`\n`, `\u{1b}`), and the backslash doubled so that an
+/// escape in the log always means one.
+fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut escaped = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if needs_escape(c) {
+            escaped.extend(c.escape_default());
+        } else {
+            escaped.push(c);
+        }
+    }
+    Cow::Owned(escaped)
+}
+
+fn needs_escape(c: char) -> bool {
+    c == '\\'
+        || c.is_control()
+        || matches!(c, '\u{2028}' | '\u{2029}' | '\u{061c}' | '\u{200e}' | '\u{200f}')
+        || ('\u{202a}'..='\u{202e}').contains(&c)
+        || ('\u{2066}'..='\u{2069}').contains(&c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn a_message_cannot_start_a_line_or_steer_a_terminal() {
+        let forged =
+            "ok\n2025-01-01T00:00:00Z  INFO gojinn::server: admin token is x\r\x1b[2J\u{2028}\u{202e}";
+        assert_eq!(
+            escape(forged),
+            "ok\\n2025-01-01T00:00:00Z  INFO gojinn::server: admin token is x\\r\\u{1b}[2J\\u{2028}\\u{202e}"
+        );
+        assert!(!escape(forged).chars().any(char::is_control));
+    }
+
+    #[test]
+    fn ordinary_text_is_kept_and_backslashes_are_doubled() {
+        for text in ["greeting: \"hi\" to Zoë, 東京 and 🦀", ""] {
+            assert_eq!(escape(text), text);
+        }
+        assert_eq!(escape("a\tb"), "a\\tb", "a tab is a control character too");
+        assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed("plain")));
+        assert_eq!(escape(r"C:\path\n"), r"C:\\path\\n", "a literal backslash-n stays apart from a newline");
+    }
 }

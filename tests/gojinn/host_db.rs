@@ -161,3 +161,60 @@ async fn host_db_each_tenant_has_its_own_database() {
     let attached = run_one(&node, "/b/state", exec(&attach, json!([]))).await;
     assert_eq!(error(&attached).0, "denied", "b cannot attach a's file: {attached}");
 }
+
+/// Issue 17: through bound parameters, `fts3_tokenizer` read a host address and then registered
+/// the guest's bytes as a tokenizer that `CREATE VIRTUAL TABLE` called: the node died.
+#[tokio::test]
+async fn host_db_fts3_tokenizer_is_refused_through_parameters_and_the_node_keeps_serving() {
+    let (_dir, node) = node(&[("acme", &[("state", DB)]), ("other", &[("state", DB)])]).await;
+    let results = run(
+        &node,
+        "/acme/state",
+        json!([
+            query("SELECT hex(fts3_tokenizer(?1))", json!(["simple"])),
+            query("SELECT fts3_tokenizer(?1, ?2)", json!(["evil", {"base64": "QUFBQUFBAAA="}])),
+            exec("CREATE VIRTUAL TABLE t USING fts3(body, tokenize=evil)", json!([])),
+            query("SELECT fts3_tokenizer('evil', x'4141414141410000')", json!([])),
+            query("SELECT load_extension(?1)", json!(["/tmp/evil.so"])),
+        ]),
+    )
+    .await;
+    for result in &results {
+        assert_eq!(error(result).0, "denied", "-2 for every call: {result}");
+    }
+    assert!(error(&results[1]).1.contains("fts3_tokenizer"), "{}", results[1]);
+    for path in ["/acme/state", "/other/state"] {
+        let answer = run_one(&node, path, query("SELECT 1 + 1", json!([]))).await;
+        assert_eq!(ok(&answer)["rows"], json!([[2]]), "{path} still answers");
+    }
+}
+
+/// A value is refused before it is built when it would pass SQLite's length limit (1 MiB):
+/// `-3`, the quota code, as for an answer or a database past its cap.
+#[tokio::test]
+async fn host_db_values_past_the_length_limit_are_quota_errors() {
+    let (_dir, node) = node(&[("acme", &[("state", DB)])]).await;
+    let max = gojinn::sql::MAX_VALUE_BYTES;
+    let results = run(
+        &node,
+        "/acme/state",
+        json!([
+            query("SELECT length(randomblob(999999999))", json!([])),
+            query("SELECT length(randomblob(?1))", json!([999_999_999])),
+            query("SELECT length(zeroblob(?1))", json!([999_999_999])),
+            // Two hex strings of half the limit each, concatenated.
+            query("SELECT length(hex(zeroblob(?1)) || hex(zeroblob(?1)))", json!([max / 4 + 1])),
+            query("SELECT length(randomblob(?1))", json!([max])),
+            // printf stops at the limit and answers NULL.
+            query("SELECT length(printf('%.*c', ?1, 'x'))", json!([999_999_999])),
+        ]),
+    )
+    .await;
+    for result in &results[..4] {
+        let (code, message) = error(result);
+        assert_eq!(code, "quota", "{result}");
+        assert!(message.contains("too big") && message.contains(&max.to_string()), "{message}");
+    }
+    assert_eq!(ok(&results[4])["rows"], json!([[max]]), "a value at the limit is fine");
+    assert_eq!(ok(&results[5])["rows"], json!([[null]]));
+}

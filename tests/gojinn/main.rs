@@ -12,6 +12,7 @@ mod host_db;
 mod host_http;
 mod host_jobs;
 mod host_kv;
+mod host_log;
 mod host_mutex;
 mod host_support;
 mod isolation;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod conformance;
+pub mod logs;
 pub mod nats;
 pub mod otlp;
 pub mod sockets;

@@ -9,7 +9,8 @@
 //! - `{"op":"lock","key":k,"ttl_ms":n}` → acquired; `unlock` (`key`) → released;
 //! - `{"op":"db_query","sql":s,"params":[..]}` → `{columns, rows}`; `db_exec` → rows changed;
 //! - `{"op":"enqueue","function":f,"payload":text}` → the job id;
-//! - `{"op":"fetch","method":m,"url":u,"headers":{..},"body":text}` → `{status, headers, body}`.
+//! - `{"op":"fetch","method":m,"url":u,"headers":{..},"body":text}` → `{status, headers, body}`;
+//! - `{"op":"log","message":text}` → null, the text logged at info level through `host_log`.
 //!
 //! Host calls made by one request share one call, so a lock taken by an earlier operation is
 //! this call's lock.
@@ -68,6 +69,10 @@ fn perform(op: &Value) -> Result<Value, Error> {
         "db_exec" => json!(gojinn::db::exec(&text(op, "sql")?, &params())?),
         "enqueue" => json!(gojinn::jobs::enqueue(&text(op, "function")?, text(op, "payload")?.as_bytes())?),
         "fetch" => fetch(op)?,
+        "log" => {
+            gojinn::log::info(&text(op, "message")?);
+            Value::Null
+        }
         other => return Err(Error::BadRequest(format!("unknown op {other:?}"))),
     })
 }

@@ -3,11 +3,11 @@
 //! tenants. Parameters and results travel as JSON (see [`params_from_json`] and
 //! [`TenantDb::query`]).
 //!
-//! What a guest may do is narrowed on every connection: an authorizer refuses `ATTACH`, `DETACH`
-//! (and with it `VACUUM`, which attaches a file), transactions and savepoints (each host call is
-//! one statement in its own transaction), `load_extension`, and every PRAGMA except read-only
-//! introspection and `user_version`; `max_page_count` caps a database at [`MAX_DB_BYTES`]. Only
-//! the first statement of the SQL text is compiled and run; SQLite ignores anything after it.
+//! What a guest may do is narrowed on every connection by [`sandbox`]: SQLite's defensive flags,
+//! low limits (a value or row of at most [`MAX_VALUE_BYTES`]), and an authorizer that allows
+//! listed functions, virtual-table modules and PRAGMAs only, and refuses `ATTACH`, transactions
+//! and temporary objects; `max_page_count` caps a database at [`MAX_DB_BYTES`]. Only the first
+//! statement of the SQL text is compiled and run; SQLite ignores anything after it.
 //!
 //! libSQL's local API is synchronous behind async signatures, so all of it runs on tokio's
 //! blocking pool; a call whose guest goes away (timeout, disconnect) interrupts its statement.
@@ -15,15 +15,20 @@
 //! Not here yet: an embedded replica of a remote libSQL primary (DESIGN section 5). It needs the
 //! `replication` feature and per-tenant primary URLs and tokens in the node config.
 
+mod sandbox;
+
+pub use sandbox::{MAX_SQL_BYTES, MAX_VALUE_BYTES};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use libsql::{AuthAction, AuthContext, Authorization, Connection, Database, Value};
+use libsql::{Connection, Database, Value};
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Largest query answer (the JSON document), in bytes.
 pub const MAX_RESULT_BYTES: usize = 10 << 20;
@@ -31,10 +36,17 @@ pub const MAX_RESULT_BYTES: usize = 10 << 20;
 pub const MAX_DB_BYTES: u64 = 1 << 30;
 /// Page size of new databases (SQLite's default), for the page cap.
 const PAGE_BYTES: u64 = 4096;
-/// Connections kept open per tenant between calls.
-const IDLE_CONNECTIONS: usize = 4;
+/// Statements of one tenant running at once, hence its connections. Others wait their turn
+/// (within their call's timeout). A statement whose call ended keeps its place until it stops:
+/// SQLite interrupts between steps, and a single step of a few functions (`instr`, `replace`,
+/// `trim` with a character set) can take long on values near [`MAX_VALUE_BYTES`]. So one tenant
+/// holds at most this many blocking threads and this many result rows in memory.
+const MAX_STATEMENTS: usize = 4;
 /// How long a statement waits for another connection's write lock before failing as busy.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Page cache of one connection, in KiB (SQLite's default, made explicit): it also bounds the
+/// memory a sort or a materialized subquery takes before it spills to a temporary file.
+const CACHE_KIB: u32 = 2048;
 
 /// Why a SQL call failed. The host maps each variant to a guest error code.
 #[derive(Debug, thiserror::Error)]
@@ -60,20 +72,30 @@ impl From<libsql::Error> for SqlError {
         match error {
             libsql::Error::SqliteFailure(code, message) => match code & 0xff {
                 // A function the authorizer refuses fails as a plain error with this message.
-                _ if message.starts_with("not authorized") => Self::Denied(message),
+                _ if message.starts_with("not authorized to use function") => Self::Denied(format!(
+                    "{message}: guests may call SQLite's core, aggregate, window, date, JSON and FTS5 \
+                     functions only"
+                )),
                 libsql::ffi::SQLITE_AUTH => Self::Denied(format!(
-                    "{message}: functions may not ATTACH, DETACH, VACUUM, open transactions, load \
-                     extensions or change PRAGMAs"
+                    "{message}: guests may not ATTACH, DETACH, VACUUM, open transactions, create \
+                     temporary objects or virtual tables other than {}, or change PRAGMAs",
+                    sandbox::MODULES.join(" and ")
                 )),
                 libsql::ffi::SQLITE_FULL => {
                     Self::TooLarge(format!("{message}: a tenant database holds at most {MAX_DB_BYTES} bytes"))
                 }
+                libsql::ffi::SQLITE_TOOBIG => Self::TooLarge(format!(
+                    "{message}: values and rows are limited to {MAX_VALUE_BYTES} bytes, SQL text to \
+                     {MAX_SQL_BYTES}"
+                )),
+                // Also how SQLite refuses a statement that compiles past its instruction limit.
+                libsql::ffi::SQLITE_NOMEM => {
+                    Self::TooLarge(format!("{message}: the statement needs more than SQLite's limits allow"))
+                }
                 libsql::ffi::SQLITE_BUSY | libsql::ffi::SQLITE_LOCKED | libsql::ffi::SQLITE_INTERRUPT => {
                     Self::Busy(message)
                 }
-                libsql::ffi::SQLITE_IOERR | libsql::ffi::SQLITE_CANTOPEN | libsql::ffi::SQLITE_NOMEM => {
-                    Self::Internal(message)
-                }
+                libsql::ffi::SQLITE_IOERR | libsql::ffi::SQLITE_CANTOPEN => Self::Internal(message),
                 _ => Self::Invalid(message),
             },
             libsql::Error::ExecuteReturnedRows => {
@@ -106,8 +128,13 @@ impl SqlManager {
         create_private_dir(&self.dir)?;
         // Tenant names are DNS labels, so the file name cannot leave the directory.
         let path = self.dir.join(format!("{tenant}.db"));
+        sandbox::install()?;
         let db = ready(libsql::Builder::new_local(&path).build())??;
-        let db = Arc::new(TenantDb { db, idle: Mutex::default() });
+        let db = Arc::new(TenantDb {
+            db,
+            idle: Mutex::default(),
+            statements: Arc::new(Semaphore::new(MAX_STATEMENTS)),
+        });
         let first = db.connect()?;
         db.idle.lock().expect("idle connections lock").push(first);
         open.retain(|_, db| db.strong_count() > 0);
@@ -128,6 +155,8 @@ fn create_private_dir(dir: &std::path::Path) -> Result<(), SqlError> {
 pub struct TenantDb {
     db: Database,
     idle: Mutex<Vec<Connection>>,
+    /// One permit per statement running, see [`MAX_STATEMENTS`].
+    statements: Arc<Semaphore>,
 }
 
 impl TenantDb {
@@ -146,18 +175,23 @@ impl TenantDb {
             let width = rows.column_count();
             let mut count = 0usize;
             while let Some(row) = ready(rows.next())?? {
-                if count > 0 {
-                    out.push(b',');
-                }
-                let values = (0..width).map(|i| row.get_value(i).map_err(SqlError::from).and_then(to_json));
-                let values = values.collect::<Result<Vec<_>, _>>()?;
-                serde_json::to_writer(&mut out, &values).map_err(|e| SqlError::Internal(e.to_string()))?;
                 count += 1;
-                if out.len() + 2 > MAX_RESULT_BYTES {
-                    return Err(SqlError::TooLarge(format!(
-                        "the answer passed {MAX_RESULT_BYTES} bytes at row {count}; select fewer rows or columns"
-                    )));
+                out.extend_from_slice(if count == 1 { b"[" } else { b",[" });
+                for i in 0..width {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    let value = to_json(row.get_value(i)?)?;
+                    serde_json::to_writer(&mut out, &value).map_err(|e| SqlError::Internal(e.to_string()))?;
+                    // Checked value by value, so a wide row never builds a huge answer first.
+                    if out.len() + 3 > MAX_RESULT_BYTES {
+                        return Err(SqlError::TooLarge(format!(
+                            "the answer passed {MAX_RESULT_BYTES} bytes at row {count}; select fewer rows or \
+                             columns"
+                        )));
+                    }
                 }
+                out.push(b']');
             }
             out.extend_from_slice(b"]}");
             Ok(out)
@@ -175,8 +209,9 @@ impl TenantDb {
         .await
     }
 
-    /// Runs `work` on a connection of its own on the blocking pool. If the caller stops waiting,
-    /// the statement is interrupted and the connection is not reused.
+    /// Runs `work` on a connection of its own on the blocking pool, once fewer than
+    /// [`MAX_STATEMENTS`] of the tenant's run. If the caller stops waiting, the statement is
+    /// interrupted and the connection is not reused.
     async fn with_connection<T, F>(self: &Arc<Self>, work: F) -> Result<T, SqlError>
     where
         T: Send + 'static,
@@ -184,8 +219,12 @@ impl TenantDb {
     {
         let running = Arc::new(Running(Mutex::new(Slot::Waiting)));
         let _interrupt = InterruptOnDrop(running.clone());
+        let permit = self.statements.clone().acquire_owned().await;
+        let permit = permit.map_err(|e| SqlError::Internal(format!("statement permits: {e}")))?;
         let this = self.clone();
         let task = tokio::task::spawn_blocking(move || {
+            // Released when the statement stops, even if its call ended long before.
+            let _permit = permit;
             let conn = this.checkout()?;
             if !running.start(&conn) {
                 this.checkin(conn);
@@ -211,19 +250,23 @@ impl TenantDb {
 
     fn checkin(&self, conn: Connection) {
         let mut idle = self.idle.lock().expect("idle connections lock");
-        if idle.len() < IDLE_CONNECTIONS {
+        if idle.len() < MAX_STATEMENTS {
             idle.push(conn);
         }
     }
 
-    /// A new connection with the page cap and the authorizer in place. Blocking.
+    /// A new connection (hardened as SQLite opens it, see [`sandbox::install`]) with the page
+    /// cap, the cache size and the authorizer in place. Blocking.
     fn connect(&self) -> Result<Connection, SqlError> {
         let conn = self.db.connect()?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // WAL lets readers run while one connection writes (a no-op once the file is in WAL mode).
         ready(conn.query("PRAGMA journal_mode = WAL", ()))??;
         ready(conn.query(&format!("PRAGMA max_page_count = {}", MAX_DB_BYTES / PAGE_BYTES), ()))??;
-        conn.authorizer(Some(Arc::new(authorize)))?;
+        ready(conn.query(&format!("PRAGMA cache_size = -{CACHE_KIB}"), ()))??;
+        // Sorts and subqueries past the cache spill to a file, never to more memory.
+        ready(conn.query("PRAGMA temp_store = FILE", ()))??;
+        conn.authorizer(Some(Arc::new(sandbox::authorize)))?;
         Ok(conn)
     }
 }
@@ -290,53 +333,6 @@ impl Drop for InterruptOnDrop {
     }
 }
 
-/// Introspection PRAGMAs: no side effects, whatever their argument.
-const PRAGMAS: &[&str] = &[
-    "collation_list",
-    "foreign_key_check",
-    "foreign_key_list",
-    "function_list",
-    "index_info",
-    "index_list",
-    "index_xinfo",
-    "integrity_check",
-    "module_list",
-    "pragma_list",
-    "quick_check",
-    "table_info",
-    "table_list",
-    "table_xinfo",
-    "user_version",
-];
-
-/// PRAGMAs a guest may read but not set.
-const READ_ONLY_PRAGMAS: &[&str] = &[
-    "data_version",
-    "foreign_keys",
-    "freelist_count",
-    "journal_mode",
-    "page_count",
-    "page_size",
-    "schema_version",
-];
-
-fn authorize(context: &AuthContext<'_>) -> Authorization {
-    let allowed = match context.action {
-        AuthAction::Attach { .. }
-        | AuthAction::Detach { .. }
-        | AuthAction::Transaction { .. }
-        | AuthAction::Savepoint { .. } => false,
-        AuthAction::Pragma { pragma_name, pragma_value } => {
-            let name = pragma_name.to_ascii_lowercase();
-            PRAGMAS.contains(&name.as_str())
-                || (pragma_value.is_none() && READ_ONLY_PRAGMAS.contains(&name.as_str()))
-        }
-        AuthAction::Function { function_name } => !function_name.eq_ignore_ascii_case("load_extension"),
-        _ => true,
-    };
-    if allowed { Authorization::Allow } else { Authorization::Deny }
-}
-
 /// Parses the parameters of a call: a JSON array of null, booleans (bound as 0 or 1), integers,
 /// floats, strings, and `{"base64": "..."}` for blobs. Empty input means no parameters.
 pub fn params_from_json(bytes: &[u8]) -> Result<Vec<Value>, SqlError> {
@@ -401,17 +397,25 @@ mod tests {
     use super::*;
     use crate::spec::Name;
 
-    fn manager() -> (tempfile::TempDir, SqlManager) {
+    /// A statement that runs until it is interrupted.
+    const ENDLESS: &str =
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
+
+    pub(super) fn manager() -> (tempfile::TempDir, SqlManager) {
         let dir = tempfile::tempdir().unwrap();
         let manager = SqlManager::new(dir.path().join("sql"));
         (dir, manager)
     }
 
-    fn name(raw: &str) -> Name {
+    pub(super) fn name(raw: &str) -> Name {
         Name::new(raw).unwrap()
     }
 
-    async fn rows(db: &Arc<TenantDb>, sql: &str, params: &str) -> Result<serde_json::Value, SqlError> {
+    pub(super) async fn rows(
+        db: &Arc<TenantDb>,
+        sql: &str,
+        params: &str,
+    ) -> Result<serde_json::Value, SqlError> {
         let answer = db.query(sql.into(), params_from_json(params.as_bytes())?).await?;
         Ok(serde_json::from_slice(&answer).unwrap())
     }
@@ -442,29 +446,6 @@ mod tests {
         let error = rows(&b, "SELECT * FROM only_a", "").await.unwrap_err();
         assert!(matches!(&error, SqlError::Invalid(m) if m.contains("no such table")), "{error:?}");
         assert!(dir.path().join("sql/a.db").is_file() && dir.path().join("sql/b.db").is_file());
-    }
-
-    #[tokio::test]
-    async fn attach_vacuum_transactions_and_pragmas_are_refused() {
-        let (dir, manager) = manager();
-        let db = manager.open(&name("acme")).unwrap();
-        let outside = dir.path().join("outside.db");
-        for sql in [
-            format!("ATTACH DATABASE '{}' AS other", outside.display()),
-            format!("VACUUM INTO '{}'", outside.display()),
-            "VACUUM".into(),
-            "BEGIN".into(),
-            "SAVEPOINT s".into(),
-            "PRAGMA max_page_count = 1000000000".into(),
-            "PRAGMA journal_mode = DELETE".into(),
-            "SELECT load_extension('/tmp/x.so')".into(),
-        ] {
-            let error = db.exec(sql.clone(), Vec::new()).await.unwrap_err();
-            assert!(matches!(error, SqlError::Denied(_)), "{sql}: {error:?}");
-        }
-        assert!(!outside.exists(), "no file was written outside the tenant's database");
-        assert!(rows(&db, "PRAGMA table_list", "").await.is_ok());
-        assert!(db.exec("PRAGMA user_version = 3".into(), Vec::new()).await.is_ok());
     }
 
     #[tokio::test]
@@ -499,11 +480,35 @@ mod tests {
     async fn an_abandoned_statement_is_interrupted() {
         let (_dir, manager) = manager();
         let db = manager.open(&name("acme")).unwrap();
-        let endless =
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n";
-        let call = db.query(endless.into(), Vec::new());
+        let call = db.query(ENDLESS.into(), Vec::new());
         assert!(tokio::time::timeout(Duration::from_millis(50), call).await.is_err());
         // The interrupted connection is not reused and the database keeps answering.
         assert_eq!(rows(&db, "SELECT 7", "").await.unwrap()["rows"][0][0], 7);
+    }
+
+    #[tokio::test]
+    async fn a_tenant_runs_at_most_a_few_statements_at_once() {
+        let (_dir, manager) = manager();
+        let db = manager.open(&name("acme")).unwrap();
+        let running: Vec<_> = (0..MAX_STATEMENTS)
+            .map(|_| {
+                let db = db.clone();
+                tokio::spawn(async move { db.query(ENDLESS.into(), Vec::new()).await })
+            })
+            .collect();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while db.statements.available_permits() > 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the statements never started");
+            tokio::task::yield_now().await;
+        }
+        let next = tokio::spawn({
+            let db = db.clone();
+            async move { rows(&db, "SELECT 7", "").await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(!next.is_finished(), "a fifth statement waits for a place");
+        // Their calls end: the statements are interrupted and give their places up.
+        running.iter().for_each(|task| task.abort());
+        assert_eq!(next.await.unwrap().unwrap()["rows"][0][0], 7);
     }
 }
