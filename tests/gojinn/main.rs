@@ -20,6 +20,7 @@ mod jobs_embedded;
 mod jobs_nats;
 mod mcp;
 mod metrics;
+mod outage;
 mod receipts;
 mod reconcile;
 mod reconcile_policy;
