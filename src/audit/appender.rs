@@ -8,8 +8,8 @@
 //! for the tenants deployed then), writes checkpoints every interval and when it stops, and
 //! retries an append that failed for a reason that may pass (the backend unavailable) until it
 //! succeeds or the recorder has been stopping for longer than its grace period. While appends
-//! fail it says why (`trouble`), so that callers waiting for a receipt are told at once rather
-//! than held until the backend is back.
+//! keep failing (twice in a row) it says why (`trouble`), so that callers waiting for a receipt
+//! are told rather than held until the backend is back.
 //!
 //! A record is never stored twice: a failed append may have stored it all the same (a lost
 //! acknowledgement, a timeout), so before publishing it again the appender reads the log's tail
@@ -275,6 +275,7 @@ impl Appender {
             tenant,
             what,
             pause: FIRST_RETRY_PAUSE,
+            failures: 0,
             stop_by: self.stop_by.clone(),
             trouble: self.trouble.clone(),
         }
@@ -312,20 +313,26 @@ struct Retry<'a> {
     tenant: &'a Name,
     what: &'static str,
     pause: Duration,
+    failures: u32,
     stop_by: watch::Receiver<Option<Instant>>,
     trouble: watch::Sender<Option<String>>,
 }
 
 impl Retry<'_> {
-    /// After a failure: gives it back if it is not to be retried, else says why appends fail
-    /// and waits before the retry.
+    /// After a failure: gives it back if it is not to be retried, else waits before the retry;
+    /// from the second failure in a row on, says why appends fail (a single one, such as a lost
+    /// acknowledgement, is usually settled by the first retry).
     async fn after(&mut self, error: StateError) -> Result<(), StateError> {
         let overdue = (*self.stop_by.borrow()).is_some_and(|by| Instant::now() >= by);
         if !transient(&error) || overdue {
             return Err(error);
         }
         tracing::warn!(tenant = %self.tenant, "{} failed, retrying in {:?}: {error}", self.what, self.pause);
-        self.trouble.send_replace(Some(format!("{} of tenant {} failed: {error}", self.what, self.tenant)));
+        self.failures += 1;
+        if self.failures > 1 {
+            let trouble = format!("{} of tenant {} failed: {error}", self.what, self.tenant);
+            self.trouble.send_replace(Some(trouble));
+        }
         tokio::time::sleep(self.pause).await;
         self.pause = (self.pause * 2).min(MAX_RETRY_PAUSE);
         Ok(())

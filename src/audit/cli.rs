@@ -7,9 +7,9 @@
 //! checkpoints verifies with them (the wrong keys, not a tampered log).
 
 use super::KeyError;
+use super::keys::Keyring;
 use super::log::{self, Stored};
 use super::recorder::{key_file, read_keyring};
-use super::keys::Keyring;
 use super::verify::{Finding, Problem, Subject, Verdict, Window, any_verifies, verify};
 use crate::api::client::{AdminClient, ClientError};
 use crate::api::token::TOKEN_FILE_NAME;

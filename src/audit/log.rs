@@ -126,7 +126,12 @@ pub async fn list(
     let within = |(_, receipt): &(&RawValue, Listed)| {
         (range.from_ms..range.to_ms).contains(&receipt.execution.started_ms)
     };
-    Ok(receipts(&records).into_iter().filter(within).take(range.limit).map(|(raw, _)| raw.to_owned()).collect())
+    Ok(receipts(&records)
+        .into_iter()
+        .filter(within)
+        .take(range.limit)
+        .map(|(raw, _)| raw.to_owned())
+        .collect())
 }
 
 /// What a tenant's log says of one node's chain.

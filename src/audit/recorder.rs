@@ -8,11 +8,12 @@
 //! for room rather than receipts being dropped. Stopping appends everything queued and writes a
 //! checkpoint of every chain that moved.
 //!
-//! Nobody waits on a failing backend: while the appender's appends fail (the backend
-//! unreachable, say), a caller waiting for its receipt (`sync`) is told at once that it is not
-//! in the log yet (its receipt stays queued and is appended once the backend is back), a caller
-//! waiting for room in a full queue is refused, and [`Recorder::refuses_executions`] tells the
-//! edge to refuse executions whose receipts could not be recorded before they run.
+//! Nobody waits on a failing backend: once the appender's appends keep failing (the backend
+//! unreachable, say; a single failure is retried first), a caller waiting for its receipt
+//! (`sync`) is told that it is not in the log yet (its receipt stays queued and is appended
+//! once the backend is back), a caller waiting for room in a full queue is refused, and
+//! [`Recorder::refuses_executions`] tells the edge to refuse executions whose receipts could
+//! not be recorded before they run.
 
 use super::appender::{Appender, Command, Queued};
 use super::chain::Chains;
@@ -54,7 +55,9 @@ pub enum RecordError {
     Stopped,
     #[error("receipt {0} could not be appended to the audit log")]
     NotAppended(String),
-    #[error("receipt {id} is not in the audit log yet (it is appended once the log can be written): {reason}")]
+    #[error(
+        "receipt {id} is not in the audit log yet (it is appended once the log can be written): {reason}"
+    )]
     NotYetAppended { id: String, reason: String },
     #[error("receipts cannot be recorded now: {0}")]
     Unavailable(String),
@@ -341,7 +344,11 @@ mod tests {
                 records.len() as u64
             };
             let lose = |n: usize| n.checked_sub(1);
-            match self.lose_acks.fetch_update(std::sync::atomic::Ordering::SeqCst, std::sync::atomic::Ordering::SeqCst, lose) {
+            match self.lose_acks.fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                lose,
+            ) {
                 Ok(_) => Err(StateError::Unavailable("the acknowledgement was lost".into())),
                 Err(_) => Ok(sequence),
             }
@@ -355,6 +362,13 @@ mod tests {
         }
     }
 
+    /// A sync recorder of tenant acme on `log`.
+    async fn start_on(dir: &Path, log: Arc<FaultyLog>) -> Recorder {
+        let tenants = [Name::new("acme").unwrap()];
+        let settings = settings(Durability::Sync);
+        Recorder::start(&settings, dir, log, Arc::new(Metrics::new()), tenants).await.unwrap()
+    }
+
     fn verified(dir: &Path, records: &[bytes::Bytes]) -> Verdict {
         let keys = read_keyring(&dir.join(KEY_FILE_NAME), &[], false).unwrap();
         verify(&keys, "acme", records, Window::ALL)
@@ -364,11 +378,7 @@ mod tests {
     async fn an_append_whose_acknowledgement_was_lost_is_stored_once() {
         let dir = tempfile::tempdir().unwrap();
         let faulty = Arc::new(FaultyLog { lose_acks: 2.into(), ..FaultyLog::default() });
-        let tenant = Name::new("acme").unwrap();
-        let settings = settings(Durability::Sync);
-        let recorder = Recorder::start(&settings, dir.path(), faulty.clone(), Arc::new(Metrics::new()), [tenant])
-            .await
-            .unwrap();
+        let recorder = start_on(dir.path(), faulty.clone()).await;
         recorder.record(draft(1)).await.unwrap();
         recorder.record(draft(2)).await.unwrap();
         recorder.stop().await;
@@ -382,11 +392,7 @@ mod tests {
     async fn while_appends_fail_nobody_waits_and_the_receipts_land_once_the_log_is_back() {
         let dir = tempfile::tempdir().unwrap();
         let faulty = Arc::new(FaultyLog { down: true.into(), ..FaultyLog::default() });
-        let tenant = Name::new("acme").unwrap();
-        let settings = settings(Durability::Sync);
-        let recorder = Recorder::start(&settings, dir.path(), faulty.clone(), Arc::new(Metrics::new()), [tenant])
-            .await
-            .unwrap();
+        let recorder = start_on(dir.path(), faulty.clone()).await;
         assert!(!recorder.refuses_executions(), "nothing has failed yet");
         let Err(RecordError::NotYetAppended { id, .. }) = recorder.record(draft(1)).await else {
             panic!("a sync receipt the log cannot take is reported, not waited for")

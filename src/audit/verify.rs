@@ -520,7 +520,13 @@ mod tests {
     fn a_record_stored_again_right_after_itself_in_its_chain_is_counted_once() {
         let mut chains = Chains::new("node-a".into(), keys());
         let mut other = Chains::new("node-b".into(), keys());
-        let mut batch = |n: u64| Record::Receipts(vec![chains.seal(new_id("acme"), draft(n)), chains.seal(new_id("acme"), draft(n + 1))]).encode();
+        let mut batch = |n: u64| {
+            Record::Receipts(vec![
+                chains.seal(new_id("acme"), draft(n)),
+                chains.seal(new_id("acme"), draft(n + 1)),
+            ])
+            .encode()
+        };
         let (first, second) = (batch(1), batch(3));
         let foreign = Record::Receipts(vec![other.seal(new_id("acme"), draft(9))]).encode();
         // Twice more, with another chain's record between two of the copies.

@@ -32,7 +32,11 @@ fn spec_dir() -> SpecDir {
     let dir = SpecDir::new();
     dir.module("hello").module("guest-state");
     let functions = [
-        ("hello", "hello", "limits: { timeout: 1s }\njobs: { maxDeliver: 20, backoff: [100ms], ackWait: 3s }"),
+        (
+            "hello",
+            "hello",
+            "limits: { timeout: 1s }\njobs: { maxDeliver: 20, backoff: [100ms], ackWait: 3s }",
+        ),
         ("state", "guest-state", r#"grants: { kv: { read: ["*"], write: ["*"] } }"#),
     ];
     dir.write("specs.yaml", &specs("acme", "", &functions));
@@ -124,7 +128,11 @@ async fn while_nats_is_down_readiness_says_why_and_calls_needing_it_fail_at_once
     assert_eq!((status, answer), (200, json!([{ "ok": "v" }])));
     let data = receipts::stop(node).await;
     let (code, report) = verify_nats(&nats.url(), &data.path().join("audit.key"));
-    assert_eq!((code, report["checked"].as_u64(), report["repeated"].as_u64()), (0, Some(4), Some(0)), "{report:#}");
+    assert_eq!(
+        (code, report["checked"].as_u64(), report["repeated"].as_u64()),
+        (0, Some(4), Some(0)),
+        "{report:#}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +160,8 @@ async fn readiness_is_503_until_the_first_reconcile_has_deployed() {
     let data = tempfile::tempdir().unwrap();
     let config = Arc::new(Node::config(dir.path(), data.path()));
     let metrics = Arc::new(Metrics::new());
-    let runtime = Arc::new(gojinn::runtime::Runtime::new(config.runtime.pool(), None, metrics.clone()).unwrap());
+    let runtime =
+        Arc::new(gojinn::runtime::Runtime::new(config.runtime.pool(), None, metrics.clone()).unwrap());
     let state = gojinn::state::open(&config.state, &config.data_dir).await.unwrap();
     let deployer = Arc::new(gojinn::deploy::Deployer::new(config.clone(), runtime, state.clone()));
     let recorder = Recorder::start(&config.audit, data.path(), state.audit.clone(), metrics.clone(), []);
@@ -190,7 +199,9 @@ async fn duplicate_window(nats: &NatsServer, tenant: &Name) -> Duration {
 async fn set_duplicate_window(nats: &NatsServer, tenant: &Name, window: Duration) {
     let raw = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
     let config = audit_stream(nats, tenant).await.info().await.unwrap().config.clone();
-    raw.update_stream(async_nats::jetstream::stream::Config { duplicate_window: window, ..config }).await.unwrap();
+    raw.update_stream(async_nats::jetstream::stream::Config { duplicate_window: window, ..config })
+        .await
+        .unwrap();
 }
 
 /// What one call of the load did.
@@ -232,7 +243,9 @@ async fn restart_under_load(window: Option<Duration>, outage: Duration) {
     let (mut calls, mut jobs) = (Vec::new(), Vec::new());
     let load = async {
         while !done.load(Ordering::SeqCst) {
-            for (path, body) in [("/acme/hello", ""), ("/acme/state", r#"{"op":"kv_set","key":"n","value":"1"}"#)] {
+            for (path, body) in
+                [("/acme/hello", ""), ("/acme/state", r#"{"op":"kv_set","key":"n","value":"1"}"#)]
+            {
                 let call = answered(&node, path, body).await;
                 if call.status == 200 {
                     succeeded.fetch_add(1, Ordering::SeqCst);
@@ -241,8 +254,12 @@ async fn restart_under_load(window: Option<Duration>, outage: Duration) {
             }
             let response = api.call_async("/acme/hello", &[], "").await;
             match response.status().as_u16() {
-                202 => jobs.push(response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned()),
-                status => assert_eq!(error_code(response).await.1, "unavailable", "an async call got {status}"),
+                202 => {
+                    jobs.push(response.json::<Value>().await.unwrap()["job_id"].as_str().unwrap().to_owned())
+                }
+                status => {
+                    assert_eq!(error_code(response).await.1, "unavailable", "an async call got {status}")
+                }
             }
         }
     };
@@ -288,7 +305,11 @@ async fn restart_under_load(window: Option<Duration>, outage: Duration) {
 
     let data = receipts::stop(node).await;
     let (code, report) = verify_nats(&nats.url(), &data.path().join("audit.key"));
-    assert_eq!((code, report["ok"].as_bool(), report["repeated"].as_u64()), (0, Some(true), Some(0)), "{report:#}");
+    assert_eq!(
+        (code, report["ok"].as_bool(), report["repeated"].as_u64()),
+        (0, Some(true), Some(0)),
+        "{report:#}"
+    );
     let backend = NatsBackend::connect(&nats.url()).await.unwrap();
     let stored: Vec<String> = log::read_all(&backend, &tenant)
         .await
@@ -391,14 +412,16 @@ async fn lose_an_acknowledgement(after: Duration) {
     let dir = tempfile::tempdir().unwrap();
     let lost = Arc::new(LostAck { backend: backend.clone(), after, lose: true.into() });
     let settings = AuditSettings { node: Some("node-a".into()), ..AuditSettings::default() };
-    let recorder =
-        Recorder::start(&settings, dir.path(), lost, Arc::new(Metrics::new()), [tenant.clone()]).await.unwrap();
+    let recorder = Recorder::start(&settings, dir.path(), lost, Arc::new(Metrics::new()), [tenant.clone()])
+        .await
+        .unwrap();
     // Its caller may be told it is not appended yet; it is appended all the same.
     let _ = recorder.record(draft()).await;
     recorder.record(draft()).await.unwrap();
     recorder.stop().await;
 
-    let records: Vec<_> = log::read_all(&*backend, &tenant).await.unwrap().into_iter().map(|(_, r)| r).collect();
+    let records: Vec<_> =
+        log::read_all(&*backend, &tenant).await.unwrap().into_iter().map(|(_, r)| r).collect();
     assert_eq!(records.len(), 3, "two receipts and a checkpoint, none twice: {records:?}");
     let keys = gojinn::audit::read_keyring(&dir.path().join("audit.key"), &[], false).unwrap();
     let verdict = gojinn::audit::verify(&keys, "acme", &records, gojinn::audit::Window::ALL);

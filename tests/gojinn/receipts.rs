@@ -404,7 +404,8 @@ async fn audit_verify_with_a_key_that_verifies_nothing_exits_2_asking_whether_th
     let data = stop(node).await;
     let keys = tempfile::tempdir().unwrap();
     let wrong = key_file(keys.path(), "wrong.key", 7);
-    let output = verify(&["--data-dir", data.path().to_str().unwrap(), "--key-file", wrong.to_str().unwrap()]);
+    let output =
+        verify(&["--data-dir", data.path().to_str().unwrap(), "--key-file", wrong.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("no receipt verified with the given key(s): wrong key?"), "{stderr}");
@@ -438,7 +439,8 @@ async fn a_record_an_outage_stored_twice_in_a_row_verifies_counted_once_and_a_la
     let node = start(dir.path(), data, audit("node-a"), None).await;
     ids.push(call(&node, "/acme/hello").await.1);
     let listed: Value = admin(&node, "tenants/acme/receipts").await.json().await.unwrap();
-    let listed: Vec<&str> = listed["receipts"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let listed: Vec<&str> =
+        listed["receipts"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!(listed, ids);
     let data = stop(node).await;
     assert_eq!(verify_data_dir(data.path(), &[]).0, 0);
