@@ -167,6 +167,9 @@ pub struct StateSettings {
     /// backend): 1, 3 or 5. Used when a node creates them; existing buckets keep theirs.
     #[serde(deserialize_with = "replica_count")]
     pub control_replicas: u8,
+    /// How long a call waits for the state backend (`nats`) before it fails with 503
+    /// `unavailable` (a guest's host call with `-5`); while the node is disconnected, at once.
+    pub timeout: Span,
 }
 
 /// A JetStream replica count: 1, 3 or 5.
@@ -191,7 +194,12 @@ pub enum BackendKind {
 
 impl Default for StateSettings {
     fn default() -> Self {
-        Self { backend: BackendKind::Embedded, nats_url: "nats://127.0.0.1:4222".into(), control_replicas: 1 }
+        Self {
+            backend: BackendKind::Embedded,
+            nats_url: "nats://127.0.0.1:4222".into(),
+            control_replicas: 1,
+            timeout: Span(std::time::Duration::from_secs(5)),
+        }
     }
 }
 

@@ -1,11 +1,11 @@
 //! Receipts in the admin API, behind the same token: one receipt by id, a tenant's receipts of a
 //! time range, and a tenant's audit log as stored (receipts and checkpoints, byte for byte), which
-//! `gojinn audit verify --url` reads. Each reads the tenant's log from its start (see
-//! [`crate::audit::log`]).
+//! `gojinn audit verify --url` reads. Receipts are sent as stored, byte for byte, never encoded
+//! again: their signature covers those bytes, so a client can check each one alone. Each reads
+//! the tenant's log from its start (see [`crate::audit::log`]).
 
 use super::{Admin, ApiError, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
-use crate::audit::Receipt;
-use crate::audit::log::{self, AuditPage, Range, StoredRecord};
+use crate::audit::log::{self, AuditPage, Range, StoredReceipt, StoredRecord};
 use crate::edge::only;
 use crate::edge::respond::EdgeError;
 use crate::spec::Name;
@@ -27,34 +27,40 @@ pub(super) fn routes() -> Router<Arc<Admin>> {
         .route("/_gojinn/v1/tenants/{tenant}/audit", only(get(records), "GET"))
 }
 
-/// `GET /_gojinn/v1/receipts/{id}` → the receipt.
+/// `GET /_gojinn/v1/receipts/{id}` → the receipt, as stored.
 async fn show(
     State(admin): State<Arc<Admin>>,
     Path(id): Path<String>,
-) -> Result<axum::Json<Receipt>, EdgeError> {
+) -> Result<axum::Json<StoredReceipt>, EdgeError> {
     Ok(axum::Json(receipt(admin.deployer.state(), &id).await?))
 }
 
-/// The receipt `id` (REST `GET /_gojinn/v1/receipts/{id}`, MCP `gojinn.receipt`).
-pub(crate) async fn receipt(state: &crate::state::State, id: &str) -> Result<Receipt, EdgeError> {
+/// The receipt `id` as stored (REST `GET /_gojinn/v1/receipts/{id}`, MCP `gojinn.receipt`).
+pub(crate) async fn receipt(state: &crate::state::State, id: &str) -> Result<StoredReceipt, EdgeError> {
     let found = log::find(&*state.audit, id).await.map_err(ApiError::State)?;
     Ok(found.ok_or_else(|| ApiError::NoReceipt(id.to_owned()))?)
 }
 
+/// A page of receipts, each as stored.
+#[derive(serde::Serialize)]
+struct Receipts {
+    receipts: Vec<StoredReceipt>,
+}
+
 /// `GET /_gojinn/v1/tenants/{tenant}/receipts?from=MS&to=MS&limit=N` → `{"receipts": [...]}`:
-/// those of executions started in `[from, to)`, in log order.
+/// those of executions started in `[from, to)`, in log order, as stored.
 async fn list(
     State(admin): State<Arc<Admin>>,
     Path(tenant): Path<String>,
     request: Request,
-) -> Result<axum::Json<serde_json::Value>, EdgeError> {
+) -> Result<axum::Json<Receipts>, EdgeError> {
     let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
     let [from, to, limit] = numbers(request.uri().query().unwrap_or_default(), ["from", "to", "limit"])?;
     let limit = bounded("limit", limit, DEFAULT_LIST_LIMIT as u64, MAX_LIST_LIMIT as u64)?;
     let range = Range { from_ms: from.unwrap_or(0), to_ms: to.unwrap_or(u64::MAX), limit };
     let receipts =
         log::list(&*admin.deployer.state().audit, &tenant, range).await.map_err(ApiError::State)?;
-    Ok(axum::Json(serde_json::json!({ "receipts": receipts })))
+    Ok(axum::Json(Receipts { receipts }))
 }
 
 /// `GET /_gojinn/v1/tenants/{tenant}/audit?after=SEQ&limit=N` → `{"records": [{"sequence": ..,

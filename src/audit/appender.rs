@@ -7,12 +7,18 @@
 //! It resumes a tenant's chain from the tenant's log before sealing its first receipt (at start
 //! for the tenants deployed then), writes checkpoints every interval and when it stops, and
 //! retries an append that failed for a reason that may pass (the backend unavailable) until it
-//! succeeds or the recorder has been stopping for longer than its grace period. A retried
-//! append first looks whether the failed one landed after all, so a lost acknowledgement never
-//! writes a receipt twice.
+//! succeeds or the recorder has been stopping for longer than its grace period. While appends
+//! keep failing (twice in a row) it says why (`trouble`), so that callers waiting for a receipt
+//! are told rather than held until the backend is back.
+//!
+//! A record is never stored twice: a failed append may have stored it all the same (a lost
+//! acknowledgement, a timeout), so before publishing it again the appender reads the log's tail
+//! after the last sequence it knows of and looks for it; it publishes again only once a read has
+//! shown the record is not there. The backends also drop a repeat within their duplicate window
+//! (see `AuditLog::append`), which covers a first attempt that lands while the tail is read.
 
 use super::chain::{Chains, Head};
-use super::log::chain_state;
+use super::log::{chain_state, read_from};
 use super::receipt::ReceiptDraft;
 use super::record::{Checkpoint, Record};
 use crate::metrics::Metrics;
@@ -35,8 +41,6 @@ const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
 /// The shortest interval between checkpoints.
 const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
-/// Records after the last known end read to look for an append that landed unacknowledged.
-const LANDED_SCAN: usize = 1000;
 
 /// What the recorder asks of the appender.
 pub(super) enum Command {
@@ -71,6 +75,8 @@ pub(super) struct Appender {
     logs: HashMap<String, TenantLog>,
     /// When the recorder must have finished stopping, once it was asked to.
     stop_by: watch::Receiver<Option<Instant>>,
+    /// Why appends fail, while they do (`None` once one succeeds).
+    trouble: watch::Sender<Option<String>>,
 }
 
 impl Appender {
@@ -79,8 +85,9 @@ impl Appender {
         metrics: Arc<Metrics>,
         chains: Chains,
         stop_by: watch::Receiver<Option<Instant>>,
+        trouble: watch::Sender<Option<String>>,
     ) -> Self {
-        Self { audit, metrics, chains, logs: HashMap::new(), stop_by }
+        Self { audit, metrics, chains, logs: HashMap::new(), stop_by, trouble }
     }
 
     /// Resumes the chains of `tenants` now; one that cannot be read is resumed before its first
@@ -155,11 +162,12 @@ impl Appender {
             Ok(name) => name,
             Err(error) => return lose(tenant, batch, &format!("invalid tenant name: {error}")),
         };
-        let mut retry = Retry::new(&name, "reading the audit log");
+        let mut retry = self.retry(&name, "reading the audit log");
         while !self.logs.contains_key(tenant) {
             if let Err(error) = self.resume(&name).await
-                && let Err(error) = retry.after(error, &self.stop_by).await
+                && let Err(error) = retry.after(error).await
             {
+                self.settled();
                 return lose(tenant, batch, &error.to_string());
             }
         }
@@ -211,37 +219,66 @@ impl Appender {
         }
     }
 
-    /// Appends `record` to `name`'s log, retrying while the failure may pass.
+    /// Appends `record` to `name`'s log, retrying while the failure may pass; after a failure
+    /// that may have stored it, publishes it again only once the log's tail shows it is not
+    /// there.
     async fn append(&mut self, name: &Name, record: Bytes) -> Result<(), StateError> {
-        let mut retry = Retry::new(name, "appending to the audit log");
+        let mut retry = self.retry(name, "appending to the audit log");
+        let mut maybe_stored = false;
         loop {
-            match self.append_once(name, &record).instrument(spans::audit_append(name.as_str())).await {
+            let attempt = async {
+                if maybe_stored && let Some(sequence) = self.landed(name, &record).await? {
+                    return Ok(sequence);
+                }
+                self.audit.append(name, record.clone()).await
+            };
+            match attempt.instrument(spans::audit_append(name.as_str())).await {
                 Ok(end) => {
                     if let Some(log) = self.logs.get_mut(name.as_str()) {
                         log.end = end;
                     }
+                    self.settled();
                     return Ok(());
                 }
-                Err(error) => retry.after(error, &self.stop_by).await?,
+                Err(error) => {
+                    // A failed read leaves the question open; a failed append may open it.
+                    maybe_stored |= transient(&error);
+                    if let Err(error) = retry.after(error).await {
+                        self.settled();
+                        return Err(error);
+                    }
+                }
             }
         }
     }
 
-    /// One append; after a failure that may have happened after the record was stored, finds
-    /// the record if it was.
-    async fn append_once(&mut self, name: &Name, record: &Bytes) -> Result<u64, StateError> {
-        let failure = match self.audit.append(name, record.clone()).await {
-            Ok(sequence) => return Ok(sequence),
-            Err(failure) => failure,
-        };
+    /// The sequence at which `record` is in `name`'s log after the last sequence this node
+    /// knows of, if it is there: the whole tail is read, whatever other nodes appended since.
+    async fn landed(&self, name: &Name, record: &Bytes) -> Result<Option<u64>, StateError> {
         let end = self.logs.get(name.as_str()).map_or(0, |log| log.end);
-        if transient(&failure)
-            && let Ok(after) = self.audit.read(name, end + 1, LANDED_SCAN).await
-            && let Some((sequence, _)) = after.iter().find(|(_, stored)| stored == record)
-        {
-            return Ok(*sequence);
+        let tail = read_from(&*self.audit, name, end + 1).await?;
+        let found = tail.into_iter().find(|(_, stored)| stored == record).map(|(sequence, _)| sequence);
+        if let Some(sequence) = found {
+            tracing::info!(tenant = %name, sequence, "an audit append that seemed to fail had landed");
         }
-        Err(failure)
+        Ok(found)
+    }
+
+    /// Appends no longer fail, or failed for good (then the next one tries afresh, and says
+    /// so if it fails too).
+    fn settled(&self) {
+        self.trouble.send_if_modified(|trouble| trouble.take().is_some());
+    }
+
+    fn retry<'a>(&self, tenant: &'a Name, what: &'static str) -> Retry<'a> {
+        Retry {
+            tenant,
+            what,
+            pause: FIRST_RETRY_PAUSE,
+            failures: 0,
+            stop_by: self.stop_by.clone(),
+            trouble: self.trouble.clone(),
+        }
     }
 
     /// Reads where this node's chain of `name` stands and continues it from there.
@@ -276,24 +313,26 @@ struct Retry<'a> {
     tenant: &'a Name,
     what: &'static str,
     pause: Duration,
+    failures: u32,
+    stop_by: watch::Receiver<Option<Instant>>,
+    trouble: watch::Sender<Option<String>>,
 }
 
-impl<'a> Retry<'a> {
-    fn new(tenant: &'a Name, what: &'static str) -> Self {
-        Self { tenant, what, pause: FIRST_RETRY_PAUSE }
-    }
-
-    /// After a failure: gives it back if it is not to be retried, else waits before the retry.
-    async fn after(
-        &mut self,
-        error: StateError,
-        stop_by: &watch::Receiver<Option<Instant>>,
-    ) -> Result<(), StateError> {
-        let overdue = (*stop_by.borrow()).is_some_and(|by| Instant::now() >= by);
+impl Retry<'_> {
+    /// After a failure: gives it back if it is not to be retried, else waits before the retry;
+    /// from the second failure in a row on, says why appends fail (a single one, such as a lost
+    /// acknowledgement, is usually settled by the first retry).
+    async fn after(&mut self, error: StateError) -> Result<(), StateError> {
+        let overdue = (*self.stop_by.borrow()).is_some_and(|by| Instant::now() >= by);
         if !transient(&error) || overdue {
             return Err(error);
         }
         tracing::warn!(tenant = %self.tenant, "{} failed, retrying in {:?}: {error}", self.what, self.pause);
+        self.failures += 1;
+        if self.failures > 1 {
+            let trouble = format!("{} of tenant {} failed: {error}", self.what, self.tenant);
+            self.trouble.send_replace(Some(trouble));
+        }
         tokio::time::sleep(self.pause).await;
         self.pause = (self.pause * 2).min(MAX_RETRY_PAUSE);
         Ok(())

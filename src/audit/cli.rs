@@ -3,12 +3,14 @@
 //! no running node holds), and verifies it with the keyring of the node's configuration.
 //!
 //! Exit codes: 0 the log verified, 1 a bad entry was found (named in the output), 2 the log
-//! could not be read or the keys could not be loaded.
+//! could not be read, the keys could not be loaded, or none of the log's receipts and
+//! checkpoints verifies with them (the wrong keys, not a tampered log).
 
 use super::KeyError;
+use super::keys::Keyring;
 use super::log::{self, Stored};
 use super::recorder::{key_file, read_keyring};
-use super::verify::{Finding, Subject, Verdict, Window, verify};
+use super::verify::{Finding, Problem, Subject, Verdict, Window, any_verifies, verify};
 use crate::api::client::{AdminClient, ClientError};
 use crate::api::token::TOKEN_FILE_NAME;
 use crate::config::{BackendKind, ConfigError, NodeConfig};
@@ -82,6 +84,12 @@ pub enum CliError {
     Client(#[from] ClientError),
     #[error("no embedded store in {0} (pass the node's --data-dir, or --nats / --url)")]
     NoStore(PathBuf),
+    #[error(
+        "no receipt verified with the given key(s): wrong key? The log is signed with key id {signed}; \
+         the keys given have id(s) {given} (pass the node's --key-file, or --previous-key-file for a \
+         retired key)"
+    )]
+    WrongKeys { signed: String, given: String },
 }
 
 /// Records asked of the admin API at once.
@@ -119,7 +127,23 @@ async fn read_and_verify(args: &VerifyArgs) -> Result<(Vec<Stored>, Verdict), Cl
     let window = Window { from_ms: args.from, to_ms: args.to };
     let bytes: Vec<&[u8]> = records.iter().map(|(_, record)| record.as_ref()).collect();
     let verdict = verify(&keys, tenant.as_str(), &bytes, window);
+    if let Some(signed) = foreign_key(&keys, tenant.as_str(), &bytes, &verdict) {
+        return Err(CliError::WrongKeys { signed, given: keys.ids().join(", ") });
+    }
     Ok((records, verdict))
+}
+
+/// The key id the log's first entry names when it is none of `keys`' and nothing of the log
+/// verifies with them: the keys are wrong, which says nothing of the log. A log of which
+/// anything verifies and the first entry does not is tampered with (or signed with several
+/// keys, one of them missing); a bad signature under a key id of `keys` is tampering too.
+fn foreign_key(keys: &Keyring, tenant: &str, records: &[&[u8]], verdict: &Verdict) -> Option<String> {
+    match &verdict.first_bad.as_ref()?.problem {
+        Problem::UnknownKey { key_id } if verdict.checked == 0 && !any_verifies(keys, tenant, records) => {
+            Some(key_id.clone())
+        }
+        _ => None,
+    }
 }
 
 /// The tenant's whole log, from where the arguments and the config say.
@@ -185,6 +209,7 @@ fn report(args: &VerifyArgs, records: &[Stored], verdict: &Verdict) {
                 "ok": first_bad.is_none(),
                 "records": records.len(),
                 "checked": verdict.checked,
+                "repeated": verdict.repeated,
                 "checkpoints": verdict.checkpoints,
                 "chains": verdict.chains,
                 "first_bad": first_bad,
@@ -192,14 +217,23 @@ fn report(args: &VerifyArgs, records: &[Stored], verdict: &Verdict) {
             println!("{}", serde_json::to_string_pretty(&json).expect("JSON serializes"));
         }
         Format::Text => match &verdict.first_bad {
-            None => println!(
-                "tenant {}: ok: {} receipt(s) in {} chain(s) and {} checkpoint(s) verified ({} record(s))",
-                args.tenant,
-                verdict.checked,
-                verdict.chains,
-                verdict.checkpoints,
-                records.len()
-            ),
+            None => {
+                println!(
+                    "tenant {}: ok: {} receipt(s) in {} chain(s) and {} checkpoint(s) verified ({} record(s))",
+                    args.tenant,
+                    verdict.checked,
+                    verdict.chains,
+                    verdict.checkpoints,
+                    records.len()
+                );
+                if verdict.repeated > 0 {
+                    println!(
+                        "{} receipt(s) were stored twice in a row by a retried append (an outage, not a \
+                         replay) and counted once",
+                        verdict.repeated
+                    );
+                }
+            }
             Some(finding) => {
                 let what = match &finding.subject {
                     Subject::Receipt { id } => format!("receipt {id}"),

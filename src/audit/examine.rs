@@ -39,7 +39,7 @@ pub(super) struct Examined<'a> {
 /// A record as stored, each receipt kept as its exact JSON text.
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case")]
-enum RawRecord<'a> {
+pub(super) enum RawRecord<'a> {
     Receipts(#[serde(borrow)] Vec<&'a RawValue>),
     Checkpoint(Checkpoint),
 }
@@ -115,7 +115,7 @@ fn examine_range<'a, B: AsRef<[u8]>>(
 }
 
 /// Checks one receipt, given as its JSON text, alone.
-fn examine<'a>(keys: &TenantKeys, tenant: &str, json: &'a str) -> Entry<'a> {
+pub(super) fn examine<'a>(keys: &TenantKeys, tenant: &str, json: &'a str) -> Entry<'a> {
     let receipt: ReceiptView = match serde_json::from_str(json) {
         Ok(receipt) => receipt,
         Err(error) => return Entry::Malformed(error.to_string()),

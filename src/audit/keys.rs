@@ -103,6 +103,11 @@ impl Keyring {
         Self { current, retired }
     }
 
+    /// The ids of its keys, the current one first.
+    pub fn ids(&self) -> Vec<&str> {
+        std::iter::once(&self.current).chain(&self.retired).map(MasterKey::id).collect()
+    }
+
     /// `tenant`'s keys, derived once: sign and verify many receipts with them.
     pub fn tenant(&self, tenant: &str) -> TenantKeys {
         let keyed = |master: &MasterKey| {

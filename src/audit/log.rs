@@ -7,11 +7,16 @@
 //! yet.
 
 use super::chain::Head;
-use super::receipt::{Receipt, id_tenant};
+use super::examine::RawRecord;
+use super::receipt::id_tenant;
 use super::record::Record;
 use crate::spec::Name;
 use crate::state::{AuditLog, StateError};
 use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// Records read per backend call.
 const PAGE: usize = 10_000;
@@ -19,10 +24,19 @@ const PAGE: usize = 10_000;
 /// A record as stored, with its sequence number in the log.
 pub type Stored = (u64, Bytes);
 
+/// A receipt as stored: its exact JSON text, which its signature covers, so that whoever gets it
+/// can check it alone (see [`super::verify_receipt`]).
+pub type StoredReceipt = Box<RawValue>;
+
 /// Every record of `tenant`'s log, in order.
 pub async fn read_all(audit: &dyn AuditLog, tenant: &Name) -> Result<Vec<Stored>, StateError> {
+    read_from(audit, tenant, 1).await
+}
+
+/// Every record of `tenant`'s log from sequence `from` on, in order.
+pub async fn read_from(audit: &dyn AuditLog, tenant: &Name, from: u64) -> Result<Vec<Stored>, StateError> {
     let mut records = Vec::new();
-    let mut next = 1;
+    let mut next = from;
     loop {
         let page = audit.read(tenant, next, PAGE).await?;
         let full = page.len() == PAGE;
@@ -34,22 +48,58 @@ pub async fn read_all(audit: &dyn AuditLog, tenant: &Name) -> Result<Vec<Stored>
     }
 }
 
-/// The receipts of `records` (records that do not decode are skipped: verification reports them).
-fn receipts(records: &[Stored]) -> impl Iterator<Item = Receipt> + '_ {
-    records
-        .iter()
-        .filter_map(|(_, bytes)| match Record::decode(bytes) {
-            Ok(Record::Receipts(receipts)) => Some(receipts),
-            Ok(Record::Checkpoint(_)) | Err(_) => None,
-        })
-        .flatten()
+/// What a listing reads of a receipt.
+#[derive(Deserialize)]
+struct Listed<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    chain: Cow<'a, str>,
+    execution: Started,
 }
 
-/// The receipt with this id, if it is in its tenant's log.
-pub async fn find(audit: &dyn AuditLog, id: &str) -> Result<Option<Receipt>, StateError> {
+#[derive(Deserialize)]
+struct Started {
+    started_ms: u64,
+}
+
+/// The receipts of `records` as stored, in log order, without the records an outage stored
+/// twice: a record byte for byte the same as the one before it in each of its chains is the
+/// repeat of an append that seemed to fail, which verification counts once too (see
+/// `verify`). Records and receipts that do not decode are skipped: verification reports them.
+fn receipts(records: &[Stored]) -> Vec<(&RawValue, Listed<'_>)> {
+    let mut found = Vec::new();
+    // Per chain, the last record that held its receipts.
+    let mut last: HashMap<Cow<str>, usize> = HashMap::new();
+    for (position, (_, bytes)) in records.iter().enumerate() {
+        let Ok(RawRecord::Receipts(raw)) = serde_json::from_slice::<RawRecord>(bytes) else { continue };
+        let listed: Vec<_> = raw
+            .into_iter()
+            .filter_map(|raw| Some((raw, serde_json::from_str::<Listed>(raw.get()).ok()?)))
+            .collect();
+        let repeated = !listed.is_empty()
+            && listed.iter().all(|(_, receipt)| {
+                last.get(&*receipt.chain).is_some_and(|&before| records[before].1 == *bytes)
+            });
+        if repeated {
+            continue;
+        }
+        for (_, receipt) in &listed {
+            last.insert(receipt.chain.clone(), position);
+        }
+        found.extend(listed);
+    }
+    found
+}
+
+/// The receipt with this id as stored, if it is in its tenant's log.
+pub async fn find(audit: &dyn AuditLog, id: &str) -> Result<Option<StoredReceipt>, StateError> {
     let Some(tenant) = id_tenant(id) else { return Ok(None) };
     match read_all(audit, &tenant).await {
-        Ok(records) => Ok(receipts(&records).find(|receipt| receipt.id == id)),
+        Ok(records) => {
+            let found = receipts(&records).into_iter().find(|(_, receipt)| receipt.id == id);
+            Ok(found.map(|(raw, _)| raw.to_owned()))
+        }
         Err(StateError::NoTenant(_)) => Ok(None),
         Err(other) => Err(other),
     }
@@ -65,11 +115,23 @@ pub struct Range {
     pub limit: usize,
 }
 
-/// The first receipts of `tenant`'s log, in log order, whose execution started within `range`.
-pub async fn list(audit: &dyn AuditLog, tenant: &Name, range: Range) -> Result<Vec<Receipt>, StateError> {
+/// The first receipts of `tenant`'s log, in log order and as stored, whose execution started
+/// within `range`.
+pub async fn list(
+    audit: &dyn AuditLog,
+    tenant: &Name,
+    range: Range,
+) -> Result<Vec<StoredReceipt>, StateError> {
     let records = read_all(audit, tenant).await?;
-    let within = |receipt: &Receipt| (range.from_ms..range.to_ms).contains(&receipt.draft.started_ms);
-    Ok(receipts(&records).filter(within).take(range.limit).collect())
+    let within = |(_, receipt): &(&RawValue, Listed)| {
+        (range.from_ms..range.to_ms).contains(&receipt.execution.started_ms)
+    };
+    Ok(receipts(&records)
+        .into_iter()
+        .filter(within)
+        .take(range.limit)
+        .map(|(raw, _)| raw.to_owned())
+        .collect())
 }
 
 /// What a tenant's log says of one node's chain.

@@ -33,4 +33,4 @@ pub use keys::{KeyError, Keyring, MasterKey, TenantKeys};
 pub use receipt::{GENESIS, HostCalls, Receipt, ReceiptDraft, Trigger, id_tenant, new_id};
 pub use record::{Checkpoint, Record};
 pub use recorder::{KEY_FILE_NAME, RecordError, Recorder, RecorderError, key_file, read_keyring};
-pub use verify::{Finding, Problem, Subject, Verdict, Window, verify};
+pub use verify::{Finding, Problem, Subject, Verdict, Window, any_verifies, verify, verify_receipt};

@@ -7,6 +7,13 @@
 //! The queue is bounded (`audit.maxQueued`): when the backend cannot keep up, executions wait
 //! for room rather than receipts being dropped. Stopping appends everything queued and writes a
 //! checkpoint of every chain that moved.
+//!
+//! Nobody waits on a failing backend: once the appender's appends keep failing (the backend
+//! unreachable, say; a single failure is retried first), a caller waiting for its receipt
+//! (`sync`) is told that it is not in the log yet (its receipt stays queued and is appended
+//! once the backend is back), a caller waiting for room in a full queue is refused, and
+//! [`Recorder::refuses_executions`] tells the edge to refuse executions whose receipts could
+//! not be recorded before they run.
 
 use super::appender::{Appender, Command, Queued};
 use super::chain::Chains;
@@ -19,7 +26,7 @@ use crate::state::AuditLog;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Name of the generated key file in the data dir.
@@ -48,6 +55,12 @@ pub enum RecordError {
     Stopped,
     #[error("receipt {0} could not be appended to the audit log")]
     NotAppended(String),
+    #[error(
+        "receipt {id} is not in the audit log yet (it is appended once the log can be written): {reason}"
+    )]
+    NotYetAppended { id: String, reason: String },
+    #[error("receipts cannot be recorded now: {0}")]
+    Unavailable(String),
 }
 
 /// Records this node's receipts. Share it; stop it once nothing executes any more.
@@ -61,6 +74,8 @@ struct Running {
     durability: Durability,
     queue: mpsc::UnboundedSender<Command>,
     room: Arc<Semaphore>,
+    /// Why appends fail, while they do.
+    trouble: watch::Receiver<Option<String>>,
     stop_by: watch::Sender<Option<Instant>>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -85,7 +100,9 @@ impl Recorder {
         let keys = read_keyring(&key_file(settings, data_dir), &settings.previous_key_files, true)?;
         let node = node_id(settings.node.as_deref())?;
         let (stop_by, stopping) = watch::channel(None);
-        let mut appender = Appender::new(audit, metrics, Chains::new(node.clone(), keys), stopping);
+        let (troubled, trouble) = watch::channel(None);
+        let chains = Chains::new(node.clone(), keys);
+        let mut appender = Appender::new(audit, metrics, chains, stopping, troubled);
         appender.resume_all(tenants).await;
         let (queue, queued) = mpsc::unbounded_channel();
         let linger = match settings.durability {
@@ -98,6 +115,7 @@ impl Recorder {
             durability: settings.durability,
             queue,
             room: Arc::new(Semaphore::new(settings.max_queued.max(1) as usize)),
+            trouble,
             stop_by,
             task: Mutex::new(Some(task)),
         };
@@ -105,10 +123,19 @@ impl Recorder {
     }
 
     /// Records the receipt of a finished execution; returns its id once it is queued (async) or
-    /// appended (sync), or `None` when receipts are off.
+    /// appended (sync), or `None` when receipts are off. While appends fail, it does not wait:
+    /// a full queue is `Unavailable` (the receipt is not recorded), and a `sync` receipt that
+    /// is queued but not appended is `NotYetAppended`.
     pub async fn record(&self, draft: ReceiptDraft) -> Result<Option<String>, RecordError> {
         let Some(running) = &self.running else { return Ok(None) };
-        let room = running.room.clone().acquire_owned().await.map_err(|_| RecordError::Stopped)?;
+        let room = match running.room.clone().try_acquire_owned() {
+            Ok(room) => room,
+            Err(TryAcquireError::Closed) => return Err(RecordError::Stopped),
+            Err(TryAcquireError::NoPermits) => tokio::select! {
+                room = running.room.clone().acquire_owned() => room.map_err(|_| RecordError::Stopped)?,
+                reason = failing(running.trouble.clone()) => return Err(RecordError::Unavailable(reason)),
+            },
+        };
         let id = new_id(&draft.tenant);
         let (appended, was_appended) = match running.durability {
             Durability::Sync => {
@@ -119,12 +146,39 @@ impl Recorder {
         };
         let queued = Queued { id: id.clone(), draft, appended, room };
         running.queue.send(Command::Record(Box::new(queued))).map_err(|_| RecordError::Stopped)?;
-        if let Some(was_appended) = was_appended
-            && was_appended.await != Ok(true)
-        {
-            return Err(RecordError::NotAppended(id));
+        if let Some(was_appended) = was_appended {
+            tokio::select! {
+                biased;
+                appended = was_appended => {
+                    if appended != Ok(true) {
+                        return Err(RecordError::NotAppended(id));
+                    }
+                }
+                reason = failing(running.trouble.clone()) => {
+                    return Err(RecordError::NotYetAppended { id, reason });
+                }
+            }
         }
         Ok(Some(id))
+    }
+
+    /// Whether an execution must not start now because its receipt could not be recorded:
+    /// appends fail, and its caller would wait for it (`sync`) or the queue is full.
+    pub fn refuses_executions(&self) -> bool {
+        self.running.as_ref().is_some_and(|running| {
+            running.trouble.borrow().is_some()
+                && (running.durability == Durability::Sync || running.room.available_permits() == 0)
+        })
+    }
+
+    /// Whether a caller waits until its receipt is appended (`durability: sync`, receipts on).
+    pub fn waits_for_append(&self) -> bool {
+        self.running.as_ref().is_some_and(|running| running.durability == Durability::Sync)
+    }
+
+    /// Why appends to the audit log fail, while they do.
+    pub fn trouble(&self) -> Option<String> {
+        self.running.as_ref().and_then(|running| running.trouble.borrow().clone())
     }
 
     /// Appends everything queued, checkpoints every chain and stops the appender. Receipts
@@ -141,6 +195,16 @@ impl Recorder {
         if let Err(error) = task.await {
             tracing::error!("the receipt appender failed: {error}");
         }
+    }
+}
+
+/// Resolves with why appends fail, as soon as they do (at once if they do now); never when
+/// the appender has ended.
+async fn failing(mut trouble: watch::Receiver<Option<String>>) -> String {
+    let reason = trouble.wait_for(Option::is_some).await.map(|reason| reason.clone().unwrap_or_default());
+    match reason {
+        Ok(reason) => reason,
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -193,7 +257,7 @@ pub(crate) fn host_name() -> String {
 mod tests {
     use super::*;
     use crate::audit::receipt::tests::draft;
-    use crate::audit::{Window, log, verify};
+    use crate::audit::{Verdict, Window, log, verify};
     use crate::state::embedded::EmbeddedBackend;
     use crate::state::{Provisioner, StateError, TenantResources};
 
@@ -224,6 +288,7 @@ mod tests {
             ids.push(recorder.record(draft(i)).await.unwrap().expect("receipts are on"));
         }
         let in_log = log::find(&*backend, &ids[1]).await.unwrap().expect("a sync receipt is in the log");
+        let in_log: crate::audit::Receipt = serde_json::from_str(in_log.get()).unwrap();
         assert_eq!((in_log.seq, in_log.chain.as_str()), (2, "node-a"));
         recorder.stop().await;
         assert!(matches!(recorder.record(draft(9)).await, Err(RecordError::Stopped)));
@@ -245,45 +310,109 @@ mod tests {
         assert!(records.len() < 203 + 2, "receipts queued together share records: {}", records.len());
     }
 
-    /// Stores every record, but reports the first append as failed, as a lost acknowledgement
-    /// would.
-    struct LostAck {
-        backend: Arc<EmbeddedBackend>,
-        lose: std::sync::atomic::AtomicBool,
+    /// A log in memory that, unlike the real backends, keeps every repeat (no duplicate window:
+    /// what an outage longer than the window looks like); it can store an append and then
+    /// report it failed, as a lost acknowledgement does, and fail every call while down.
+    #[derive(Default)]
+    struct FaultyLog {
+        records: std::sync::Mutex<Vec<bytes::Bytes>>,
+        /// Appends still to store and then report as failed.
+        lose_acks: std::sync::atomic::AtomicUsize,
+        down: std::sync::atomic::AtomicBool,
     }
 
-    #[async_trait::async_trait]
-    impl AuditLog for LostAck {
-        async fn append(&self, tenant: &Name, record: bytes::Bytes) -> Result<u64, StateError> {
-            let sequence = self.backend.append(tenant, record).await?;
-            match self.lose.swap(false, std::sync::atomic::Ordering::SeqCst) {
-                true => Err(StateError::Unavailable("the acknowledgement was lost".into())),
-                false => Ok(sequence),
+    impl FaultyLog {
+        fn down(&self) -> Result<(), StateError> {
+            match self.down.load(std::sync::atomic::Ordering::SeqCst) {
+                true => Err(StateError::Unavailable("the backend is down".into())),
+                false => Ok(()),
             }
         }
 
-        async fn read(&self, tenant: &Name, from: u64, limit: usize) -> Result<Vec<log::Stored>, StateError> {
-            self.backend.read(tenant, from, limit).await
+        fn stored(&self) -> Vec<bytes::Bytes> {
+            self.records.lock().unwrap().clone()
         }
+    }
+
+    #[async_trait::async_trait]
+    impl AuditLog for FaultyLog {
+        async fn append(&self, _: &Name, record: bytes::Bytes) -> Result<u64, StateError> {
+            self.down()?;
+            let sequence = {
+                let mut records = self.records.lock().unwrap();
+                records.push(record);
+                records.len() as u64
+            };
+            let lose = |n: usize| n.checked_sub(1);
+            match self.lose_acks.fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                lose,
+            ) {
+                Ok(_) => Err(StateError::Unavailable("the acknowledgement was lost".into())),
+                Err(_) => Ok(sequence),
+            }
+        }
+
+        async fn read(&self, _: &Name, from: u64, limit: usize) -> Result<Vec<log::Stored>, StateError> {
+            self.down()?;
+            let records = self.records.lock().unwrap();
+            let numbered = records.iter().cloned().enumerate().map(|(i, record)| (i as u64 + 1, record));
+            Ok(numbered.skip(from.saturating_sub(1) as usize).take(limit).collect())
+        }
+    }
+
+    /// A sync recorder of tenant acme on `log`.
+    async fn start_on(dir: &Path, log: Arc<FaultyLog>) -> Recorder {
+        let tenants = [Name::new("acme").unwrap()];
+        let settings = settings(Durability::Sync);
+        Recorder::start(&settings, dir, log, Arc::new(Metrics::new()), tenants).await.unwrap()
+    }
+
+    fn verified(dir: &Path, records: &[bytes::Bytes]) -> Verdict {
+        let keys = read_keyring(&dir.join(KEY_FILE_NAME), &[], false).unwrap();
+        verify(&keys, "acme", records, Window::ALL)
     }
 
     #[tokio::test]
     async fn an_append_whose_acknowledgement_was_lost_is_stored_once() {
         let dir = tempfile::tempdir().unwrap();
-        let (backend, tenant) = backend(dir.path()).await;
-        let flaky = Arc::new(LostAck { backend: backend.clone(), lose: true.into() });
-        let metrics = Arc::new(Metrics::new());
-        let settings = settings(Durability::Sync);
-        let recorder =
-            Recorder::start(&settings, dir.path(), flaky, metrics, [tenant.clone()]).await.unwrap();
+        let faulty = Arc::new(FaultyLog { lose_acks: 2.into(), ..FaultyLog::default() });
+        let recorder = start_on(dir.path(), faulty.clone()).await;
         recorder.record(draft(1)).await.unwrap();
         recorder.record(draft(2)).await.unwrap();
         recorder.stop().await;
-        let records = log::read_all(&*backend, &tenant).await.unwrap();
+        let records = faulty.stored();
         assert_eq!(records.len(), 3, "two receipts and a checkpoint, none twice");
-        let keys = read_keyring(&dir.path().join(KEY_FILE_NAME), &[], false).unwrap();
-        let bytes: Vec<_> = records.into_iter().map(|(_, record)| record).collect();
-        assert_eq!(verify(&keys, "acme", &bytes, Window::ALL).first_bad, None);
+        let verdict = verified(dir.path(), &records);
+        assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 2, 0));
+    }
+
+    #[tokio::test]
+    async fn while_appends_fail_nobody_waits_and_the_receipts_land_once_the_log_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyLog { down: true.into(), ..FaultyLog::default() });
+        let recorder = start_on(dir.path(), faulty.clone()).await;
+        assert!(!recorder.refuses_executions(), "nothing has failed yet");
+        let Err(RecordError::NotYetAppended { id, .. }) = recorder.record(draft(1)).await else {
+            panic!("a sync receipt the log cannot take is reported, not waited for")
+        };
+        assert!(recorder.refuses_executions() && recorder.trouble().is_some());
+
+        faulty.down.store(false, std::sync::atomic::Ordering::SeqCst);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while recorder.trouble().is_some() {
+            assert!(Instant::now() < deadline, "the appender never retried");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!recorder.refuses_executions());
+        recorder.record(draft(2)).await.unwrap();
+        recorder.stop().await;
+        let records = faulty.stored();
+        let verdict = verified(dir.path(), &records);
+        assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 2, 0));
+        let first = crate::audit::Record::decode(&records[0]).unwrap();
+        assert!(matches!(first, crate::audit::Record::Receipts(r) if r[0].id == id), "queued, then appended");
     }
 
     #[tokio::test]

@@ -8,8 +8,17 @@
 //! through the chains. A window (`from`/`to`) verifies from the first receipt that ended at or
 //! after `from` up to the first that ended at or after `to`; each chain is then taken as it
 //! stands at its first receipt in the window (what precedes the window is not checked).
+//!
+//! One repeat is not a replay: a record of receipts stored again byte for byte right after
+//! itself in its chain (no other receipt of the chain between the two). Appenders before the
+//! idempotent append left such repeats when an append whose acknowledgement was lost was
+//! retried. The repeat is counted once (`repeated`), and it cannot hide tampering: its bytes are
+//! those of a record already verified, so skipping it leaves exactly the chains, links and
+//! signatures that were checked, with the receipt in the same place; a receipt repeated anywhere
+//! else, inside the same record, in a record that differs by one byte, or after another receipt
+//! of its chain, is still `replayed`.
 
-use super::examine::{Entry, Examined, examine_all};
+use super::examine::{Entry, Examined, examine, examine_all};
 use super::keys::Keyring;
 use super::record::{Checkpoint, Record};
 use serde::Serialize;
@@ -80,6 +89,9 @@ pub struct Finding {
 pub struct Verdict {
     /// Receipts verified (checkpoints are not receipts).
     pub checked: usize,
+    /// Receipts found again right after themselves, in a record stored twice by a retried
+    /// append, and counted once (see the module docs).
+    pub repeated: usize,
     pub checkpoints: usize,
     pub chains: usize,
     pub first_bad: Option<Finding>,
@@ -101,11 +113,12 @@ impl Window {
 pub fn verify<B: AsRef<[u8]> + Sync>(keys: &Keyring, tenant: &str, records: &[B], window: Window) -> Verdict {
     let tenant_keys = keys.tenant(tenant);
     let mut walk = Walk::new(window);
+    let same = |a: usize, b: usize| records[a].as_ref() == records[b].as_ref();
     for (run, chunk) in records.chunks(RUN).enumerate() {
         let entries = examine_all(&tenant_keys, tenant, chunk);
         for (offset, entry) in entries {
             let record = run * RUN + offset;
-            if let Err((subject, problem)) = walk.step(entry, || records[record..].iter()) {
+            if let Err((subject, problem)) = walk.step(entry, record, &same, || records[record..].iter()) {
                 return walk.verdict(Some(Finding { record, subject, problem }));
             }
             if walk.done {
@@ -126,18 +139,21 @@ struct Walk<'a> {
     heads: HashMap<Cow<'a, str>, Link>,
     seen: HashSet<Cow<'a, str>>,
     checked: usize,
+    repeated: usize,
     checkpoints: usize,
 }
 
-/// Where a chain stands in the walk: its last seq and that receipt's hash, hex.
+/// Where a chain stands in the walk: its last seq, that receipt's hash (hex), and the position
+/// of the record that held it (`usize::MAX`: none seen).
 #[derive(Clone, Copy)]
 struct Link {
     seq: u64,
     hash: [u8; 64],
+    record: usize,
 }
 
 impl Link {
-    const GENESIS: Link = Link { seq: 0, hash: [b'0'; 64] };
+    const GENESIS: Link = Link { seq: 0, hash: [b'0'; 64], record: usize::MAX };
 
     /// The link a receipt names as its predecessor (a hash of another length matches nothing).
     fn before(seq: u64, prev: &str) -> Self {
@@ -145,7 +161,7 @@ impl Link {
         if prev.len() == hash.len() {
             hash.copy_from_slice(prev.as_bytes());
         }
-        Link { seq: seq.saturating_sub(1), hash }
+        Link { seq: seq.saturating_sub(1), hash, record: usize::MAX }
     }
 }
 
@@ -160,6 +176,7 @@ impl<'a> Walk<'a> {
             heads: HashMap::new(),
             seen: HashSet::new(),
             checked: 0,
+            repeated: 0,
             checkpoints: 0,
         }
     }
@@ -174,23 +191,28 @@ impl<'a> Walk<'a> {
         }
     }
 
-    /// Checks one entry in log order; `rest` iterates the log from the entry's record on, to
-    /// tell deleted receipts from reordered ones.
+    /// Checks one entry in log order, from the log's record `record`; `same` tells whether two
+    /// records are equal byte for byte, and `rest` iterates the log from the entry's record on,
+    /// to tell deleted receipts from reordered ones.
     fn step<'r, B: AsRef<[u8]> + 'r, I: Iterator<Item = &'r B>>(
         &mut self,
         entry: Entry<'a>,
+        record: usize,
+        same: &dyn Fn(usize, usize) -> bool,
         rest: impl FnOnce() -> I,
     ) -> Result<(), Failure> {
         match entry {
             Entry::Malformed(reason) => Err((Subject::Record, Problem::Malformed { reason })),
             Entry::Checkpoint { checkpoint, problem } => self.checkpoint(checkpoint, problem),
-            Entry::Receipt(receipt) => self.receipt(receipt, rest),
+            Entry::Receipt(receipt) => self.receipt(receipt, record, same, rest),
         }
     }
 
     fn receipt<'r, B: AsRef<[u8]> + 'r, I: Iterator<Item = &'r B>>(
         &mut self,
         receipt: Examined<'a>,
+        record: usize,
+        same: &dyn Fn(usize, usize) -> bool,
         rest: impl FnOnce() -> I,
     ) -> Result<(), Failure> {
         if !self.started {
@@ -208,6 +230,12 @@ impl<'a> Walk<'a> {
             return fail(problem);
         }
         if self.seen.contains(&receipt.id) {
+            // Seen, and its chain's last record is another one equal to this one: a repeat.
+            let before = self.heads.get(&receipt.chain).map_or(usize::MAX, |head| head.record);
+            if before != usize::MAX && before != record && same(before, record) {
+                self.repeated += 1;
+                return Ok(());
+            }
             return fail(Problem::Replayed { id: receipt.id.clone().into_owned() });
         }
         if let Some(problem) = receipt.problem {
@@ -229,7 +257,7 @@ impl<'a> Walk<'a> {
         if receipt.prev.as_bytes() != head.hash {
             return fail(Problem::BrokenLink { chain: chain(), seq: receipt.seq });
         }
-        self.heads.insert(receipt.chain, Link { seq: receipt.seq, hash: receipt.hash });
+        self.heads.insert(receipt.chain, Link { seq: receipt.seq, hash: receipt.hash, record });
         self.seen.insert(receipt.id);
         self.checked += 1;
         Ok(())
@@ -267,8 +295,39 @@ impl<'a> Walk<'a> {
     }
 
     fn verdict(&self, first_bad: Option<Finding>) -> Verdict {
-        Verdict { checked: self.checked, checkpoints: self.checkpoints, chains: self.heads.len(), first_bad }
+        Verdict {
+            checked: self.checked,
+            repeated: self.repeated,
+            checkpoints: self.checkpoints,
+            chains: self.heads.len(),
+            first_bad,
+        }
     }
+}
+
+/// Checks one receipt alone, given as its JSON text as stored (as the admin API serves it): that
+/// it belongs to `tenant` and that its signature verifies under one of `keys`. Where it stands in
+/// its chain takes the whole log: see [`verify`].
+pub fn verify_receipt(keys: &Keyring, tenant: &str, json: &str) -> Result<(), Problem> {
+    match examine(&keys.tenant(tenant), tenant, json) {
+        Entry::Receipt(Examined { problem: None, .. }) => Ok(()),
+        Entry::Receipt(Examined { problem: Some(problem), .. }) => Err(problem),
+        Entry::Malformed(reason) => Err(Problem::Malformed { reason }),
+        Entry::Checkpoint { .. } => Err(Problem::Malformed { reason: "a checkpoint, not a receipt".into() }),
+    }
+}
+
+/// Whether any receipt or checkpoint of `records` verifies under one of `keys`: when none does
+/// in a log that holds some, the keys are not those the log was signed with.
+pub fn any_verifies<B: AsRef<[u8]> + Sync>(keys: &Keyring, tenant: &str, records: &[B]) -> bool {
+    let tenant_keys = keys.tenant(tenant);
+    records.chunks(RUN).any(|chunk| {
+        examine_all(&tenant_keys, tenant, chunk).into_iter().any(|(_, entry)| match entry {
+            Entry::Receipt(receipt) => receipt.problem.is_none(),
+            Entry::Checkpoint { problem, .. } => problem.is_none(),
+            Entry::Malformed(_) => false,
+        })
+    })
 }
 
 /// Whether receipt `seq` of `chain` is in `records`.
@@ -361,6 +420,7 @@ mod tests {
             let log = log(len);
             let mut records = encode(&log);
             let mut receipts = log.clone();
+            let mut repeat_of_itself = false;
             let expected_position = match tamper {
                 Tamper::Modify(i) => { receipts[i].draft.status = "trap".into(); i }
                 Tamper::Delete(i) => {
@@ -374,7 +434,11 @@ mod tests {
                 Tamper::Replay { from, to } => {
                     let copy = receipts[from].clone();
                     receipts.insert(to, copy);
-                    if to > from { to } else { from + 1 }
+                    let (first, second) = if to > from { (from, to) } else { (to, from + 1) };
+                    // Nothing of its chain between the two: an outage's repeat, counted once.
+                    repeat_of_itself =
+                        receipts[first + 1..second].iter().all(|r| r.chain != receipts[first].chain);
+                    second
                 }
                 Tamper::Foreign(i) => {
                     let mut other = Chains::new("node-a".into(), keys());
@@ -393,6 +457,11 @@ mod tests {
             let tail = records.split_off(len);
             records = receipts.iter().map(|r| Record::Receipts(vec![r.clone()]).encode()).collect();
             records.extend(tail);
+            if repeat_of_itself {
+                let verdict = check(&records);
+                prop_assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, len, 1));
+                return Ok(());
+            }
             let finding = check(&records).first_bad.expect("tampering is detected");
             prop_assert!(finding.record <= expected_position, "{:?} found at {} after {}", tamper, finding.record, expected_position);
         }
@@ -445,6 +514,57 @@ mod tests {
         checkpoint.seq = 2;
         forged_checkpoint[6] = Record::Checkpoint(checkpoint).encode();
         assert_eq!(problem(&forged_checkpoint), Problem::BadSignature);
+    }
+
+    #[test]
+    fn a_record_stored_again_right_after_itself_in_its_chain_is_counted_once() {
+        let mut chains = Chains::new("node-a".into(), keys());
+        let mut other = Chains::new("node-b".into(), keys());
+        let mut batch = |n: u64| {
+            Record::Receipts(vec![
+                chains.seal(new_id("acme"), draft(n)),
+                chains.seal(new_id("acme"), draft(n + 1)),
+            ])
+            .encode()
+        };
+        let (first, second) = (batch(1), batch(3));
+        let foreign = Record::Receipts(vec![other.seal(new_id("acme"), draft(9))]).encode();
+        // Twice more, with another chain's record between two of the copies.
+        let records = [first.clone(), first.clone(), foreign, first.clone(), second.clone()];
+        let verdict = check(&records);
+        assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 5, 4));
+
+        // Anywhere else it is a replay: after the chain's next record, or inside one record.
+        let later = [first.clone(), second.clone(), first.clone()];
+        assert!(matches!(problem(&later), Problem::Replayed { .. }));
+        let receipts = match Record::decode(&first).unwrap() {
+            Record::Receipts(receipts) => receipts,
+            Record::Checkpoint(_) => unreachable!(),
+        };
+        let doubled = Record::Receipts(vec![receipts[0].clone(), receipts[0].clone()]).encode();
+        assert!(matches!(problem(&[doubled]), Problem::Replayed { .. }));
+        // A record that repeats only some of the receipts is not the same record.
+        let part = Record::Receipts(vec![receipts[1].clone()]).encode();
+        assert!(matches!(problem(&[first.clone(), part]), Problem::Replayed { .. }));
+        // Nor is one that differs in a byte (the same receipts, encoded with a space).
+        let spaced = Bytes::from(String::from_utf8(first.to_vec()).unwrap().replacen("},{", "}, {", 1));
+        assert!(matches!(problem(&[first, spaced]), Problem::Replayed { .. }));
+    }
+
+    #[test]
+    fn a_receipt_verifies_alone_from_its_stored_json() {
+        let log = log(2);
+        let json = String::from_utf8(serde_json::to_vec(&log[0]).unwrap()).unwrap();
+        assert_eq!(verify_receipt(&keys(), "acme", &json), Ok(()));
+        assert_eq!(
+            verify_receipt(&keys(), "acme", &json.replace("\"status\":\"ok\"", "\"status\":\"trap\"")),
+            Err(Problem::BadSignature)
+        );
+        assert!(matches!(verify_receipt(&keys(), "beta", &json), Err(Problem::WrongTenant { .. })));
+        let stranger = Keyring::new(MasterKey::from_bytes(vec![9; 32]), vec![]);
+        assert!(matches!(verify_receipt(&stranger, "acme", &json), Err(Problem::UnknownKey { .. })));
+        assert!(!any_verifies(&stranger, "acme", &encode(&log)));
+        assert!(any_verifies(&keys(), "acme", &encode(&log)));
     }
 
     #[test]

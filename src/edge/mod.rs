@@ -12,7 +12,7 @@ pub mod respond;
 
 use crate::abi::{GuestRequest, GuestResponse, Headers};
 use crate::api::{self, Admin, AdminToken};
-use crate::audit::{End, Execution, Recorder, Trigger};
+use crate::audit::{End, Execution, RecordError, Recorder, Trigger};
 use crate::deploy::Deployer;
 use crate::metrics::Metrics;
 use crate::registry::{Deployed, Target};
@@ -37,6 +37,9 @@ use tokio::sync::OwnedSemaphorePermit;
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The response header naming the call's receipt.
 pub const RECEIPT_HEADER: &str = "gojinn-receipt";
+/// Why a call is refused before it runs while its receipt could not be recorded.
+const NO_RECEIPTS: &str = "receipts cannot be recorded now (the state backend is unavailable), and this \
+    node answers a call only once its receipt is recorded";
 
 /// What request handlers share.
 pub struct Edge {
@@ -53,7 +56,9 @@ pub fn router(edge: Arc<Edge>) -> Router {
     let admin = Arc::new(Admin { deployer: edge.deployer.clone(), token: edge.admin_token.clone() });
     let mcp = api::mcp::router(edge.clone(), admin.clone());
     Router::new()
+        // Liveness: the process answers.
         .route("/_gojinn/health", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        // Readiness: whether calls can be served now.
         .route("/_gojinn/ready", get(ready))
         .route(jobs::STATUS_PATH, only(get(jobs::status), "GET"))
         .route(observe::METRICS_PATH, only(get(observe::metrics), "GET"))
@@ -76,10 +81,26 @@ pub fn only<S: Clone + Send + Sync + 'static>(
     })
 }
 
-/// The node serves only after its first deploy, so answering at all means ready.
+/// 200 `{"status": "ready"}` once the first reconcile pass has deployed, while the state
+/// backend is reachable and receipts can be recorded; else 503 `{"status": "not_ready",
+/// "reasons": [...]}`. The reasons name no tenant and no address: anyone can read this route.
 async fn ready(State(edge): State<Arc<Edge>>) -> Response {
     let functions = edge.deployer.registry().functions().count();
-    axum::Json(serde_json::json!({ "status": "ready", "functions": functions })).into_response()
+    let mut reasons = Vec::new();
+    if *edge.deployer.subscribe().borrow() == 0 {
+        reasons.push("the first reconcile pass has not deployed yet".to_owned());
+    }
+    if let Some(why) = edge.deployer.state().reachability.unreachable() {
+        reasons.push(format!("the state backend is unreachable: {why}"));
+    }
+    if edge.recorder.trouble().is_some() {
+        reasons.push("appends to the audit log fail: receipts wait in the node's queue".to_owned());
+    }
+    if reasons.is_empty() {
+        return axum::Json(serde_json::json!({ "status": "ready", "functions": functions })).into_response();
+    }
+    let body = serde_json::json!({ "status": "not_ready", "reasons": reasons, "functions": functions });
+    (http::StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response()
 }
 
 async fn not_found(request: Request<Body>) -> Response {
@@ -168,12 +189,18 @@ pub struct Answered {
 
 /// Runs one synchronous call of `function` (admitted by [`admit`]) with `envelope` and records
 /// its receipt, failed calls included. Every trigger that runs a guest at once goes through here.
+/// A call whose receipt could not be recorded is refused before it runs (503 `unavailable`);
+/// one whose receipt (`durability: sync`) is not appended in time answers 503 after it ran.
 pub async fn execute(
     edge: &Edge,
     function: &Deployed,
     envelope: &GuestRequest,
     trigger: Trigger,
 ) -> Executed {
+    let unreachable = || edge.deployer.state().reachability.unreachable().is_some();
+    if edge.recorder.refuses_executions() || (edge.recorder.waits_for_append() && unreachable()) {
+        return Executed { outcome: Err(EdgeError::Unavailable(NO_RECEIPTS)), receipt: None };
+    }
     let stdin = envelope.to_json();
     let execution = Execution::start(function, trigger, &stdin, &envelope.trace_id);
     let (outcome, output) = match function.call(edge.deployer.runtime(), stdin).await {
@@ -190,14 +217,22 @@ pub async fn execute(
         Ok(answered) => End::answered(answered.guest.status.as_u16(), stdout, host_calls),
         Err(error) => failed_end(error.status_and_code(), stdout, host_calls),
     };
-    let receipt = match edge.recorder.record(execution.finish(end)).await {
-        Ok(id) => id,
+    match edge.recorder.record(execution.finish(end)).await {
+        Ok(receipt) => Executed { outcome, receipt },
+        Err(RecordError::NotYetAppended { id, reason }) => {
+            tracing::warn!(function = %function.id, receipt = id, "a call's receipt is not appended yet: {reason}");
+            Executed { outcome: Err(EdgeError::ReceiptPending(id.clone())), receipt: Some(id) }
+        }
         Err(error) => {
             tracing::error!(function = %function.id, "a call's receipt was not recorded: {error}");
-            None
+            // A response that waits for its receipt is not sent without it.
+            let outcome = match edge.recorder.waits_for_append() {
+                true => Err(EdgeError::Unavailable(NO_RECEIPTS)),
+                false => outcome,
+            };
+            Executed { outcome, receipt: None }
         }
-    };
-    Executed { outcome, receipt }
+    }
 }
 
 /// The response to a call that ran to its end: the guest's, with the edge's headers.

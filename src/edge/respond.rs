@@ -38,6 +38,13 @@ pub enum EdgeError {
     Job(#[from] JobError),
     #[error(transparent)]
     Api(#[from] ApiError),
+    #[error("{0}; retry later")]
+    Unavailable(&'static str),
+    #[error(
+        "the call ran, but its receipt {0} is not in the audit log yet: the state backend is \
+         unavailable; it is appended once the backend is back"
+    )]
+    ReceiptPending(String),
 }
 
 /// Seconds a client should wait before retrying after a 429 or 503.
@@ -56,6 +63,9 @@ impl EdgeError {
             EdgeError::Call(call) => call_status_and_code(call),
             EdgeError::InvalidResponse(_) => (StatusCode::BAD_GATEWAY, "invalid_response"),
             EdgeError::BadIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "bad_idempotency_key"),
+            EdgeError::Unavailable(_) | EdgeError::ReceiptPending(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+            }
             EdgeError::Job(job) => match job {
                 JobError::NotFound(_) => (StatusCode::NOT_FOUND, "no_job"),
                 JobError::NotDead { .. } => (StatusCode::CONFLICT, "not_dead"),
@@ -160,6 +170,8 @@ impl IntoResponse for EdgeError {
             }
             EdgeError::OverCapacity(_)
             | EdgeError::Call(CallError::NoCapacity)
+            | EdgeError::Unavailable(_)
+            | EdgeError::ReceiptPending(_)
             | EdgeError::Job(JobError::State(StateError::Unavailable(_)))
             | EdgeError::Api(ApiError::State(StateError::Unavailable(_))) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
@@ -194,6 +206,8 @@ mod tests {
             (EdgeError::Job(JobError::NotFound("acme.x".into())), 404),
             (EdgeError::Job(JobError::NotDead { id: "j".into(), status: "running" }), 409),
             (EdgeError::Job(JobError::State(StateError::Unavailable("x".into()))), 503),
+            (EdgeError::Unavailable("receipts cannot be recorded now"), 503),
+            (EdgeError::ReceiptPending("acme.x".into()), 503),
             (EdgeError::Api(ApiError::Unauthorized), 401),
             (EdgeError::Api(ApiError::BadQuery("x".into())), 400),
             (EdgeError::Api(ApiError::ForbiddenOrigin("https://evil.example".into())), 403),

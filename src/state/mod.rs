@@ -245,9 +245,23 @@ pub trait Jobs: Send + Sync {
 #[async_trait]
 pub trait AuditLog: Send + Sync {
     /// Appends a record; returns its sequence number (from 1, increasing).
+    ///
+    /// Idempotent for a retry: a record byte for byte the same as one the log just stored is not
+    /// stored again, and its sequence is returned. "Just" is the backend's duplicate window: the
+    /// stream's `duplicate_window` on NATS (the record's SHA-256 is its `Nats-Msg-Id`), the
+    /// log's last record in the embedded store (its only writer retries before anything else).
+    /// A retry after a longer outage must first look for the record in the log's tail, as the
+    /// recorder's appender does.
     async fn append(&self, tenant: &Name, record: Bytes) -> Result<u64, StateError>;
     /// Records with sequence `>= from`, at most `limit`.
     async fn read(&self, tenant: &Name, from: u64, limit: usize) -> Result<Vec<(u64, Bytes)>, StateError>;
+}
+
+/// Whether a backend can be reached now: what readiness reports, and what lets a call that
+/// needs the backend fail at once rather than wait for it.
+pub trait Reachability: Send + Sync {
+    /// Why the backend cannot be reached now; `None` when it can, as far as the node knows.
+    fn unreachable(&self) -> Option<String>;
 }
 
 /// A state backend: every capability, shared.
@@ -259,13 +273,14 @@ pub struct State {
     pub jobs: Arc<dyn Jobs>,
     pub audit: Arc<dyn AuditLog>,
     pub control: Arc<dyn Control>,
+    pub reachability: Arc<dyn Reachability>,
 }
 
 impl State {
     /// One backend object serving every capability.
     pub fn from_backend<B>(backend: Arc<B>) -> Self
     where
-        B: Provisioner + KvStore + Locks + Jobs + AuditLog + Control + 'static,
+        B: Provisioner + KvStore + Locks + Jobs + AuditLog + Control + Reachability + 'static,
     {
         Self {
             provisioner: backend.clone(),
@@ -273,7 +288,8 @@ impl State {
             locks: backend.clone(),
             jobs: backend.clone(),
             audit: backend.clone(),
-            control: backend,
+            control: backend.clone(),
+            reachability: backend,
         }
     }
 }
@@ -285,7 +301,7 @@ pub async fn open(settings: &StateSettings, data_dir: &Path) -> Result<State, St
             State::from_backend(Arc::new(embedded::EmbeddedBackend::open(&data_dir.join("state"))?))
         }
         BackendKind::Nats => {
-            let backend = nats::NatsBackend::connect(&settings.nats_url).await?;
+            let backend = nats::NatsBackend::connect_within(&settings.nats_url, settings.timeout.0).await?;
             State::from_backend(Arc::new(backend.with_control_replicas(settings.control_replicas)?))
         }
     })

@@ -23,6 +23,7 @@ mod jobs_nats;
 mod mcp;
 mod metrics;
 mod node_config;
+mod outage;
 mod receipts;
 mod reconcile;
 mod reconcile_policy;

@@ -8,10 +8,12 @@ use crate::support::nats::NatsServer;
 use crate::support::{Node, SpecDir, specs};
 use gojinn::config::{AuditSettings, BackendKind, Durability};
 use serde_json::Value;
+use serde_json::value::RawValue;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
-const RECEIPT: &str = "gojinn-receipt";
+pub const RECEIPT: &str = "gojinn-receipt";
 
 /// hello, a guest that traps and one that loops past a short timeout, for tenant acme.
 fn spec_dir() -> SpecDir {
@@ -44,14 +46,14 @@ fn audit(node: &str) -> AuditSettings {
 }
 
 /// Stops a node (its recorder flushes and checkpoints); keeps its data dir.
-async fn stop(node: Node) -> tempfile::TempDir {
+pub async fn stop(node: Node) -> tempfile::TempDir {
     let Node { server, data, .. } = node;
     server.stop().await.expect("stop node");
     data
 }
 
 /// Calls `path`; returns the status and the receipt id the response names.
-async fn call(node: &Node, path: &str) -> (u16, String) {
+pub async fn call(node: &Node, path: &str) -> (u16, String) {
     let response = node.get(path).await;
     let receipt = response.headers().get(RECEIPT).map(|v| v.to_str().unwrap().to_owned());
     let receipt =
@@ -84,7 +86,18 @@ fn verify(args: &[&str]) -> Output {
 fn verify_data_dir(data: &Path, extra: &[&str]) -> (i32, Value) {
     let mut args = vec!["--data-dir", data.to_str().unwrap(), "--output", "json"];
     args.extend_from_slice(extra);
-    let output = verify(&args);
+    verify_json(&args)
+}
+
+/// Verifies acme's log in NATS at `url` with the key in `key` and `--output json`; returns the
+/// exit code and report.
+pub fn verify_nats(url: &str, key: &Path) -> (i32, Value) {
+    verify_json(&["--nats", url, "--key-file", key.to_str().unwrap(), "--output", "json"])
+}
+
+/// `gojinn audit verify --tenant acme --output json` with `args`: the exit code and report.
+fn verify_json(args: &[&str]) -> (i32, Value) {
+    let output = verify(args);
     let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
         panic!(
             "not JSON: {}\n{}",
@@ -192,6 +205,24 @@ mod tamper {
     pub fn delete(data: &Path, sequence: u64) {
         with_log(data, |log| {
             log.remove(("acme", sequence)).unwrap();
+        });
+    }
+
+    /// The whole log, record 1 first.
+    pub fn all(data: &Path) -> Vec<Vec<u8>> {
+        with_log(data, |log| {
+            let range = log.range(("acme", 0)..=("acme", u64::MAX)).unwrap();
+            range.map(|entry| entry.unwrap().1.value().to_vec()).collect()
+        })
+    }
+
+    /// Replaces the whole log with `records`, numbered from 1.
+    pub fn replace(data: &Path, records: &[Vec<u8>]) {
+        with_log(data, |log| {
+            log.retain_in(("acme", 0)..=("acme", u64::MAX), |_, _| false).unwrap();
+            for (i, record) in records.iter().enumerate() {
+                log.insert(("acme", i as u64 + 1), record.as_slice()).unwrap();
+            }
         });
     }
 }
@@ -342,4 +373,80 @@ async fn with_async_durability_receipts_are_appended_after_the_response() {
     let data = stop(node).await;
     let (code, report) = verify_data_dir(data.path(), &[]);
     assert_eq!((code, report["checked"].as_u64()), (0, Some(ids.len() as u64)), "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_and_shown_receipts_are_sent_as_stored_so_each_verifies_alone() {
+    let dir = spec_dir();
+    let node = start(dir.path(), tempfile::tempdir().unwrap(), audit("node-a"), None).await;
+    let ids = [call(&node, "/acme/hello?name=a").await.1, call(&node, "/acme/trap").await.1];
+    let keys = gojinn::audit::read_keyring(&node.data.path().join("audit.key"), &[], false).unwrap();
+
+    let listed = admin(&node, "tenants/acme/receipts").await.text().await.unwrap();
+    let listed: HashMap<String, Vec<Box<RawValue>>> = serde_json::from_str(&listed).unwrap();
+    let listed = &listed["receipts"];
+    assert_eq!(listed.len(), 2);
+    for (raw, id) in listed.iter().zip(&ids) {
+        assert_eq!(gojinn::audit::verify_receipt(&keys, "acme", raw.get()), Ok(()), "{}", raw.get());
+        let shown = admin(&node, &format!("receipts/{id}")).await.text().await.unwrap();
+        assert_eq!(shown, raw.get(), "one receipt, the same bytes");
+    }
+    let other = gojinn::audit::Keyring::new(gojinn::audit::MasterKey::from_bytes(vec![9; 32]), vec![]);
+    assert!(gojinn::audit::verify_receipt(&other, "acme", listed[0].get()).is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_verify_with_a_key_that_verifies_nothing_exits_2_asking_whether_the_key_is_wrong() {
+    let dir = spec_dir();
+    let node = start(dir.path(), tempfile::tempdir().unwrap(), audit("node-a"), None).await;
+    call(&node, "/acme/hello").await;
+    call(&node, "/acme/hello").await;
+    let data = stop(node).await;
+    let keys = tempfile::tempdir().unwrap();
+    let wrong = key_file(keys.path(), "wrong.key", 7);
+    let output =
+        verify(&["--data-dir", data.path().to_str().unwrap(), "--key-file", wrong.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no receipt verified with the given key(s): wrong key?"), "{stderr}");
+    assert_eq!(verify(&["--data-dir", data.path().to_str().unwrap()]).status.code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_an_outage_stored_twice_in_a_row_verifies_counted_once_and_a_later_copy_is_a_replay() {
+    let dir = spec_dir();
+    let node = start(dir.path(), tempfile::tempdir().unwrap(), audit("node-a"), None).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(call(&node, "/acme/hello").await.1);
+    }
+    let data = stop(node).await;
+    // Sync, one call at a time: records 1 to 3 are the receipts, 4 the checkpoint. An appender
+    // before the idempotent append stored record 2 again when its acknowledgement was lost.
+    let original = tamper::all(data.path());
+    let repeated = [&original[..2], &original[1..]].concat();
+    tamper::replace(data.path(), &repeated);
+    let (code, report) = verify_data_dir(data.path(), &[]);
+    assert_eq!(
+        (code, report["checked"].as_u64(), report["repeated"].as_u64()),
+        (0, Some(3), Some(1)),
+        "{report:#}"
+    );
+    let text = verify(&["--data-dir", data.path().to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("stored twice in a row by a retried append"));
+
+    // Listed once, and the node resumes its chain after it.
+    let node = start(dir.path(), data, audit("node-a"), None).await;
+    ids.push(call(&node, "/acme/hello").await.1);
+    let listed: Value = admin(&node, "tenants/acme/receipts").await.json().await.unwrap();
+    let listed: Vec<&str> =
+        listed["receipts"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(listed, ids);
+    let data = stop(node).await;
+    assert_eq!(verify_data_dir(data.path(), &[]).0, 0);
+
+    // The same copy after the chain's next receipt is a replay.
+    let replayed = [&original[..3], &original[1..2], &original[3..]].concat();
+    tamper::replace(data.path(), &replayed);
+    assert_found(data.path(), Some(&ids[1]), "replayed");
 }

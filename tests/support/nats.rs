@@ -1,6 +1,8 @@
 //! Real nats-server processes for the NATS state tests: one JetStream node, or a cluster of
-//! three routed on loopback, each on free ports with its own temp store dir, killed on drop.
-//! Readiness is the server's own health endpoint, polled to a deadline; never a fixed sleep.
+//! three routed on loopback, each on free ports with its own temp store dir, killed on drop. A
+//! single node can be stopped and started again on the same port and store, as an operator's
+//! restart would. Readiness is the server's own health endpoint, polled to a deadline; never a
+//! fixed sleep.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -30,9 +32,9 @@ fn free_ports(count: usize) -> Vec<u16> {
     listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
-/// One running nats-server with JetStream.
+/// One nats-server with JetStream, running unless stopped.
 pub struct NatsServer {
-    child: Child,
+    child: Option<Child>,
     port: u16,
     monitor: u16,
     dir: tempfile::TempDir,
@@ -55,18 +57,43 @@ impl NatsServer {
             "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\nmax_payload: 8MB\n\
              jetstream {{ store_dir: {store:?}, max_memory_store: 64MB, max_file_store: 1GB }}\n{cluster}"
         );
-        let config_path = dir.path().join("nats.conf");
-        std::fs::write(&config_path, config).expect("write nats-server config");
-        let log = std::fs::File::create(dir.path().join("server.log")).expect("server log");
+        std::fs::write(dir.path().join("nats.conf"), config).expect("write nats-server config");
+        let mut server = Self { child: None, port, monitor, dir };
+        server.launch();
+        server
+    }
+
+    /// Starts the process on this server's config, its log appended to.
+    fn launch(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("server log");
         let child = Command::new(binary())
             .arg("-c")
-            .arg(&config_path)
+            .arg(self.dir.path().join("nats.conf"))
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .stdin(Stdio::null())
             .spawn()
             .expect("start nats-server");
-        Self { child, port, monitor, dir }
+        self.child = Some(child);
+    }
+
+    /// Stops the server abruptly (SIGKILL): clients lose their connection at once.
+    pub fn stop(&mut self) {
+        let mut child = self.child.take().expect("the server is running");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Starts a stopped server again on the same port and store (its streams and their messages
+    /// are still there), ready for JetStream requests.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        self.launch();
+        self.wait_healthy("/healthz?js-enabled-only=true").await;
     }
 
     pub fn url(&self) -> String {
@@ -89,7 +116,8 @@ impl NatsServer {
             {
                 return;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
+            let child = self.child.as_mut().expect("the server is running");
+            if let Ok(Some(status)) = child.try_wait() {
                 panic!("nats-server exited ({status}) before it was ready:\n{}", self.log());
             }
             assert!(
@@ -104,8 +132,10 @@ impl NatsServer {
 
 impl Drop for NatsServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -1,5 +1,11 @@
 //! The per-tenant append-only audit log (`AuditLog`): (tenant, sequence) → record, the sequence
 //! counting from 1. Records are never rewritten; only removing the tenant deletes them.
+//!
+//! An append is idempotent for a retry: a record equal to the log's last one is not stored
+//! again. The store has one writer (the node's appender), which retries a failed append before
+//! it appends anything else to that tenant, so a record whose commit result was lost is always
+//! the last one when its retry comes; and two equal records in a row never occur otherwise
+//! (every receipt has its own id, every checkpoint a head the previous one did not).
 
 use super::EmbeddedBackend;
 use super::tables::AUDIT;
@@ -14,14 +20,18 @@ use redb::ReadableTable;
 impl AuditLog for EmbeddedBackend {
     async fn append(&self, tenant: &Name, record: Bytes) -> Result<u64, StateError> {
         let tenant = tenant.clone();
-        self.write(move |txn| {
+        self.write_if_changed(move |txn| {
             txn.require_tenant(&tenant)?;
             let mut log = txn.open_table(AUDIT)?;
             let last =
                 log.range((tenant.as_str(), 0)..=(tenant.as_str(), u64::MAX))?.next_back().transpose()?;
-            let sequence = last.map_or(0, |(key, _)| key.value().1) + 1;
+            let last = last.map(|(key, stored)| (key.value().1, stored.value() == record.as_ref()));
+            if let Some((sequence, true)) = last {
+                return Ok((sequence, false));
+            }
+            let sequence = last.map_or(0, |(sequence, _)| sequence) + 1;
             log.insert((tenant.as_str(), sequence), record.as_ref())?;
-            Ok(sequence)
+            Ok((sequence, true))
         })
         .await
     }
@@ -40,5 +50,24 @@ impl AuditLog for EmbeddedBackend {
                 .collect()
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{backend, provision};
+    use crate::state::AuditLog;
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn a_record_appended_again_right_after_itself_is_stored_once() {
+        let (_dir, backend) = backend();
+        let tenant = provision(&backend, "acme", None).await;
+        let (first, second) = (Bytes::from_static(b"first"), Bytes::from_static(b"second"));
+        assert_eq!(backend.append(&tenant, first.clone()).await.unwrap(), 1);
+        assert_eq!(backend.append(&tenant, first.clone()).await.unwrap(), 1, "the retry finds it");
+        assert_eq!(backend.append(&tenant, second.clone()).await.unwrap(), 2);
+        let log = AuditLog::read(&backend, &tenant, 1, 10).await.unwrap();
+        assert_eq!(log, [(1, first), (2, second)]);
     }
 }

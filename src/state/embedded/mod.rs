@@ -16,7 +16,7 @@ mod queue;
 mod tables;
 mod tenants;
 
-use crate::state::StateError;
+use crate::state::{Reachability, StateError};
 use redb::{Database, ReadTransaction, ReadableDatabase, WriteTransaction};
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +36,13 @@ pub struct EmbeddedBackend {
     jobs_changed: Notify,
     /// Provisioning and control calls that changed something (`Control::writes`).
     writes: AtomicU64,
+}
+
+/// A local file: reachable while the node runs.
+impl Reachability for EmbeddedBackend {
+    fn unreachable(&self) -> Option<String> {
+        None
+    }
 }
 
 impl EmbeddedBackend {

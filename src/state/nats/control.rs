@@ -159,9 +159,12 @@ impl NatsBackend {
         Ok(())
     }
 
-    /// Runs a control operation, turning its error into the trait's error. A missing control
-    /// stream (deleted by an operator) drops the cached handles, so the next call recreates it.
+    /// Runs a control operation, turning its error into the trait's error (`Unavailable` at once
+    /// while disconnected; not bounded as a call is: a module upload may take longer). A missing
+    /// control stream (deleted by an operator) drops the cached handles, so the next call
+    /// recreates it.
     async fn control_run<T>(&self, work: impl Future<Output = NatsResult<T>>) -> Result<T, StateError> {
+        self.connected()?;
         let err = match work.await {
             Ok(done) => return Ok(done),
             Err(err) => err,

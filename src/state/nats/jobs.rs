@@ -97,7 +97,8 @@ impl Jobs for NatsBackend {
         status: Option<JobStatus>,
         limit: usize,
     ) -> Result<Vec<JobRecord>, StateError> {
-        self.run(tenant, async {
+        // A whole bucket's scan: an admin read, not a call.
+        self.run_unbounded(tenant, async {
             let store = &self.buckets(tenant).await?.jobs;
             let scanned = Scan::latest(format!("{}>", store.prefix), false).run(&store.stream).await?;
             let mut jobs = Vec::new();
@@ -124,7 +125,7 @@ impl Jobs for NatsBackend {
         if max == 0 {
             return Ok(Vec::new());
         }
-        self.run(tenant, async {
+        self.run_within(tenant, wait + self.timeout, async {
             let store = &self.buckets(tenant).await?.jobs;
             let consumer = self.consumer(tenant, function, policy.ack_wait).await?;
             // After a failed pull the consumer is made anew: its stream may have been re-provisioned.

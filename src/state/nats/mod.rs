@@ -6,6 +6,13 @@
 //! `StateError::NoTenant`, never an implicit bucket. The reconciler's shared control bucket and
 //! module object store are the platform's, not a tenant's: they are created on first use (see
 //! `control`).
+//!
+//! The connection is watched (async-nats's connection events): a disconnect is logged at WARN
+//! with what it affects and a reconnect at INFO, [`Reachability`] says whether the node is
+//! connected, and while it is not every call fails at once with `Unavailable` rather than being
+//! queued by the client for a later reconnect. Calls are bounded by the configured timeout
+//! (`state.timeout`); only provisioning and whole-log reads, which may legitimately take
+//! longer, are not.
 
 mod audit;
 mod control;
@@ -19,15 +26,22 @@ mod provision;
 mod scan;
 
 use crate::spec::Name;
-use crate::state::{StateError, names};
+use crate::state::{Reachability, StateError, names};
 use async_nats::jetstream::{self, consumer::PullConsumer, kv::Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The smallest server `max_payload` that fits a maximal KV value with its subject and headers.
 const MIN_MAX_PAYLOAD: usize = crate::state::MAX_VALUE_BYTES + 64 * 1024;
+/// How long a call waits for NATS when no timeout is configured (`state.timeout`'s default).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+/// The shortest timeout: below it, ordinary calls would fail on a healthy server.
+const MIN_TIMEOUT: Duration = Duration::from_millis(100);
+/// What a lost connection to NATS affects, as the warning says it.
+const AFFECTED: &str = "KV, locks, jobs, async calls and receipts are unavailable until it is back \
+    (calls that need them answer 503 unavailable, guests get -5, readiness reports not ready)";
 
 /// Internal result: NATS errors and [`StateError`]s travel boxed and are turned into one
 /// `StateError` at the trait boundary by [`NatsBackend::fail`].
@@ -48,6 +62,10 @@ struct FunctionConsumer {
 /// A state backend on a NATS server or cluster. Cheap to share behind an `Arc`; one connection,
 /// reconnected by async-nats.
 pub struct NatsBackend {
+    client: async_nats::Client,
+    link: Arc<Link>,
+    /// How long a call may wait for NATS.
+    timeout: Duration,
     js: jetstream::Context,
     buckets: RwLock<HashMap<Name, Arc<Buckets>>>,
     consumers: Mutex<HashMap<(Name, Name), Arc<FunctionConsumer>>>,
@@ -59,19 +77,33 @@ pub struct NatsBackend {
 
 impl NatsBackend {
     /// Connects to `url` (`nats://host:port`, or several separated by commas: seeds of a
-    /// cluster). An unreachable server is `Unavailable`; later disconnections are retried by
-    /// async-nats in the background.
+    /// cluster), with calls bounded by [`DEFAULT_TIMEOUT`]. An unreachable server is
+    /// `Unavailable`; later disconnections are retried by async-nats in the background.
     pub async fn connect(url: &str) -> Result<Self, StateError> {
+        Self::connect_within(url, DEFAULT_TIMEOUT).await
+    }
+
+    /// [`NatsBackend::connect`], with calls that fail as `Unavailable` once NATS has not
+    /// answered within `timeout` (at least 100 ms).
+    pub async fn connect_within(url: &str, timeout: Duration) -> Result<Self, StateError> {
+        let timeout = timeout.max(MIN_TIMEOUT);
         let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        let client =
-            async_nats::ConnectOptions::new().name("gojinn").connect(seeds.as_slice()).await.map_err(
-                |err| match err.kind() {
-                    async_nats::ConnectErrorKind::ServerParse => {
-                        StateError::InvalidArgument(format!("invalid NATS URL {url:?}: {err}"))
-                    }
-                    _ => StateError::Unavailable(format!("cannot connect to NATS at {url}: {err}")),
-                },
-            )?;
+        let link = Arc::new(Link::new(without_credentials(&seeds)));
+        let events = link.clone();
+        let client = async_nats::ConnectOptions::new()
+            .name("gojinn")
+            .event_callback(move |event| {
+                let link = events.clone();
+                async move { link.event(event) }
+            })
+            .connect(seeds.as_slice())
+            .await
+            .map_err(|err| match err.kind() {
+                async_nats::ConnectErrorKind::ServerParse => {
+                    StateError::InvalidArgument(format!("invalid NATS URL {:?}: {err}", link.url))
+                }
+                _ => StateError::Unavailable(format!("cannot connect to NATS at {}: {err}", link.url)),
+            })?;
         let max_payload = client.server_info().max_payload;
         if max_payload < MIN_MAX_PAYLOAD {
             tracing::warn!(
@@ -82,8 +114,13 @@ impl NatsBackend {
             );
         }
         let chunk_size = control::blob_chunk_size(max_payload);
+        let mut js = jetstream::new(client.clone());
+        js.set_timeout(timeout);
         Ok(Self {
-            js: jetstream::new(client),
+            client,
+            link,
+            timeout,
+            js,
             buckets: RwLock::default(),
             consumers: Mutex::default(),
             control: control::Handles::new(1, chunk_size),
@@ -155,15 +192,49 @@ impl NatsBackend {
         self.consumers.lock().unwrap_or_else(PoisonError::into_inner).retain(|(t, _), _| t != tenant);
     }
 
-    /// Runs `work` for `tenant`, turning its error into the trait's error.
+    /// Runs `work` for `tenant`, turning its error into the trait's error: at once
+    /// `Unavailable` while disconnected, and `Unavailable` once it has taken the timeout.
     async fn run<T>(
         &self,
         tenant: &Name,
         work: impl Future<Output = NatsResult<T>>,
     ) -> Result<T, StateError> {
+        self.run_within(tenant, self.timeout, work).await
+    }
+
+    /// [`Self::run`] with a bound of `bound` (a fetch waits for jobs before its timeout runs).
+    async fn run_within<T>(
+        &self,
+        tenant: &Name,
+        bound: Duration,
+        work: impl Future<Output = NatsResult<T>>,
+    ) -> Result<T, StateError> {
+        match tokio::time::timeout(bound, self.run_unbounded(tenant, work)).await {
+            Ok(done) => done,
+            Err(_) => Err(StateError::Unavailable(format!("NATS did not answer within {bound:?}"))),
+        }
+    }
+
+    /// [`Self::run`] without its bound, for work that may take longer than a call (provisioning
+    /// streams, reading a whole log): each request in it is still bounded by the timeout.
+    async fn run_unbounded<T>(
+        &self,
+        tenant: &Name,
+        work: impl Future<Output = NatsResult<T>>,
+    ) -> Result<T, StateError> {
+        self.connected()?;
         match work.await {
             Ok(done) => Ok(done),
             Err(err) => Err(self.fail(tenant, err).await),
+        }
+    }
+
+    /// `Unavailable` unless connected: a request made while disconnected would wait in the
+    /// client for a reconnect, and be sent whenever that comes, long after its caller gave up.
+    fn connected(&self) -> Result<(), StateError> {
+        match self.unreachable() {
+            Some(why) => Err(StateError::Unavailable(why)),
+            None => Ok(()),
         }
     }
 
@@ -187,5 +258,89 @@ impl NatsBackend {
                 other => other,
             },
         }
+    }
+}
+
+impl Reachability for NatsBackend {
+    fn unreachable(&self) -> Option<String> {
+        match self.client.connection_state() {
+            async_nats::connection::State::Connected => None,
+            _ => Some(self.link.down()),
+        }
+    }
+}
+
+/// What the node knows of its connection to NATS, from the client's events.
+struct Link {
+    /// The servers, without credentials.
+    url: String,
+    /// Since when the connection is lost (`None` while connected).
+    lost: Mutex<Option<Instant>>,
+}
+
+impl Link {
+    fn new(url: String) -> Self {
+        Self { url, lost: Mutex::new(None) }
+    }
+
+    /// Logs a connection event, and remembers when the connection was lost.
+    fn event(&self, event: async_nats::Event) {
+        let url = &self.url;
+        let mut lost = self.lost.lock().unwrap_or_else(PoisonError::into_inner);
+        match event {
+            async_nats::Event::Disconnected => {
+                lost.get_or_insert_with(Instant::now);
+                tracing::warn!("lost the connection to NATS at {url}; reconnecting. {AFFECTED}");
+            }
+            async_nats::Event::Connected => match lost.take() {
+                Some(since) => tracing::info!(
+                    "reconnected to NATS at {url} after {:.1}s; state calls and receipts resume",
+                    since.elapsed().as_secs_f64()
+                ),
+                None => tracing::debug!("connected to NATS at {url}"),
+            },
+            async_nats::Event::Closed => tracing::debug!("the connection to NATS at {url} is closed"),
+            async_nats::Event::LameDuckMode => {
+                tracing::warn!("the NATS server at {url} is shutting down (lame duck mode)")
+            }
+            // Each failed reconnection attempt reports one; the loss was reported already.
+            async_nats::Event::ClientError(error) if lost.is_some() => {
+                tracing::debug!("reconnecting to NATS at {url}: {error}")
+            }
+            other => tracing::warn!("NATS at {url}: {other}"),
+        }
+    }
+
+    /// Why the node cannot reach NATS now. Without the servers' addresses: this reaches callers
+    /// and guests (the warning in the node's log names them).
+    fn down(&self) -> String {
+        match *self.lost.lock().unwrap_or_else(PoisonError::into_inner) {
+            Some(since) => format!("not connected to NATS (for {:.1}s)", since.elapsed().as_secs_f64()),
+            None => "not connected to NATS".to_owned(),
+        }
+    }
+}
+
+/// The servers of `seeds` as they can be shown: without any `user:password@` or `token@`.
+fn without_credentials(seeds: &[&str]) -> String {
+    let shown: Vec<String> = seeds
+        .iter()
+        .map(|seed| match (seed.split_once("://"), seed.rsplit_once('@')) {
+            (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
+            (None, Some((_, host))) => host.to_owned(),
+            _ => (*seed).to_owned(),
+        })
+        .collect();
+    shown.join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn servers_are_shown_without_credentials() {
+        let seeds = ["nats://user:secret@a:4222", "b:4222", "tls://token@c", "nats://d"];
+        assert_eq!(without_credentials(&seeds), "nats://a:4222,b:4222,tls://c,nats://d");
     }
 }

@@ -20,7 +20,7 @@ const DEFAULT_DUPLICATE_WINDOW: Duration = Duration::from_secs(2 * 60);
 #[async_trait]
 impl Provisioner for NatsBackend {
     async fn ensure_tenant(&self, tenant: &TenantResources) -> Result<bool, StateError> {
-        self.run(&tenant.name, async {
+        self.run_unbounded(&tenant.name, async {
             let mut wrote = false;
             for config in desired_streams(tenant) {
                 wrote |= self.ensure_stream(config).await?;
@@ -39,7 +39,7 @@ impl Provisioner for NatsBackend {
     /// compares the settings we own: a missing stream, then one line per differing setting, in
     /// creation order. A tenant with none of its streams has no resources: no drift.
     async fn drift(&self, tenant: &TenantResources) -> Result<Vec<String>, StateError> {
-        self.run(&tenant.name, async {
+        self.run_unbounded(&tenant.name, async {
             let mut lines = Vec::new();
             for desired in desired_streams(tenant) {
                 match self.js.get_stream(&desired.name).await {
@@ -61,7 +61,7 @@ impl Provisioner for NatsBackend {
     }
 
     async fn remove_tenant(&self, tenant: &Name) -> Result<bool, StateError> {
-        let removed = self.run(tenant, async {
+        let removed = self.run_unbounded(tenant, async {
             let mut existed = false;
             for name in stream_names(tenant) {
                 existed |= self.delete_stream(&name).await?;
