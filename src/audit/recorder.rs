@@ -97,7 +97,10 @@ impl Recorder {
             );
             return Ok(Self { running: None });
         }
-        let keys = read_keyring(&key_file(settings, data_dir), &settings.previous_key_files, true)?;
+        // A key is generated only where none is configured: a configured file that went missing
+        // since the start is an error, never a fresh key.
+        let generate = settings.key_file.is_none();
+        let keys = read_keyring(&key_file(settings, data_dir), &settings.previous_key_files, generate)?;
         let node = node_id(settings.node.as_deref())?;
         let (stop_by, stopping) = watch::channel(None);
         let (troubled, trouble) = watch::channel(None);
