@@ -115,9 +115,20 @@ fn class_of(err: &(dyn Error + 'static)) -> Option<Class> {
         return (e.kind() == EntryErrorKind::TimedOut).then_some(Unavailable);
     }
     if let Some(e) = err.downcast_ref::<std::io::Error>() {
-        return (e.kind() == std::io::ErrorKind::TimedOut).then_some(Unavailable);
+        return (e.kind() == std::io::ErrorKind::TimedOut || is_pull_interrupted(e)).then_some(Unavailable);
     }
     None
+}
+
+/// A pull request that JetStream ended with a status while the cluster changes: 503 (no
+/// consumer leader answers yet) or 409 (leadership change, consumer re-created). async-nats's
+/// `fetch` hands these over only as text, in this form.
+fn is_pull_interrupted(err: &std::io::Error) -> bool {
+    let text = err.to_string();
+    ["503", "409"].iter().any(|status| {
+        text.strip_prefix("error while processing messages from the stream: ")
+            .is_some_and(|rest| rest.starts_with(status))
+    })
 }
 
 /// An error answered by the JetStream API, by its code.
@@ -186,9 +197,11 @@ mod tests {
     }
 
     #[test]
-    fn timeouts_are_unavailable_and_unknown_errors_internal() {
+    fn timeouts_and_leaderless_pulls_are_unavailable_and_unknown_errors_internal() {
         let timeout = PublishError::new(PublishErrorKind::TimedOut);
         assert!(matches!(to_state_error(&tenant(), Box::new(timeout)), StateError::Unavailable(_)));
+        let leaderless = std::io::Error::other("error while processing messages from the stream: 503, None");
+        assert!(matches!(to_state_error(&tenant(), Box::new(leaderless)), StateError::Unavailable(_)));
         let other = std::io::Error::other("strange");
         assert!(
             matches!(to_state_error(&tenant(), Box::new(other)), StateError::Internal(m) if m == "strange")
