@@ -282,7 +282,7 @@ fn parse_once<T: serde::de::DeserializeOwned>(
     text: &str,
     piece: &Piece<'_>,
     at: &Location,
-) -> Result<T, Problem> {
+) -> Result<T, Box<Problem>> {
     serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text)).map_err(|e| {
         let field = e.path().to_string();
         let inner = e.into_inner();
@@ -295,7 +295,7 @@ fn parse_once<T: serde::de::DeserializeOwned>(
             _ => error.message.clone(),
         };
         error.message = message;
-        Problem { error, line, field: (field != ".").then_some(field) }
+        Box::new(Problem { error, line, field: (field != ".").then_some(field) })
     })
 }
 

@@ -49,7 +49,9 @@ pub struct TenantSpec {
     pub replicas: Replicas,
     #[serde(default)]
     pub quotas: Quotas,
+    /// Refused until API keys are enforced; not offered to editors.
     #[serde(default)]
+    #[schemars(skip)]
     pub api_keys: Vec<ApiKey>,
     /// Path prefixes the operator grants this tenant for its functions' declared routes: `/api`
     /// grants `/api` and every path below it (not `/apix`). Paths under `/{tenant}/` always
@@ -84,6 +86,8 @@ pub struct Quotas {
     #[schemars(range(min = 1))]
     pub max_concurrency: Option<u32>,
     pub max_queue: Option<u32>,
+    /// Refused until rate limits are enforced; not offered to editors.
+    #[schemars(skip)]
     pub requests_per_second: Option<u32>,
     pub max_memory: Option<ByteSize>,
     pub kv_max_bytes: Option<ByteSize>,
