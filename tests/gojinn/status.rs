@@ -4,7 +4,7 @@
 //! served; `gojinn_reconciles_total` and `gojinn_deploy_failures_total` count passes and
 //! failed deploys.
 
-use crate::support::{Node, SpecDir, guest, specs};
+use crate::support::{Node, SpecDir, specs};
 use gojinn::reconcile::policy::Policies;
 use gojinn::reconcile::{Admitted, Reconciler, ResourceState, ResourceStatus, Status};
 use gojinn::state::State;
@@ -35,9 +35,8 @@ fn resource<'a>(status: &'a Status, id: &str) -> &'a ResourceStatus {
 /// allows 128Mi per instance).
 fn bad_modules(dir: &SpecDir) {
     dir.module("hello");
-    let bytes = std::fs::read(guest("hello")).unwrap();
+    dir.truncated_module("hello", "truncated");
     std::fs::write(dir.path().join("modules/notwasm.wasm"), b"hello, I am text").unwrap();
-    std::fs::write(dir.path().join("modules/truncated.wasm"), &bytes[..bytes.len() / 2]).unwrap();
     dir.write(
         "acme.yaml",
         &specs(
@@ -173,8 +172,7 @@ async fn reconcile_passes_and_failed_deploys_are_counted() {
     assert_eq!(sample(&text, r#"gojinn_reconciles_total{result="applied"}"#), 1, "{text}");
     assert_eq!(sample(&text, r#"gojinn_deploy_failures_total{tenant="acme"}"#), 0, "{text}");
 
-    let bytes = std::fs::read(guest("hello")).unwrap();
-    std::fs::write(dir.path().join("modules/truncated.wasm"), &bytes[..bytes.len() / 2]).unwrap();
+    dir.truncated_module("hello", "truncated");
     dir.write("acme.yaml", &specs("acme", "", &[("hello", "hello", ""), ("truncated", "truncated", "")]));
     let deadline = tokio::time::Instant::now() + WITHIN;
     loop {

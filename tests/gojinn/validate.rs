@@ -2,7 +2,7 @@
 //! line, modules that are WebAssembly, compile and import only the host functions a node
 //! links, limits within the node's settings (`--config`), and no field that does nothing.
 
-use crate::support::{SpecDir, guest, specs};
+use crate::support::{SpecDir, specs};
 use std::process::Command;
 
 /// Runs `gojinn validate --specs DIR [ARGS]`: exit code and everything printed.
@@ -115,8 +115,7 @@ fn unknown_import_module() -> Vec<u8> {
 fn modules_are_checked_as_the_node_would_load_them() {
     let dir = SpecDir::new();
     dir.module("hello");
-    let bytes = std::fs::read(guest("hello")).unwrap();
-    std::fs::write(dir.path().join("modules/truncated.wasm"), &bytes[..bytes.len() / 2]).unwrap();
+    dir.truncated_module("hello", "truncated");
     std::fs::write(dir.path().join("modules/text.wasm"), "(module)").unwrap();
     std::fs::write(dir.path().join("modules/teleport.wasm"), unknown_import_module()).unwrap();
     dir.write(
