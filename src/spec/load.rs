@@ -222,8 +222,8 @@ const MAX_PROBLEMS: usize = 32;
 /// Parses a document as `T`, reporting every problem with its line and field. The parser stops
 /// at the first problem, so the line holding it is blanked out (the line count stays) and the
 /// document parsed again, until it parses or [`MAX_PROBLEMS`] are found. What a blanked line
-/// causes (a required field now missing, a parse the blanking broke) is not reported as another
-/// problem: after the first, only problems of a named field that was not blanked count.
+/// causes is not reported as another problem: a required field now missing, or a problem of the
+/// document as a whole, ends the search; a mapping left empty is blanked too, quietly.
 fn parse_typed<T: serde::de::DeserializeOwned>(
     piece: &Piece<'_>,
     at: &Location,
