@@ -277,7 +277,7 @@ fn write_specs(dir: &Path, tenants: usize) -> anyhow::Result<()> {
 fn tenant_specs(t: usize) -> String {
     let name = format!("t{t:05}");
     let max_concurrency = 32 + 16 * (t % 4);
-    let mut quotas = format!("maxConcurrency: {max_concurrency}, requestsPerSecond: {}", 100 * (1 + t % 5));
+    let mut quotas = format!("maxConcurrency: {max_concurrency}");
     if t.is_multiple_of(3) {
         quotas.push_str(", maxMemory: 256Mi");
     }
@@ -289,10 +289,6 @@ fn tenant_specs(t: usize) -> String {
         out,
         "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {name} }}\nspec:\n  quotas: {{ {quotas} }}\n"
     );
-    if t.is_multiple_of(5) {
-        let sha = hex_digest(&name);
-        let _ = writeln!(out, "  apiKeys: [{{ name: ci, sha256: \"{sha}\" }}]");
-    }
     for f in 0..FUNCTIONS_PER_TENANT {
         let methods = ["[GET]", "[GET, POST]", "[POST]", "[PUT, DELETE]", "[]"][(t + f) % 5];
         let memory = [16, 32, 64][(t + f) % 3];
@@ -325,11 +321,6 @@ fn tenant_specs(t: usize) -> String {
         }
     }
     out
-}
-
-fn hex_digest(text: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(text.as_bytes()))
 }
 
 // ---------------------------------------------------------------------------------------------

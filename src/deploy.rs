@@ -9,6 +9,7 @@
 use crate::config::NodeConfig;
 use crate::edge::admission::Gate;
 use crate::host::{Backends, Capabilities};
+use crate::metrics::ReconcileResult;
 use crate::reconcile::desired::{APPLIED_META, APPLIED_PREFIX, Record, state_from_records};
 use crate::reconcile::source::Source;
 use crate::reconcile::status::AppliedMeta;
@@ -53,6 +54,8 @@ pub struct Deployer {
     deployed_meta: Mutex<Option<AppliedMeta>>,
     /// Serializes deploys; the registry itself is read lock-free.
     deploying: Mutex<()>,
+    /// The functions the last deploy could not prepare, with the error: status shows them failed.
+    failures: Mutex<BTreeMap<FunctionId, String>>,
     /// Counts deploys; subscribers learn that the registry changed.
     deployed: tokio::sync::watch::Sender<u64>,
     /// Wakes the reconcile loop for a pass (webhook, spec watcher).
@@ -74,6 +77,7 @@ impl Deployer {
             passing: tokio::sync::Mutex::new(()),
             deployed_meta: Mutex::new(None),
             deploying: Mutex::new(()),
+            failures: Mutex::new(BTreeMap::new()),
             deployed: tokio::sync::watch::Sender::new(0),
             pass_requested: tokio::sync::Notify::new(),
         }
@@ -109,6 +113,12 @@ impl Deployer {
         }
     }
 
+    /// The functions this node's last deploy could not prepare (their module does not load
+    /// here), with the error.
+    pub fn node_failures(&self) -> BTreeMap<FunctionId, String> {
+        self.failures.lock().expect("deploy failures").clone()
+    }
+
     /// Asks the reconcile loop for a pass soon; requests made while one is pending are one pass.
     pub fn request_pass(&self) {
         self.pass_requested.notify_one();
@@ -125,13 +135,18 @@ impl Deployer {
         let _one_pass = self.passing.lock().await;
         let mut errors = Vec::new();
         let mut admitted = None;
+        let metrics = self.runtime.metrics();
         match self.lead().await {
             Ok(true) => match self.reconcile().await {
                 Ok((read, report)) => {
+                    metrics.reconciled(pass_result(&read, &report));
                     errors.extend(pass_errors(&read, &report));
                     admitted = Some(read);
                 }
-                Err(e) => errors.push(SpecError::new(self.source_location(), e.to_string())),
+                Err(e) => {
+                    metrics.reconciled(ReconcileResult::Failed);
+                    errors.push(SpecError::new(self.source_location(), e.to_string()));
+                }
             },
             Ok(false) => tracing::debug!("another node holds the reconcile lease; following it"),
             Err(e) => errors.push(SpecError::new(self.source_location(), format!("reconcile lease: {e}"))),
@@ -164,7 +179,20 @@ impl Deployer {
             let source = this.source();
             let defaults =
                 this.config.reconcile.default_policies.unwrap_or(matches!(source, Source::Git { .. }));
-            Admitted::read(&source, &this.config.data_dir.join("sources"), defaults)
+            let mut admitted = Admitted::read(&source, &this.config.data_dir.join("sources"), defaults)?;
+            // Apply only what this node's runtime can serve, so the applied commit is served.
+            let serving = this.registry();
+            admitted.check_modules(|f| {
+                if serving.get(&f.id).is_some_and(|d| d.spec.revision == f.revision) {
+                    return Ok(());
+                }
+                let prepared = this.runtime.prepare(&f.module.sha256, &f.module.bytes, f.limits.memory);
+                prepared.map(drop).map_err(|e| {
+                    this.runtime.metrics().deploy_failed(&f.id.tenant);
+                    e.to_string()
+                })
+            });
+            Ok::<_, crate::reconcile::ReconcileError>(admitted)
         })
         .await
         .expect("reading specs panicked")?;
@@ -267,6 +295,7 @@ impl Deployer {
         }
 
         let mut functions = HashMap::new();
+        let mut failures = BTreeMap::new();
         for (id, spec) in loaded.state.functions {
             let previous = old.get(&id);
             if let Some(previous) = previous
@@ -284,6 +313,8 @@ impl Deployer {
                     functions.insert(id, Arc::new(deployed));
                 }
                 Err(error) => {
+                    self.runtime.metrics().deploy_failed(&id.tenant);
+                    failures.insert(id.clone(), error.message.clone());
                     report.errors.push(error);
                     if let Some(previous) = previous {
                         functions.insert(id, previous.clone());
@@ -310,6 +341,7 @@ impl Deployer {
         let registry = Registry::new(functions, tenant_gates);
         self.runtime.retain_modules(&|sha| registry.functions().any(|d| d.spec.module.sha256 == sha));
         self.current.store(Arc::new(registry));
+        *self.failures.lock().expect("deploy failures") = failures;
         self.deployed.send_modify(|count| *count += 1);
         report
     }
@@ -350,7 +382,19 @@ async fn read_meta(state: &State) -> Result<AppliedMeta, StateError> {
     Ok(records.get(APPLIED_META).and_then(|raw| serde_json::from_slice(raw).ok()).unwrap_or_default())
 }
 
-/// A pass's problems as spec errors: invalid documents, denials, failed resources.
+/// How a pass that ran went, for `gojinn_reconciles_total`.
+fn pass_result(admitted: &Admitted, report: &ApplyReport) -> ReconcileResult {
+    if !admitted.is_clean() || report.failures().next().is_some() {
+        ReconcileResult::Partial
+    } else if report.plan.is_empty() {
+        ReconcileResult::Unchanged
+    } else {
+        ReconcileResult::Applied
+    }
+}
+
+/// A pass's problems as spec errors: invalid documents, denials, modules that do not load,
+/// failed resources.
 fn pass_errors(admitted: &Admitted, report: &ApplyReport) -> Vec<SpecError> {
     let mut errors = admitted.invalid.clone();
     errors.extend(admitted.denials.iter().map(|d| {
@@ -359,6 +403,12 @@ fn pass_errors(admitted: &Admitted, report: &ApplyReport) -> Vec<SpecError> {
             format!("denied by {}: {}", d.policy, d.message),
         )
     }));
+    errors.extend(
+        admitted
+            .unloadable
+            .iter()
+            .map(|(id, e)| SpecError::new(Location::file(id.to_string().into()), e.clone())),
+    );
     errors.extend(
         report.failures().map(|(id, e)| SpecError::new(Location::file(id.to_string().into()), e.to_string())),
     );

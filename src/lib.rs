@@ -7,6 +7,7 @@
 //! Calls asked for asynchronously become jobs (`jobs`) in the state backend (`state`), run by
 //! this node's workers; the admin API (`api`) inspects and redrives them. Every request and job
 //! is traced (`telemetry`, exported over OTLP when configured) and counted (`metrics`).
+//! `validate` checks a spec directory as a deploy on a node would.
 
 pub mod abi;
 pub mod api;
@@ -28,3 +29,4 @@ pub mod spec;
 pub mod sql;
 pub mod state;
 pub mod telemetry;
+pub mod validate;

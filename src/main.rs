@@ -30,11 +30,15 @@ struct Cli {
 enum Command {
     /// Serve the functions of a spec directory over HTTP, redeploying when it changes.
     Serve(ServeArgs),
-    /// Check a spec directory and print every problem with file, line and field.
+    /// Check a spec directory as a deploy would (documents, modules, host imports, limits) and
+    /// print every problem with file, line and field.
     Validate {
         /// The spec directory.
         #[arg(long, default_value = "specs")]
         specs: PathBuf,
+        /// The node configuration to check modules against (default: the defaults).
+        #[arg(long, short)]
+        config: Option<PathBuf>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -203,7 +207,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Serve(args) => serve(args),
-        Command::Validate { specs, output } => validate(&specs, output),
+        Command::Validate { specs, config, output } => validate(&specs, config.as_deref(), output),
         Command::Jobs(args) => jobs(args),
         Command::Plan(args) => reconcile(args, false),
         Command::Apply(args) => reconcile(args, true),
@@ -381,7 +385,8 @@ fn status(args: AdminArgs) -> anyhow::Result<ExitCode> {
         Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
         Output::Text => print!("{}", render::status_text(&status, std::io::stdout().is_terminal())),
     }
-    let healthy = status.resources.iter().all(|r| r.state == gojinn::reconcile::ResourceState::Applied);
+    let healthy = !status.partial
+        && status.resources.iter().all(|r| r.state == gojinn::reconcile::ResourceState::Applied);
     Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -451,8 +456,16 @@ fn timestamp(ms: u64) -> String {
 }
 
 /// Exit codes: 0 valid, 1 invalid documents.
-fn validate(specs: &std::path::Path, output: Output) -> anyhow::Result<ExitCode> {
-    let report = gojinn::spec::load_dir(specs);
+fn validate(
+    specs: &std::path::Path,
+    config: Option<&std::path::Path>,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let config = match config {
+        Some(path) => NodeConfig::from_file(path)?,
+        None => NodeConfig::default(),
+    };
+    let report = gojinn::validate::validate(specs, &config)?;
     match output {
         Output::Text => {
             eprint!("{}", report.error_text());

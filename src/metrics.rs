@@ -54,14 +54,16 @@ impl From<JobStatus> for JobState {
     }
 }
 
-/// What a reconcile did, as the `result` label says it.
+/// What a reconcile pass did, as the `result` label says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ReconcileResult {
     /// Desired and actual state already matched.
     Unchanged,
-    /// Changes were applied.
+    /// Changes were applied, all of them.
     Applied,
-    /// Some resources could not be reconciled.
+    /// The pass ran, but some resources failed, were denied or are invalid (the rest is applied).
+    Partial,
+    /// The pass could not run: the source, the policies or the state backend failed.
     Failed,
 }
 
@@ -76,6 +78,7 @@ pub struct Metrics {
     jobs: Family<JobLabels, Counter>,
     dead_jobs: Family<TenantLabels, Gauge>,
     reconciles: Family<ReconcileLabels, Counter>,
+    deploy_failures: Family<TenantLabels, Counter>,
     receipts: Family<TenantLabels, Counter>,
 }
 
@@ -122,7 +125,13 @@ impl Metrics {
         let dead_jobs = Family::default();
         registry.register("dead_jobs", "Jobs in a tenant's dead-letter queue", dead_jobs.clone());
         let reconciles = Family::default();
-        registry.register("reconciles", "Reconciles by result", reconciles.clone());
+        registry.register("reconciles", "Reconcile passes by result", reconciles.clone());
+        let deploy_failures = Family::default();
+        registry.register(
+            "deploy_failures",
+            "Function deploys that failed (a module that does not load on this node), per attempt",
+            deploy_failures.clone(),
+        );
         let receipts = Family::default();
         registry.register("receipts", "Receipts appended to a tenant's audit log", receipts.clone());
         Self {
@@ -135,6 +144,7 @@ impl Metrics {
             jobs,
             dead_jobs,
             reconciles,
+            deploy_failures,
             receipts,
         }
     }
@@ -182,6 +192,11 @@ impl Metrics {
     /// A reconcile ended with `result`.
     pub fn reconciled(&self, result: ReconcileResult) {
         self.reconciles.get_or_create(&ReconcileLabels(result)).inc();
+    }
+
+    /// A function of `tenant` could not be deployed.
+    pub fn deploy_failed(&self, tenant: &Name) {
+        self.deploy_failures.get_or_create(&TenantLabels(tenant.clone())).inc();
     }
 
     /// A receipt was appended to `tenant`'s audit log.
@@ -280,6 +295,7 @@ impl EncodeLabelSet for ReconcileLabels {
         let result = match self.0 {
             ReconcileResult::Unchanged => "unchanged",
             ReconcileResult::Applied => "applied",
+            ReconcileResult::Partial => "partial",
             ReconcileResult::Failed => "failed",
         };
         ("result", result).encode(encoder.encode_label())
@@ -335,6 +351,8 @@ mod tests {
         metrics.job(&work, JobState::Dead);
         metrics.dead_jobs(&work.tenant, 3);
         metrics.reconciled(ReconcileResult::Applied);
+        metrics.reconciled(ReconcileResult::Partial);
+        metrics.deploy_failed(&work.tenant);
         metrics.receipt_appended(&work.tenant);
         let text = metrics.encode();
         for line in [
@@ -342,6 +360,8 @@ mod tests {
             r#"gojinn_jobs_total{tenant="acme",function="work",state="dead"} 1"#,
             r#"gojinn_dead_jobs{tenant="acme"} 3"#,
             r#"gojinn_reconciles_total{result="applied"} 1"#,
+            r#"gojinn_reconciles_total{result="partial"} 1"#,
+            r#"gojinn_deploy_failures_total{tenant="acme"} 1"#,
             r#"gojinn_receipts_total{tenant="acme"} 1"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");

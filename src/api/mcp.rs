@@ -13,11 +13,11 @@ use super::Admin;
 use crate::abi::{GuestRequest, Headers};
 use crate::api::ApiError;
 use crate::audit::Trigger;
+use crate::deploy::Deployer;
 use crate::edge::respond::EdgeError;
 use crate::edge::{self, Edge, Executed};
 use crate::registry::{Deployed, Registry};
 use crate::spec::{FunctionId, Name};
-use crate::state::State;
 use crate::telemetry::spans;
 use axum::Router;
 use axum::extract::Request;
@@ -136,7 +136,7 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = request.arguments.unwrap_or_default();
         if let Some(admin) = AdminTool::named(&request.name) {
-            return Ok(admin.call(self.edge.deployer.state(), arguments).await?.into());
+            return Ok(admin.call(&self.edge.deployer, arguments).await?.into());
         }
         let function = tool_function(&self.edge.deployer.registry(), &request.name)
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool {:?}", request.name), None))?;
@@ -303,13 +303,15 @@ impl AdminTool {
         Tool::new(self.name(), description, Arc::new(schema)).annotate(ToolAnnotations::new().read_only(true))
     }
 
-    /// Runs the tool against `state`; a failure it can report (not found, unavailable) is an
-    /// error result with the edge's JSON error body, invalid arguments a protocol error.
-    async fn call(self, state: &State, arguments: JsonObject) -> Result<CallToolResult, ErrorData> {
+    /// Runs the tool against the node's `deployer`; a failure it can report (not found,
+    /// unavailable) is an error result with the edge's JSON error body, invalid arguments a
+    /// protocol error.
+    async fn call(self, deployer: &Deployer, arguments: JsonObject) -> Result<CallToolResult, ErrorData> {
+        let state = deployer.state();
         let answer = match self {
             AdminTool::Status => {
                 parse_arguments::<NoArguments>(self, arguments)?;
-                json(super::status(state).await)
+                json(super::status(deployer).await)
             }
             AdminTool::Job => {
                 let JobArguments { tenant, id } = parse_arguments(self, arguments)?;

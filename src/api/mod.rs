@@ -84,13 +84,14 @@ pub(crate) async fn require_token(State(admin): State<Arc<Admin>>, request: Requ
 
 /// `GET /_gojinn/v1/status` → the applied commit and every resource's status.
 async fn reconcile_status(State(admin): State<Arc<Admin>>) -> Result<axum::Json<Status>, EdgeError> {
-    Ok(axum::Json(status(admin.deployer.state()).await?))
+    Ok(axum::Json(status(&admin.deployer).await?))
 }
 
 /// The applied commit and every resource's status (REST `GET /_gojinn/v1/status`, MCP
-/// `gojinn.status`).
-pub(crate) async fn status(state: &crate::state::State) -> Result<Status, EdgeError> {
-    Ok(crate::reconcile::status::read(state).await.map_err(ApiError::State)?)
+/// `gojinn.status`), as this node serves them: a function it could not deploy is failed.
+pub(crate) async fn status(deployer: &Deployer) -> Result<Status, EdgeError> {
+    let status = crate::reconcile::status::read(deployer.state()).await.map_err(ApiError::State)?;
+    Ok(status.with_node_failures(&deployer.node_failures()))
 }
 
 /// `POST /_gojinn/v1/reconcile` (the webhook a git host calls on push) → 202: a pass is

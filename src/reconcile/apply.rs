@@ -5,7 +5,7 @@
 //! that changed are rewritten. Every step writes only what differs, so applying the same specs
 //! twice writes nothing the second time.
 
-use super::desired::{APPLIED_META, Desired, Kind, ResourceId};
+use super::desired::{APPLIED_META, Desired, INVALID_DOCUMENTS, Kind, ResourceId};
 use super::plan::{self, Action, Actual, Change, Plan};
 use super::status::{self, AppliedMeta, ResourceState, ResourceStatus};
 use super::{Admitted, ReconcileError, Reconciler};
@@ -261,6 +261,14 @@ impl Reconciler {
                 );
             }
         }
+        // Resources without a desired record, each for the strongest reason: kept (spared by
+        // the plan), unless it is denied, invalid or its module does not load.
+        for spared in &plan.spared {
+            wanted.insert(
+                spared.resource.clone(),
+                previous(&spared.resource, ResourceState::Kept, Some(spared.reason.clone())),
+            );
+        }
         let mut denials: BTreeMap<ResourceId, Vec<String>> = BTreeMap::new();
         for denial in &admitted.denials {
             if let Ok(id) = ResourceId::try_from(denial.resource.clone()) {
@@ -274,7 +282,8 @@ impl Reconciler {
         let of_denied_tenants: Vec<&ResourceId> = actual
             .records
             .keys()
-            .filter(|id| id.kind == Kind::Function && !wanted.contains_key(*id))
+            .filter(|id| id.kind == Kind::Function && !admitted.desired.records.contains_key(*id))
+            .filter(|id| wanted.get(*id).is_none_or(|s| s.state == ResourceState::Kept))
             .filter(|id| {
                 wanted.get(&ResourceId::tenant(&id.tenant)).is_some_and(|s| s.state == ResourceState::Denied)
             })
@@ -283,11 +292,19 @@ impl Reconciler {
             let message = format!("tenant {} is denied", id.tenant);
             wanted.insert(id.clone(), previous(id, ResourceState::Denied, Some(message)));
         }
-        for spared in &plan.spared {
-            wanted.insert(
-                spared.resource.clone(),
-                previous(&spared.resource, ResourceState::Kept, Some(spared.reason.clone())),
-            );
+        let mut invalid: BTreeMap<ResourceId, Vec<String>> = BTreeMap::new();
+        for error in &admitted.invalid {
+            if let Some(id) = error.resource.clone().and_then(|r| ResourceId::try_from(r).ok())
+                && !admitted.desired.records.contains_key(&id)
+            {
+                invalid.entry(id).or_default().push(error.to_string());
+            }
+        }
+        for (id, messages) in invalid {
+            wanted.insert(id.clone(), previous(&id, ResourceState::Invalid, Some(messages.join("; "))));
+        }
+        for (id, error) in &admitted.unloadable {
+            wanted.insert(id.clone(), previous(id, ResourceState::Failed, Some(error.clone())));
         }
 
         let puts = wanted.iter().filter(|(id, status)| existing.get(*id) != Some(*status)).map(
@@ -302,6 +319,26 @@ impl Reconciler {
         let mut results = futures::stream::iter(writes).buffer_unordered(STATUS_WRITES_IN_FLIGHT);
         while let Some(result) = results.next().await {
             result?;
+        }
+        self.write_invalid_documents(admitted).await
+    }
+
+    /// Rewrites the record of invalid documents that name no resource, when it changes.
+    async fn write_invalid_documents(&self, admitted: &Admitted) -> Result<(), ReconcileError> {
+        let control = &self.state.control;
+        let nameless: Vec<&crate::spec::SpecError> =
+            admitted.invalid.iter().filter(|e| e.resource.is_none()).collect();
+        let existing = control.records(INVALID_DOCUMENTS).await?;
+        let existing = existing.get(INVALID_DOCUMENTS);
+        if nameless.is_empty() {
+            if existing.is_some() {
+                control.delete_record(INVALID_DOCUMENTS).await?;
+            }
+            return Ok(());
+        }
+        let wanted = json(&nameless);
+        if existing != Some(&wanted) {
+            control.put_record(INVALID_DOCUMENTS, wanted).await?;
         }
         Ok(())
     }

@@ -17,6 +17,8 @@ use std::sync::Arc;
 pub const APPLIED_PREFIX: &str = "applied.";
 pub const STATUS_PREFIX: &str = "status.";
 pub const APPLIED_META: &str = "meta.applied";
+/// The invalid spec documents of the last apply that name no resource.
+pub const INVALID_DOCUMENTS: &str = "meta.invalid";
 
 /// What a resource is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -21,11 +21,11 @@ pub use desired::{Desired, Record, ResourceId};
 pub use plan::{Action, Change, Plan};
 pub use status::{ResourceState, ResourceStatus, Status};
 
-use crate::spec::{LoadReport, SpecError};
+use crate::spec::{Function, LoadReport, SpecError};
 use crate::state::{State, StateError};
 use policy::{Denial, Policies, PolicyError};
 use source::{Source, SourceError};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -49,6 +49,9 @@ pub struct Admitted {
     /// Invalid spec documents. While there are any, nothing is pruned: an invalid document's
     /// resource cannot be told apart from a deleted one.
     pub invalid: Vec<SpecError>,
+    /// Functions whose module the node cannot load (see [`Admitted::check_modules`]), with the
+    /// error: nothing of them is applied, and what was applied of them before stays.
+    pub unloadable: BTreeMap<ResourceId, String>,
 }
 
 impl Admitted {
@@ -76,7 +79,40 @@ impl Admitted {
         state.functions.retain(|id, _| {
             !denied_tenants.contains(&id.tenant) && !denied.contains(&ResourceId::function(id).to_string())
         });
-        Ok(Self { desired: Desired::new(state, commit), denials, invalid: loaded.errors })
+        Ok(Self {
+            desired: Desired::new(state, commit),
+            denials,
+            invalid: loaded.errors,
+            unloadable: BTreeMap::new(),
+        })
+    }
+
+    /// Takes out of the desired state every function whose module fails `check` (the node's
+    /// runtime compiling it as a deploy would), so that what is applied is what can be served.
+    /// Each distinct module is checked once per memory size.
+    pub fn check_modules(&mut self, check: impl Fn(&Function) -> Result<(), String>) {
+        let mut checked: HashMap<(&str, u64), Result<(), String>> = HashMap::new();
+        let mut unloadable = BTreeMap::new();
+        for function in self.desired.functions.values() {
+            let key = (function.module.sha256.as_str(), function.limits.memory);
+            if let Err(error) = checked.entry(key).or_insert_with(|| check(function)) {
+                unloadable
+                    .insert(function.id.clone(), format!("spec.module {:?}: {error}", function.module.path));
+            }
+        }
+        for (id, error) in unloadable {
+            let resource = ResourceId::function(&id);
+            self.desired.functions.remove(&id);
+            self.desired.records.remove(&resource);
+            self.unloadable.insert(resource, error);
+        }
+        let used: BTreeSet<&String> = self.desired.functions.values().map(|f| &f.module.sha256).collect();
+        self.desired.modules.retain(|sha, _| used.contains(sha));
+    }
+
+    /// Whether everything read was admitted and is applicable.
+    pub fn is_clean(&self) -> bool {
+        self.denials.is_empty() && self.invalid.is_empty() && self.unloadable.is_empty()
     }
 
     /// Reads `source` (into `work_dir` for git), loads its specs and admits them: the operator's
@@ -88,10 +124,16 @@ impl Admitted {
         Ok(Self::new(loaded, checkout.commit, &policies)?)
     }
 
-    /// Resources that must not be deleted although they are not desired (a denied tenant
-    /// protects its functions too).
+    /// Resources that must not be deleted although they are not desired: denied, invalid or
+    /// unloadable ones (a denied tenant protects its functions too).
     fn protected(&self) -> BTreeSet<ResourceId> {
-        self.denials.iter().filter_map(|d| ResourceId::try_from(d.resource.clone()).ok()).collect()
+        let denied = self.denials.iter().map(|d| d.resource.clone());
+        let invalid = self.invalid.iter().filter_map(|e| e.resource.clone());
+        denied
+            .chain(invalid)
+            .filter_map(|resource| ResourceId::try_from(resource).ok())
+            .chain(self.unloadable.keys().cloned())
+            .collect()
     }
 }
 

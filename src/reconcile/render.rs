@@ -65,6 +65,9 @@ fn write_admission(out: &mut String, p: &Painter, admitted: &Admitted) {
     for error in &admitted.invalid {
         let _ = writeln!(out, "  {} invalid: {error}", p.paint(AnsiColor::Red, "x"));
     }
+    for (resource, error) in &admitted.unloadable {
+        let _ = writeln!(out, "  {} {resource} failed: {error}", p.paint(AnsiColor::Red, "x"));
+    }
 }
 
 fn header(plan: &Plan) -> String {
@@ -85,6 +88,9 @@ fn summary(plan: &Plan, admitted: &Admitted) -> String {
     }
     if !admitted.invalid.is_empty() {
         let _ = write!(line, ", {} invalid document(s)", admitted.invalid.len());
+    }
+    if !admitted.unloadable.is_empty() {
+        let _ = write!(line, ", {} module(s) that do not load", admitted.unloadable.len());
     }
     line
 }
@@ -129,16 +135,33 @@ pub fn apply_text(report: &ApplyReport, admitted: &Admitted, color: bool) -> Str
     out
 }
 
-/// Status, as `gojinn status` prints it.
+/// Status, as `gojinn status` prints it: the applied commit (partially applied when some
+/// resources or documents are not served at it), then one line per resource and per invalid
+/// document that names none.
 pub fn status_text(status: &Status, color: bool) -> String {
     let p = Painter { color };
     let mut out =
-        format!("Applied commit: {}\n", status.commit.as_deref().unwrap_or("(none: a directory source)"));
+        format!("Applied commit: {}", status.commit.as_deref().unwrap_or("(none: a directory source)"));
+    if status.partial {
+        let mut parts = Vec::new();
+        let problems = status.resources.iter().filter(|r| r.state.is_problem()).count();
+        if problems > 0 {
+            parts.push(format!(
+                "{problems} resource(s) failed, denied or invalid keep what was applied before (at the commit shown)"
+            ));
+        }
+        if !status.invalid.is_empty() {
+            parts.push(format!("{} invalid document(s) name no resource", status.invalid.len()));
+        }
+        let _ = write!(out, ", {} {}", p.paint(AnsiColor::Red, "partially:"), parts.join("; "));
+    }
+    out.push('\n');
     for resource in &status.resources {
         let (word, color) = match resource.state {
             ResourceState::Applied => ("applied", AnsiColor::Green),
             ResourceState::Failed => ("failed", AnsiColor::Red),
             ResourceState::Denied => ("denied", AnsiColor::Red),
+            ResourceState::Invalid => ("invalid", AnsiColor::Red),
             ResourceState::Kept => ("kept", AnsiColor::Yellow),
         };
         let commit =
@@ -151,6 +174,9 @@ pub fn status_text(status: &Status, color: bool) -> String {
         for drift in &resource.drift {
             let _ = writeln!(out, "           drift corrected: {drift}");
         }
+    }
+    for error in &status.invalid {
+        let _ = writeln!(out, "  {} {error}", p.paint(AnsiColor::Red, &format!("{:<8}", "invalid")));
     }
     out
 }

@@ -102,7 +102,7 @@ pub fn parse_file(file: &Path, text: &str, docs: &mut Vec<Document>, errors: &mu
         match parse_document(&piece, &at) {
             Ok(Some(doc)) => docs.push(doc),
             Ok(None) => {}
-            Err(e) => errors.push(e),
+            Err(problems) => errors.extend(problems),
         }
     }
 }
@@ -153,54 +153,141 @@ fn split_documents(text: &str, max: usize) -> Option<Vec<Piece<'_>>> {
     Some(pieces)
 }
 
-fn parse_document(piece: &Piece<'_>, at: &Location) -> Result<Option<Document>, SpecError> {
+fn parse_document(piece: &Piece<'_>, at: &Location) -> Result<Option<Document>, Vec<SpecError>> {
     let header: Header = serde_norway::from_str(piece.text).map_err(|e| match e.to_string() {
-        m if m.starts_with("invalid type") => SpecError::new(
+        m if m.starts_with("invalid type") => vec![SpecError::new(
             at.clone(),
             "a document must be a mapping with apiVersion, kind, metadata and spec".into(),
-        ),
-        _ => yaml_error(piece, at, e),
+        )],
+        _ => vec![yaml_error(piece, at, e)],
     })?;
     match header.api_version.as_deref() {
         Some(API_VERSION) => {}
         Some(other) => {
-            return Err(SpecError::field(
+            return Err(vec![SpecError::field(
                 at.clone(),
                 "apiVersion",
                 format!("unsupported apiVersion {other:?}, expected {API_VERSION:?}"),
-            ));
+            )]);
         }
         None => {
-            return Err(SpecError::field(
+            return Err(vec![SpecError::field(
                 at.clone(),
                 "apiVersion",
                 format!("missing field, expected {API_VERSION:?}"),
-            ));
+            )]);
         }
     }
+    let about = |errors: Vec<SpecError>| match named_resource(&header) {
+        Some(resource) => errors.into_iter().map(|e| e.about(resource.clone())).collect(),
+        None => errors,
+    };
     match header.kind.as_deref() {
-        Some("Tenant") => parse_typed(piece, at).map(|doc| Some(Document::Tenant(doc, at.clone()))),
-        Some("Function") => {
-            parse_typed(piece, at).map(|doc| Some(Document::Function(Box::new(doc), at.clone())))
+        Some("Tenant") => {
+            parse_typed(piece, at).map(|doc| Some(Document::Tenant(doc, at.clone()))).map_err(about)
         }
-        Some(other) => Err(SpecError::field(
+        Some("Function") => parse_typed(piece, at)
+            .map(|doc| Some(Document::Function(Box::new(doc), at.clone())))
+            .map_err(about),
+        Some(other) => Err(vec![SpecError::field(
             at.clone(),
             "kind",
             format!("unknown kind {other:?}, expected \"Tenant\" or \"Function\""),
-        )),
-        None => Err(SpecError::field(
+        )]),
+        None => Err(vec![SpecError::field(
             at.clone(),
             "kind",
             "missing field, expected \"Tenant\" or \"Function\"".into(),
-        )),
+        )]),
     }
 }
 
-/// Parses a document as `T`, naming the exact field of the first error.
-fn parse_typed<T: serde::de::DeserializeOwned>(piece: &Piece<'_>, at: &Location) -> Result<T, SpecError> {
-    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(piece.text)).map_err(|e| {
+/// The resource an invalid document describes, when its kind and metadata name one.
+fn named_resource(header: &Header) -> Option<String> {
+    let metadata = header.metadata.as_ref()?;
+    let name = |key: &str| {
+        let value = metadata.get(key)?.as_str()?;
+        super::Name::new(value).ok().map(|name| name.to_string())
+    };
+    match header.kind.as_deref()? {
+        "Tenant" => Some(super::tenant_resource(&name("name")?)),
+        "Function" => Some(super::function_resource(&name("tenant")?, &name("name")?)),
+        _ => None,
+    }
+}
+
+/// Most problems reported for one document.
+const MAX_PROBLEMS: usize = 32;
+
+/// Parses a document as `T`, reporting every problem with its line and field. The parser stops
+/// at the first problem, so the line holding it is blanked out (the line count stays) and the
+/// document parsed again, until it parses or [`MAX_PROBLEMS`] are found. What a blanked line
+/// causes is not reported as another problem: a required field now missing, or a problem of the
+/// document as a whole, ends the search; a mapping left empty is blanked too, quietly.
+fn parse_typed<T: serde::de::DeserializeOwned>(
+    piece: &Piece<'_>,
+    at: &Location,
+) -> Result<T, Vec<SpecError>> {
+    let mut errors: Vec<SpecError> = Vec::new();
+    let mut text = piece.text.to_owned();
+    let mut blanked_keys: Vec<String> = Vec::new();
+    let mut blanked_lines = std::collections::BTreeSet::new();
+    loop {
+        let problem = match parse_once::<T>(&text, piece, at) {
+            Ok(doc) if errors.is_empty() => return Ok(doc),
+            Ok(_) => return Err(errors),
+            Err(problem) => problem,
+        };
+        // A field left without its value by blanking: blank that too, quietly.
+        let emptied = !errors.is_empty() && problem.error.message.ends_with("got unit value");
+        let consequence = !errors.is_empty()
+            && (problem.field.is_none()
+                || blanked_keys
+                    .iter()
+                    .any(|key| problem.error.message.contains(&format!("missing field `{key}`"))));
+        let repeated = errors.contains(&problem.error);
+        if (consequence || repeated) && !emptied {
+            return Err(errors);
+        }
+        if !emptied {
+            errors.push(problem.error);
+        }
+        // Each line is blanked at most once, so this ends.
+        let Some(line) =
+            problem.line.filter(|line| errors.len() < MAX_PROBLEMS && blanked_lines.insert(*line))
+        else {
+            return Err(errors);
+        };
+        match blank_line(&text, line) {
+            Some((blanked, key)) => {
+                text = blanked;
+                blanked_keys.extend(key);
+            }
+            None => return Err(errors),
+        }
+    }
+}
+
+/// The first problem of one parse.
+struct Problem {
+    error: SpecError,
+    /// The line of the piece it is on.
+    line: Option<usize>,
+    /// The path of the field it is about; `None` for the document as a whole.
+    field: Option<String>,
+}
+
+/// One parse of `text` (a piece's text, possibly with lines blanked).
+fn parse_once<T: serde::de::DeserializeOwned>(
+    text: &str,
+    piece: &Piece<'_>,
+    at: &Location,
+) -> Result<T, Box<Problem>> {
+    serde_path_to_error::deserialize(serde_norway::Deserializer::from_str(text)).map_err(|e| {
         let field = e.path().to_string();
-        let mut error = yaml_error(piece, at, e.into_inner());
+        let inner = e.into_inner();
+        let line = inner.location().map(|mark| mark.line());
+        let mut error = yaml_error(piece, at, inner);
         // The parser names the mapping that holds the bad value; name the value's own field.
         let message = match error.message.split_once(": ") {
             Some((parent, rest)) if field.starts_with(parent) && field != "." => format!("{field}: {rest}"),
@@ -208,8 +295,28 @@ fn parse_typed<T: serde::de::DeserializeOwned>(piece: &Piece<'_>, at: &Location)
             _ => error.message.clone(),
         };
         error.message = message;
-        error
+        Box::new(Problem { error, line, field: (field != ".").then_some(field) })
     })
+}
+
+/// `text` with its (1-based) `line` replaced by spaces, and the mapping key that line held.
+fn blank_line(text: &str, line: usize) -> Option<(String, Option<String>)> {
+    let mut out = String::with_capacity(text.len());
+    let mut key = None;
+    let mut found = false;
+    for (index, content) in text.split_inclusive('\n').enumerate() {
+        if index + 1 == line {
+            found = true;
+            let bare = content.trim_end_matches(['\n', '\r']);
+            key =
+                bare.trim_start().trim_start_matches("- ").split_once(':').map(|(k, _)| k.trim().to_owned());
+            out.push_str(&" ".repeat(bare.len()));
+            out.push_str(&content[bare.len()..]);
+        } else {
+            out.push_str(content);
+        }
+    }
+    found.then_some((out, key))
 }
 
 /// Turns a YAML error into a spec error with the exact line (of the file) and column and the
@@ -220,8 +327,42 @@ fn yaml_error(piece: &Piece<'_>, at: &Location, error: serde_norway::Error) -> S
         location.line = Some(piece.first_line + mark.line() - 1);
         location.column = Some(mark.column());
     }
-    let message = without_position(&error.to_string());
+    let message = in_words(&without_position(&error.to_string()));
     SpecError::new(location, lines_of_the_file(&message, piece.first_line - 1))
+}
+
+/// serde's "invalid type: T, expected E" and "invalid value: T `v`, expected E" as
+/// "expected E, got v", with its names of primitive types in words an operator reads.
+fn in_words(message: &str) -> String {
+    let message = message
+        .replace("expected u8", "expected a whole number from 0 to 255")
+        .replace("expected u32", "expected a whole number from 0 to 4294967295")
+        .replace("expected u64", "expected a whole number")
+        .replace("expected i64", "expected a whole number")
+        .replace("expected a boolean", "expected true or false");
+    let message = match message.find("expected struct ") {
+        Some(at) => {
+            let name_end = message[at + "expected struct ".len()..]
+                .find(|c: char| !c.is_alphanumeric())
+                .map_or(message.len(), |end| at + "expected struct ".len() + end);
+            format!("{}expected a mapping{}", &message[..at], &message[name_end..])
+        }
+        None => message,
+    };
+    // The parser may put the path of the mapping first: `spec.limits: invalid type: ...`.
+    let Some(start) =
+        ["invalid type: ", "invalid value: "].iter().find_map(|m| message.find(m).map(|at| (at, m.len())))
+    else {
+        return message;
+    };
+    let (prefix, rest) = (&message[..start.0], &message[start.0 + start.1..]);
+    let Some((found, expected)) = rest.split_once(", expected ") else { return message };
+    // `integer `-1`` reads better as its value alone.
+    let found = match found.split_once(" `") {
+        Some((_, value)) if value.ends_with('`') => &value[..value.len() - 1],
+        _ => found,
+    };
+    format!("{prefix}expected {expected}, got {found}")
 }
 
 /// Moves every " at line N" left in a parser message (the position of the construct the problem
@@ -277,6 +418,75 @@ mod tests {
             "bad, while parsing a map at line 13 column 1"
         );
         assert_eq!(lines_of_the_file("no position", 10), "no position");
+    }
+
+    #[test]
+    fn type_errors_say_what_is_expected_and_what_was_found() {
+        assert_eq!(
+            in_words("invalid value: integer `-1`, expected u32"),
+            "expected a whole number from 0 to 4294967295, got -1"
+        );
+        assert_eq!(
+            in_words("invalid type: string \"x\", expected a boolean"),
+            "expected true or false, got string \"x\""
+        );
+        assert_eq!(in_words("unknown field `x`, expected `a`"), "unknown field `x`, expected `a`");
+        assert_eq!(
+            in_words("invalid type: integer `5`, expected struct Limits"),
+            "expected a mapping, got 5"
+        );
+        assert_eq!(
+            in_words("spec: invalid type: integer `5`, expected u64"),
+            "spec: expected a whole number, got 5"
+        );
+    }
+
+    #[test]
+    fn every_problem_of_a_document_is_reported_with_its_line() {
+        let text = "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: { name: f, tenant: t }\nspec:\n  module: { path: m.wasm }\n  limits:\n    memory: lots\n    maxOutput: -1\n    timeout: 5\n    maxConcurrency: -2\n  colour: red\n";
+        let (mut docs, mut errors) = (Vec::new(), Vec::new());
+        parse_file(Path::new("f.yaml"), text, &mut docs, &mut errors);
+        assert!(docs.is_empty());
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(lines.len(), 5, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("f.yaml:7:")
+                && lines[0].contains(": spec.limits.memory: invalid size \"lots\""),
+            "{lines:#?}"
+        );
+        assert!(lines[1].starts_with("f.yaml:8:"), "{lines:#?}");
+        assert!(
+            lines[1].ends_with(
+                ": spec.limits.maxOutput: expected a size such as 64Mi or a number of bytes, got -1"
+            ),
+            "{lines:#?}"
+        );
+        assert!(lines[2].starts_with("f.yaml:9:"), "{lines:#?}");
+        assert!(
+            lines[2].contains(
+                "spec.limits.timeout: expected a duration such as 500ms, 2s or 1m (with a unit), got 5"
+            ),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[3].starts_with("f.yaml:10:")
+                && lines[3].contains("spec.limits.maxConcurrency: expected a whole number"),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[4].starts_with("f.yaml:11:") && lines[4].contains("unknown field `colour`"),
+            "{lines:#?}"
+        );
+        assert!(errors.iter().all(|e| e.resource.as_deref() == Some("function/t/f")), "{errors:?}");
+    }
+
+    #[test]
+    fn a_blanked_required_field_is_not_reported_again_as_missing() {
+        let text = "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: { name: f, tenant: t }\nspec:\n  module:\n    path: [1]\n";
+        let (mut docs, mut errors) = (Vec::new(), Vec::new());
+        parse_file(Path::new("f.yaml"), text, &mut docs, &mut errors);
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(errors[0].message.starts_with("spec.module.path:"), "{errors:#?}");
     }
 
     #[test]

@@ -27,7 +27,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 /// Where a document or a value is: file relative to the spec root, and line/column when known.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Location {
     pub file: PathBuf,
     pub line: Option<usize>,
@@ -58,20 +58,39 @@ impl fmt::Display for Location {
 }
 
 /// One invalid document or value: where it is, which field, and what is wrong.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{location}: {message}")]
 pub struct SpecError {
     pub location: Location,
     /// The message, starting with the field path when there is one (`spec.limits.memory: ...`).
     pub message: String,
+    /// The resource the document describes (`tenant/acme`, `function/acme/hello`), when the
+    /// document names one, so that status can say which resource is invalid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource: Option<String>,
 }
 
 impl SpecError {
     pub fn new(location: Location, message: String) -> Self {
-        Self { location, message }
+        Self { location, message, resource: None }
     }
 
     pub fn field(location: Location, field: &str, message: String) -> Self {
-        Self { location, message: format!("{field}: {message}") }
+        Self::new(location, format!("{field}: {message}"))
     }
+
+    /// The same error, about `resource` (a tenant's or a function's resource id).
+    pub fn about(self, resource: String) -> Self {
+        Self { resource: Some(resource), ..self }
+    }
+}
+
+/// The resource id of a tenant, as the reconciler and status name it.
+pub fn tenant_resource(tenant: impl fmt::Display) -> String {
+    format!("tenant/{tenant}")
+}
+
+/// The resource id of a function, as the reconciler and status name it.
+pub fn function_resource(tenant: impl fmt::Display, function: impl fmt::Display) -> String {
+    format!("function/{tenant}/{function}")
 }

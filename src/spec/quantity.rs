@@ -41,18 +41,36 @@ impl ByteSize {
     }
 }
 
+/// What a size field takes, for error messages.
+const SIZE: &str = "a size such as 64Mi or a number of bytes";
+
 impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(u64),
-            Text(String),
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = ByteSize;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(SIZE)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(n))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<ByteSize, E> {
+                u64::try_from(n).map(ByteSize).map_err(|_| E::custom(format!("expected {SIZE}, got {n}")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<ByteSize, E> {
+                Err(E::custom(format!("expected {SIZE}, got {n}")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(text).map_err(E::custom)
+            }
         }
-        match Raw::deserialize(de)? {
-            Raw::Number(n) => Ok(ByteSize(n)),
-            Raw::Text(t) => ByteSize::parse(&t).map_err(serde::de::Error::custom),
-        }
+        de.deserialize_any(Visitor)
     }
 }
 
@@ -66,9 +84,36 @@ impl Serialize for ByteSize {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Span(pub Duration);
 
+/// What a duration field takes, for error messages.
+const DURATION: &str = "a duration such as 500ms, 2s or 1m";
+
 impl<'de> Deserialize<'de> for Span {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(de)?;
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = String;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(DURATION)
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<String, E> {
+                Err(E::custom(format!("expected {DURATION} (with a unit), got {n}")))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<String, E> {
+                Err(E::custom(format!("expected {DURATION}, got {n}")))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, n: f64) -> Result<String, E> {
+                Err(E::custom(format!("expected {DURATION}, got {n}")))
+            }
+
+            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<String, E> {
+                Ok(text.to_owned())
+            }
+        }
+        let text = de.deserialize_any(Visitor)?;
         let duration = humantime::parse_duration(&text).map_err(|e| {
             serde::de::Error::custom(format!("invalid duration {text:?}: {e} (write e.g. 500ms, 2s or 1m)"))
         })?;
@@ -104,5 +149,30 @@ mod tests {
         assert!(ByteSize::parse("64MB").unwrap_err().contains("unknown unit"));
         assert!(ByteSize::parse("Mi").is_err());
         assert!(ByteSize::parse("99999999999999Ti").unwrap_err().contains("too large"));
+    }
+
+    #[test]
+    fn sizes_and_durations_of_the_wrong_type_say_what_is_expected() {
+        let size = |yaml: &str| serde_norway::from_str::<ByteSize>(yaml).map_err(|e| e.to_string());
+        assert_eq!(size("4096"), Ok(ByteSize(4096)));
+        assert_eq!(size("1Mi"), Ok(ByteSize(1 << 20)));
+        assert!(
+            size("-1").unwrap_err().starts_with("expected a size such as 64Mi or a number of bytes, got -1")
+        );
+        assert!(
+            size("1.5")
+                .unwrap_err()
+                .starts_with("expected a size such as 64Mi or a number of bytes, got 1.5")
+        );
+        assert!(size("[1]").unwrap_err().contains("expected a size such as 64Mi"));
+        let span = |yaml: &str| serde_norway::from_str::<Span>(yaml).map_err(|e| e.to_string());
+        assert_eq!(span("2s"), Ok(Span(Duration::from_secs(2))));
+        assert!(
+            span("5")
+                .unwrap_err()
+                .starts_with("expected a duration such as 500ms, 2s or 1m (with a unit), got 5")
+        );
+        assert!(span("-5").unwrap_err().starts_with("expected a duration such as 500ms, 2s or 1m, got -5"));
+        assert!(span("true").unwrap_err().contains("expected a duration such as 500ms"));
     }
 }

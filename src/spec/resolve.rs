@@ -167,6 +167,7 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
         match doc {
             Document::Tenant(doc, at) => {
                 defined.entry(doc.metadata.name.clone()).or_insert_with(|| at.clone());
+                let resource = super::tenant_resource(&doc.metadata.name);
                 match resolve_tenant(doc, at) {
                     Ok(tenant) => match state.tenants.get(&tenant.name) {
                         Some(first) => errors.push(SpecError::field(
@@ -178,7 +179,7 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
                             state.tenants.insert(tenant.name.clone(), tenant);
                         }
                     },
-                    Err(e) => errors.push(e),
+                    Err(problems) => errors.extend(problems.into_iter().map(|e| e.about(resource.clone()))),
                 }
             }
             Document::Function(doc, at) => function_docs.push((*doc, at)),
@@ -189,6 +190,7 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
     let mut routes = RouteTable::default();
     for (doc, at) in function_docs {
         let id = FunctionId { tenant: doc.metadata.tenant.clone(), function: doc.metadata.name.clone() };
+        let resource = super::function_resource(&id.tenant, &id.function);
         if let Some(first) = state.functions.get(&id) {
             errors.push(SpecError::field(
                 at,
@@ -202,40 +204,54 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
                 Some(defined_at) => format!("tenant {:?} is invalid (see {defined_at})", id.tenant.as_str()),
                 None => format!("tenant {:?} is not defined by any Tenant document", id.tenant.as_str()),
             };
-            errors.push(SpecError::field(at, "metadata.tenant", message));
+            errors.push(SpecError::field(at, "metadata.tenant", message).about(resource));
             continue;
         };
-        let resolved = resolve_function(&spec_root, id, doc, at, tenant)
-            .and_then(|f| ownership.check_routes(&f, tenant).map(|()| f))
-            .and_then(|f| routes.claim(f));
+        let resolved = resolve_function(&spec_root, id, doc, at, tenant).and_then(|f| {
+            ownership.check_routes(&f, tenant).map_err(|e| vec![e])?;
+            routes.claim(f).map_err(|e| vec![e])
+        });
         match resolved {
             Ok(function) => {
                 state.functions.insert(function.id.clone(), function);
             }
-            Err(e) => errors.push(e),
+            Err(problems) => errors.extend(problems.into_iter().map(|e| e.about(resource.clone()))),
         }
     }
     (state, errors)
 }
 
-fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, SpecError> {
+/// Fields a spec may not set yet: parsed, but nothing enforces them. Accepting them would let
+/// an operator believe a limit or a credential protects a tenant when nothing does.
+const NOT_ENFORCED: &str = "not enforced yet; remove it";
+
+fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>> {
     let quotas = doc.spec.quotas;
+    let mut problems = Vec::new();
+    if quotas.requests_per_second.is_some() {
+        problems.push(SpecError::field(at.clone(), "spec.quotas.requestsPerSecond", NOT_ENFORCED.into()));
+    }
+    if !doc.spec.api_keys.is_empty() {
+        problems.push(SpecError::field(at.clone(), "spec.apiKeys", NOT_ENFORCED.into()));
+    }
+    let max_concurrency =
+        positive(quotas.max_concurrency, DEFAULT_TENANT_CONCURRENCY, &at, "spec.quotas.maxConcurrency")
+            .map_err(|e| problems.push(e));
+    let Ok(max_concurrency) = max_concurrency else { return Err(problems) };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     Ok(Tenant {
         name: doc.metadata.name,
         replicas: doc.spec.replicas.0,
         quotas: TenantQuotas {
-            max_concurrency: positive(
-                quotas.max_concurrency,
-                DEFAULT_TENANT_CONCURRENCY,
-                &at,
-                "spec.quotas.maxConcurrency",
-            )?,
+            max_concurrency,
             max_queue: quotas.max_queue.unwrap_or(DEFAULT_TENANT_QUEUE),
-            requests_per_second: quotas.requests_per_second,
+            requests_per_second: None,
             max_memory: quotas.max_memory.map(ByteSize::bytes),
             kv_max_bytes: Some(quotas.kv_max_bytes.map_or(DEFAULT_KV_MAX_BYTES, ByteSize::bytes)),
         },
-        api_keys: doc.spec.api_keys,
+        api_keys: Vec::new(),
         route_prefixes: doc.spec.route_prefixes,
         keep: doc.metadata.keep,
         source: at,
@@ -256,17 +272,22 @@ fn resolve_function(
     doc: FunctionDoc,
     at: Location,
     tenant: &Tenant,
-) -> Result<Function, SpecError> {
+) -> Result<Function, Vec<SpecError>> {
     let (spec, keep) = (doc.spec, doc.metadata.keep);
-    let limits = resolve_limits(&spec.limits, &at, tenant)?;
+    let mut problems = Vec::new();
+    let limits = resolve_limits(&spec.limits, &at, tenant, &mut problems);
     // MCP tools take an object of arguments, so their schema must describe one.
     if let Some(schema) = spec.mcp.as_ref().and_then(|mcp| mcp.input_schema.as_ref())
         && schema.get("type") != Some(&serde_json::Value::from("object"))
     {
         let message = "must be a JSON Schema with `type: object` (tool arguments are an object)";
-        return Err(SpecError::field(at, "spec.mcp.inputSchema", message.into()));
+        problems.push(SpecError::field(at.clone(), "spec.mcp.inputSchema", message.into()));
     }
-    let module = read_module(root, &spec.module, &at)?;
+    let module = read_module(root, &spec.module, &at).map_err(|e| problems.push(e));
+    let Ok(module) = module else { return Err(problems) };
+    if !problems.is_empty() {
+        return Err(problems);
+    }
     let env = spec.env.into_iter().map(|(k, v)| (k.0, v)).collect();
     let mut function = Function {
         id,
@@ -286,11 +307,18 @@ fn resolve_function(
     Ok(function)
 }
 
-fn resolve_limits(limits: &Limits, at: &Location, tenant: &Tenant) -> Result<FunctionLimits, SpecError> {
+/// The function's limits with defaults applied; each problem is added to `problems` (and the
+/// default used in its place).
+fn resolve_limits(
+    limits: &Limits,
+    at: &Location,
+    tenant: &Tenant,
+    problems: &mut Vec<SpecError>,
+) -> FunctionLimits {
     let default_memory = tenant.quotas.max_memory.map_or(DEFAULT_MEMORY, |max| max.min(DEFAULT_MEMORY));
     let memory = limits.memory.map_or(default_memory, ByteSize::bytes);
     if memory < 1 << 16 {
-        return Err(SpecError::field(
+        problems.push(SpecError::field(
             at.clone(),
             "spec.limits.memory",
             "must be at least 64Ki (one wasm page)".into(),
@@ -299,19 +327,23 @@ fn resolve_limits(limits: &Limits, at: &Location, tenant: &Tenant) -> Result<Fun
     if let Some(max) = tenant.quotas.max_memory
         && memory > max
     {
-        return Err(SpecError::field(
+        problems.push(SpecError::field(
             at.clone(),
             "spec.limits.memory",
             format!("{memory} bytes exceeds tenant {}'s quota maxMemory of {max} bytes", tenant.name),
         ));
     }
     let max_concurrency =
-        positive(limits.max_concurrency, DEFAULT_FUNCTION_CONCURRENCY, at, "spec.limits.maxConcurrency")?
+        positive(limits.max_concurrency, DEFAULT_FUNCTION_CONCURRENCY, at, "spec.limits.maxConcurrency")
+            .unwrap_or_else(|e| {
+                problems.push(e);
+                DEFAULT_FUNCTION_CONCURRENCY
+            })
             .min(tenant.quotas.max_concurrency);
     if let Some(asked) = limits.max_concurrency
         && asked > tenant.quotas.max_concurrency
     {
-        return Err(SpecError::field(
+        problems.push(SpecError::field(
             at.clone(),
             "spec.limits.maxConcurrency",
             format!(
@@ -320,14 +352,14 @@ fn resolve_limits(limits: &Limits, at: &Location, tenant: &Tenant) -> Result<Fun
             ),
         ));
     }
-    Ok(FunctionLimits {
+    FunctionLimits {
         memory,
         timeout: limits.timeout.map_or(DEFAULT_TIMEOUT, |s| s.0),
         max_output: limits.max_output.map_or(DEFAULT_MAX_OUTPUT, ByteSize::bytes),
         max_body: limits.max_body.map_or(DEFAULT_MAX_BODY, ByteSize::bytes),
         max_concurrency,
         max_queue: limits.max_queue.unwrap_or(DEFAULT_FUNCTION_QUEUE),
-    })
+    }
 }
 
 /// Reads the module file, which must stay inside the spec root and be binary WebAssembly, and

@@ -10,12 +10,14 @@ use std::collections::BTreeMap;
 
 pub const API_VERSION: &str = "gojinn.dev/v1";
 
-/// The two fields every document starts with; read first to pick the document's type.
+/// The two fields every document starts with; read first to pick the document's type. The
+/// metadata is read loosely (any shape) to name the resource of an invalid document.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct Header {
     pub api_version: Option<String>,
     pub kind: Option<String>,
+    pub metadata: Option<serde_norway::Value>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
@@ -47,7 +49,9 @@ pub struct TenantSpec {
     pub replicas: Replicas,
     #[serde(default)]
     pub quotas: Quotas,
+    /// Refused until API keys are enforced; not offered to editors.
     #[serde(default)]
+    #[schemars(skip)]
     pub api_keys: Vec<ApiKey>,
     /// Path prefixes the operator grants this tenant for its functions' declared routes: `/api`
     /// grants `/api` and every path below it (not `/apix`). Paths under `/{tenant}/` always
@@ -69,8 +73,8 @@ impl Default for Replicas {
 
 impl<'de> Deserialize<'de> for Replicas {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        match u8::deserialize(de)? {
-            n @ (1 | 3 | 5) => Ok(Replicas(n)),
+        match i64::deserialize(de)? {
+            n @ (1 | 3 | 5) => Ok(Replicas(n as u8)),
             n => Err(serde::de::Error::custom(format!("invalid replicas {n}: must be 1, 3 or 5"))),
         }
     }
@@ -82,6 +86,8 @@ pub struct Quotas {
     #[schemars(range(min = 1))]
     pub max_concurrency: Option<u32>,
     pub max_queue: Option<u32>,
+    /// Refused until rate limits are enforced; not offered to editors.
+    #[schemars(skip)]
     pub requests_per_second: Option<u32>,
     pub max_memory: Option<ByteSize>,
     pub kv_max_bytes: Option<ByteSize>,

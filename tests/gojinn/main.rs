@@ -36,4 +36,6 @@ mod scaffold;
 mod specs;
 mod state_embedded;
 mod state_nats;
+mod status;
 mod telemetry;
+mod validate;

@@ -92,6 +92,15 @@ impl SpecDir {
         self
     }
 
+    /// Writes the first half of a guest's module as `modules/{name}.wasm`: it starts as
+    /// WebAssembly does but does not compile.
+    pub fn truncated_module(&self, package: &str, name: &str) -> &Self {
+        let bytes = std::fs::read(guest(package)).expect("read module");
+        std::fs::write(self.path().join(format!("modules/{name}.wasm")), &bytes[..bytes.len() / 2])
+            .expect("write truncated module");
+        self
+    }
+
     /// Writes a spec file, replacing it atomically if it exists.
     pub fn write(&self, name: &str, yaml: &str) -> &Self {
         let tmp = self.path().join(format!(".{name}.tmp"));

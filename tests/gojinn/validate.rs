@@ -1,0 +1,162 @@
+//! `gojinn validate` checks what a deploy would: every problem of every document with file and
+//! line, modules that are WebAssembly, compile and import only the host functions a node
+//! links, limits within the node's settings (`--config`), and no field that does nothing.
+
+use crate::support::{SpecDir, specs};
+use std::process::Command;
+
+/// Runs `gojinn validate --specs DIR [ARGS]`: exit code and everything printed.
+fn validate(dir: &SpecDir, args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_gojinn"))
+        .arg("validate")
+        .arg("--specs")
+        .arg(dir.path())
+        .args(args)
+        .output()
+        .expect("run gojinn validate");
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.code().unwrap_or(-1), text)
+}
+
+fn has(text: &str, line: &str) {
+    assert!(text.lines().any(|l| l == line), "missing line {line:?} in:\n{text}");
+}
+
+/// A line of `text` that starts with `at` (file and line; the column varies with the YAML
+/// style) and ends with `message`.
+fn has_at(text: &str, at: &str, message: &str) {
+    assert!(
+        text.lines().any(|l| l.starts_with(at) && l.ends_with(message)),
+        "missing {at}...{message:?} in:\n{text}"
+    );
+}
+
+#[test]
+fn every_problem_of_a_document_is_reported_with_its_file_and_line() {
+    let dir = SpecDir::new();
+    dir.module("hello");
+    dir.write(
+        "acme.yaml",
+        "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: acme }\n---\n\
+         apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: { name: hello, tenant: acme }\nspec:\n\
+         \x20 module: { path: modules/hello.wasm }\n\
+         \x20 limits:\n\
+         \x20   memory: lots\n\
+         \x20   maxOutput: -1\n\
+         \x20   timeout: 5\n\
+         \x20   maxConcurrency: -1\n\
+         \x20 colour: red\n",
+    );
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, 1, "{text}");
+    has_at(
+        &text,
+        "acme.yaml:11:",
+        "spec.limits.memory: invalid size \"lots\": expected a whole number with an optional unit like 64Mi",
+    );
+    has_at(
+        &text,
+        "acme.yaml:12:",
+        "spec.limits.maxOutput: expected a size such as 64Mi or a number of bytes, got -1",
+    );
+    has_at(
+        &text,
+        "acme.yaml:13:",
+        "spec.limits.timeout: expected a duration such as 500ms, 2s or 1m (with a unit), got 5",
+    );
+    has_at(
+        &text,
+        "acme.yaml:14:",
+        "spec.limits.maxConcurrency: expected a whole number from 0 to 4294967295, got -1",
+    );
+    assert!(
+        text.lines().any(|l| l.starts_with("acme.yaml:15:") && l.contains("unknown field `colour`")),
+        "{text}"
+    );
+    assert!(text.contains("1 tenant(s), 0 function(s), 5 error(s)"), "{text}");
+}
+
+#[test]
+fn fields_that_nothing_enforces_are_refused_with_that_reason() {
+    let dir = SpecDir::new();
+    dir.module("hello");
+    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+    let tenant = format!("quotas: {{ requestsPerSecond: 10 }}, apiKeys: [{{ name: ci, sha256: \"{sha}\" }}]");
+    let mut yaml = specs("acme", &tenant, &[("hello", "hello", "limits: { requestsPerSecond: 5 }")]);
+    yaml.push_str(
+        "---\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: beta }\nspec: { replicas: three }\n",
+    );
+    dir.write("acme.yaml", &yaml);
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, 1, "{text}");
+    has(&text, "acme.yaml:1: spec.quotas.requestsPerSecond: not enforced yet; remove it");
+    has(&text, "acme.yaml:1: spec.apiKeys: not enforced yet; remove it");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("acme.yaml:11:") && l.contains("unknown field `requestsPerSecond`")),
+        "{text}"
+    );
+    has_at(&text, "acme.yaml:16:", "spec.replicas: expected a whole number, got string \"three\"");
+}
+
+/// A WASI command that imports a host function no node links.
+fn unknown_import_module() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module
+            (import "gojinn" "host_teleport" (func (param i32 i32) (result i64)))
+            (memory (export "memory") 1)
+            (func (export "_start")))"#,
+    )
+    .unwrap()
+}
+
+#[test]
+fn modules_are_checked_as_the_node_would_load_them() {
+    let dir = SpecDir::new();
+    dir.module("hello");
+    dir.truncated_module("hello", "truncated");
+    std::fs::write(dir.path().join("modules/text.wasm"), "(module)").unwrap();
+    std::fs::write(dir.path().join("modules/teleport.wasm"), unknown_import_module()).unwrap();
+    dir.write(
+        "acme.yaml",
+        &specs(
+            "acme",
+            "",
+            &[
+                ("hello", "hello", ""),
+                ("truncated", "truncated", ""),
+                ("text", "text", ""),
+                ("teleport", "teleport", ""),
+                ("greedy", "hello", "limits: { memory: 200Mi }"),
+            ],
+        ),
+    );
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, 1, "{text}");
+    let line = |name: &str| {
+        text.lines()
+            .find(|l| l.contains(&format!("modules/{name}.wasm")))
+            .unwrap_or_else(|| panic!("{name}: {text}"))
+    };
+    assert!(
+        line("truncated")
+            .starts_with("acme.yaml:12: spec.module: \"modules/truncated.wasm\": invalid module"),
+        "{text}"
+    );
+    assert!(line("text").contains("is not a WebAssembly module"), "{text}");
+    assert!(line("teleport").contains("host_teleport"), "{text}");
+    assert!(text.contains("1 tenant(s), 2 function(s), 3 error(s)"), "greedy fits the default 256Mi: {text}");
+
+    let node = tempfile::tempdir().unwrap();
+    let config = node.path().join("gojinn.yaml");
+    std::fs::write(&config, "runtime: { maxMemoryPerInstance: 128Mi }\n").unwrap();
+    let (code, text) = validate(&dir, &["--config", config.to_str().unwrap()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("acme.yaml:")
+            && l.contains("module needs 209715200 bytes of memory but this node allows at most 134217728")),
+        "{text}"
+    );
+    assert!(text.contains("1 tenant(s), 1 function(s), 4 error(s)"), "{text}");
+}
