@@ -1,6 +1,7 @@
-//! Tracing for the process, set up in one function ([`init`]): log lines to stderr filtered by
-//! `RUST_LOG` (default `info` for the node, `warn` for the other commands, whose output is their
-//! answer), coloured only on a terminal and never with `NO_COLOR` set, and, when an OTLP endpoint is configured (`telemetry` in
+//! Tracing for the process, set up in one function ([`init`]; [`init_command`] for the commands
+//! other than `serve`): log lines to stderr filtered by `RUST_LOG` (default `info` for the node,
+//! `warn` for the other commands, whose output is their answer), coloured only on a terminal and
+//! never with `NO_COLOR` set, and, when an OTLP endpoint is configured (`telemetry` in
 //! `gojinn.yaml` or the `OTEL_*` variables, see [`ExportConfig`]), the spans of [`spans`]
 //! exported over OTLP/gRPC or OTLP/HTTP. Without an endpoint no OpenTelemetry layer is installed
 //! at all, and the spans, disabled at their call sites, cost next to nothing.
