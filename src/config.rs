@@ -143,6 +143,18 @@ pub struct ReconcileSettings {
     /// off for a `specs` directory (the development loop). The source's own `policies/*.rego`
     /// always apply.
     pub default_policies: Option<bool>,
+    /// `POST /_gojinn/v1/reconcile` as git hosts call it.
+    pub webhook: WebhookSettings,
+}
+
+/// The reconcile webhook (README "GitOps").
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct WebhookSettings {
+    /// File holding the secret shared with the git host: GitHub's `X-Hub-Signature-256` (an
+    /// HMAC-SHA256 of the body) and GitLab's `X-Gitlab-Token` are accepted with it, besides the
+    /// admin token. Unset: only the admin token.
+    pub secret_file: Option<PathBuf>,
 }
 
 impl Default for ReconcileSettings {
@@ -152,6 +164,7 @@ impl Default for ReconcileSettings {
             reference: None,
             interval: Span(std::time::Duration::from_secs(30)),
             default_policies: None,
+            webhook: WebhookSettings::default(),
         }
     }
 }

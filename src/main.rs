@@ -56,9 +56,17 @@ enum Command {
         #[arg(long)]
         sdk: Option<PathBuf>,
     },
-    /// Show what `apply` would change, per resource, with the fields that change. Writes nothing.
-    /// Exit code 0: no changes; 2: changes to apply; 1: an error, invalid or denied specs.
-    Plan(ReconcileArgs),
+    /// Show what `apply` would change, per resource, with the fields that change. Writes nothing
+    /// and takes no lock, so it runs beside a node. Exit code 0: planned (whatever the changes);
+    /// 1: an error, invalid or denied specs. With --detailed-exitcode, 2 when there are changes.
+    Plan {
+        #[command(flatten)]
+        args: ReconcileArgs,
+        /// Exit 0 only when there is nothing to change, 2 when there are changes, 1 on an error
+        /// (as `terraform plan -detailed-exitcode`).
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
     /// Reconcile the state backend with the specs: provision tenants, store modules, prune what
     /// was removed, correct drift. Exit code 0: everything applied; 1: anything failed or was
     /// refused (the rest is applied).
@@ -193,15 +201,31 @@ fn main() -> ExitCode {
     // `serve` sets up tracing itself, inside its runtime, where span export runs.
     let logs = match cli.command {
         Command::Serve(_) => Ok(()),
-        _ => gojinn::telemetry::init(None).map(drop),
+        _ => gojinn::telemetry::init_command(),
     };
     match logs.map_err(anyhow::Error::from).and_then(|()| run(cli)) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_text(&error));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, each said once: a cause whose text the message above it already
+/// includes (`cannot read x: No such file` over `No such file`) is not repeated.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if cause.is_empty() || text.contains(&cause) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&cause);
+    }
+    text
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -209,8 +233,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve(args),
         Command::Validate { specs, config, output } => validate(&specs, config.as_deref(), output),
         Command::Jobs(args) => jobs(args),
-        Command::Plan(args) => reconcile(args, false),
-        Command::Apply(args) => reconcile(args, true),
+        Command::Plan { args, detailed_exitcode } => plan(args, detailed_exitcode),
+        Command::Apply(args) => apply(args),
         Command::Status { admin } => status(admin),
         Command::Schema => {
             println!("{}", serde_json::to_string_pretty(&gojinn::spec::schema::schema())?);
@@ -240,7 +264,8 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let default_config = PathBuf::from("gojinn.yaml");
     let mut config = match &args.config {
         Some(path) => NodeConfig::from_file(path)?,
-        // A spec file named gojinn.yaml (as `gojinn new` writes) is not a node config.
+        // A spec file named gojinn.yaml (as `gojinn new` wrote before it wrote specs.yaml) is not
+        // a node config.
         None if default_config.is_file() && args.specs.is_none() => NodeConfig::from_file(&default_config)
             .context("reading ./gojinn.yaml (pass --config or --specs)")?,
         None => NodeConfig::default(),
@@ -311,20 +336,60 @@ async fn shutdown_signal() {
 /// How long `gojinn apply` may hold the reconcile lease; it gives it back when done.
 const APPLY_LEASE_SECS: u64 = 600;
 
-/// `gojinn plan` (`apply` false) and `gojinn apply`, straight against the state backend.
-fn reconcile(args: ReconcileArgs, apply: bool) -> anyhow::Result<ExitCode> {
+/// The node configuration a `plan` or `apply` works with: `--config` (or ./gojinn.yaml), with
+/// the command line's `--data-dir` and `--nats` over it.
+fn reconcile_config(args: &ReconcileArgs) -> anyhow::Result<NodeConfig> {
     let mut config = match &args.config {
         Some(path) => NodeConfig::from_file(path)?,
         None if PathBuf::from("gojinn.yaml").is_file() => NodeConfig::from_file("gojinn.yaml".as_ref())?,
         None => NodeConfig::default(),
     };
-    if let Some(data_dir) = args.data_dir {
-        config.data_dir = data_dir;
+    if let Some(data_dir) = &args.data_dir {
+        config.data_dir = data_dir.clone();
     }
-    if let Some(url) = args.nats {
+    if let Some(url) = &args.nats {
         config.state.backend = gojinn::config::BackendKind::Nats;
-        config.state.nats_url = url;
+        config.state.nats_url = url.clone();
     }
+    Ok(config)
+}
+
+/// `gojinn plan`: reads the state backend beside whatever node writes it (the embedded store
+/// read-only, a git source checked out into a temporary directory) and writes nothing.
+fn plan(args: ReconcileArgs, detailed_exitcode: bool) -> anyhow::Result<ExitCode> {
+    let config = reconcile_config(&args)?;
+    let source = Source::parse(&args.source, args.reference.as_deref());
+    let scratch = matches!(source, Source::Git { .. })
+        .then(tempfile::tempdir)
+        .transpose()
+        .context("creating a temporary directory for the git checkout")?;
+    let work_dir = scratch.as_ref().map_or(std::path::Path::new("."), |dir| dir.path());
+    let admitted = Admitted::read(&source, work_dir, !args.no_default_policies)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let state = runtime
+        .block_on(gojinn::state::open_read_only(&config.state, &config.data_dir))
+        .context("opening the state backend")?;
+    let plan = runtime.block_on(Reconciler::new(state).plan(&admitted))?;
+    match args.output {
+        Output::Json => {
+            println!("{}", serde_json::to_string_pretty(&render::document(&plan, &admitted, None))?);
+        }
+        Output::Text => print!(
+            "{}",
+            render::plan_text(&plan, &admitted, gojinn::telemetry::colored(std::io::stdout().is_terminal()))
+        ),
+    }
+    let refused = !admitted.denials.is_empty() || !admitted.invalid.is_empty();
+    Ok(match (refused, detailed_exitcode && !plan.is_empty()) {
+        (true, _) => ExitCode::FAILURE,
+        (false, true) => ExitCode::from(2),
+        (false, false) => ExitCode::SUCCESS,
+    })
+}
+
+/// `gojinn apply`, straight against the state backend, under the nodes' reconcile lease.
+fn apply(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    let config = reconcile_config(&args)?;
     let source = Source::parse(&args.source, args.reference.as_deref());
     let admitted = Admitted::read(&source, &config.data_dir.join("sources"), !args.no_default_policies)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -332,49 +397,36 @@ fn reconcile(args: ReconcileArgs, apply: bool) -> anyhow::Result<ExitCode> {
         .block_on(gojinn::state::open(&config.state, &config.data_dir))
         .context("opening the state backend (a running node holds the embedded store: stop it, or trigger it with POST /_gojinn/v1/reconcile)")?;
     let reconciler = Reconciler::new(state);
-    let color = std::io::stdout().is_terminal();
-    let refused = !admitted.denials.is_empty() || !admitted.invalid.is_empty();
-    if apply {
-        // The same lease the nodes take: never two reconcilers at once.
-        let holder = format!("gojinn-apply-{}", std::process::id());
-        let control = &reconciler.state().control;
-        let lease = std::time::Duration::from_secs(APPLY_LEASE_SECS);
-        if !runtime.block_on(control.acquire_lease(gojinn::deploy::RECONCILE_LEASE, &holder, lease))? {
-            bail!(
-                "a running node holds the reconcile lease and reconciles from its own source; \
-                 change that source (or call POST /_gojinn/v1/reconcile) instead"
-            );
-        }
-        let report = runtime.block_on(reconciler.apply(&admitted));
-        runtime.block_on(control.release_lease(gojinn::deploy::RECONCILE_LEASE, &holder))?;
-        let report = report?;
-        match args.output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&report_json(&report, &admitted))?),
-            Output::Text => print!("{}", render::apply_text(&report, &admitted, color)),
-        }
-        let failed = report.failures().next().is_some();
-        Ok(if failed || refused { ExitCode::FAILURE } else { ExitCode::SUCCESS })
-    } else {
-        let plan = runtime.block_on(reconciler.plan(&admitted))?;
-        match args.output {
-            Output::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({
-                    "plan": plan, "denials": admitted.denials, "invalid": admitted.invalid,
-                }))?
-            ),
-            Output::Text => print!("{}", render::plan_text(&plan, &admitted, color)),
-        }
-        Ok(match (refused, plan.is_empty()) {
-            (true, _) => ExitCode::FAILURE,
-            (false, true) => ExitCode::SUCCESS,
-            (false, false) => ExitCode::from(2),
-        })
+    // The same lease the nodes take: never two reconcilers at once.
+    let holder = format!("gojinn-apply-{}", std::process::id());
+    let control = &reconciler.state().control;
+    let lease = std::time::Duration::from_secs(APPLY_LEASE_SECS);
+    if !runtime.block_on(control.acquire_lease(gojinn::deploy::RECONCILE_LEASE, &holder, lease))? {
+        bail!(
+            "a running node holds the reconcile lease and reconciles from its own source; \
+             change that source (or call POST /_gojinn/v1/reconcile) instead"
+        );
     }
-}
-
-fn report_json(report: &gojinn::reconcile::ApplyReport, admitted: &Admitted) -> serde_json::Value {
-    serde_json::json!({ "report": report, "denials": admitted.denials, "invalid": admitted.invalid })
+    let report = runtime.block_on(reconciler.apply(&admitted));
+    runtime.block_on(control.release_lease(gojinn::deploy::RECONCILE_LEASE, &holder))?;
+    let report = report?;
+    match args.output {
+        Output::Json => {
+            let document = render::document(&report.plan, &admitted, Some(&report));
+            println!("{}", serde_json::to_string_pretty(&document)?);
+        }
+        Output::Text => print!(
+            "{}",
+            render::apply_text(
+                &report,
+                &admitted,
+                gojinn::telemetry::colored(std::io::stdout().is_terminal())
+            )
+        ),
+    }
+    let refused = !admitted.denials.is_empty() || !admitted.invalid.is_empty();
+    let failed = report.failures().next().is_some();
+    Ok(if failed || refused { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
 fn status(args: AdminArgs) -> anyhow::Result<ExitCode> {
@@ -383,7 +435,10 @@ fn status(args: AdminArgs) -> anyhow::Result<ExitCode> {
     let status = runtime.block_on(client.status())?;
     match args.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-        Output::Text => print!("{}", render::status_text(&status, std::io::stdout().is_terminal())),
+        Output::Text => print!(
+            "{}",
+            render::status_text(&status, gojinn::telemetry::colored(std::io::stdout().is_terminal()))
+        ),
     }
     let healthy = !status.partial
         && status.resources.iter().all(|r| r.state == gojinn::reconcile::ResourceState::Applied);
@@ -401,7 +456,7 @@ fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
             let jobs = runtime.block_on(client.list(&tenant, status, limit))?;
             match args.output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&jobs)?),
-                Output::Text => print_job_table(&jobs),
+                Output::Text => println!("{}", job_table(&jobs)),
             }
             return Ok(ExitCode::SUCCESS);
         }
@@ -415,23 +470,29 @@ fn jobs(args: JobsArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_job_table(jobs: &[JobRecord]) {
-    let width = jobs.iter().map(|job| job.id.len()).max().unwrap_or(2).max(2);
-    println!(
-        "{:<width$}  {:<20}  {:<9}  {:>8}  {:<20}  ERROR",
-        "ID", "FUNCTION", "STATUS", "ATTEMPTS", "UPDATED"
-    );
+/// Jobs as a table with aligned columns, as `kubectl get` prints resources.
+fn job_table(jobs: &[JobRecord]) -> String {
+    use comfy_table::{CellAlignment, Table, presets::NOTHING};
+    let mut table = Table::new();
+    table.load_style(NOTHING).set_header(["ID", "FUNCTION", "STATUS", "ATTEMPTS", "UPDATED", "ERROR"]);
     for job in jobs {
         let error = job.error.as_deref().unwrap_or("").lines().next().unwrap_or("");
-        println!(
-            "{:<width$}  {:<20}  {:<9}  {:>8}  {:<20}  {error}",
-            job.id,
-            job.function,
-            status_name(job.status),
-            job.attempts,
-            timestamp(job.updated_ms)
-        );
+        table.add_row([
+            job.id.clone(),
+            job.function.to_string(),
+            status_name(job.status).to_owned(),
+            job.attempts.to_string(),
+            timestamp(job.updated_ms),
+            error.to_owned(),
+        ]);
     }
+    for column in table.column_iter_mut() {
+        column.set_padding((0, 2));
+    }
+    if let Some(attempts) = table.column_mut(3) {
+        attempts.set_cell_alignment(CellAlignment::Right);
+    }
+    table.trim_fmt()
 }
 
 fn print_job(job: &JobRecord) {
@@ -482,4 +543,36 @@ fn validate(
         }
     }
     Ok(if report.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, function: &str, error: Option<&str>) -> JobRecord {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "tenant": "acme", "function": function, "status": "dead", "attempts": 12,
+            "created_ms": 0, "updated_ms": 0, "error": error,
+        }))
+        .expect("a job record")
+    }
+
+    #[test]
+    fn job_columns_line_up_whatever_the_lengths() {
+        let jobs = [
+            job("acme.01", "a", Some("first line\nsecond line")),
+            job("acme.0123456789abcdef", "a-function-name-longer-than-twenty", None),
+        ];
+        let table = job_table(&jobs);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        let column = |line: &str, word: &str| line.find(word).unwrap_or_else(|| panic!("{word} in {line:?}"));
+        let status = column(lines[0], "STATUS");
+        assert!(lines[1..].iter().all(|line| column(line, "dead") == status), "{table}");
+        let attempts_end = column(lines[0], "ATTEMPTS") + "ATTEMPTS".len();
+        let attempts = |line: &str| line.rfind("12").expect("attempts") + 2;
+        assert!(lines[1..].iter().all(|line| attempts(line) == attempts_end), "right-aligned: {table}");
+        assert!(!table.contains("second line"), "only an error's first line: {table}");
+        assert!(lines.iter().all(|line| !line.ends_with(' ')), "{table:?}");
+    }
 }

@@ -1,5 +1,7 @@
 //! `gojinn new NAME`: writes a Rust function project on the guest SDK that builds for
-//! wasm32-wasip1, with the spec that deploys it.
+//! wasm32-wasip1, with the spec that deploys it ([`SPEC_FILE`], never `gojinn.yaml`, the node
+//! configuration's name) and a `.gitignore` that keeps the build and the node's data dir (its
+//! admin token and audit key) out of git.
 
 use crate::spec::Name;
 use std::path::{Path, PathBuf};
@@ -9,6 +11,11 @@ pub fn bundled_sdk() -> Option<PathBuf> {
     let sdk = Path::new(env!("CARGO_MANIFEST_DIR")).join("sdk/rust");
     sdk.join("Cargo.toml").is_file().then_some(sdk)
 }
+
+/// The spec file of a new project.
+pub const SPEC_FILE: &str = "specs.yaml";
+/// What a new project keeps out of git: the build, and the data dir `gojinn serve` makes in it.
+const GITIGNORE: &str = "/target\n/gojinn-data/\n";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScaffoldError {
@@ -30,8 +37,8 @@ pub fn create(dir: &Path, name: &str, tenant: &str, sdk: &Path) -> Result<Vec<Pa
     let files = [
         ("Cargo.toml", cargo_toml(&name, sdk)),
         ("src/main.rs", MAIN_RS.to_owned()),
-        ("gojinn.yaml", spec_yaml(&name, &tenant)),
-        (".gitignore", "/target\n".to_owned()),
+        (SPEC_FILE, spec_yaml(&name, &tenant)),
+        (".gitignore", GITIGNORE.to_owned()),
     ];
     let mut written = Vec::new();
     for (relative, contents) in files {
@@ -99,3 +106,21 @@ fn handle(req: Request) -> Response {
     Response::text(200, format!("{greeting}, {name}!\n"))
 }
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_spec_is_not_named_like_the_node_config_and_the_data_dir_is_ignored() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("greeter");
+        let written = create(&dir, "greeter", "demo", Path::new("/sdk")).unwrap();
+        assert!(written.contains(&dir.join(SPEC_FILE)));
+        assert!(!dir.join("gojinn.yaml").exists(), "gojinn.yaml is the node configuration's name");
+        let ignored = std::fs::read_to_string(dir.join(".gitignore")).unwrap();
+        assert!(ignored.lines().any(|line| line == "/gojinn-data/"), "{ignored}");
+        let spec = std::fs::read_to_string(dir.join(SPEC_FILE)).unwrap();
+        assert!(spec.contains("kind: Function") && spec.contains("name: greeter"), "{spec}");
+    }
+}

@@ -38,6 +38,8 @@ pub enum ServerError {
     Watch(#[from] notify::Error),
     #[error(transparent)]
     AdminToken(#[from] TokenError),
+    #[error(transparent)]
+    WebhookSecret(#[from] crate::api::webhook::WebhookError),
     #[error("cannot record receipts: {0}")]
     Recorder(#[from] RecorderError),
 }
@@ -73,6 +75,10 @@ impl Server {
         let addr =
             listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         read_configured_keys(&config.audit)?;
+        let webhook_secret = match &config.reconcile.webhook.secret_file {
+            Some(path) => Some(Arc::new(crate::api::webhook::WebhookSecret::load(path)?)),
+            None => None,
+        };
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
         let admin_token = AdminToken::load(config.admin.token_file.as_deref(), &config.data_dir)?;
@@ -92,8 +98,13 @@ impl Server {
         let watcher = Some(reload::start(deployer.clone(), config.watch)?);
 
         let workers = Workers::start(deployer.clone(), recorder.clone());
-        let edge =
-            Arc::new(Edge { deployer: deployer.clone(), admin_token, metrics, recorder: recorder.clone() });
+        let edge = Arc::new(Edge {
+            deployer: deployer.clone(),
+            admin_token,
+            webhook_secret,
+            metrics,
+            recorder: recorder.clone(),
+        });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = edge::router(edge);
         let settings = config.http.clone();

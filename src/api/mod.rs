@@ -9,6 +9,7 @@ pub mod client;
 pub mod mcp;
 mod receipts;
 pub mod token;
+pub mod webhook;
 
 use crate::deploy::Deployer;
 use crate::edge::only;
@@ -36,6 +37,11 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 pub enum ApiError {
     #[error("a valid admin bearer token is required")]
     Unauthorized,
+    #[error(
+        "a valid admin bearer token is required, or, with reconcile.webhook.secretFile set, \
+         X-Hub-Signature-256 (GitHub) or X-Gitlab-Token"
+    )]
+    WebhookUnauthorized,
     #[error("invalid query: {0}")]
     BadQuery(String),
     #[error("no tenant {0}")]
@@ -52,34 +58,40 @@ pub enum ApiError {
 pub struct Admin {
     pub deployer: Arc<Deployer>,
     pub token: AdminToken,
+    /// The git hosts' webhook secret (`reconcile.webhook.secretFile`), if configured.
+    pub webhook: Option<Arc<webhook::WebhookSecret>>,
 }
 
-/// The admin routes, each behind the bearer token.
+/// The admin routes, each behind the bearer token; the reconcile webhook also takes the git
+/// hosts' proofs ([`webhook`]).
 pub fn router(admin: Arc<Admin>) -> Router {
     Router::new()
         .route("/_gojinn/v1/tenants/{tenant}/jobs", only(get(list_jobs), "GET"))
         .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}", only(get(show_job), "GET"))
         .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}/redrive", only(post(redrive_job), "POST"))
         .route("/_gojinn/v1/status", only(get(reconcile_status), "GET"))
-        .route("/_gojinn/v1/reconcile", only(post(request_reconcile), "POST"))
         .merge(receipts::routes())
         .route_layer(middleware::from_fn_with_state(admin.clone(), require_token))
+        .route("/_gojinn/v1/reconcile", only(post(webhook::request_reconcile), "POST"))
         .with_state(admin)
 }
 
 /// Lets a request through only with `Authorization: Bearer <the admin token>`.
 pub(crate) async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
+    match bearer(request.headers()) {
+        Some(token) if admin.token.verify(token) => next.run(request).await,
+        _ => EdgeError::from(ApiError::Unauthorized).into_response(),
+    }
+}
+
+/// The token of an `Authorization: Bearer <token>` header.
+fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim());
-    match presented {
-        Some(token) if admin.token.verify(token) => next.run(request).await,
-        _ => EdgeError::from(ApiError::Unauthorized).into_response(),
-    }
+        .map(|(_, token)| token.trim())
 }
 
 /// `GET /_gojinn/v1/status` → the applied commit and every resource's status.
@@ -92,14 +104,6 @@ async fn reconcile_status(State(admin): State<Arc<Admin>>) -> Result<axum::Json<
 pub(crate) async fn status(deployer: &Deployer) -> Result<Status, EdgeError> {
     let status = crate::reconcile::status::read(deployer.state()).await.map_err(ApiError::State)?;
     Ok(status.with_node_failures(&deployer.node_failures()))
-}
-
-/// `POST /_gojinn/v1/reconcile` (the webhook a git host calls on push) → 202: a pass is
-/// queued; requests arriving while one is pending are one pass. Its outcome shows in
-/// `GET /_gojinn/v1/status`.
-async fn request_reconcile(State(admin): State<Arc<Admin>>) -> Response {
-    admin.deployer.request_pass();
-    (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "queued": true }))).into_response()
 }
 
 /// `GET /_gojinn/v1/tenants/{tenant}/jobs?status=dead&limit=N` → `{"jobs": [...]}`.

@@ -40,14 +40,13 @@ pub struct AsyncCall {
 }
 
 impl AsyncCall {
-    /// The asynchronous call the headers ask for, if any; a malformed idempotency key is refused.
+    /// The asynchronous call the headers ask for, if any; a malformed idempotency key, or an
+    /// `X-Gojinn-Async` other than `true` or `false`, is refused.
     pub fn requested(headers: &HeaderMap) -> Result<Option<Self>, EdgeError> {
+        let header = headers.get("x-gojinn-async").map(async_header).transpose()?;
         let ask = if prefers_async(headers) {
             AsyncAsk::Prefer
-        } else if headers
-            .get("x-gojinn-async")
-            .is_some_and(|v| v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"true"))
-        {
+        } else if header == Some(true) {
             AsyncAsk::Header
         } else {
             return Ok(None);
@@ -108,6 +107,19 @@ fn prefers_async(headers: &HeaderMap) -> bool {
         .flat_map(|value| value.split(','))
         .map(|preference| preference.split([';', '=']).next().unwrap_or_default().trim())
         .any(|name| name.eq_ignore_ascii_case("respond-async"))
+}
+
+/// `X-Gojinn-Async`: `true` or `false`, in any case; anything else is refused rather than
+/// taken for a synchronous call.
+fn async_header(value: &HeaderValue) -> Result<bool, EdgeError> {
+    match value.as_bytes().trim_ascii() {
+        v if v.eq_ignore_ascii_case(b"true") => Ok(true),
+        v if v.eq_ignore_ascii_case(b"false") => Ok(false),
+        _ => Err(EdgeError::InvalidHeader(format!(
+            "X-Gojinn-Async must be true or false, not {:?}",
+            String::from_utf8_lossy(value.as_bytes())
+        ))),
+    }
 }
 
 fn idempotency_key(value: &HeaderValue) -> Result<String, EdgeError> {
@@ -174,6 +186,20 @@ mod tests {
         assert_eq!(ask(&[("prefer", "return=minimal, Respond-Async; x=1")]), Some(AsyncAsk::Prefer));
         assert_eq!(ask(&[("prefer", "wait=10")]), None);
         assert_eq!(ask(&[("prefer", "respond-asyncx")]), None);
+    }
+
+    #[test]
+    fn an_async_header_other_than_true_or_false_is_refused() {
+        assert_eq!(ask(&[("x-gojinn-async", "False")]), None);
+        for bad in ["yes", "1", "", "truee", "no"] {
+            let map = headers(&[("x-gojinn-async", bad)]);
+            let refused = AsyncCall::requested(&map).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
+            assert_eq!(
+                refused.status_and_code(),
+                (http::StatusCode::BAD_REQUEST, "invalid_header"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

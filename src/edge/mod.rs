@@ -46,6 +46,8 @@ pub struct Edge {
     pub deployer: Arc<Deployer>,
     /// The bearer token of the admin API.
     pub admin_token: AdminToken,
+    /// The git hosts' secret for the reconcile webhook (`reconcile.webhook.secretFile`).
+    pub webhook_secret: Option<Arc<api::webhook::WebhookSecret>>,
     pub metrics: Arc<Metrics>,
     /// Where each call's receipt goes.
     pub recorder: Arc<Recorder>,
@@ -53,7 +55,11 @@ pub struct Edge {
 
 /// The whole HTTP surface of a node.
 pub fn router(edge: Arc<Edge>) -> Router {
-    let admin = Arc::new(Admin { deployer: edge.deployer.clone(), token: edge.admin_token.clone() });
+    let admin = Arc::new(Admin {
+        deployer: edge.deployer.clone(),
+        token: edge.admin_token.clone(),
+        webhook: edge.webhook_secret.clone(),
+    });
     let mcp = api::mcp::router(edge.clone(), admin.clone());
     Router::new()
         // Liveness: the process answers.
@@ -265,7 +271,7 @@ fn name_receipt(response: &mut Response, id: &str) {
 }
 
 /// Reads the whole body, refusing it as soon as it is known to exceed `max` bytes.
-async fn read_body(
+pub(crate) async fn read_body(
     body: Body,
     content_length: Option<&HeaderValue>,
     max: u64,

@@ -34,6 +34,8 @@ pub enum EdgeError {
     InvalidResponse(#[from] InvalidResponse),
     #[error("{0}")]
     BadIdempotencyKey(String),
+    #[error("{0}")]
+    InvalidHeader(String),
     #[error(transparent)]
     Job(#[from] JobError),
     #[error(transparent)]
@@ -63,6 +65,7 @@ impl EdgeError {
             EdgeError::Call(call) => call_status_and_code(call),
             EdgeError::InvalidResponse(_) => (StatusCode::BAD_GATEWAY, "invalid_response"),
             EdgeError::BadIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "bad_idempotency_key"),
+            EdgeError::InvalidHeader(_) => (StatusCode::BAD_REQUEST, "invalid_header"),
             EdgeError::Unavailable(_) | EdgeError::ReceiptPending(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
             }
@@ -73,7 +76,9 @@ impl EdgeError {
                 JobError::State(state) => state_status_and_code(state),
             },
             EdgeError::Api(api) => match api {
-                ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+                ApiError::Unauthorized | ApiError::WebhookUnauthorized => {
+                    (StatusCode::UNAUTHORIZED, "unauthorized")
+                }
                 ApiError::BadQuery(_) => (StatusCode::BAD_REQUEST, "bad_query"),
                 ApiError::NoTenant(_) => (StatusCode::NOT_FOUND, "no_tenant"),
                 ApiError::NoReceipt(_) => (StatusCode::NOT_FOUND, "no_receipt"),
@@ -176,7 +181,7 @@ impl IntoResponse for EdgeError {
             | EdgeError::Api(ApiError::State(StateError::Unavailable(_))) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
             }
-            EdgeError::Api(ApiError::Unauthorized) => {
+            EdgeError::Api(ApiError::Unauthorized | ApiError::WebhookUnauthorized) => {
                 headers
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="gojinn""#));
             }
@@ -215,6 +220,83 @@ mod tests {
         for (error, status) in cases {
             assert_eq!(error.into_response().status().as_u16(), status);
         }
+    }
+
+    /// One failure of every kind the edge maps, so every code it can send is named.
+    fn every_failure() -> Vec<EdgeError> {
+        use crate::runtime::OutputStream;
+        let state = || {
+            [
+                StateError::InvalidArgument("x".into()),
+                StateError::Quota("x".into()),
+                StateError::NoTenant(crate::spec::Name::new("acme").unwrap()),
+                StateError::Unavailable("x".into()),
+                StateError::Internal("x".into()),
+            ]
+        };
+        let mut all = vec![
+            EdgeError::NoRoute("/x".into()),
+            EdgeError::MethodNotAllowed { method: "PUT".into(), allow: "GET".into() },
+            EdgeError::BodyTooLarge(1),
+            EdgeError::BadBody("x".into()),
+            EdgeError::UrlTooLong(1),
+            EdgeError::OverCapacity(Rejected::QueueFull),
+            EdgeError::InvalidResponse(InvalidResponse("x".into())),
+            EdgeError::BadIdempotencyKey("x".into()),
+            EdgeError::InvalidHeader("x".into()),
+            EdgeError::Unavailable("x"),
+            EdgeError::ReceiptPending("x".into()),
+            EdgeError::Job(JobError::NotFound("x".into())),
+            EdgeError::Job(JobError::NotDead { id: "x".into(), status: "running" }),
+            EdgeError::Job(JobError::Conflict { id: "x".into(), reason: "x".into() }),
+            EdgeError::Api(ApiError::Unauthorized),
+            EdgeError::Api(ApiError::WebhookUnauthorized),
+            EdgeError::Api(ApiError::BadQuery("x".into())),
+            EdgeError::Api(ApiError::NoTenant("x".into())),
+            EdgeError::Api(ApiError::NoReceipt("x".into())),
+            EdgeError::Api(ApiError::ForbiddenOrigin("x".into())),
+        ];
+        all.extend(
+            [
+                CallError::Timeout(Duration::from_millis(1)),
+                CallError::MemoryExhausted(1),
+                CallError::StackOverflow,
+                CallError::Trap("x".into()),
+                CallError::Exit(1),
+                CallError::OutputTooLarge { stream: OutputStream::Stdout, cap: 1 },
+                CallError::NoCapacity,
+                CallError::Internal("x".into()),
+            ]
+            .map(EdgeError::Call),
+        );
+        all.extend(state().map(|e| EdgeError::Job(JobError::State(e))));
+        all.extend(state().map(|e| EdgeError::Api(ApiError::State(e))));
+        all
+    }
+
+    #[test]
+    fn the_readme_errors_table_lists_every_code_and_no_other() {
+        let readme = include_str!("../../README.md");
+        let table = readme.split_once("Every failure is JSON").expect("the errors table").1;
+        let documented: std::collections::BTreeSet<(u16, &str)> = table
+            .lines()
+            .skip_while(|line| !line.starts_with('|'))
+            .take_while(|line| line.starts_with('|'))
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(str::trim).skip(1);
+                let status = cells.next()?.parse().ok()?;
+                let code = cells.next()?.strip_prefix('`')?.strip_suffix('`')?;
+                Some((status, code))
+            })
+            .collect();
+        let sent: std::collections::BTreeSet<(u16, &str)> = every_failure()
+            .iter()
+            .map(|error| {
+                let (status, code) = error.status_and_code();
+                (status.as_u16(), code)
+            })
+            .collect();
+        assert_eq!(sent, documented, "README's errors table (status, code) against what the node sends");
     }
 
     #[test]

@@ -1,14 +1,21 @@
-//! Human-readable plans, apply reports and status, as `gojinn plan|apply|status` print them:
-//! one line per resource with a sign (`+` create, `~` update, `!` repair drift, `-` delete), the
-//! fields that change indented below, denials and invalid documents after, a summary last.
-//! Colored when `color` is set (a terminal).
+//! Plans, apply reports and status, as `gojinn plan|apply|status` print them. Text: one line per
+//! resource with a sign (`+` create, `~` update, `!` repair drift, `-` delete), the fields that
+//! change indented below with their units (`memory: 64MiB -> 128MiB`), denials (one line per
+//! resource) and invalid documents after, a summary last; colored when `color` is set (a
+//! terminal). JSON ([`document`]): one shape for a plan and an apply, the apply adding what
+//! happened to each change.
 
 use super::Admitted;
 use super::apply::{ApplyReport, Outcome};
 use super::plan::{Action, Change, Plan};
 use super::status::{ResourceState, Status};
 use anstyle::{AnsiColor, Style};
+use std::collections::BTreeMap;
 use std::fmt::Write;
+
+/// Field paths left out of the text diff: derived from the fields shown (the function's
+/// revision is a hash of everything it runs with).
+const DERIVED_FIELDS: &[&str] = &["revision"];
 
 struct Painter {
     color: bool,
@@ -45,21 +52,66 @@ fn write_change(out: &mut String, p: &Painter, change: &Change, outcome: Option<
     for drift in &change.drift {
         let _ = writeln!(out, "      drift: {drift}");
     }
-    for field in &change.fields {
-        let show = |v: &Option<serde_json::Value>| v.as_ref().map_or("(none)".to_string(), |v| v.to_string());
+    for field in change.fields.iter().filter(|f| !DERIVED_FIELDS.contains(&f.path.as_str())) {
+        let show = |v: &Option<serde_json::Value>| {
+            v.as_ref().map_or("(none)".to_string(), |v| with_unit(&field.path, v))
+        };
         let _ = writeln!(out, "      {}: {} -> {}", field.path, show(&field.before), show(&field.after));
     }
 }
 
-fn write_admission(out: &mut String, p: &Painter, admitted: &Admitted) {
+/// A field's value as the spec would write it: sizes in bytes as `64MiB`, the function timeout
+/// (stored in milliseconds) as `1s`; anything else as JSON.
+fn with_unit(path: &str, value: &serde_json::Value) -> String {
+    let field = path.rsplit('.').next().unwrap_or(path);
+    match value.as_u64() {
+        Some(bytes) if matches!(field, "memory" | "maxMemory" | "maxOutput" | "maxBody" | "kvMaxBytes") => {
+            byte_size(bytes)
+        }
+        Some(ms) if path == "limits.timeout" => {
+            humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+        }
+        _ => value.to_string(),
+    }
+}
+
+/// `bytes` in the largest binary unit that divides it exactly.
+fn byte_size(bytes: u64) -> String {
+    const UNITS: [(&str, u32); 4] = [("TiB", 40), ("GiB", 30), ("MiB", 20), ("KiB", 10)];
+    UNITS
+        .iter()
+        .find(|(_, shift)| bytes != 0 && bytes.trailing_zeros() >= *shift)
+        .map_or_else(|| format!("{bytes}B"), |(unit, shift)| format!("{}{unit}", bytes >> shift))
+}
+
+/// The denials of each resource, in order: a resource several policies refuse is one line.
+fn denials_by_resource(admitted: &Admitted) -> BTreeMap<&str, Vec<&super::policy::Denial>> {
+    let mut by_resource: BTreeMap<&str, Vec<_>> = BTreeMap::new();
     for denial in &admitted.denials {
+        by_resource.entry(denial.resource.as_str()).or_default().push(denial);
+    }
+    by_resource
+}
+
+/// Spared resources other than the denied ones, which their denial line already names.
+fn write_spared(out: &mut String, plan: &Plan, admitted: &Admitted) {
+    let denied = denials_by_resource(admitted);
+    for spared in plan.spared.iter().filter(|s| !denied.contains_key(s.resource.to_string().as_str())) {
+        let _ = writeln!(out, "  = {} (kept: {})", spared.resource, spared.reason);
+    }
+}
+
+fn write_admission(out: &mut String, p: &Painter, plan: &Plan, admitted: &Admitted) {
+    for (resource, denials) in denials_by_resource(admitted) {
+        let reasons: Vec<String> =
+            denials.iter().map(|d| format!("{} (by {})", d.message, d.policy)).collect();
+        let kept = plan.spared.iter().any(|s| s.resource.to_string() == resource);
+        let kept = if kept { "; the applied version stays" } else { "" };
         let _ = writeln!(
             out,
-            "  {} {} denied by {}: {}",
+            "  {} {resource} denied: {}{kept}",
             p.paint(AnsiColor::Red, "x"),
-            denial.resource,
-            denial.policy,
-            denial.message
+            reasons.join("; ")
         );
     }
     for error in &admitted.invalid {
@@ -83,8 +135,9 @@ fn summary(plan: &Plan, admitted: &Admitted) -> String {
     if !plan.spared.is_empty() {
         let _ = write!(line, ", {} kept", plan.spared.len());
     }
-    if !admitted.denials.is_empty() {
-        let _ = write!(line, ", {} denied", admitted.denials.len());
+    let denied = denials_by_resource(admitted).len();
+    if denied > 0 {
+        let _ = write!(line, ", {denied} denied");
     }
     if !admitted.invalid.is_empty() {
         let _ = write!(line, ", {} invalid document(s)", admitted.invalid.len());
@@ -102,10 +155,8 @@ pub fn plan_text(plan: &Plan, admitted: &Admitted, color: bool) -> String {
     for change in &plan.changes {
         write_change(&mut out, &p, change, None);
     }
-    for spared in &plan.spared {
-        let _ = writeln!(out, "  = {} (kept: {})", spared.resource, spared.reason);
-    }
-    write_admission(&mut out, &p, admitted);
+    write_spared(&mut out, plan, admitted);
+    write_admission(&mut out, &p, plan, admitted);
     if plan.is_empty() {
         let _ = writeln!(out, "No changes: the state backend matches the specs.");
     }
@@ -120,10 +171,8 @@ pub fn apply_text(report: &ApplyReport, admitted: &Admitted, color: bool) -> Str
     for change in &report.plan.changes {
         write_change(&mut out, &p, change, report.outcomes.get(&change.resource));
     }
-    for spared in &report.plan.spared {
-        let _ = writeln!(out, "  = {} (kept: {})", spared.resource, spared.reason);
-    }
-    write_admission(&mut out, &p, admitted);
+    write_spared(&mut out, &report.plan, admitted);
+    write_admission(&mut out, &p, &report.plan, admitted);
     let failed = report.failures().count();
     let _ = writeln!(
         out,
@@ -133,6 +182,40 @@ pub fn apply_text(report: &ApplyReport, admitted: &Admitted, color: bool) -> Str
         report.writes
     );
     out
+}
+
+/// A plan (`report` `None`) or an apply as `--output json` prints it; both have one shape:
+///
+/// `{"plan": {"commit", "changes": [{"resource", "action", "fields"?, "drift"?}], "spared"?},
+///   "denials": [{"resource", "policy", "message"}], "invalid": [..]}`
+///
+/// An apply adds to each change `"outcome": "applied"` or `"outcome": "failed", "error": ".."`,
+/// and `"applied": {"failed", "blobs_collected", "writes"}`. Field values are as stored: sizes
+/// in bytes, the function timeout in milliseconds.
+pub fn document(plan: &Plan, admitted: &Admitted, report: Option<&ApplyReport>) -> serde_json::Value {
+    let mut plan_json = serde_json::to_value(plan).expect("plans serialize");
+    if let Some(report) = report
+        && let Some(changes) = plan_json.get_mut("changes").and_then(|c| c.as_array_mut())
+    {
+        for (json, change) in changes.iter_mut().zip(&plan.changes) {
+            let outcome = report.outcomes.get(&change.resource).map(serde_json::to_value);
+            if let (Some(Ok(serde_json::Value::Object(outcome))), Some(json)) =
+                (outcome, json.as_object_mut())
+            {
+                json.extend(outcome);
+            }
+        }
+    }
+    let mut document =
+        serde_json::json!({ "plan": plan_json, "denials": admitted.denials, "invalid": admitted.invalid });
+    if let Some(report) = report {
+        document["applied"] = serde_json::json!({
+            "failed": report.failures().count(),
+            "blobs_collected": report.blobs_collected,
+            "writes": report.writes,
+        });
+    }
+    document
 }
 
 /// Status, as `gojinn status` prints it: the applied commit (partially applied when some
@@ -179,4 +262,20 @@ pub fn status_text(status: &Status, color: bool) -> String {
         let _ = writeln!(out, "  {} {error}", p.paint(AnsiColor::Red, &format!("{:<8}", "invalid")));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn sizes_and_the_timeout_show_with_units() {
+        assert_eq!(with_unit("limits.memory", &json!(64u64 << 20)), "64MiB");
+        assert_eq!(with_unit("quotas.kvMaxBytes", &json!(1u64 << 30)), "1GiB");
+        assert_eq!(with_unit("limits.maxBody", &json!(1536)), "1536B");
+        assert_eq!(with_unit("limits.timeout", &json!(1500)), "1s 500ms");
+        assert_eq!(with_unit("limits.maxConcurrency", &json!(8)), "8");
+        assert_eq!(with_unit("env.memory", &json!("x")), "\"x\"");
+    }
 }

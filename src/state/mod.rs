@@ -307,6 +307,18 @@ pub async fn open(settings: &StateSettings, data_dir: &Path) -> Result<State, St
     })
 }
 
+/// Opens the configured backend to read it beside the node that writes it (`gojinn plan`):
+/// the embedded store read-only (an empty one when there is none yet, so nothing is created);
+/// a NATS server as [`open`] does.
+pub async fn open_read_only(settings: &StateSettings, data_dir: &Path) -> Result<State, StateError> {
+    match settings.backend {
+        BackendKind::Embedded => Ok(State::from_backend(Arc::new(
+            embedded::EmbeddedBackend::open_read_only(&data_dir.join("state"))?,
+        ))),
+        BackendKind::Nats => open(settings, data_dir).await,
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)

@@ -1,5 +1,7 @@
-//! Tracing for the process, set up in one function ([`init`]): log lines to stderr filtered by
-//! `RUST_LOG` (default `info`), and, when an OTLP endpoint is configured (`telemetry` in
+//! Tracing for the process, set up in one function ([`init`]; [`init_command`] for the commands
+//! other than `serve`): log lines to stderr filtered by `RUST_LOG` (default `info` for the node,
+//! `warn` for the other commands, whose output is their answer), coloured only on a terminal and
+//! never with `NO_COLOR` set, and, when an OTLP endpoint is configured (`telemetry` in
 //! `gojinn.yaml` or the `OTEL_*` variables, see [`ExportConfig`]), the spans of [`spans`]
 //! exported over OTLP/gRPC or OTLP/HTTP. Without an endpoint no OpenTelemetry layer is installed
 //! at all, and the spans, disabled at their call sites, cost next to nothing.
@@ -14,6 +16,7 @@ pub use export::ExportConfig;
 
 use opentelemetry::trace::TracerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use std::io::IsTerminal;
 use tracing::Dispatch;
 use tracing_subscriber::filter::{EnvFilter, LevelFilter, Targets};
 use tracing_subscriber::prelude::*;
@@ -43,19 +46,50 @@ pub enum TelemetryError {
 pub fn init(export: Option<&ExportConfig>) -> Result<Telemetry, TelemetryError> {
     let (dispatch, telemetry) = subscriber(export)?;
     dispatch.try_init()?;
+    announce(export);
+    Ok(telemetry)
+}
+
+/// Sets up log lines for a command other than `gojinn serve`: warnings and errors only unless
+/// `RUST_LOG` says otherwise, so libraries' progress lines do not bury the command's output.
+pub fn init_command() -> Result<(), TelemetryError> {
+    Dispatch::new(tracing_subscriber::registry().with(log_lines(LevelFilter::WARN))).try_init()?;
+    Ok(())
+}
+
+fn announce(export: Option<&ExportConfig>) {
     if let Some(export) = export {
         let endpoint = export.endpoint.as_deref().unwrap_or("from OTEL_EXPORTER_OTLP_*");
         tracing::info!(?export.protocol, endpoint, service = export.service_name, "exporting spans over OTLP");
     }
-    Ok(telemetry)
+}
+
+/// Log lines to stderr, filtered by `RUST_LOG` or else at `default`, coloured per [`colored`].
+fn log_lines<S>(default: LevelFilter) -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'span> tracing_subscriber::registry::LookupSpan<'span>,
+{
+    let filter = EnvFilter::builder().with_default_directive(default.into()).from_env_lossy();
+    tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(colored(std::io::stderr().is_terminal()))
+        .with_filter(filter)
+}
+
+/// Whether output to a stream may be coloured: only a terminal, and never with `NO_COLOR` set
+/// to anything but the empty string (<https://no-color.org>).
+pub fn colored(terminal: bool) -> bool {
+    allows_color(terminal, std::env::var_os("NO_COLOR"))
+}
+
+fn allows_color(terminal: bool, no_color: Option<std::ffi::OsString>) -> bool {
+    terminal && no_color.is_none_or(|value| value.is_empty())
 }
 
 /// The subscriber [`init`] installs, for a caller that installs it itself (a test, with
 /// `tracing::dispatcher::set_default`). With `export`, call it inside a tokio runtime.
 pub fn subscriber(export: Option<&ExportConfig>) -> Result<(Dispatch, Telemetry), TelemetryError> {
-    let filter = EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).from_env_lossy();
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
-    let registry = tracing_subscriber::registry().with(logs);
+    let registry = tracing_subscriber::registry().with(log_lines(LevelFilter::INFO));
     let Some(export) = export else {
         return Ok((Dispatch::new(registry), Telemetry { provider: None }));
     };
@@ -102,5 +136,19 @@ impl Drop for Telemetry {
         {
             eprintln!("warning: exporting the last spans failed: {error}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn colour_only_on_a_terminal_and_never_with_no_color() {
+        assert!(allows_color(true, None));
+        assert!(allows_color(true, Some("".into())), "an empty NO_COLOR is unset");
+        assert!(!allows_color(true, Some("1".into())));
+        assert!(!allows_color(true, Some("false".into())), "any value counts");
+        assert!(!allows_color(false, None), "a pipe or a file gets no escape codes");
     }
 }

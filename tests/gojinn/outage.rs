@@ -168,6 +168,7 @@ async fn readiness_is_503_until_the_first_reconcile_has_deployed() {
     let edge = gojinn::edge::Edge {
         deployer: deployer.clone(),
         admin_token: gojinn::api::AdminToken::load(None, data.path()).unwrap(),
+        webhook_secret: None,
         metrics,
         recorder: Arc::new(recorder.await.unwrap()),
     };

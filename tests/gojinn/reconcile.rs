@@ -221,18 +221,20 @@ fn plan_and_apply_exit_codes_tell_no_changes_from_changes_from_errors() {
     };
 
     let (code, out) = run("plan", &["--output", "json"]);
-    assert_eq!(code, 2, "changes pending: {out}");
+    assert_eq!(code, 0, "a plan that succeeds exits 0, whatever it shows: {out}");
     let json: serde_json::Value = serde_json::from_str(&out).expect("plan --output json is JSON");
     assert_eq!(json["plan"]["changes"].as_array().unwrap().len(), 2);
+    let (code, out) = run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 2, "changes pending, as terraform's -detailed-exitcode says: {out}");
     let (code, out) = run("apply", &[]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("+ tenant/acme"), "{out}");
-    let (code, out) = run("plan", &[]);
+    let (code, out) = run("plan", &["--detailed-exitcode"]);
     assert_eq!(code, 0, "no changes: {out}");
     assert!(out.contains("No changes"), "{out}");
 
     dir.write("broken.yaml", "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: { name: x }\n");
-    let (code, out) = run("plan", &[]);
+    let (code, out) = run("plan", &["--detailed-exitcode"]);
     assert_eq!(code, 1, "an invalid document is an error: {out}");
     assert!(out.contains("broken.yaml"), "{out}");
 }

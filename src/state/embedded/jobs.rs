@@ -308,7 +308,7 @@ mod tests {
             let delivery =
                 backend.fetch(&t, &name("work"), &once, 1, Duration::ZERO).await.unwrap().remove(0);
             let status = backend.finish(&delivery, &once, outcome).await.unwrap();
-            let txn = redb::ReadableDatabase::begin_read(&*backend.db).unwrap();
+            let txn = backend.db.begin_read().unwrap();
             let payloads = txn.open_table(super::super::tables::JOB_PAYLOADS).unwrap();
             let kept = payloads.get((t.as_str(), id.as_str())).unwrap().is_some();
             assert_eq!(kept, status == JobStatus::Dead, "{status:?}");

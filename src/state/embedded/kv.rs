@@ -148,7 +148,6 @@ mod tests {
     use super::super::testing::{backend, provision};
     use super::*;
     use crate::state::{Provisioner, TenantResources};
-    use redb::ReadableDatabase;
 
     fn usage(backend: &EmbeddedBackend, tenant: &Name) -> u64 {
         let txn = backend.db.begin_read().unwrap();
