@@ -194,7 +194,7 @@ async fn host_db_fts3_tokenizer_is_refused_through_parameters_and_the_node_keeps
 #[tokio::test]
 async fn host_db_values_past_the_length_limit_are_quota_errors() {
     let (_dir, node) = node(&[("acme", &[("state", DB)])]).await;
-    let max = gojinn::sql::MAX_VALUE_BYTES;
+    let max = gojinn::state::sql::MAX_VALUE_BYTES;
     let results = run(
         &node,
         "/acme/state",
