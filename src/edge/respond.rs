@@ -4,7 +4,7 @@
 //! another module's types. Bodies are JSON `{"code": ..., "message": ...}` with a stable code
 //! ([`failure::body`]); internal details are logged, never sent.
 
-use crate::failure::{self, Failure, MethodNotAllowed, PublicError};
+use crate::failure::{self, Failure, PublicError};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
@@ -61,12 +61,6 @@ impl IntoResponse for Failure {
 }
 
 impl IntoResponse for EdgeError {
-    fn into_response(self) -> Response {
-        response(&self)
-    }
-}
-
-impl IntoResponse for MethodNotAllowed {
     fn into_response(self) -> Response {
         response(&self)
     }

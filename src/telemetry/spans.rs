@@ -188,7 +188,7 @@ fn incoming(headers: &http::HeaderMap) -> Option<SpanContext> {
 
 /// The request's `traceparent`, written again, when it is a valid W3C one.
 pub fn request_traceparent(headers: &http::HeaderMap) -> Option<String> {
-    incoming(headers).map(|remote| write_traceparent(remote))
+    incoming(headers).map(write_traceparent)
 }
 
 /// A `traceparent` continuing the trace `trace_id` (32 lowercase hex digits) under a fresh

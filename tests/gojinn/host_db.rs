@@ -1,7 +1,7 @@
 //! `host_db_*` through a real guest: parameters, SQL injection attempts, errors, caps, retries,
 //! and one database per tenant.
 
-use crate::host_support::{error, node, ok, run, run_one};
+use crate::support::host::{error, node, ok, run, run_one};
 use serde_json::{Value, json};
 
 const DB: &str = "grants: { db: true }";
