@@ -29,7 +29,7 @@ pub struct GuestRequest {
 
 impl GuestRequest {
     /// The envelope for a call of `function`; `body` goes into `body` or `body_b64`.
-    pub fn new(
+    fn new(
         method: &str,
         uri: String,
         headers: Headers,
@@ -50,6 +50,40 @@ impl GuestRequest {
         };
         request.set_body(body);
         request
+    }
+
+    /// The envelope of an HTTP request (`parts` and its whole `body`) for a call of `function`.
+    pub fn from_http(
+        parts: &http::request::Parts,
+        body: &[u8],
+        function: &crate::spec::FunctionId,
+        trace_id: String,
+    ) -> Self {
+        let mut headers = Headers::new();
+        for (name, value) in &parts.headers {
+            headers
+                .entry(name.as_str().to_owned())
+                .or_default()
+                .push(String::from_utf8_lossy(value.as_bytes()).into_owned());
+        }
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+        Self::new(parts.method.as_str(), uri, headers, body, function, trace_id)
+    }
+
+    /// The envelope of `POST /{tenant}/{function}` with `body` of `content_type`: how a call
+    /// that did not come over HTTP (an MCP tool call, a job a guest queued) reaches its guest.
+    pub fn post(
+        content_type: &str,
+        body: &[u8],
+        function: &crate::spec::FunctionId,
+        trace_id: String,
+    ) -> Self {
+        let headers = Headers::from([("content-type".to_owned(), vec![content_type.to_owned()])]);
+        let uri = format!("/{}/{}", function.tenant, function.function);
+        Self::new("POST", uri, headers, body, function, trace_id)
     }
 
     /// Puts `body` into `body` or `body_b64`, whichever keeps it intact.

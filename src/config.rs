@@ -8,6 +8,9 @@ pub use validate::{ConfigProblem, InvalidConfig};
 
 use crate::runtime::PoolConfig;
 use crate::spec::{ByteSize, Span};
+pub use crate::state::egress::EgressSettings;
+pub use crate::state::{BackendKind, StateSettings};
+pub use crate::telemetry::{OtlpProtocol, TelemetrySettings};
 use serde::Deserialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -169,78 +172,6 @@ impl Default for ReconcileSettings {
     }
 }
 
-/// Where tenants' state lives.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-pub struct StateSettings {
-    pub backend: BackendKind,
-    /// NATS server URL(s), comma-separated, for the `nats` backend.
-    pub nats_url: String,
-    /// Replicas of the reconciler's shared control bucket and module object store (`nats`
-    /// backend): 1, 3 or 5. Used when a node creates them; existing buckets keep theirs.
-    #[serde(deserialize_with = "replica_count")]
-    pub control_replicas: u8,
-    /// How long a call waits for the state backend (`nats`) before it fails with 503
-    /// `unavailable` (a guest's host call with `-5`); while the node is disconnected, at once.
-    pub timeout: Span,
-}
-
-/// A JetStream replica count: 1, 3 or 5.
-fn replica_count<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u8, D::Error> {
-    let replicas = u8::deserialize(deserializer)?;
-    if [1, 3, 5].contains(&replicas) {
-        Ok(replicas)
-    } else {
-        Err(serde::de::Error::custom(format!("replicas must be 1, 3 or 5, not {replicas}")))
-    }
-}
-
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum BackendKind {
-    /// A local store under `dataDir/state`, for a single node.
-    #[default]
-    Embedded,
-    /// NATS JetStream, for clusters.
-    Nats,
-}
-
-impl Default for StateSettings {
-    fn default() -> Self {
-        Self {
-            backend: BackendKind::Embedded,
-            nats_url: "nats://127.0.0.1:4222".into(),
-            control_replicas: 1,
-            timeout: Span(std::time::Duration::from_secs(5)),
-        }
-    }
-}
-
-/// Outbound HTTP from guests (`host_http_fetch`), on top of each function's allow-list.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-pub struct EgressSettings {
-    /// Allow loopback, private, link-local and other non-public addresses (off: SSRF protection).
-    pub allow_private: bool,
-    /// Deadline of one fetch, redirects included.
-    pub timeout: Span,
-    /// Largest response body a guest may receive.
-    pub max_response: ByteSize,
-    /// Redirects followed, each to an allowed host only.
-    pub max_redirects: u32,
-}
-
-impl Default for EgressSettings {
-    fn default() -> Self {
-        Self {
-            allow_private: false,
-            timeout: Span(std::time::Duration::from_secs(10)),
-            max_response: ByteSize(10 << 20),
-            max_redirects: 5,
-        }
-    }
-}
-
 /// The REST admin API.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -248,33 +179,6 @@ pub struct AdminSettings {
     /// File holding the admin bearer token; when unset, a token is generated into
     /// `dataDir/admin.token` (mode 0600) on first start.
     pub token_file: Option<PathBuf>,
-}
-
-/// Trace export over OTLP. Unset keys fall back to the standard `OTEL_*` environment variables,
-/// which override the file where both are set (see `telemetry`). Without an endpoint in either
-/// place, nothing is exported.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
-pub struct TelemetrySettings {
-    /// Collector base URL, e.g. `http://127.0.0.1:4317` (gRPC) or `http://127.0.0.1:4318` (HTTP;
-    /// `/v1/traces` is appended).
-    pub otlp_endpoint: Option<String>,
-    /// `grpc` or `http` (protobuf); default `http`, as the OpenTelemetry specification says.
-    pub protocol: Option<OtlpProtocol>,
-    /// The `service.name` of exported spans; default `gojinn`.
-    pub service_name: Option<String>,
-    /// Share of new traces kept, 0.0 to 1.0; a request with a `traceparent` follows its caller's
-    /// decision. Default 1.0.
-    pub sample_ratio: Option<f64>,
-}
-
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum OtlpProtocol {
-    /// OTLP/gRPC.
-    Grpc,
-    /// OTLP/HTTP with protobuf bodies.
-    Http,
 }
 
 /// Execution receipts (DESIGN section 6; README "Receipts").

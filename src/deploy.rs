@@ -7,7 +7,7 @@
 //! Nodes that do not hold the lease follow: they redeploy whenever the applied state changes.
 
 use crate::config::NodeConfig;
-use crate::edge::admission::Gate;
+use crate::gate::Gate;
 use crate::host::{Backends, Capabilities};
 use crate::metrics::ReconcileResult;
 use crate::reconcile::desired::{APPLIED_META, APPLIED_PREFIX, Record, state_from_records};
@@ -67,7 +67,7 @@ impl Deployer {
         let suffix: u32 = rand::random();
         let host = crate::audit::recorder::host_name();
         Self {
-            backends: Backends::new(state.clone(), &config),
+            backends: Backends::new(state.clone(), &config.data_dir, config.egress.clone()),
             reconciler: Reconciler::new(state.clone()),
             holder: format!("{host}-{}-{suffix:08x}", std::process::id()),
             config,

@@ -1,12 +1,16 @@
 //! Gojinn: a self-hosted, multi-tenant serverless platform for WebAssembly functions.
 //!
-//! Specs (`spec`) are deployed (`deploy`) into a registry of prepared functions (`registry`),
-//! which the HTTP edge (`edge`) serves by running each call in a fresh sandbox (`runtime`) with
-//! the `gojinn` host functions (`host`) speaking guest ABI v1 (`abi`). Host capabilities reach
-//! the state backends (`state`), tenants' SQL databases (`sql`) and the network (`egress`).
-//! Calls asked for asynchronously become jobs (`jobs`) in the state backend (`state`), run by
-//! this node's workers; the admin API (`api`) inspects and redrives them. Every request and job
-//! is traced (`telemetry`, exported over OTLP when configured) and counted (`metrics`).
+//! Specs (`spec`) are reconciled (`reconcile`) and deployed (`deploy`) into a registry of
+//! prepared functions (`registry`). Every execution, whatever triggered it, takes one path
+//! (`invoke`): admission through its gates (`gate`), a fresh sandbox (`runtime`) with the `gojinn`
+//! host functions (`host`) speaking guest ABI v1 (`abi`), its signed receipt (`audit`), its
+//! metrics (`metrics`) and span (`telemetry`). The triggers around it are thin: the HTTP edge
+//! (`edge`, which composes the whole HTTP stack), MCP tool calls (`api::mcp`) and the job
+//! workers (`workers`) running the jobs (`jobs`) queued in the state backend. Host capabilities
+//! reach the state backends (`state`), tenants' SQL databases (`state::sql`) and the network
+//! (`state::egress`). Every public error says what a caller is told of it (`failure`). The admin
+//! API (`api`) inspects and redrives jobs and reads receipts. Modules import one another one
+//! way only: no two top-level modules import each other, directly or around a cycle.
 //! `validate` checks a spec directory as a deploy on a node would.
 
 pub mod abi;
@@ -15,8 +19,10 @@ pub mod audit;
 pub mod config;
 pub mod deploy;
 pub mod edge;
-pub mod egress;
+pub mod failure;
+pub mod gate;
 pub mod host;
+pub mod invoke;
 pub mod jobs;
 pub mod metrics;
 pub mod reconcile;
@@ -26,7 +32,7 @@ pub mod runtime;
 pub mod scaffold;
 pub mod server;
 pub mod spec;
-pub mod sql;
 pub mod state;
 pub mod telemetry;
 pub mod validate;
+pub mod workers;

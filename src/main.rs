@@ -83,7 +83,7 @@ enum Command {
     /// Verify tenants' signed receipts.
     Audit {
         #[command(subcommand)]
-        command: gojinn::audit::cli::AuditCommand,
+        command: gojinn::api::audit_cli::AuditCommand,
     },
 }
 
@@ -242,7 +242,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Audit { command } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            Ok(runtime.block_on(gojinn::audit::cli::run(command)))
+            Ok(runtime.block_on(gojinn::api::audit_cli::run(command)))
         }
         Command::New { name, path, tenant, sdk } => {
             let sdk = match sdk.or_else(gojinn::scaffold::bundled_sdk) {

@@ -1,7 +1,7 @@
 //! The functions a node serves right now: an immutable snapshot, swapped whole on every deploy.
 //! A call holds an `Arc` of the function it runs, so it finishes on the revision it started on.
 
-use crate::edge::admission::Gate;
+use crate::gate::Gate;
 use crate::host::Capabilities;
 use crate::runtime::{CallError, CallOutput, CallRequest, Prepared, Runtime};
 use crate::spec::{Function, FunctionId, Method, Name, Route, path_tenant};

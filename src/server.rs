@@ -13,10 +13,11 @@ use crate::audit::{Recorder, RecorderError};
 use crate::config::{InvalidConfig, NodeConfig};
 use crate::deploy::{DeployReport, Deployer, log_report};
 use crate::edge::{self, Edge};
-use crate::jobs::Workers;
+use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::reload::{self, ReconcileLoop};
 use crate::runtime::{Runtime, RuntimeError};
+use crate::workers::Workers;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -97,7 +98,10 @@ impl Server {
         );
         let watcher = Some(reload::start(deployer.clone(), config.watch)?);
 
-        let workers = Workers::start(deployer.clone(), recorder.clone());
+        let reachability = deployer.state().reachability.clone();
+        let invoker =
+            Invoker::new(deployer.runtime().clone(), recorder.clone(), metrics.clone(), reachability);
+        let workers = Workers::start(deployer.clone(), Arc::new(invoker));
         let edge = Arc::new(Edge {
             deployer: deployer.clone(),
             admin_token,

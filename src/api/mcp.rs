@@ -1,27 +1,25 @@
 //! The MCP endpoint, `POST /_gojinn/mcp`: the Model Context Protocol's Streamable HTTP transport
 //! (the official SDK, `rmcp`), stateless, every answer `application/json`; a GET has no stream to
-//! open here and is a 405. Behind the admin bearer token ([`super::require_token`]) and a
-//! same-origin check ([`same_origin`]).
+//! open here and is a 405. The edge puts it behind the admin bearer token
+//! ([`super::require_token`]) and a same-origin check ([`same_origin`]).
 //!
 //! Tools: every deployed function whose spec says `mcp.tool: true`, named `{tenant}.{function}`,
-//! which a call runs through the edge's own [`edge::admit`] and [`edge::execute`] (trigger `mcp`
-//! on its receipt, whose id the result's `_meta` names); and the admin tools `gojinn.status`,
+//! which a call runs through the one invocation path ([`Invoker::invoke`], trigger `mcp` on its
+//! receipt, whose id the result's `_meta` names); and the admin tools `gojinn.status`,
 //! `gojinn.job` and `gojinn.receipt`, which call the REST API's service functions. This module
 //! never runs a guest, reads state or maps an error any other way.
 
-use super::Admin;
-use crate::abi::{GuestRequest, Headers};
+use crate::abi::GuestRequest;
 use crate::api::ApiError;
-use crate::audit::Trigger;
 use crate::deploy::Deployer;
-use crate::edge::respond::EdgeError;
-use crate::edge::{self, Edge, Executed};
+use crate::failure::{self, Failure, PublicError};
+use crate::invoke::{Invocation, InvokeError, Invoked, Invoker, Trigger};
 use crate::registry::{Deployed, Registry};
 use crate::spec::{FunctionId, Name};
 use crate::telemetry::spans;
 use axum::Router;
 use axum::extract::Request;
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, header};
 use rmcp::model::{
@@ -57,8 +55,8 @@ const INSTRUCTIONS: &str = "Gojinn runs WebAssembly functions. Each tool named {
     calls that function with the arguments as its JSON body; the result is its response body, and \
     _meta[\"gojinn/receipt\"] names the signed receipt of the call, which gojinn.receipt shows.";
 
-/// The MCP route, behind the admin token and the same-origin check.
-pub fn router(edge: Arc<Edge>, admin: Arc<Admin>) -> Router {
+/// The MCP route; the edge puts it behind the admin token and [`same_origin`].
+pub fn routes(invoker: Arc<Invoker>, deployer: Arc<Deployer>) -> Router {
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
@@ -68,25 +66,22 @@ pub fn router(edge: Arc<Edge>, admin: Arc<Admin>) -> Router {
         .disable_allowed_hosts()
         .with_max_request_body_bytes(MAX_REQUEST_BYTES);
     let service = StreamableHttpService::new(
-        move || Ok(Gateway { edge: edge.clone() }),
+        move || Ok(Gateway { deployer: deployer.clone(), invoker: invoker.clone() }),
         Arc::new(NeverSessionManager::default()),
         config,
     );
-    Router::new()
-        .route_service(PATH, service)
-        .route_layer(middleware::from_fn_with_state(admin, super::require_token))
-        .route_layer(middleware::from_fn(same_origin))
+    Router::new().route_service(PATH, service)
 }
 
 /// Refuses a browser's cross-origin request (the transport requires servers to validate
 /// `Origin`, against DNS rebinding): an `Origin`, when present, must name the host the request
 /// was sent to. Requests without one (every non-browser client) pass.
-async fn same_origin(request: Request, next: Next) -> Response {
+pub async fn same_origin(request: Request, next: Next) -> Response {
     let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok());
     let host = host.or_else(|| request.uri().authority().map(|a| a.as_str()));
     match check_origin(request.headers(), host) {
         Ok(()) => next.run(request).await,
-        Err(refused) => EdgeError::from(refused).into_response(),
+        Err(refused) => Failure::from(refused).into_response(),
     }
 }
 
@@ -106,7 +101,8 @@ fn check_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), ApiError>
 
 /// Serves one MCP request; made afresh for each.
 struct Gateway {
-    edge: Arc<Edge>,
+    deployer: Arc<Deployer>,
+    invoker: Arc<Invoker>,
 }
 
 impl ServerHandler for Gateway {
@@ -126,7 +122,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools(&self.edge.deployer.registry())))
+        Ok(ListToolsResult::with_all_items(tools(&self.deployer.registry())))
     }
 
     async fn call_tool(
@@ -136,12 +132,12 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = request.arguments.unwrap_or_default();
         if let Some(admin) = AdminTool::named(&request.name) {
-            return Ok(admin.call(&self.edge.deployer, arguments).await?.into());
+            return Ok(admin.call(&self.deployer, arguments).await?.into());
         }
-        let function = tool_function(&self.edge.deployer.registry(), &request.name)
+        let function = tool_function(&self.deployer.registry(), &request.name)
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool {:?}", request.name), None))?;
         let parts = context.extensions.get::<http::request::Parts>();
-        Ok(call_function(&self.edge, &function, arguments, parts).await.into())
+        Ok(call_function(&self.invoker, &function, arguments, parts).await.into())
     }
 }
 
@@ -182,7 +178,7 @@ fn tool_function(registry: &Registry, name: &str) -> Option<Arc<Deployed>> {
 /// Calls `function` with `arguments` as the JSON body of a `POST /{tenant}/{function}`, in the
 /// span of a function request (its parent the MCP request's `traceparent`).
 async fn call_function(
-    edge: &Edge,
+    invoker: &Invoker,
     function: &Deployed,
     arguments: JsonObject,
     parts: Option<&http::request::Parts>,
@@ -195,32 +191,26 @@ async fn call_function(
         let body = Value::Object(arguments).to_string();
         let max = function.spec.limits.max_body;
         if body.len() as u64 > max {
-            return Executed { outcome: Err(EdgeError::BodyTooLarge(max)), receipt: None };
+            return Invoked { outcome: Err(InvokeError::BodyTooLarge(max)), receipt: None };
         }
-        let _admitted = match edge::admit(edge, function).await {
-            Ok(admitted) => admitted,
-            Err(refused) => return Executed { outcome: Err(refused), receipt: None },
-        };
-        let headers = Headers::from([("content-type".to_owned(), vec!["application/json".to_owned()])]);
-        let trace_id = edge::trace_id(parts.map_or(&HeaderMap::new(), |p| &p.headers));
-        let uri = format!("/{}/{}", function.id.tenant, function.id.function);
-        let envelope = GuestRequest::new("POST", uri, headers, body.as_bytes(), &function.id, trace_id);
-        edge::execute(edge, function, &envelope, Trigger::Mcp).await
+        let trace_id = spans::trace_id_for(parts.map_or(&HeaderMap::new(), |p| &p.headers));
+        let envelope = GuestRequest::post("application/json", body.as_bytes(), &function.id, trace_id);
+        invoker.invoke(Invocation { function, envelope: &envelope, trigger: Trigger::Mcp }).await
     };
-    let executed = run.instrument(span.clone()).await;
-    if let Some(id) = &executed.receipt {
+    let invoked = run.instrument(span.clone()).await;
+    if let Some(id) = &invoked.receipt {
         span.record("gojinn.receipt_id", id.as_str());
     }
-    tool_result(executed)
+    tool_result(invoked)
 }
 
 /// The result of a function's tool call: the guest's body as text, an error when its status is
 /// 400 or above or the call failed (the text then the edge's JSON error body), and in `_meta`
 /// the status and the receipt id.
-fn tool_result(executed: Executed) -> CallToolResult {
-    let (status, text) = match &executed.outcome {
+fn tool_result(invoked: Invoked) -> CallToolResult {
+    let (status, text) = match &invoked.outcome {
         Ok(answered) => (answered.guest.status, String::from_utf8_lossy(&answered.guest.body).into_owned()),
-        Err(error) => (error.status_and_code().0, error.body().to_string()),
+        Err(error) => (error.status(), failure::body(error).to_string()),
     };
     let content = vec![ContentBlock::text(text)];
     let result = match status.as_u16() {
@@ -229,7 +219,7 @@ fn tool_result(executed: Executed) -> CallToolResult {
     };
     let mut meta = JsonObject::new();
     meta.insert(STATUS_META.to_owned(), status.as_u16().into());
-    if let Some(id) = executed.receipt {
+    if let Some(id) = invoked.receipt {
         meta.insert(RECEIPT_META.to_owned(), id.into());
     }
     result.with_meta(Some(MetaObject(meta)))
@@ -330,7 +320,7 @@ impl AdminTool {
 }
 
 /// A service function's answer as JSON.
-fn json<T: Serialize>(answer: Result<T, EdgeError>) -> Result<Value, EdgeError> {
+fn json<T: Serialize>(answer: Result<T, Failure>) -> Result<Value, Failure> {
     answer.map(|found| serde_json::to_value(found).unwrap_or_default())
 }
 
@@ -350,7 +340,7 @@ fn parse_arguments<T: DeserializeOwned>(tool: AdminTool, arguments: JsonObject) 
 mod tests {
     use super::*;
     use crate::abi::GuestResponse;
-    use crate::edge::Answered;
+    use crate::invoke::Answered;
     use crate::runtime::CallError;
     use serde_json::json;
     use std::time::Instant;
@@ -371,15 +361,15 @@ mod tests {
         assert!(check_origin(&origin("http://node:8080"), None).is_err(), "no host to compare with");
     }
 
-    fn answered(status: u16, body: &str) -> Executed {
+    fn answered(status: u16, body: &str) -> Invoked {
         let guest = GuestResponse {
             status: http::StatusCode::from_u16(status).unwrap(),
             headers: HeaderMap::new(),
             body: body.to_owned().into(),
         };
         let now = Instant::now();
-        Executed {
-            outcome: Ok(Answered { guest, started: now, ended: now }),
+        Invoked {
+            outcome: Ok(Answered { guest, envelope: Default::default(), started: now, ended: now }),
             receipt: Some("acme.r1".into()),
         }
     }
@@ -404,14 +394,14 @@ mod tests {
             (Some(true), Some("nope"))
         );
         let trapped =
-            Executed { outcome: Err(EdgeError::Call(CallError::Trap("unreachable".into()))), receipt: None };
+            Invoked { outcome: Err(InvokeError::Call(CallError::Trap("unreachable".into()))), receipt: None };
         let result = as_json(tool_result(trapped));
         assert_eq!(result["isError"], true);
         let body: Value = serde_json::from_str(result["content"][0]["text"].as_str().unwrap()).unwrap();
         assert_eq!(body["code"], "trap");
         assert_eq!(result["_meta"], json!({ STATUS_META: 500 }), "no receipt, no key");
-        let internal = Executed {
-            outcome: Err(EdgeError::Call(CallError::Internal("/var/secret".into()))),
+        let internal = Invoked {
+            outcome: Err(InvokeError::Call(CallError::Internal("/var/secret".into()))),
             receipt: None,
         };
         assert!(

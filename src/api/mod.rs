@@ -2,9 +2,10 @@
 //! receipts (`receipts`), reconcile status and the reconcile webhook, behind the admin bearer
 //! token on every route; and the MCP endpoint ([`mcp`]) behind the same token. Handlers call the
 //! same service functions as the edge ([`crate::jobs`], [`crate::audit::log`]) and return
-//! [`EdgeError`]s, which the edge's error mapping turns into responses; this module never builds
-//! an error response itself. [`client`] is the other side, for `gojinn jobs` and `gojinn audit`.
+//! [`Failure`]s, which the edge's error mapping turns into responses; this module never builds
+//! an error response itself and never imports the edge (the edge composes these routes). [`client`] is the other side, for `gojinn jobs` and `gojinn audit`.
 
+pub mod audit_cli;
 pub mod client;
 pub mod mcp;
 mod receipts;
@@ -12,8 +13,7 @@ pub mod token;
 pub mod webhook;
 
 use crate::deploy::Deployer;
-use crate::edge::only;
-use crate::edge::respond::EdgeError;
+use crate::failure::{Failure, PublicError, allow_methods};
 use crate::jobs::{self, JobId};
 use crate::reconcile::Status;
 use crate::spec::Name;
@@ -21,7 +21,7 @@ use crate::state::{JobRecord, JobStatus};
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{StatusCode, header};
-use axum::middleware::{self, Next};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
@@ -44,6 +44,10 @@ pub enum ApiError {
     WebhookUnauthorized,
     #[error("invalid query: {0}")]
     BadQuery(String),
+    #[error("the request body is larger than this route's limit of {0} bytes")]
+    BodyTooLarge(u64),
+    #[error("{0}")]
+    BadBody(String),
     #[error("no tenant {0}")]
     NoTenant(String),
     #[error("no receipt {0}")]
@@ -54,6 +58,50 @@ pub enum ApiError {
     State(crate::state::StateError),
 }
 
+impl PublicError for ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized | ApiError::WebhookUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::BadQuery(_) | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NoTenant(_) | ApiError::NoReceipt(_) => StatusCode::NOT_FOUND,
+            ApiError::ForbiddenOrigin(_) => StatusCode::FORBIDDEN,
+            ApiError::State(state) => state.status(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized | ApiError::WebhookUnauthorized => "unauthorized",
+            ApiError::BadQuery(_) => "bad_query",
+            ApiError::BodyTooLarge(_) => "body_too_large",
+            ApiError::BadBody(_) => "bad_body",
+            ApiError::NoTenant(_) => "no_tenant",
+            ApiError::NoReceipt(_) => "no_receipt",
+            ApiError::ForbiddenOrigin(_) => "forbidden_origin",
+            ApiError::State(state) => state.code(),
+        }
+    }
+
+    fn internal_detail(&self) -> Option<&str> {
+        match self {
+            ApiError::State(state) => state.internal_detail(),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> bool {
+        matches!(self, ApiError::State(state) if state.retry_after())
+    }
+
+    fn headers(&self, headers: &mut http::HeaderMap) {
+        if let ApiError::Unauthorized | ApiError::WebhookUnauthorized = self {
+            headers
+                .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static(r#"Bearer realm="gojinn""#));
+        }
+    }
+}
+
 /// What the admin handlers share.
 pub struct Admin {
     pub deployer: Arc<Deployer>,
@@ -62,25 +110,22 @@ pub struct Admin {
     pub webhook: Option<Arc<webhook::WebhookSecret>>,
 }
 
-/// The admin routes, each behind the bearer token; the reconcile webhook also takes the git
-/// hosts' proofs ([`webhook`]).
-pub fn router(admin: Arc<Admin>) -> Router {
+/// The admin routes; the edge puts each behind [`require_token`] (the reconcile webhook, which
+/// takes other proofs too, is [`webhook::routes`]).
+pub fn routes() -> Router<Arc<Admin>> {
     Router::new()
-        .route("/_gojinn/v1/tenants/{tenant}/jobs", only(get(list_jobs), "GET"))
-        .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}", only(get(show_job), "GET"))
-        .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}/redrive", only(post(redrive_job), "POST"))
-        .route("/_gojinn/v1/status", only(get(reconcile_status), "GET"))
+        .route("/_gojinn/v1/tenants/{tenant}/jobs", allow_methods(get(list_jobs), "GET"))
+        .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}", allow_methods(get(show_job), "GET"))
+        .route("/_gojinn/v1/tenants/{tenant}/jobs/{id}/redrive", allow_methods(post(redrive_job), "POST"))
+        .route("/_gojinn/v1/status", allow_methods(get(reconcile_status), "GET"))
         .merge(receipts::routes())
-        .route_layer(middleware::from_fn_with_state(admin.clone(), require_token))
-        .route("/_gojinn/v1/reconcile", only(post(webhook::request_reconcile), "POST"))
-        .with_state(admin)
 }
 
 /// Lets a request through only with `Authorization: Bearer <the admin token>`.
-pub(crate) async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+pub async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
     match bearer(request.headers()) {
         Some(token) if admin.token.verify(token) => next.run(request).await,
-        _ => EdgeError::from(ApiError::Unauthorized).into_response(),
+        _ => Failure::from(ApiError::Unauthorized).into_response(),
     }
 }
 
@@ -95,13 +140,13 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 }
 
 /// `GET /_gojinn/v1/status` → the applied commit and every resource's status.
-async fn reconcile_status(State(admin): State<Arc<Admin>>) -> Result<axum::Json<Status>, EdgeError> {
+async fn reconcile_status(State(admin): State<Arc<Admin>>) -> Result<axum::Json<Status>, Failure> {
     Ok(axum::Json(status(&admin.deployer).await?))
 }
 
 /// The applied commit and every resource's status (REST `GET /_gojinn/v1/status`, MCP
 /// `gojinn.status`), as this node serves them: a function it could not deploy is failed.
-pub(crate) async fn status(deployer: &Deployer) -> Result<Status, EdgeError> {
+pub(crate) async fn status(deployer: &Deployer) -> Result<Status, Failure> {
     let status = crate::reconcile::status::read(deployer.state()).await.map_err(ApiError::State)?;
     Ok(status.with_node_failures(&deployer.node_failures()))
 }
@@ -111,7 +156,7 @@ async fn list_jobs(
     State(admin): State<Arc<Admin>>,
     Path(tenant): Path<String>,
     request: Request,
-) -> Result<Response, EdgeError> {
+) -> Result<Response, Failure> {
     let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
     let (status, limit) = list_query(request.uri().query().unwrap_or_default())?;
     let jobs = jobs::list(admin.deployer.state(), &tenant, status, limit).await?;
@@ -122,12 +167,12 @@ async fn list_jobs(
 async fn show_job(
     State(admin): State<Arc<Admin>>,
     Path((tenant, id)): Path<(String, String)>,
-) -> Result<axum::Json<JobRecord>, EdgeError> {
+) -> Result<axum::Json<JobRecord>, Failure> {
     Ok(axum::Json(job(admin.deployer.state(), &tenant, &id).await?))
 }
 
 /// Job `id` of `tenant` (REST `GET /_gojinn/v1/tenants/{tenant}/jobs/{id}`, MCP `gojinn.job`).
-pub(crate) async fn job(state: &crate::state::State, tenant: &str, id: &str) -> Result<JobRecord, EdgeError> {
+pub(crate) async fn job(state: &crate::state::State, tenant: &str, id: &str) -> Result<JobRecord, Failure> {
     Ok(jobs::status(state, &tenant_job(tenant, id)?).await?)
 }
 
@@ -135,14 +180,14 @@ pub(crate) async fn job(state: &crate::state::State, tenant: &str, id: &str) -> 
 async fn redrive_job(
     State(admin): State<Arc<Admin>>,
     Path((tenant, id)): Path<(String, String)>,
-) -> Result<Response, EdgeError> {
+) -> Result<Response, Failure> {
     let id = tenant_job(&tenant, &id)?;
     let job = jobs::redrive(admin.deployer.state(), &id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
 }
 
 /// The job `id` if it belongs to `tenant`; a job of another tenant is not found here.
-fn tenant_job(tenant: &str, id: &str) -> Result<JobId, EdgeError> {
+fn tenant_job(tenant: &str, id: &str) -> Result<JobId, Failure> {
     let parsed = JobId::parse(id)?;
     if parsed.tenant().as_str() != tenant {
         return Err(jobs::JobError::NotFound(id.to_owned()).into());
@@ -186,6 +231,6 @@ mod tests {
     fn a_job_is_found_only_under_its_own_tenant() {
         let id = "acme.0123456789abcdef0123456789abcdef";
         assert!(tenant_job("acme", id).is_ok());
-        assert!(matches!(tenant_job("other", id), Err(EdgeError::Job(jobs::JobError::NotFound(_)))));
+        assert!(matches!(tenant_job("other", id), Err(failure) if failure.error().code() == "no_job"));
     }
 }

@@ -6,8 +6,7 @@
 
 use super::{Admin, ApiError, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
 use crate::audit::log::{self, AuditPage, Range, StoredReceipt, StoredRecord};
-use crate::edge::only;
-use crate::edge::respond::EdgeError;
+use crate::failure::{Failure, allow_methods};
 use crate::spec::Name;
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -22,21 +21,21 @@ pub const MAX_RECORDS: u64 = 10_000;
 /// The receipt routes, to be put behind the admin token.
 pub(super) fn routes() -> Router<Arc<Admin>> {
     Router::new()
-        .route("/_gojinn/v1/receipts/{id}", only(get(show), "GET"))
-        .route("/_gojinn/v1/tenants/{tenant}/receipts", only(get(list), "GET"))
-        .route("/_gojinn/v1/tenants/{tenant}/audit", only(get(records), "GET"))
+        .route("/_gojinn/v1/receipts/{id}", allow_methods(get(show), "GET"))
+        .route("/_gojinn/v1/tenants/{tenant}/receipts", allow_methods(get(list), "GET"))
+        .route("/_gojinn/v1/tenants/{tenant}/audit", allow_methods(get(records), "GET"))
 }
 
 /// `GET /_gojinn/v1/receipts/{id}` → the receipt, as stored.
 async fn show(
     State(admin): State<Arc<Admin>>,
     Path(id): Path<String>,
-) -> Result<axum::Json<StoredReceipt>, EdgeError> {
+) -> Result<axum::Json<StoredReceipt>, Failure> {
     Ok(axum::Json(receipt(admin.deployer.state(), &id).await?))
 }
 
 /// The receipt `id` as stored (REST `GET /_gojinn/v1/receipts/{id}`, MCP `gojinn.receipt`).
-pub(crate) async fn receipt(state: &crate::state::State, id: &str) -> Result<StoredReceipt, EdgeError> {
+pub(crate) async fn receipt(state: &crate::state::State, id: &str) -> Result<StoredReceipt, Failure> {
     let found = log::find(&*state.audit, id).await.map_err(ApiError::State)?;
     Ok(found.ok_or_else(|| ApiError::NoReceipt(id.to_owned()))?)
 }
@@ -53,7 +52,7 @@ async fn list(
     State(admin): State<Arc<Admin>>,
     Path(tenant): Path<String>,
     request: Request,
-) -> Result<axum::Json<Receipts>, EdgeError> {
+) -> Result<axum::Json<Receipts>, Failure> {
     let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
     let [from, to, limit] = numbers(request.uri().query().unwrap_or_default(), ["from", "to", "limit"])?;
     let limit = bounded("limit", limit, DEFAULT_LIST_LIMIT as u64, MAX_LIST_LIMIT as u64)?;
@@ -69,7 +68,7 @@ async fn records(
     State(admin): State<Arc<Admin>>,
     Path(tenant): Path<String>,
     request: Request,
-) -> Result<axum::Json<AuditPage>, EdgeError> {
+) -> Result<axum::Json<AuditPage>, Failure> {
     let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
     let [after, limit] = numbers(request.uri().query().unwrap_or_default(), ["after", "limit"])?;
     let limit = bounded("limit", limit, DEFAULT_RECORDS, MAX_RECORDS)?;

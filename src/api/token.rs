@@ -65,20 +65,24 @@ impl AdminToken {
     }
 }
 
-/// Writes a fresh random token to `path` unless the file exists; logs once when it does so.
+/// Writes a fresh random token to `path` unless the file exists; logs once when it does so. The
+/// file (mode 0600) appears whole or not at all: written beside it, then moved into place.
 fn generate_unless_present(path: &Path) -> Result<(), TokenError> {
     let write_error = |source| TokenError::Write { path: path.to_path_buf(), source };
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = match options.open(path) {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
-        Err(err) => return Err(write_error(err)),
-    };
+    if path.exists() {
+        return Ok(());
+    }
     let token = hex::encode(rand::random::<[u8; 32]>());
-    file.write_all(format!("{token}\n").as_bytes()).and_then(|()| file.sync_all()).map_err(write_error)?;
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(write_error)?;
+    file.write_all(format!("{token}\n").as_bytes())
+        .and_then(|()| file.as_file().sync_all())
+        .map_err(write_error)?;
+    match file.persist_noclobber(path) {
+        Ok(_) => {}
+        Err(err) if err.error.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(err) => return Err(write_error(err.error)),
+    }
     tracing::info!("generated an admin token in {}", path.display());
     Ok(())
 }

@@ -6,18 +6,24 @@
 //! The secret is read from a file, never from the config itself, and never logged.
 
 use super::{Admin, ApiError};
-use crate::edge::respond::EdgeError;
+use crate::failure::{Failure, allow_methods};
+use axum::Router;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
 use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Limited};
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The largest body whose signature is checked. GitHub lists at most 2048 commits in a push
 /// event, a few MiB; the body is only read when a signature comes with it.
 pub const MAX_SIGNED_BODY: u64 = 8 << 20;
+/// How long a git host may take to send that body.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 const GITHUB_SIGNATURE: &str = "x-hub-signature-256";
 const GITLAB_TOKEN: &str = "x-gitlab-token";
@@ -75,12 +81,17 @@ impl WebhookSecret {
     }
 }
 
+/// The webhook's route; it authenticates its requests itself.
+pub fn routes() -> Router<Arc<Admin>> {
+    Router::new().route("/_gojinn/v1/reconcile", allow_methods(post(request_reconcile), "POST"))
+}
+
 /// `POST /_gojinn/v1/reconcile` → 202 `{"queued": true}`: a pass is queued; requests arriving
 /// while one is pending are one pass. Its outcome shows in `GET /_gojinn/v1/status`.
 pub async fn request_reconcile(
     State(admin): State<Arc<Admin>>,
     request: Request,
-) -> Result<Response, EdgeError> {
+) -> Result<Response, Failure> {
     if !authorized(&admin, request).await? {
         return Err(ApiError::WebhookUnauthorized.into());
     }
@@ -90,7 +101,7 @@ pub async fn request_reconcile(
 
 /// Whether the request proves it may ask for a pass: the admin token, or, with a configured
 /// secret, a GitLab token or a GitHub signature of its body.
-async fn authorized(admin: &Admin, request: Request) -> Result<bool, EdgeError> {
+async fn authorized(admin: &Admin, request: Request) -> Result<bool, ApiError> {
     let headers = request.headers();
     if super::bearer(headers).is_some_and(|token| admin.token.verify(token)) {
         return Ok(true);
@@ -104,10 +115,19 @@ async fn authorized(admin: &Admin, request: Request) -> Result<bool, EdgeError> 
     Ok(secret.verify_github(signature.as_bytes(), &body))
 }
 
-async fn read_signed_body(request: Request) -> Result<bytes::Bytes, EdgeError> {
-    let (parts, body) = request.into_parts();
-    let declared = parts.headers.get(axum::http::header::CONTENT_LENGTH);
-    crate::edge::read_body(body, declared, MAX_SIGNED_BODY).await
+async fn read_signed_body(request: Request) -> Result<bytes::Bytes, ApiError> {
+    let too_large = ApiError::BodyTooLarge(MAX_SIGNED_BODY);
+    let declared = request.headers().get(axum::http::header::CONTENT_LENGTH);
+    if declared.and_then(|v| v.to_str().ok()?.parse::<u64>().ok()).is_some_and(|len| len > MAX_SIGNED_BODY) {
+        return Err(too_large);
+    }
+    let limited = Limited::new(request.into_body(), MAX_SIGNED_BODY as usize);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+        Err(_) => Err(ApiError::BadBody(format!("not received within {BODY_READ_TIMEOUT:?}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<http_body_util::LengthLimitError>() => Err(too_large),
+        Ok(Err(error)) => Err(ApiError::BadBody(error.to_string())),
+    }
 }
 
 #[cfg(test)]

@@ -2,10 +2,20 @@
 //! just before a function revision is called, [`Execution::finish`] once its outcome is known.
 
 use super::receipt::{HostCalls, ReceiptDraft, Trigger};
-use crate::registry::Deployed;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+/// The function revision an execution runs and its limits, as its receipt names them.
+pub struct Workload<'a> {
+    pub tenant: &'a str,
+    pub function: &'a str,
+    pub module_sha256: &'a str,
+    pub revision: &'a str,
+    /// Bytes of linear memory the call may use.
+    pub memory_limit: u64,
+    pub timeout: Duration,
+}
 
 /// An execution under way.
 pub struct Execution {
@@ -48,21 +58,20 @@ impl<'a> End<'a> {
 }
 
 impl Execution {
-    /// Starts the receipt of a call of `function` with `input` (its request envelope).
-    pub fn start(function: &Deployed, trigger: Trigger, input: &[u8], trace_id: &str) -> Self {
-        let spec = &function.spec;
+    /// Starts the receipt of a call of `workload` with `input` (its request envelope).
+    pub fn start(workload: Workload<'_>, trigger: Trigger, input: &[u8], trace_id: &str) -> Self {
         let draft = ReceiptDraft {
-            tenant: function.id.tenant.to_string(),
-            function: function.id.function.to_string(),
-            module_sha256: spec.module.sha256.clone(),
-            revision: spec.revision.clone(),
+            tenant: workload.tenant.to_owned(),
+            function: workload.function.to_owned(),
+            module_sha256: workload.module_sha256.to_owned(),
+            revision: workload.revision.to_owned(),
             trigger,
             started_ms: crate::state::now_ms(),
             ended_ms: 0,
             status: String::new(),
             http_status: 0,
-            memory_limit: spec.limits.memory,
-            timeout_ms: u64::try_from(spec.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            memory_limit: workload.memory_limit,
+            timeout_ms: u64::try_from(workload.timeout.as_millis()).unwrap_or(u64::MAX),
             cpu_us: 0,
             input_sha256: sha256_hex(input),
             output_sha256: String::new(),

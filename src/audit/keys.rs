@@ -77,16 +77,16 @@ impl MasterKey {
     }
 }
 
-/// Writes a file readable by its owner only.
+/// Writes a new file readable by its owner only (mode 0600), whole or not at all: written
+/// beside it, then moved into place; an existing file is an error and is left as it is.
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)?;
-    }
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let dir = path.parent().filter(|dir| !dir.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut file = tempfile::NamedTempFile::new_in(dir)?;
     file.write_all(bytes)?;
-    file.sync_all()
+    file.as_file().sync_all()?;
+    file.persist_noclobber(path).map(drop).map_err(|err| err.error)
 }
 
 /// The current master key and the retired ones that still verify older receipts.

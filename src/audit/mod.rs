@@ -17,7 +17,6 @@
 
 mod appender;
 mod chain;
-pub mod cli;
 mod examine;
 mod execution;
 mod keys;
@@ -28,7 +27,7 @@ pub(crate) mod recorder;
 mod verify;
 
 pub use chain::{Chains, Head};
-pub use execution::{End, Execution};
+pub use execution::{End, Execution, Workload};
 pub use keys::{KeyError, Keyring, MasterKey, TenantKeys};
 pub use receipt::{GENESIS, HostCalls, Receipt, ReceiptDraft, Trigger, id_tenant, new_id};
 pub use record::{Checkpoint, Record};

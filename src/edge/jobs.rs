@@ -11,8 +11,10 @@
 use super::Edge;
 use super::respond::EdgeError;
 use crate::abi::GuestRequest;
+use crate::failure::Failure;
 use crate::jobs::{self, JobId};
 use crate::registry::Deployed;
+use crate::state::State as StateBackend;
 use crate::telemetry::spans;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
@@ -58,18 +60,16 @@ impl AsyncCall {
     /// Queues the call and answers 202 with the job's id.
     pub async fn enqueue(
         self,
-        edge: &Edge,
+        state: &StateBackend,
         function: &Deployed,
         headers: &HeaderMap,
         envelope: &GuestRequest,
-    ) -> Result<Response, EdgeError> {
+    ) -> Result<Response, Failure> {
         // Traced, the job's parent is this request's span; otherwise the caller's.
         let traced = spans::traceparent(&tracing::Span::current());
-        let traceparent = traced.unwrap_or_else(|| traceparent(headers, &envelope.trace_id));
-        let state = edge.deployer.state();
+        let traceparent = traced.or_else(|| traceparent(headers, &envelope.trace_id));
         let id =
-            jobs::enqueue(state, &function.id, envelope.to_json(), self.idempotency_key, Some(traceparent))
-                .await?;
+            jobs::enqueue(state, &function.id, envelope.to_json(), self.idempotency_key, traceparent).await?;
         let mut response =
             (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "job_id": id.to_string() })))
                 .into_response();
@@ -90,7 +90,7 @@ fn status_path(id: &JobId) -> String {
 }
 
 /// `GET /_gojinn/v1/jobs/{id}`: the job's status, attempts, result or error, and timestamps.
-pub async fn status(State(edge): State<Arc<Edge>>, Path(id): Path<String>) -> Result<Response, EdgeError> {
+pub async fn status(State(edge): State<Arc<Edge>>, Path(id): Path<String>) -> Result<Response, Failure> {
     let job = jobs::status(edge.deployer.state(), &JobId::parse(&id)?).await?;
     let mut response = axum::Json(job).into_response();
     // A capability URL's answer must not be kept by shared caches.
@@ -133,32 +133,10 @@ fn idempotency_key(value: &HeaderValue) -> Result<String, EdgeError> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// The request's `traceparent` when it is a valid W3C version-00 one; otherwise a new one with
-/// the envelope's trace id and a fresh parent id.
-fn traceparent(headers: &HeaderMap, trace_id: &str) -> String {
-    let incoming = headers.get("traceparent").and_then(|v| v.to_str().ok()).map(str::trim);
-    match incoming.filter(|value| is_traceparent(value)) {
-        Some(valid) => valid.to_owned(),
-        None => format!("00-{trace_id}-{}-01", hex::encode(rand::random::<[u8; 8]>())),
-    }
-}
-
-fn is_traceparent(value: &str) -> bool {
-    let hex = |part: &str, len: usize| {
-        part.len() == len && part.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-    };
-    let nonzero = |part: &str| part.bytes().any(|b| b != b'0');
-    match value.split('-').collect::<Vec<_>>()[..] {
-        [version, trace, parent, flags] => {
-            version == "00"
-                && hex(trace, 32)
-                && nonzero(trace)
-                && hex(parent, 16)
-                && nonzero(parent)
-                && hex(flags, 2)
-        }
-        _ => false,
-    }
+/// The request's `traceparent` when it is a valid W3C one; otherwise a new one with the
+/// envelope's trace id and a fresh parent id.
+fn traceparent(headers: &HeaderMap, trace_id: &str) -> Option<String> {
+    spans::request_traceparent(headers).or_else(|| spans::child_traceparent(trace_id))
 }
 
 #[cfg(test)]
@@ -218,17 +196,24 @@ mod tests {
     #[test]
     fn a_valid_traceparent_is_kept_and_a_missing_one_made_on_the_envelopes_trace() {
         let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        assert_eq!(traceparent(&headers(&[("traceparent", parent)]), "ignored"), parent);
+        assert_eq!(traceparent(&headers(&[("traceparent", parent)]), "ignored").as_deref(), Some(parent));
         let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
         for bad in [
             "",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
         ] {
             let mut map = HeaderMap::new();
             map.insert("traceparent", HeaderValue::from_str(bad).unwrap());
-            let made = traceparent(&map, trace);
-            assert!(made.starts_with(&format!("00-{trace}-")) && is_traceparent(&made), "{made}");
+            let made = traceparent(&map, trace).unwrap();
+            assert!(
+                made.starts_with(&format!("00-{trace}-")) && !made.contains("00f067aa0ba902b7"),
+                "{made}"
+            );
+            map.insert("traceparent", HeaderValue::from_str(&made).unwrap());
+            assert_eq!(spans::request_traceparent(&map), Some(made), "a valid traceparent is made");
         }
     }
 }

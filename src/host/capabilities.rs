@@ -3,12 +3,11 @@
 //! tenant's database, the egress client). A grant that cannot be honoured fails the deploy of
 //! that revision with every problem listed at once; nothing here runs per call.
 
-use super::kv;
-use crate::config::{EgressSettings, NodeConfig};
-use crate::egress::{AllowList, Egress};
-use crate::spec::{FunctionId, Grants, HttpGrant, Name};
-use crate::sql::{SqlManager, TenantDb};
+use super::{db, http, jobs, kv};
+use crate::spec::{FunctionId, Grants, Name};
 use crate::state::State;
+use crate::state::egress::{AllowList, Egress, EgressSettings};
+use crate::state::sql::{SqlManager, TenantDb};
 use std::sync::{Arc, OnceLock};
 
 /// The node's backends that capabilities are built from, shared by every function.
@@ -21,14 +20,9 @@ pub struct Backends {
 }
 
 impl Backends {
-    /// Databases live under `dataDir/sql`; egress follows the node's `egress` settings.
-    pub fn new(state: State, config: &NodeConfig) -> Self {
-        Self {
-            state,
-            sql: SqlManager::new(config.data_dir.join("sql")),
-            egress_settings: config.egress.clone(),
-            egress: OnceLock::new(),
-        }
+    /// Databases live under `data_dir/sql`; egress follows the node's `egress` settings.
+    pub fn new(state: State, data_dir: &std::path::Path, egress_settings: EgressSettings) -> Self {
+        Self { state, sql: SqlManager::new(data_dir.join("sql")), egress_settings, egress: OnceLock::new() }
     }
 
     fn egress(&self) -> Result<Arc<Egress>, String> {
@@ -61,13 +55,15 @@ impl Capabilities {
         backends: &Backends,
     ) -> Result<Self, String> {
         let mut problems = Vec::new();
+        // One line per capability: each configures itself from its grant and the backends.
         let kv = collect(kv::Grants::configure(grants.kv.as_ref()), &mut problems);
-        let db = collect(database(grants.db, &function.tenant, backends), &mut problems);
-        let http = collect(egress(grants.http.as_ref(), backends), &mut problems);
+        let db = collect(db::configure(grants.db, &function.tenant, &backends.sql), &mut problems);
+        let http = collect(http::configure(grants.http.as_ref(), || backends.egress()), &mut problems);
+        let enqueue = jobs::configure(&grants.enqueue);
         if !problems.is_empty() {
             return Err(problems.join("; "));
         }
-        Ok(Self { function, state: backends.state.clone(), kv, db, http, enqueue: grants.enqueue.clone() })
+        Ok(Self { function, state: backends.state.clone(), kv, db, http, enqueue })
     }
 
     /// The function these capabilities belong to.
@@ -82,29 +78,4 @@ fn collect<T: Default>(step: Result<T, Vec<String>>, problems: &mut Vec<String>)
         problems.extend(errors);
         T::default()
     })
-}
-
-/// The tenant's database, with `db: true`.
-fn database(granted: bool, tenant: &Name, backends: &Backends) -> Result<Option<Arc<TenantDb>>, Vec<String>> {
-    if !granted {
-        return Ok(None);
-    }
-    let db =
-        backends.sql.open(tenant).map_err(|e| vec![format!("db: cannot open the tenant's database: {e}")])?;
-    Ok(Some(db))
-}
-
-/// The egress client and the allow-list, with a non-empty `http.allow`.
-fn egress(
-    grant: Option<&HttpGrant>,
-    backends: &Backends,
-) -> Result<Option<(Arc<Egress>, AllowList)>, Vec<String>> {
-    let allow = grant.map(|http| http.allow.as_slice()).unwrap_or_default();
-    if allow.is_empty() {
-        return Ok(None);
-    }
-    let list = AllowList::parse(allow)
-        .map_err(|errors| errors.into_iter().map(|e| format!("http.allow: {e}")).collect::<Vec<_>>())?;
-    let client = backends.egress().map_err(|e| vec![format!("http: {e}")])?;
-    Ok(Some((client, list)))
 }

@@ -1,21 +1,35 @@
 //! `host_db_query` and `host_db_exec`: the tenant's SQL database, for functions with
 //! `grants.db: true`. Parameters are a JSON array bound positionally, never interpolated (see
-//! [`crate::sql`] for the value mapping and what SQL is refused).
+//! [`crate::state::sql`] for the value mapping and what SQL is refused).
 
 use super::capabilities::Capabilities;
-use super::work::{Work, link_async};
-use super::{ErrorCode, HostError, HostView, memory};
-use crate::sql::{MAX_SQL_BYTES, SqlError, TenantDb, params_from_json};
+use super::work::Work;
+use super::{ErrorCode, HostError, HostView, Imports, memory};
+use crate::spec::Name;
+use crate::state::sql::{MAX_SQL_BYTES, SqlError, SqlManager, TenantDb, params_from_json};
 use bytes::Bytes;
 use std::sync::Arc;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// Longest parameter array (JSON).
 const MAX_PARAMS_BYTES: usize = 10 << 20;
 
-pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    link_async(linker, "host_db_query", query::<T>)?;
-    link_async(linker, "host_db_exec", exec::<T>)
+pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
+    imports.func_async("host_db_query", query::<T>)?;
+    imports.func_async("host_db_exec", exec::<T>)
+}
+
+/// Configures a revision's database: the tenant's own, opened now, with `grants.db: true`.
+pub(super) fn configure(
+    granted: bool,
+    tenant: &Name,
+    sql: &SqlManager,
+) -> Result<Option<Arc<TenantDb>>, Vec<String>> {
+    if !granted {
+        return Ok(None);
+    }
+    let db = sql.open(tenant).map_err(|e| vec![format!("db: cannot open the tenant's database: {e}")])?;
+    Ok(Some(db))
 }
 
 impl From<SqlError> for HostError {

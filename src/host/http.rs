@@ -1,5 +1,5 @@
 //! `host_http_fetch`: outbound HTTP to the `host:port`s of the function's `grants.http.allow`,
-//! through the node's SSRF-safe client ([`crate::egress`]).
+//! through the node's SSRF-safe client ([`crate::state::egress`]).
 //!
 //! Request JSON: `{"method": "GET", "url": "https://...", "headers": {name: [values]},
 //! "body_b64": "..."}` (method defaults to GET; headers and body are optional). Answer JSON:
@@ -7,22 +7,40 @@
 //! Refusals (scheme, allow-list, non-public address) are -2, a body past the node's
 //! `egress.maxResponse` is -3, an unreachable remote or the node's deadline is -5.
 
-use super::work::{Work, link_async};
-use super::{ErrorCode, HostError, HostView, memory};
-use crate::egress::{EgressError, Inbound, Outbound};
+use super::work::Work;
+use super::{ErrorCode, HostError, HostView, Imports, memory};
+use crate::spec::HttpGrant;
+use crate::state::egress::{AllowList, Egress, EgressError, Inbound, Outbound};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use wasmtime::{Caller, Linker};
+use std::sync::Arc;
+use wasmtime::Caller;
 
 /// Largest request document (JSON, body included as base64).
 const MAX_REQUEST_BYTES: usize = 10 << 20;
 
-pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    link_async(linker, "host_http_fetch", fetch::<T>)
+pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
+    imports.func_async("host_http_fetch", fetch::<T>)
+}
+
+/// Configures a revision's outbound HTTP: the node's egress client (made by `client` on first
+/// use) and the allow-list, with a non-empty `grants.http.allow`.
+pub(super) fn configure(
+    grant: Option<&HttpGrant>,
+    client: impl FnOnce() -> Result<Arc<Egress>, String>,
+) -> Result<Option<(Arc<Egress>, AllowList)>, Vec<String>> {
+    let allow = grant.map(|http| http.allow.as_slice()).unwrap_or_default();
+    if allow.is_empty() {
+        return Ok(None);
+    }
+    let list = AllowList::parse(allow)
+        .map_err(|errors| errors.into_iter().map(|e| format!("http.allow: {e}")).collect::<Vec<_>>())?;
+    let client = client().map_err(|e| vec![format!("http: {e}")])?;
+    Ok(Some((client, list)))
 }
 
 impl From<EgressError> for HostError {

@@ -5,14 +5,14 @@
 //! and the trace id of the enqueuing call; its span (`host.enqueue`, when traces are exported) is
 //! the job's parent. The target need not be deployed yet: its jobs wait.
 
-use super::work::{Work, link_async};
-use super::{HostError, HostView, memory};
-use crate::abi::{GuestRequest, Headers};
-use crate::spec::FunctionId;
+use super::work::Work;
+use super::{HostError, HostView, Imports, memory};
+use crate::abi::GuestRequest;
+use crate::spec::{FunctionId, Name};
 use crate::state::NewJob;
 use crate::telemetry::spans;
 use bytes::Bytes;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// Largest job payload a guest may enqueue.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
@@ -20,8 +20,13 @@ pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 /// simply not granted).
 const MAX_NAME_BYTES: usize = 1024;
 
-pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    link_async(linker, "host_enqueue", enqueue::<T>)
+pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
+    imports.func_async("host_enqueue", enqueue::<T>)
+}
+
+/// Configures a revision's enqueue grant: the functions of its own tenant it may queue jobs for.
+pub(super) fn configure(granted: &[Name]) -> Vec<Name> {
+    granted.to_vec()
 }
 
 fn enqueue<T: HostView>(
@@ -47,7 +52,8 @@ fn enqueue<T: HostView>(
         function: id.function.clone(),
         payload: envelope(&id, &payload, trace_id.clone()),
         idempotency_key: None,
-        traceparent: spans::traceparent(&tracing::Span::current()).or_else(|| traceparent(&trace_id)),
+        traceparent: spans::traceparent(&tracing::Span::current())
+            .or_else(|| spans::child_traceparent(&trace_id)),
     };
     let inputs = vec![Bytes::from(target), Bytes::from(payload)];
     Ok(Work::data((out_ptr, out_cap), inputs, async move {
@@ -62,9 +68,7 @@ fn enqueue<T: HostView>(
 fn envelope(id: &FunctionId, payload: &[u8], trace_id: String) -> Bytes {
     let json = serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok();
     let content_type = if json { "application/json" } else { "application/octet-stream" };
-    let headers = Headers::from([("content-type".to_owned(), vec![content_type.to_owned()])]);
-    let uri = format!("/{}/{}", id.tenant, id.function);
-    GuestRequest::new("POST", uri, headers, payload, id, trace_id).to_json()
+    GuestRequest::post(content_type, payload, id, trace_id).to_json()
 }
 
 /// The trace id of the call's request envelope (empty if it has none).
@@ -77,19 +81,9 @@ fn trace_id(envelope: &[u8]) -> String {
     serde_json::from_slice::<Trace>(envelope).map(|t| t.trace_id).unwrap_or_default()
 }
 
-/// A W3C traceparent continuing `trace_id`, with a fresh parent id (the enqueue itself), or
-/// none when the trace id is not 32 hex digits.
-fn traceparent(trace_id: &str) -> Option<String> {
-    let valid = trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit());
-    valid.then(|| {
-        format!("00-{}-{}-01", trace_id.to_ascii_lowercase(), hex::encode(rand::random::<[u8; 8]>()))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Name;
 
     #[test]
     fn the_job_envelope_is_a_post_to_the_target_with_the_callers_trace() {
@@ -110,9 +104,9 @@ mod tests {
         assert_eq!(binary["headers"]["content-type"][0], "application/octet-stream");
         assert_eq!(binary["body_b64"], "/w==");
 
-        let parent = traceparent(&trace).unwrap();
+        let parent = spans::child_traceparent(&trace).unwrap();
         assert!(parent.starts_with(&format!("00-{trace}-")) && parent.len() == 55, "{parent}");
-        assert_eq!(traceparent("not-a-trace"), None);
+        assert_eq!(spans::child_traceparent("not-a-trace"), None);
         assert_eq!(trace_id(br#"{"method":"GET","trace_id":"abc","body":"x"}"#), "abc");
     }
 }

@@ -9,23 +9,23 @@
 //! error rather than a truncated answer.
 
 use super::capabilities::Capabilities;
-use super::work::{Work, link_async};
-use super::{ErrorCode, HostError, HostView, memory};
+use super::work::Work;
+use super::{ErrorCode, HostError, HostView, Imports, memory};
 use crate::spec::KvGrant;
 use crate::state::{MAX_KEY_BYTES, MAX_VALUE_BYTES, validate_key};
 use bytes::Bytes;
 use std::sync::Arc;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// Most keys one `host_kv_list` answers.
 pub const MAX_LIST_KEYS: usize = 10_000;
 
-pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    link_async(linker, "host_kv_get", get::<T>)?;
-    link_async(linker, "host_kv_set", set::<T>)?;
-    link_async(linker, "host_kv_delete", delete::<T>)?;
-    link_async(linker, "host_kv_list", list::<T>)?;
-    link_async(linker, "host_kv_cas", cas::<T>)
+pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
+    imports.func_async("host_kv_get", get::<T>)?;
+    imports.func_async("host_kv_set", set::<T>)?;
+    imports.func_async("host_kv_delete", delete::<T>)?;
+    imports.func_async("host_kv_list", list::<T>)?;
+    imports.func_async("host_kv_cas", cas::<T>)
 }
 
 /// Read or write access to a key.

@@ -4,37 +4,40 @@
 //! A guest's message must never pass for the node's own: it is written with its control
 //! characters escaped ([`escape`]), so one call is one line of the guest's, whatever it holds.
 
-use super::{ErrorCode, HostError, HostView, finish, memory};
+use super::{ErrorCode, HostError, HostView, Imports, finish, memory};
 use std::borrow::Cow;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// Log lines one call may write; further lines return the quota error.
-pub(super) const MAX_LOGS_PER_CALL: u32 = 256;
+const MAX_LOGS_PER_CALL: u32 = 256;
 /// Longest log message accepted.
 const MAX_LOG_BYTES: usize = 16 << 10;
 
-pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        super::MODULE,
-        "host_log",
-        |mut caller: Caller<'_, T>, level: i32, ptr: i32, len: i32| {
-            let _span = caller.data_mut().host().span("host_log").entered();
-            caller.data_mut().host().count("host_log");
-            let result = host_log(&mut caller, level, ptr, len);
-            finish(&mut caller, result)
-        },
-    )?;
-    linker.func_wrap(
-        super::MODULE,
-        "host_last_error",
-        |mut caller: Caller<'_, T>, out_ptr: i32, out_cap: i32| {
-            let _span = caller.data_mut().host().span("host_last_error").entered();
-            caller.data_mut().host().count("host_last_error");
-            let message = caller.data_mut().host().last_error.clone().unwrap_or_default();
-            let result = memory::write_out(&mut caller, out_ptr, out_cap, message.as_bytes());
-            finish(&mut caller, result)
-        },
-    )?;
+/// A call's own logging state: the lines it may still write.
+pub(super) struct PerCall {
+    logs_left: u32,
+}
+
+impl Default for PerCall {
+    fn default() -> Self {
+        Self { logs_left: MAX_LOGS_PER_CALL }
+    }
+}
+
+pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
+    imports.func_wrap("host_log", |mut caller: Caller<'_, T>, level: i32, ptr: i32, len: i32| {
+        let _span = caller.data_mut().host().span("host_log").entered();
+        caller.data_mut().host().count("host_log");
+        let result = host_log(&mut caller, level, ptr, len);
+        finish(&mut caller, result)
+    })?;
+    imports.func_wrap("host_last_error", |mut caller: Caller<'_, T>, out_ptr: i32, out_cap: i32| {
+        let _span = caller.data_mut().host().span("host_last_error").entered();
+        caller.data_mut().host().count("host_last_error");
+        let message = caller.data_mut().host().last_error.clone().unwrap_or_default();
+        let result = memory::write_out(&mut caller, out_ptr, out_cap, message.as_bytes());
+        finish(&mut caller, result)
+    })?;
     Ok(())
 }
 
@@ -52,13 +55,13 @@ fn host_log<T: HostView>(
     }
     let bytes = memory::read(caller, ptr, len, MAX_LOG_BYTES)?;
     let host = caller.data_mut().host();
-    if host.logs_left == 0 {
+    if host.log.logs_left == 0 {
         return Err(HostError::Guest(
             ErrorCode::Quota,
             format!("more than {MAX_LOGS_PER_CALL} log lines in one call"),
         ));
     }
-    host.logs_left -= 1;
+    host.log.logs_left -= 1;
     let text = String::from_utf8_lossy(&bytes);
     let message = escape(&text);
     let function = host.caps.function();

@@ -1,8 +1,10 @@
 //! The `gojinn` host import module (guest ABI v1): linking its functions into the Linker,
-//! rejecting modules that import anything else from it, and the error convention every host
-//! function follows. Each capability lives in its own submodule, in three phases: `link` (once
-//! per node), `configure` (once per function revision: [`Capabilities`]) and the per-call state
-//! in [`HostCtx`].
+//! rejecting modules that import anything else from it ([`Linked`]: what was linked, nothing
+//! listed by hand), and the error convention every host function follows. Each capability owns
+//! its file and, as Spin's factors do, its three phases: `link` (once per node, listed in
+//! [`link`]), `configure` (once per function revision, from its grants and the node's backends,
+//! gathered in [`Capabilities`]) and its per-call state (a field of [`HostCtx`]). Adding a
+//! capability is its file, a line in [`link`] and a line in [`Capabilities::configure`].
 //!
 //! A host function either returns a guest-visible error (a negative code, with the message kept
 //! for `host_last_error`) or traps; it traps only for a bad pointer or a host bug. Grants are
@@ -29,33 +31,15 @@ use wasmtime::{Caller, Linker, Module};
 /// The import module name guests link against.
 pub const MODULE: &str = "gojinn";
 
-/// Every function of the `gojinn` module this host provides.
-pub const FUNCTIONS: &[&str] = &[
-    "host_log",
-    "host_last_error",
-    "host_kv_get",
-    "host_kv_set",
-    "host_kv_delete",
-    "host_kv_list",
-    "host_kv_cas",
-    "host_mutex_lock",
-    "host_mutex_unlock",
-    "host_db_query",
-    "host_db_exec",
-    "host_enqueue",
-    "host_http_fetch",
-];
-
 /// Per-call host state: who is calling with which grants, the request envelope, the last error
-/// message, and what the guest has used so far.
+/// message, each capability's own per-call state, and what the guest has used so far.
 pub struct HostCtx {
     caps: Arc<Capabilities>,
     /// The request envelope the call was started with (stdin), for the trace id of jobs.
     envelope: Bytes,
     last_error: Option<String>,
-    logs_left: u32,
-    /// Owner of the locks this call takes, made on first use.
-    lock_owner: Option<String>,
+    log: log::PerCall,
+    mutex: mutex::PerCall,
     /// An answer that did not fit the guest's buffer, kept for the retry.
     held: Option<work::Held>,
     /// Calls of each host function.
@@ -71,8 +55,8 @@ impl HostCtx {
             caps,
             envelope,
             last_error: None,
-            logs_left: log::MAX_LOGS_PER_CALL,
-            lock_owner: None,
+            log: log::PerCall::default(),
+            mutex: mutex::PerCall::default(),
             held: None,
             calls: BTreeMap::new(),
         }
@@ -151,28 +135,70 @@ impl From<StateError> for HostError {
     }
 }
 
-/// Links every host function into `linker`.
-pub fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    log::link(linker)?;
-    kv::link(linker)?;
-    mutex::link(linker)?;
-    db::link(linker)?;
-    jobs::link(linker)?;
-    http::link(linker)
+/// Links every capability's host functions into `linker`, in this order; returns what was
+/// linked. Adding a capability adds its line here.
+pub fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<Linked> {
+    let mut imports = Imports { linker, linked: Vec::new() };
+    log::link(&mut imports)?;
+    kv::link(&mut imports)?;
+    mutex::link(&mut imports)?;
+    db::link(&mut imports)?;
+    jobs::link(&mut imports)?;
+    http::link(&mut imports)?;
+    Ok(Linked(imports.linked))
 }
 
-/// Checks that a module imports from `gojinn` only functions this host provides, naming every
-/// unknown import at once.
-pub fn check_imports(module: &Module) -> Result<(), String> {
-    let unknown: Vec<String> = module
-        .imports()
-        .filter(|i| i.module() == MODULE && !FUNCTIONS.contains(&i.name()))
-        .map(|i| format!("{MODULE}::{}", i.name()))
-        .collect();
-    if unknown.is_empty() {
+/// A Linker that records each host function a capability links into the `gojinn` module.
+pub(crate) struct Imports<'a, T: 'static> {
+    linker: &'a mut Linker<T>,
+    linked: Vec<&'static str>,
+}
+
+impl<T: HostView> Imports<'_, T> {
+    /// Links the synchronous host function `name`.
+    fn func_wrap<Params, Args>(
+        &mut self,
+        name: &'static str,
+        function: impl wasmtime::IntoFunc<T, Params, Args>,
+    ) -> wasmtime::Result<()> {
+        self.linker.func_wrap(MODULE, name, function)?;
+        self.linked.push(name);
         Ok(())
-    } else {
-        Err(format!("module imports unknown host function(s): {}", unknown.join(", ")))
+    }
+
+    /// Links the asynchronous host function `name`, made of `read` and the work it returns.
+    fn func_async<P>(&mut self, name: &'static str, read: work::Read<T, P>) -> wasmtime::Result<()>
+    where
+        P: wasmtime::WasmTyList + Send + 'static,
+    {
+        work::link_async(self.linker, name, read)?;
+        self.linked.push(name);
+        Ok(())
+    }
+}
+
+/// The host functions linked into the `gojinn` module: all a guest may import from it.
+pub struct Linked(Vec<&'static str>);
+
+impl Linked {
+    /// Every linked function, in link order.
+    pub fn functions(&self) -> &[&'static str] {
+        &self.0
+    }
+
+    /// Checks that a module imports from `gojinn` only functions this host linked, naming every
+    /// unknown import at once.
+    pub fn check_imports(&self, module: &Module) -> Result<(), String> {
+        let unknown: Vec<String> = module
+            .imports()
+            .filter(|i| i.module() == MODULE && !self.0.contains(&i.name()))
+            .map(|i| format!("{MODULE}::{}", i.name()))
+            .collect();
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("module imports unknown host function(s): {}", unknown.join(", ")))
+        }
     }
 }
 
@@ -193,9 +219,9 @@ fn finish<T: HostView>(caller: &mut Caller<'_, T>, result: Result<i64, HostError
 mod tests {
     use super::*;
 
-    struct Linked;
+    struct Unlinked;
 
-    impl HostView for Linked {
+    impl HostView for Unlinked {
         fn host(&mut self) -> &mut HostCtx {
             unreachable!("no host function runs in this test")
         }
@@ -204,17 +230,15 @@ mod tests {
     #[test]
     fn the_import_allow_list_is_exactly_what_is_linked() {
         let engine = wasmtime::Engine::default();
-        let mut linker = Linker::<Linked>::new(&engine);
-        link(&mut linker).unwrap();
-        let mut store = wasmtime::Store::new(&engine, Linked);
-        let mut linked: Vec<String> = linker
-            .iter(&mut store)
-            .filter(|(m, _, _)| *m == MODULE)
-            .map(|(_, name, _)| name.to_owned())
-            .collect();
-        let mut allowed: Vec<String> = FUNCTIONS.iter().map(|s| s.to_string()).collect();
+        let mut linker = Linker::<Unlinked>::new(&engine);
+        let allowed = link(&mut linker).unwrap();
+        let mut store = wasmtime::Store::new(&engine, Unlinked);
+        let mut linked: Vec<&str> =
+            linker.iter(&mut store).filter(|(m, _, _)| *m == MODULE).map(|(_, name, _)| name).collect();
+        let mut allowed = allowed.functions().to_vec();
         linked.sort();
         allowed.sort();
         assert_eq!(linked, allowed);
+        assert!(allowed.len() >= 13 && allowed.contains(&"host_http_fetch"), "{allowed:?}");
     }
 }

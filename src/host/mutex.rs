@@ -7,23 +7,29 @@
 //! `ttl_ms` (1 ms to [`MAX_TTL_MS`]).
 
 use super::kv::{Access, granted_key};
-use super::work::{Work, link_async};
-use super::{HostCtx, HostError, HostView};
+use super::work::Work;
+use super::{HostCtx, HostError, HostView, Imports};
 use std::time::Duration;
-use wasmtime::{Caller, Linker};
+use wasmtime::Caller;
 
 /// Longest lock a call may take: one hour.
 pub const MAX_TTL_MS: i64 = 3_600_000;
 
-pub(super) fn link<T: HostView>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
-    link_async(linker, "host_mutex_lock", lock::<T>)?;
-    link_async(linker, "host_mutex_unlock", unlock::<T>)
+pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
+    imports.func_async("host_mutex_lock", lock::<T>)?;
+    imports.func_async("host_mutex_unlock", unlock::<T>)
+}
+
+/// A call's own mutex state: the owner of the locks it takes, made on first use.
+#[derive(Default)]
+pub(super) struct PerCall {
+    owner: Option<String>,
 }
 
 impl HostCtx {
     /// This call's lock owner id.
     fn lock_owner(&mut self) -> String {
-        let owner = self.lock_owner.get_or_insert_with(|| {
+        let owner = self.mutex.owner.get_or_insert_with(|| {
             let id: [u8; 16] = rand::random();
             format!("{}:{}", self.caps.function, hex::encode(id))
         });

@@ -48,7 +48,7 @@ pub(super) struct Held {
 }
 
 /// Reads a host function's arguments and checks them; runs with the Store borrowed.
-type Read<T, P> = fn(&mut Caller<'_, T>, P) -> Result<Work, HostError>;
+pub(super) type Read<T, P> = fn(&mut Caller<'_, T>, P) -> Result<Work, HostError>;
 
 /// Links `name` as an async host function made of `read` and the [`Work`] it returns.
 pub(super) fn link_async<T, P>(

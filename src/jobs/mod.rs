@@ -1,9 +1,9 @@
 //! Asynchronous jobs: the service functions the edge and the admin API share (enqueue, status,
-//! list, redrive), public job ids, each function's delivery policy, and the workers that run
-//! queued jobs on this node.
+//! list, redrive), public job ids and each function's delivery policy. The workers that run
+//! queued jobs on this node are a trigger of their own (`workers`), above this module.
 //!
 //! Durability, redelivery, backoff and dead-lettering are the state backend's
-//! ([`crate::state::Jobs`]); this module decides what a job's attempt means: a guest response
+//! ([`crate::state::Jobs`]); what a job's attempt means is decided here: a guest response
 //! below 500 is a success (the result is the response envelope, a 4xx included: the function
 //! answered, and running it again would answer the same), while a 5xx answer, a trap, a timeout,
 //! an exhausted resource or an invalid response envelope is a failed attempt, retried after the
@@ -12,15 +12,14 @@
 
 mod id;
 mod policy;
-mod worker;
-mod workers;
 
 pub use id::JobId;
 pub use policy::{ACK_WAIT_MARGIN, DEFAULT_BACKOFF, DEFAULT_MAX_DELIVER, policy_for};
-pub use workers::Workers;
 
+use crate::failure::PublicError;
 use crate::spec::{FunctionId, Name};
 use crate::state::{JobRecord, JobStatus, NewJob, State, StateError};
+use http::StatusCode;
 
 /// Why a job operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +33,36 @@ pub enum JobError {
     Conflict { id: String, reason: String },
     #[error(transparent)]
     State(#[from] StateError),
+}
+
+impl PublicError for JobError {
+    fn status(&self) -> StatusCode {
+        match self {
+            JobError::NotFound(_) => StatusCode::NOT_FOUND,
+            JobError::NotDead { .. } | JobError::Conflict { .. } => StatusCode::CONFLICT,
+            JobError::State(state) => state.status(),
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            JobError::NotFound(_) => "no_job",
+            JobError::NotDead { .. } => "not_dead",
+            JobError::Conflict { .. } => "conflict",
+            JobError::State(state) => state.code(),
+        }
+    }
+
+    fn internal_detail(&self) -> Option<&str> {
+        match self {
+            JobError::State(state) => state.internal_detail(),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> bool {
+        matches!(self, JobError::State(state) if state.retry_after())
+    }
 }
 
 /// The record as the API shows it: the backend's record under the job's public id.

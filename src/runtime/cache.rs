@@ -95,9 +95,13 @@ impl ModuleCache {
     }
 }
 
+/// Writes `path` whole or not at all: a temporary file beside it, moved into place.
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|e| format!("write {}: {e}", path.display()))
+    use std::io::Write as _;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let written = tempfile::NamedTempFile::new_in(dir).and_then(|mut file| {
+        file.write_all(bytes)?;
+        file.persist(path).map(drop).map_err(|err| err.error)
+    });
+    written.map_err(|e| format!("write {}: {e}", path.display()))
 }

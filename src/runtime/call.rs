@@ -74,6 +74,46 @@ pub enum CallError {
     Internal(String),
 }
 
+impl crate::failure::PublicError for CallError {
+    fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            CallError::OutputTooLarge { .. } => StatusCode::BAD_GATEWAY,
+            CallError::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            CallError::MemoryExhausted(_)
+            | CallError::StackOverflow
+            | CallError::Trap(_)
+            | CallError::Exit(_)
+            | CallError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            CallError::Timeout(_) => "timeout",
+            CallError::MemoryExhausted(_) => "memory_exhausted",
+            CallError::StackOverflow => "stack_overflow",
+            CallError::Trap(_) => "trap",
+            CallError::Exit(_) => "exit",
+            CallError::OutputTooLarge { .. } => "output_too_large",
+            CallError::NoCapacity => "no_capacity",
+            CallError::Internal(_) => "internal",
+        }
+    }
+
+    fn internal_detail(&self) -> Option<&str> {
+        match self {
+            CallError::Internal(detail) => Some(detail),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> bool {
+        matches!(self, CallError::NoCapacity)
+    }
+}
+
 impl Runtime {
     /// Runs one call on the guest executor. Dropping the future (a client that went away) stops
     /// the guest at its next epoch tick.
@@ -178,11 +218,11 @@ fn classify(error: wasmtime::Error) -> Result<(), CallError> {
     if let Some(host) = error.downcast_ref::<crate::host::HostError>() {
         return Err(CallError::Trap(host.to_string()));
     }
-    let text = format!("{error:#}");
-    if text.contains("maximum concurrent") || text.contains("pooling allocator") {
+    // Every slot of the pool (instances, memories, tables, stacks) is in use.
+    if error.is::<wasmtime::PoolConcurrencyLimitError>() {
         return Err(CallError::NoCapacity);
     }
-    Err(CallError::Internal(text))
+    Err(CallError::Internal(format!("{error:#}")))
 }
 
 /// Enforces the function's memory cap; a growth past it traps, and is remembered so that the

@@ -57,6 +57,8 @@ pub struct Prepared {
 pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
+    /// The host functions linked into `linker`: what a module may import from `gojinn`.
+    linked: host::Linked,
     cache: ModuleCache,
     pool: PoolConfig,
     executor: Executor,
@@ -75,12 +77,12 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CallState| &mut state.wasi)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        host::link(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let linked = host::link(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let cache = ModuleCache::new(&engine, cache_dir)?;
         let executor = Executor::new()
             .map_err(|e| RuntimeError::Engine(format!("cannot start the guest executor: {e}")))?;
         let ticker = EpochTicker::start(engine.clone());
-        Ok(Self { engine, linker, cache, pool, executor, metrics, _ticker: ticker })
+        Ok(Self { engine, linker, linked, cache, pool, executor, metrics, _ticker: ticker })
     }
 
     /// The node's metrics, which every call on this runtime is counted in.
@@ -99,7 +101,7 @@ impl Runtime {
         }
         let module = self.cache.get_or_compile(&self.engine, sha256, bytes)?;
         check_exports(&module)?;
-        host::check_imports(&module).map_err(RuntimeError::InvalidModule)?;
+        self.linked.check_imports(&module).map_err(RuntimeError::InvalidModule)?;
         let pre = self
             .linker
             .instantiate_pre(&module)

@@ -5,14 +5,17 @@
 //! Every operation is scoped to a tenant by a validated [`Name`]; a backend must make it
 //! impossible for one tenant's call to reach another tenant's data.
 
+pub mod egress;
 pub mod embedded;
 pub mod names;
 pub mod nats;
+mod settings;
+pub mod sql;
 mod validate;
 
+pub use settings::{BackendKind, StateSettings};
 pub use validate::{MAX_KEY_BYTES, MAX_VALUE_BYTES, validate_key};
 
-use crate::config::{BackendKind, StateSettings};
 use crate::spec::Name;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -34,6 +37,40 @@ pub enum StateError {
     Unavailable(String),
     #[error("state backend error: {0}")]
     Internal(String),
+}
+
+impl crate::failure::PublicError for StateError {
+    fn status(&self) -> http::StatusCode {
+        use http::StatusCode;
+        match self {
+            StateError::NoTenant(_) => StatusCode::NOT_FOUND,
+            StateError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
+            StateError::Quota(_) => StatusCode::TOO_MANY_REQUESTS,
+            StateError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            StateError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            StateError::NoTenant(_) => "no_tenant",
+            StateError::InvalidArgument(_) => "invalid_argument",
+            StateError::Quota(_) => "quota",
+            StateError::Unavailable(_) => "unavailable",
+            StateError::Internal(_) => "internal",
+        }
+    }
+
+    fn internal_detail(&self) -> Option<&str> {
+        match self {
+            StateError::Internal(detail) => Some(detail),
+            _ => None,
+        }
+    }
+
+    fn retry_after(&self) -> bool {
+        matches!(self, StateError::Unavailable(_))
+    }
 }
 
 /// What provisioning needs to know of a tenant.

@@ -6,14 +6,41 @@
 //! with `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none`, nothing is exported.
 
 use super::TelemetryError;
-use crate::config::{OtlpProtocol, TelemetrySettings};
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Trace export over OTLP. Unset keys fall back to the standard `OTEL_*` environment variables,
+/// which override the file where both are set (see `telemetry`). Without an endpoint in either
+/// place, nothing is exported.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct TelemetrySettings {
+    /// Collector base URL, e.g. `http://127.0.0.1:4317` (gRPC) or `http://127.0.0.1:4318` (HTTP;
+    /// `/v1/traces` is appended).
+    pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http` (protobuf); default `http`, as the OpenTelemetry specification says.
+    pub protocol: Option<OtlpProtocol>,
+    /// The `service.name` of exported spans; default `gojinn`.
+    pub service_name: Option<String>,
+    /// Share of new traces kept, 0.0 to 1.0; a request with a `traceparent` follows its caller's
+    /// decision. Default 1.0.
+    pub sample_ratio: Option<f64>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OtlpProtocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    Http,
+}
 
 const DEFAULT_SERVICE_NAME: &str = "gojinn";
 /// Appended to a base endpoint for OTLP/HTTP, as the specification says.

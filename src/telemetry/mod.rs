@@ -12,7 +12,7 @@
 mod export;
 pub mod spans;
 
-pub use export::ExportConfig;
+pub use export::{ExportConfig, OtlpProtocol, TelemetrySettings};
 
 use opentelemetry::trace::TracerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;

@@ -16,7 +16,7 @@
 use super::TARGET;
 use crate::spec::FunctionId;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use std::fmt::Display;
 use tracing::Span;
@@ -164,6 +164,47 @@ pub fn trace_id(span: &Span) -> Option<String> {
     let span = context.span();
     let span_context = span.span_context();
     span_context.is_valid().then(|| span_context.trace_id().to_string())
+}
+
+/// The trace id a call's envelope carries: the current span's when it is traced; else that of
+/// the request's valid `traceparent`; else a fresh random one.
+pub fn trace_id_for(headers: &http::HeaderMap) -> String {
+    if let Some(traced) = trace_id(&Span::current()) {
+        return traced;
+    }
+    match incoming(headers) {
+        Some(context) => context.trace_id().to_string(),
+        None => hex::encode(rand::random::<[u8; 16]>()),
+    }
+}
+
+/// The span context of a request's `traceparent`, when it is a valid W3C one (read by the
+/// OpenTelemetry propagator: the one parser of trace context in the node).
+fn incoming(headers: &http::HeaderMap) -> Option<SpanContext> {
+    let context = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let remote = context.span().span_context().clone();
+    remote.is_valid().then_some(remote)
+}
+
+/// The request's `traceparent`, written again, when it is a valid W3C one.
+pub fn request_traceparent(headers: &http::HeaderMap) -> Option<String> {
+    incoming(headers).map(write_traceparent)
+}
+
+/// A `traceparent` continuing the trace `trace_id` (32 lowercase hex digits) under a fresh
+/// parent id, sampled; `None` when `trace_id` is not a valid trace id.
+pub fn child_traceparent(trace_id: &str) -> Option<String> {
+    let trace_id = TraceId::from_hex(trace_id).ok().filter(|id| *id != TraceId::INVALID)?;
+    let parent = SpanId::from_bytes(rand::random::<[u8; 8]>());
+    let remote = SpanContext::new(trace_id, parent, TraceFlags::SAMPLED, true, TraceState::default());
+    remote.is_valid().then(|| write_traceparent(remote))
+}
+
+fn write_traceparent(remote: SpanContext) -> String {
+    let context = opentelemetry::Context::new().with_remote_span_context(remote);
+    let mut carrier = TraceparentCarrier(None);
+    TraceContextPropagator::new().inject_context(&context, &mut carrier);
+    carrier.0.unwrap_or_default()
 }
 
 /// The W3C `traceparent` of `span`, when it is part of an exported trace.

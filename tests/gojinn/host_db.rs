@@ -1,7 +1,7 @@
 //! `host_db_*` through a real guest: parameters, SQL injection attempts, errors, caps, retries,
 //! and one database per tenant.
 
-use crate::host_support::{error, node, ok, run, run_one};
+use crate::support::host::{error, node, ok, run, run_one};
 use serde_json::{Value, json};
 
 const DB: &str = "grants: { db: true }";
@@ -194,7 +194,7 @@ async fn host_db_fts3_tokenizer_is_refused_through_parameters_and_the_node_keeps
 #[tokio::test]
 async fn host_db_values_past_the_length_limit_are_quota_errors() {
     let (_dir, node) = node(&[("acme", &[("state", DB)])]).await;
-    let max = gojinn::sql::MAX_VALUE_BYTES;
+    let max = gojinn::state::sql::MAX_VALUE_BYTES;
     let results = run(
         &node,
         "/acme/state",

@@ -2,7 +2,7 @@
 //! (the SSRF rules), and reachable only when the node allows private egress and the function's
 //! allow-list names it, with redirects, size cap and deadline enforced.
 
-use crate::host_support::{Tenant, error, node, node_with, ok, run_one};
+use crate::support::host::{Tenant, error, node, node_with, ok, run_one};
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::{get, post};

@@ -1,7 +1,7 @@
 //! `host_enqueue` through a real guest: only functions of the caller's own tenant named in its
 //! `grants.enqueue`, with the job's request envelope built by the host.
 
-use crate::host_support::{error, node, ok, run};
+use crate::support::host::{error, node, ok, run};
 use gojinn::spec::Name;
 use gojinn::state::{JobPolicy, JobStatus};
 use serde_json::{Value, json};

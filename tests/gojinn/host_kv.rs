@@ -1,6 +1,6 @@
 //! `host_kv_*` through a real guest: round trips, compare-and-set, grants, tenant isolation.
 
-use crate::host_support::{error, node, node_with, ok, run, run_one};
+use crate::support::host::{error, node, node_with, ok, run, run_one};
 use crate::support::nats::NatsServer;
 use crate::support::{Node, SpecDir, specs};
 use gojinn::config::BackendKind;

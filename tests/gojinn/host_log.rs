@@ -1,6 +1,6 @@
 //! `host_log` through a real guest, read back from the node's log output.
 
-use crate::host_support::{node, ok, run_one};
+use crate::support::host::{node, ok, run_one};
 use crate::support::logs::Logs;
 use serde_json::json;
 

@@ -1,7 +1,7 @@
 //! `host_mutex_*` through a real guest: a lock belongs to the call that took it, expires after
 //! its ttl, and needs the kv write grant on its key.
 
-use crate::host_support::{error, node, ok, run, run_one};
+use crate::support::host::{error, node, ok, run, run_one};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 

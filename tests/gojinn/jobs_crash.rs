@@ -2,7 +2,8 @@
 //! the job again and it succeeds, on the embedded store (same data dir) and on NATS. A node
 //! stopped with SIGTERM finishes its running job before it exits.
 
-use crate::jobs::{ChildNode, a_job_outlives_a_kill_9_of_its_node, slow_specs};
+use crate::jobs::{a_job_outlives_a_kill_9_of_its_node, slow_specs};
+use crate::support::api::ChildNode;
 use crate::support::nats::NatsServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,9 +2,9 @@
 //! ids as capabilities, enqueue limits, the CLI, workers following deploys, and a clean stop.
 
 use crate::jobs::{
-    Api, TRACEPARENT, async_calls_succeed_with_the_guests_result, dead_jobs_are_listed_and_redriven,
-    probe_specs,
+    async_calls_succeed_with_the_guests_result, dead_jobs_are_listed_and_redriven, probe_specs,
 };
+use crate::support::api::{Api, TRACEPARENT};
 use crate::support::{Node, SpecDir, error_code, specs};
 use reqwest::Method;
 use serde_json::Value;
@@ -164,7 +164,7 @@ async fn the_cli_lists_shows_and_redrives_jobs() {
     assert!(shown.contains("status:    dead") && shown.contains("503"), "{shown}");
 
     probe_specs(&dir, 200);
-    node.eventually("/acme/probe", crate::jobs::WITHIN, |r| r.status() == 200).await;
+    node.eventually("/acme/probe", crate::support::api::WITHIN, |r| r.status() == 200).await;
     let redriven: Value = serde_json::from_str(&cli(&["redrive", &id, "--output", "json"]).await).unwrap();
     assert_eq!(redriven["id"], id.as_str());
     api.wait_for(&id, "succeeded").await;
@@ -186,7 +186,7 @@ async fn workers_start_for_functions_deployed_later() {
     let node = Node::start(&dir).await;
     let api = Api::of(&node);
     dir.write("specs.yaml", &specs("acme", "", &[("late", "guest-jobprobe", "")]));
-    node.eventually("/acme/late", crate::jobs::WITHIN, |r| r.status() == 200).await;
+    node.eventually("/acme/late", crate::support::api::WITHIN, |r| r.status() == 200).await;
     let id = api.enqueue("/acme/late", &[], "").await;
     api.wait_for(&id, "succeeded").await;
 }

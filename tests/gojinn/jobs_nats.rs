@@ -2,9 +2,10 @@
 //! `--nats` against a nats-server of the test's own.
 
 use crate::jobs::{
-    ChildNode, async_calls_succeed_with_the_guests_result, dead_jobs_are_listed_and_redriven, probe_specs,
+    async_calls_succeed_with_the_guests_result, dead_jobs_are_listed_and_redriven, probe_specs,
 };
 use crate::support::SpecDir;
+use crate::support::api::ChildNode;
 use crate::support::nats::NatsServer;
 
 async fn probe_node(nats: &NatsServer, status: u16) -> (SpecDir, tempfile::TempDir, ChildNode) {

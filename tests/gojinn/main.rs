@@ -15,7 +15,6 @@ mod host_jobs;
 mod host_kv;
 mod host_log;
 mod host_mutex;
-mod host_support;
 mod isolation;
 mod jobs;
 mod jobs_crash;

@@ -3,7 +3,7 @@
 //! trigger `mcp`, failures as error results with their receipt, and the admin tools answering as
 //! the REST API does.
 
-use crate::jobs::Api;
+use crate::support::api::Api;
 use crate::support::{Node, SpecDir, error_code, specs};
 use serde_json::{Value, json};
 

@@ -1,7 +1,7 @@
 //! `GET /_gojinn/metrics`: after real calls (answered, unrouted, timed out, queued as jobs, dead-
 //! lettered) the Prometheus counters and histograms moved, with bounded label values.
 
-use crate::jobs::{Api, WITHIN};
+use crate::support::api::{Api, WITHIN};
 use crate::support::{Node, SpecDir, specs};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

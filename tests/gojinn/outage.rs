@@ -4,8 +4,8 @@
 //! audit log verifies afterwards with no record stored twice, whether the outage is shorter or
 //! longer than the audit stream's duplicate window, or an append's acknowledgement is lost.
 
-use crate::jobs::{Api, WITHIN};
 use crate::receipts::{self, verify_nats};
+use crate::support::api::{Api, WITHIN};
 use crate::support::nats::NatsServer;
 use crate::support::{Node, SpecDir, error_code, specs};
 use gojinn::audit::{ReceiptDraft, Record, Recorder, Trigger, log};

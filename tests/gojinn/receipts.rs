@@ -3,7 +3,8 @@
 //! an untouched log, names the receipt a tampering broke, follows a key rotation, and verifies
 //! the one log two nodes sharing NATS write concurrently.
 
-use crate::jobs::{Api, probe_specs};
+use crate::jobs::probe_specs;
+use crate::support::api::Api;
 use crate::support::nats::NatsServer;
 use crate::support::{Node, SpecDir, specs};
 use gojinn::config::{AuditSettings, BackendKind, Durability};
@@ -63,8 +64,7 @@ pub async fn call(node: &Node, path: &str) -> (u16, String) {
 
 /// `GET /_gojinn/v1/{path}` with the admin token.
 async fn admin(node: &Node, path: &str) -> reqwest::Response {
-    let api = Api::of(node);
-    api.http.get(node.url(&format!("/_gojinn/v1/{path}"))).bearer_auth(&api.token).send().await.unwrap()
+    crate::support::api::admin(node, reqwest::Method::GET, &format!("/_gojinn/v1/{path}")).await
 }
 
 async fn receipt(node: &Node, id: &str) -> Value {

@@ -278,10 +278,7 @@ impl Repo {
     }
 }
 
-async fn admin(node: &Node, method: reqwest::Method, path: &str) -> reqwest::Response {
-    let token = std::fs::read_to_string(node.data.path().join("admin.token")).unwrap();
-    node.client.request(method, node.url(path)).bearer_auth(token.trim()).send().await.unwrap()
-}
+use crate::support::api::admin;
 
 async fn wait_for_commit(node: &Node, commit: &str) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + WITHIN;

@@ -6,7 +6,7 @@
 //! Each test installs its own subscriber for its thread (`set_default`); `#[tokio::test]` runs
 //! the node on that thread, and guest calls carry the subscriber to the guest executor.
 
-use crate::jobs::Api;
+use crate::support::api::Api;
 use crate::support::otlp::{Protocol, ReceivedSpan, Receiver};
 use crate::support::{Node, SpecDir, specs};
 use gojinn::config::OtlpProtocol;

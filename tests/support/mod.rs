@@ -3,7 +3,9 @@
 
 #![allow(dead_code)]
 
+pub mod api;
 pub mod conformance;
+pub mod host;
 pub mod logs;
 pub mod nats;
 pub mod otlp;

@@ -1,6 +1,7 @@
-//! The worker of one function: pulls its jobs in batches no larger than its free concurrency,
-//! runs each through the function's admission gates and a fresh sandbox, keeps the delivery
-//! alive with heartbeats while it runs, and records the outcome. Each attempt runs in a `job`
+//! The job trigger, one worker per function: pulls its jobs in batches no larger than its free
+//! concurrency, runs each as an invocation (`crate::invoke`: admission that waits for room, a
+//! fresh sandbox, the receipt), keeps the delivery alive with heartbeats while it runs, and
+//! records the outcome. Each attempt runs in a `job`
 //! span continuing the trace of the request that queued the job, and is counted by how it ended.
 //!
 //! A worker follows its function's redeploys without a restart: every fetch uses the revision
@@ -14,20 +15,18 @@
 //! deliveries it was handing over), then drains: every job it holds runs to its end and is
 //! acknowledged.
 
-use super::{JobId, policy_for};
-use crate::abi::{GuestRequest, GuestResponse};
-use crate::audit::{Execution, Recorder, Trigger};
+use crate::abi::GuestRequest;
 use crate::deploy::Deployer;
-use crate::edge::admission::Gate;
-use crate::edge::respond::receipt_end;
+use crate::invoke::{Answered, Invocation, InvokeError, Invoker, Trigger};
+use crate::jobs::{JobId, policy_for};
 use crate::metrics::{JobState, Metrics};
 use crate::registry::Deployed;
-use crate::runtime::{CallError, CallOutput, Runtime};
+use crate::runtime::CallError;
 use crate::spec::Name;
 use crate::state::{Delivery, JobPolicy, JobStatus, Jobs, Outcome, State};
 use crate::telemetry::spans;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
 use tracing::Instrument;
@@ -37,8 +36,6 @@ const FETCH_WAIT: Duration = Duration::from_secs(2);
 /// Pause before fetching again after the backend failed, doubling up to [`MAX_ERROR_PAUSE`].
 const FIRST_ERROR_PAUSE: Duration = Duration::from_millis(250);
 const MAX_ERROR_PAUSE: Duration = Duration::from_secs(30);
-/// Pause before asking a full admission gate again.
-const ADMISSION_RETRY: Duration = Duration::from_millis(50);
 /// Heartbeats per ack wait.
 const HEARTBEATS_PER_ACK_WAIT: u32 = 3;
 /// The dead-letter gauge counts a tenant's dead jobs up to this many.
@@ -55,7 +52,7 @@ impl Worker {
     /// worker of the same function) has ended.
     pub fn spawn(
         deployer: Arc<Deployer>,
-        recorder: Arc<Recorder>,
+        invoker: Arc<Invoker>,
         deployed: Arc<Deployed>,
         after: Option<JoinHandle<()>>,
     ) -> Self {
@@ -67,7 +64,7 @@ impl Worker {
                 tracing::error!(function = %deployed.id, "the previous job worker failed: {err}");
             }
             if !*stopped.borrow() {
-                serve(&deployer, &recorder, deployed, stopped).await;
+                serve(&deployer, &invoker, deployed, stopped).await;
             }
         });
         Self { stop, task }
@@ -83,7 +80,7 @@ impl Worker {
 /// Fetches and runs jobs until asked to stop, then waits for the jobs it holds.
 async fn serve(
     deployer: &Deployer,
-    recorder: &Arc<Recorder>,
+    invoker: &Arc<Invoker>,
     mut deployed: Arc<Deployed>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -118,8 +115,8 @@ async fn serve(
                 deployed = latest(deployed);
                 let job = Arc::new(JobContext {
                     state: state.clone(),
-                    runtime: deployer.runtime().clone(),
-                    recorder: recorder.clone(),
+                    metrics: deployer.runtime().metrics().clone(),
+                    invoker: invoker.clone(),
                     deployed: deployed.clone(),
                     policy,
                 });
@@ -150,8 +147,8 @@ async fn serve(
 /// fetched with.
 struct JobContext {
     state: State,
-    runtime: Arc<Runtime>,
-    recorder: Arc<Recorder>,
+    metrics: Arc<Metrics>,
+    invoker: Arc<Invoker>,
     deployed: Arc<Deployed>,
     policy: Arc<JobPolicy>,
 }
@@ -180,10 +177,9 @@ impl JobContext {
                 tracing::debug!(
                     %function, job = delivery.job_id, attempt = delivery.attempt, ?status, error = failed, "job attempt ended"
                 );
-                let metrics = self.runtime.metrics();
-                metrics.job(function, JobState::from(status));
+                self.metrics.job(function, JobState::from(status));
                 if status == JobStatus::Dead {
-                    count_dead_jobs(&self.state, metrics, &function.tenant).await;
+                    count_dead_jobs(&self.state, &self.metrics, &function.tenant).await;
                 }
             }
             Err(err) => tracing::warn!(
@@ -192,12 +188,12 @@ impl JobContext {
         }
     }
 
-    /// One attempt: the stored envelope with its `job_id`, through admission, in a fresh sandbox,
-    /// and its receipt, recorded before the outcome: a job is never acknowledged before the
-    /// receipt of its attempt is queued (with `audit.durability: sync`, appended).
+    /// One attempt: the stored envelope with its `job_id`, invoked (admission waits for room),
+    /// its receipt recorded before the outcome: a job is never acknowledged before the receipt
+    /// of its attempt is queued (with `audit.durability: sync`, appended).
     async fn run(&self, delivery: &Delivery) -> Outcome {
-        let mut request: GuestRequest = match serde_json::from_slice(&delivery.payload) {
-            Ok(request) => request,
+        let mut envelope: GuestRequest = match serde_json::from_slice(&delivery.payload) {
+            Ok(envelope) => envelope,
             Err(err) => {
                 return Outcome::Failed {
                     error: format!("the job's payload is not a request envelope: {err}"),
@@ -205,30 +201,17 @@ impl JobContext {
             }
         };
         let id = match JobId::from_backend(delivery.tenant.clone(), delivery.job_id.clone()) {
-            Ok(id) => id,
+            Ok(id) => id.to_string(),
             Err(err) => return Outcome::Failed { error: err.to_string() },
         };
-        request.job_id = Some(id.to_string());
-        let deployed = &self.deployed;
-        let wait = deployed.spec.limits.timeout;
-        let queued = Instant::now();
-        let _function_permit = admit(&deployed.gate, wait).await;
-        let _tenant_permit = admit(&deployed.tenant_gate, wait).await;
-        self.runtime.metrics().admitted(&deployed.id, queued.elapsed());
-        let stdin = request.to_json();
-        let execution = Execution::start(deployed, Trigger::Job, &stdin, &request.trace_id);
-        let called = deployed.call(&self.runtime, stdin).await;
-        let draft = execution.job(id.to_string(), delivery.attempt).finish(receipt_end(&called));
-        match self.recorder.record(draft).await {
-            Ok(Some(receipt)) => {
-                tracing::Span::current().record("gojinn.receipt_id", receipt.as_str());
-            }
-            Ok(None) => {}
-            Err(error) => {
-                tracing::error!(function = %deployed.id, job = %id, "a job attempt's receipt was not recorded: {error}")
-            }
+        envelope.job_id = Some(id.clone());
+        let trigger = Trigger::Job { id, attempt: delivery.attempt };
+        let invocation = Invocation { function: &self.deployed, envelope: &envelope, trigger };
+        let invoked = self.invoker.invoke(invocation).await;
+        if let Some(receipt) = &invoked.receipt {
+            tracing::Span::current().record("gojinn.receipt_id", receipt.as_str());
         }
-        judge(called)
+        outcome_of(invoked.outcome)
     }
 }
 
@@ -248,17 +231,6 @@ async fn free_slots(slots: &Arc<Semaphore>) -> Vec<OwnedSemaphorePermit> {
         permits.push(more);
     }
     permits
-}
-
-/// A permit of `gate`, asking again while it turns the job away: a job waits for room, it is
-/// never failed for lack of it.
-async fn admit(gate: &Gate, wait: Duration) -> OwnedSemaphorePermit {
-    loop {
-        match gate.admit(wait).await {
-            Ok(permit) => return permit,
-            Err(_) => tokio::time::sleep(ADMISSION_RETRY).await,
-        }
-    }
 }
 
 /// Runs `work` while telling the backend every `every` that the delivery is still in progress.
@@ -284,29 +256,22 @@ async fn with_heartbeats<T>(
     }
 }
 
-/// What a call's result means for its job (see the module docs of [`crate::jobs`]).
-fn judge(called: Result<CallOutput, CallError>) -> Outcome {
-    let output = match called {
-        Ok(output) => output,
-        Err(CallError::Internal(detail)) => {
+/// What an invocation's outcome means for its job (see the module docs of [`crate::jobs`]).
+fn outcome_of(invoked: Result<Answered, InvokeError>) -> Outcome {
+    let answered = match invoked {
+        Ok(answered) => answered,
+        Err(InvokeError::Call(CallError::Internal(detail))) => {
             tracing::error!(error = %detail, "internal error running a job");
             return Outcome::Failed { error: CallError::Internal(String::new()).to_string() };
         }
         Err(err) => return Outcome::Failed { error: err.to_string() },
     };
-    match GuestResponse::parse(&output.stdout) {
-        Err(invalid) => {
-            Outcome::Failed { error: format!("the function returned an invalid response: {invalid}") }
-        }
-        Ok(response) if response.status.is_server_error() => {
-            Outcome::Failed { error: format!("the function answered {}", response.status) }
-        }
-        Ok(_) => match serde_json::from_slice(&output.stdout) {
-            Ok(result) => Outcome::Succeeded { result },
-            Err(err) => {
-                Outcome::Failed { error: format!("the function returned an invalid response: {err}") }
-            }
-        },
+    if answered.guest.status.is_server_error() {
+        return Outcome::Failed { error: format!("the function answered {}", answered.guest.status) };
+    }
+    match serde_json::from_slice(&answered.envelope) {
+        Ok(result) => Outcome::Succeeded { result },
+        Err(err) => Outcome::Failed { error: format!("the function returned an invalid response: {err}") },
     }
 }
 
@@ -323,12 +288,14 @@ mod tests {
     use std::time::Instant;
 
     fn answered(stdout: &'static str) -> Outcome {
-        judge(Ok(CallOutput {
-            stdout: Bytes::from_static(stdout.as_bytes()),
-            stderr: Bytes::new(),
-            started: Instant::now(),
-            host_calls: Default::default(),
-        }))
+        let envelope = Bytes::from_static(stdout.as_bytes());
+        let now = Instant::now();
+        let parsed = crate::abi::GuestResponse::parse(&envelope).map_err(InvokeError::from);
+        outcome_of(parsed.map(|guest| Answered { guest, envelope, started: now, ended: now }))
+    }
+
+    fn failed(error: CallError) -> Outcome {
+        outcome_of(Err(InvokeError::Call(error)))
     }
 
     fn error_of(outcome: Outcome) -> String {
@@ -355,15 +322,15 @@ mod tests {
     fn server_errors_traps_and_invalid_envelopes_fail_the_attempt() {
         assert_eq!(error_of(answered(r#"{"status":503}"#)), "the function answered 503 Service Unavailable");
         assert!(error_of(answered("not json")).contains("invalid response"));
-        let trap = judge(Err(CallError::Trap("unreachable".into())));
+        let trap = failed(CallError::Trap("unreachable".into()));
         assert!(error_of(trap).contains("trapped"));
-        let timeout = judge(Err(CallError::Timeout(Duration::from_millis(5))));
+        let timeout = failed(CallError::Timeout(Duration::from_millis(5)));
         assert!(error_of(timeout).contains("timeout"));
     }
 
     #[test]
     fn internal_details_stay_out_of_the_job_record() {
-        let error = error_of(judge(Err(CallError::Internal("/secret/path".into()))));
+        let error = error_of(failed(CallError::Internal("/secret/path".into())));
         assert!(!error.contains("secret"), "{error}");
     }
 }

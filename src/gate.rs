@@ -1,4 +1,5 @@
-//! Backpressure: a concurrency limit with a bounded wait queue. A call runs at once while a
+//! Admission gates: a concurrency limit with a bounded wait queue, one per function and one per
+//! tenant, which every invocation passes. A call runs at once while a
 //! permit is free, waits in line while the queue has room, and is turned away (429) only when
 //! the queue is full or its wait outlasts the deadline.
 

@@ -11,15 +11,41 @@
 //! ignored. One deadline covers the whole fetch; a response body past `maxResponse` is an error,
 //! never a truncated body. This module must never hand a guest a connection it did not check.
 
-use crate::config::EgressSettings;
+use crate::spec::{ByteSize, Span};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 use reqwest::Url;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Outbound HTTP from guests (`host_http_fetch`), on top of each function's allow-list.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct EgressSettings {
+    /// Allow loopback, private, link-local and other non-public addresses (off: SSRF protection).
+    pub allow_private: bool,
+    /// Deadline of one fetch, redirects included.
+    pub timeout: Span,
+    /// Largest response body a guest may receive.
+    pub max_response: ByteSize,
+    /// Redirects followed, each to an allowed host only.
+    pub max_redirects: u32,
+}
+
+impl Default for EgressSettings {
+    fn default() -> Self {
+        Self {
+            allow_private: false,
+            timeout: Span(std::time::Duration::from_secs(10)),
+            max_response: ByteSize(10 << 20),
+            max_redirects: 5,
+        }
+    }
+}
 
 /// Why a fetch failed. The host maps each variant to a guest error code.
 #[derive(Debug, thiserror::Error)]
@@ -370,7 +396,6 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{ByteSize, Span};
 
     #[test]
     fn only_public_addresses_are_public() {

@@ -1,13 +1,14 @@
-//! Keeps one job worker per deployed function: follows the deployer, starts a worker for each new
+//! The job trigger: keeps one job worker per deployed function: follows the deployer, starts a worker for each new
 //! function and stops the workers of removed ones; a worker follows its own function's redeploys
 //! (see `worker`). A function that returns after its removal gets a new worker only once the old
 //! one has drained, so one function's jobs are never pulled by two workers of this node at once
 //! (kube-rs's runner: never two reconciles of one object at once). Nodes sharing a NATS backend
 //! each run their own worker; the durable consumer spreads the jobs between them.
 
-use super::worker::{Worker, count_dead_jobs};
-use crate::audit::Recorder;
+mod worker;
+
 use crate::deploy::Deployer;
+use crate::invoke::Invoker;
 use crate::registry::Registry;
 use crate::spec::{FunctionId, Name};
 use std::collections::{BTreeSet, HashMap};
@@ -15,6 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use worker::{Worker, count_dead_jobs};
 
 /// How often the dead-letter gauges are recounted.
 const DEAD_JOBS_RECOUNT: Duration = Duration::from_secs(30);
@@ -26,11 +28,11 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts a worker for every function deployed now, and follows later deploys.
-    /// Each job attempt's receipt goes to `recorder`.
-    pub fn start(deployer: Arc<Deployer>, recorder: Arc<Recorder>) -> Self {
+    /// Starts a worker for every function deployed now, and follows later deploys. Each job
+    /// attempt runs through `invoker`.
+    pub fn start(deployer: Arc<Deployer>, invoker: Arc<Invoker>) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(deployer, recorder, stopped));
+        let task = tokio::spawn(supervise(deployer, invoker, stopped));
         Self { stop, task }
     }
 
@@ -53,12 +55,12 @@ struct Fleet {
     draining: HashMap<FunctionId, JoinHandle<()>>,
 }
 
-async fn supervise(deployer: Arc<Deployer>, recorder: Arc<Recorder>, mut stopped: watch::Receiver<bool>) {
+async fn supervise(deployer: Arc<Deployer>, invoker: Arc<Invoker>, mut stopped: watch::Receiver<bool>) {
     let mut deploys = deployer.subscribe();
     let mut fleet = Fleet::default();
     let recount = tokio::spawn(recount_dead_jobs(deployer.clone()));
     loop {
-        fleet.reconcile(&deployer, &recorder, &deployer.registry());
+        fleet.reconcile(&deployer, &invoker, &deployer.registry());
         tokio::select! {
             changed = deploys.changed() => if changed.is_err() { break },
             _ = stopped.wait_for(|stop| *stop) => break,
@@ -83,7 +85,7 @@ async fn recount_dead_jobs(deployer: Arc<Deployer>) {
 
 impl Fleet {
     /// Makes the running workers match the registry's functions.
-    fn reconcile(&mut self, deployer: &Arc<Deployer>, recorder: &Arc<Recorder>, registry: &Registry) {
+    fn reconcile(&mut self, deployer: &Arc<Deployer>, invoker: &Arc<Invoker>, registry: &Registry) {
         self.draining.retain(|_, task| !task.is_finished());
         let gone: Vec<FunctionId> =
             self.running.keys().filter(|id| registry.get(id).is_none()).cloned().collect();
@@ -96,7 +98,7 @@ impl Fleet {
             let id = &*deployed.id;
             if !self.running.contains_key(id) {
                 let after = self.draining.remove(id);
-                let worker = Worker::spawn(deployer.clone(), recorder.clone(), deployed.clone(), after);
+                let worker = Worker::spawn(deployer.clone(), invoker.clone(), deployed.clone(), after);
                 self.running.insert(id.clone(), worker);
             }
         }

@@ -6,13 +6,13 @@
 //! could not be read, the keys could not be loaded, or none of the log's receipts and
 //! checkpoints verifies with them (the wrong keys, not a tampered log).
 
-use super::KeyError;
-use super::keys::Keyring;
-use super::log::{self, Stored};
-use super::recorder::{key_file, read_keyring};
-use super::verify::{Finding, Problem, Subject, Verdict, Window, any_verifies, verify};
-use crate::api::client::{AdminClient, ClientError};
-use crate::api::token::TOKEN_FILE_NAME;
+use super::client::{AdminClient, ClientError};
+use super::token::TOKEN_FILE_NAME;
+use crate::audit::log::{self, Stored};
+use crate::audit::{
+    Finding, KeyError, Keyring, Problem, Subject, Verdict, Window, any_verifies, key_file, read_keyring,
+    verify,
+};
 use crate::config::{BackendKind, ConfigError, NodeConfig};
 use crate::spec::Name;
 use crate::state::embedded::{self, EmbeddedBackend};

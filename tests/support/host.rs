@@ -1,7 +1,7 @@
 //! Shared by the `host_*` tests: nodes whose functions all run the `guest-state` test guest
 //! (which performs the host calls its request names), and reading its answers.
 
-use crate::support::{Node, SpecDir, specs};
+use super::{Node, SpecDir, specs};
 use gojinn::config::{NodeConfig, RuntimeSettings};
 use gojinn::spec::ByteSize;
 use serde_json::Value;

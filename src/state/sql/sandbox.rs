@@ -285,8 +285,8 @@ fn listed(list: &[&str], name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::TenantDb;
-    use crate::sql::tests::{manager, name, rows};
+    use crate::state::sql::TenantDb;
+    use crate::state::sql::tests::{manager, name, rows};
     use std::sync::Arc;
 
     /// A tenant database in a temporary directory.
