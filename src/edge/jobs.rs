@@ -172,8 +172,9 @@ mod tests {
         for bad in ["yes", "1", "", "truee", "no"] {
             let map = headers(&[("x-gojinn-async", bad)]);
             let refused = AsyncCall::requested(&map).err().unwrap_or_else(|| panic!("{bad:?} accepted"));
+            use crate::failure::PublicError;
             assert_eq!(
-                refused.status_and_code(),
+                (refused.status(), refused.code()),
                 (http::StatusCode::BAD_REQUEST, "invalid_header"),
                 "{bad:?}"
             );
