@@ -99,15 +99,20 @@ impl Server {
         let watcher = Some(reload::start(deployer.clone(), config.watch)?);
 
         let reachability = deployer.state().reachability.clone();
-        let invoker =
-            Invoker::new(deployer.runtime().clone(), recorder.clone(), metrics.clone(), reachability);
-        let workers = Workers::start(deployer.clone(), Arc::new(invoker));
+        let invoker = Arc::new(Invoker::new(
+            deployer.runtime().clone(),
+            recorder.clone(),
+            metrics.clone(),
+            reachability,
+        ));
+        let workers = Workers::start(deployer.clone(), invoker.clone());
         let edge = Arc::new(Edge {
             deployer: deployer.clone(),
             admin_token,
             webhook_secret,
             metrics,
             recorder: recorder.clone(),
+            invoker,
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let app = edge::router(edge);

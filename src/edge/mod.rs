@@ -47,6 +47,8 @@ pub struct Edge {
     pub metrics: Arc<Metrics>,
     /// Where each call's receipt goes.
     pub recorder: Arc<Recorder>,
+    /// The invocation path, shared with the job workers.
+    pub invoker: Arc<Invoker>,
 }
 
 /// What the function handler needs: where functions are found, and the invocation path.
@@ -60,13 +62,7 @@ struct Functions {
 /// URL length); then its route. Each route lists its layers below, outermost first.
 pub fn router(edge: Arc<Edge>) -> Router {
     let deployer = edge.deployer.clone();
-    let reachability = deployer.state().reachability.clone();
-    let invoker = Arc::new(Invoker::new(
-        deployer.runtime().clone(),
-        edge.recorder.clone(),
-        edge.metrics.clone(),
-        reachability,
-    ));
+    let invoker = edge.invoker.clone();
     let admin = Arc::new(Admin {
         deployer: deployer.clone(),
         token: edge.admin_token.clone(),

@@ -163,14 +163,18 @@ async fn readiness_is_503_until_the_first_reconcile_has_deployed() {
     let runtime =
         Arc::new(gojinn::runtime::Runtime::new(config.runtime.pool(), None, metrics.clone()).unwrap());
     let state = gojinn::state::open(&config.state, &config.data_dir).await.unwrap();
-    let deployer = Arc::new(gojinn::deploy::Deployer::new(config.clone(), runtime, state.clone()));
+    let deployer = Arc::new(gojinn::deploy::Deployer::new(config.clone(), runtime.clone(), state.clone()));
     let recorder = Recorder::start(&config.audit, data.path(), state.audit.clone(), metrics.clone(), []);
+    let recorder = Arc::new(recorder.await.unwrap());
+    let reachability = state.reachability.clone();
+    let invoker = gojinn::invoke::Invoker::new(runtime, recorder.clone(), metrics.clone(), reachability);
     let edge = gojinn::edge::Edge {
         deployer: deployer.clone(),
         admin_token: gojinn::api::AdminToken::load(None, data.path()).unwrap(),
         webhook_secret: None,
         metrics,
-        recorder: Arc::new(recorder.await.unwrap()),
+        recorder,
+        invoker: Arc::new(invoker),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

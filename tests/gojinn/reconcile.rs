@@ -8,7 +8,6 @@ use crate::support::{Node, SpecDir, specs};
 use gojinn::reconcile::policy::Policies;
 use gojinn::reconcile::{Action, Admitted, Reconciler, ResourceState};
 use gojinn::state::State;
-use gojinn::state::embedded::EmbeddedBackend;
 use gojinn::state::nats::NatsBackend;
 use std::process::Command;
 use std::sync::Arc;
@@ -20,12 +19,6 @@ fn admitted(dir: &SpecDir, defaults: bool) -> Admitted {
     let loaded = gojinn::spec::load_dir(dir.path());
     let policies = Policies::load_with(defaults, Some(dir.path())).expect("policies load");
     Admitted::new(loaded, None, &policies).expect("policies evaluate")
-}
-
-fn embedded() -> (tempfile::TempDir, State) {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = EmbeddedBackend::open(dir.path()).expect("open embedded store");
-    (dir, State::from_backend(Arc::new(backend)))
 }
 
 async fn nats(server: &NatsServer) -> State {
@@ -97,7 +90,7 @@ async fn idempotent_apply_prune_and_keep(state: State) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn embedded_apply_is_idempotent_prunes_and_keeps() {
-    let (_dir, state) = embedded();
+    let (_dir, state) = crate::support::embedded_state();
     idempotent_apply_prune_and_keep(state).await;
 }
 
@@ -170,7 +163,7 @@ async fn a_failing_tenant_does_not_block_the_others() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_function_is_reported_and_nothing_of_it_is_applied() {
-    let (_dir, state) = embedded();
+    let (_dir, state) = crate::support::embedded_state();
     let dir = SpecDir::new();
     dir.module("hello");
     dir.write(

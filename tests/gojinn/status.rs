@@ -7,9 +7,6 @@
 use crate::support::{Node, SpecDir, specs};
 use gojinn::reconcile::policy::Policies;
 use gojinn::reconcile::{Admitted, Reconciler, ResourceState, ResourceStatus, Status};
-use gojinn::state::State;
-use gojinn::state::embedded::EmbeddedBackend;
-use std::sync::Arc;
 use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(30);
@@ -82,12 +79,6 @@ async fn a_module_the_node_cannot_load_is_failed_with_its_error_not_applied() {
     }
 }
 
-fn embedded() -> (tempfile::TempDir, State) {
-    let dir = tempfile::tempdir().unwrap();
-    let backend = EmbeddedBackend::open(dir.path()).expect("open embedded store");
-    (dir, State::from_backend(Arc::new(backend)))
-}
-
 fn read(dir: &SpecDir, commit: &str) -> Admitted {
     let loaded = gojinn::spec::load_dir(dir.path());
     let policies = Policies::load_with(true, Some(dir.path())).expect("policies load");
@@ -96,7 +87,7 @@ fn read(dir: &SpecDir, commit: &str) -> Admitted {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn denied_and_invalid_specs_say_so_and_the_commit_shows_what_is_served() {
-    let (_data, state) = embedded();
+    let (_data, state) = crate::support::embedded_state();
     let reconciler = Reconciler::new(state.clone());
     let dir = SpecDir::new();
     dir.module("hello");

@@ -233,3 +233,10 @@ impl Node {
         }
     }
 }
+
+/// A fresh embedded state store in a temporary directory (kept alive by the returned guard).
+pub fn embedded_state() -> (tempfile::TempDir, gojinn::state::State) {
+    let dir = tempfile::tempdir().unwrap();
+    let backend = gojinn::state::embedded::EmbeddedBackend::open(dir.path()).expect("open embedded store");
+    (dir, gojinn::state::State::from_backend(std::sync::Arc::new(backend)))
+}
