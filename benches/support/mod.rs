@@ -81,8 +81,13 @@ pub struct WrkResult {
 }
 
 pub fn wrk(url: &str, secs: u64, connections: u64) -> anyhow::Result<WrkResult> {
+    wrk_threads(url, secs, connections, 2)
+}
+
+/// [`wrk`] with `threads` threads of its own.
+pub fn wrk_threads(url: &str, secs: u64, connections: u64, threads: u64) -> anyhow::Result<WrkResult> {
     let output = Command::new("wrk")
-        .args(["-t2", &format!("-c{connections}"), &format!("-d{secs}s"), "--latency", url])
+        .args([&format!("-t{threads}"), &format!("-c{connections}"), &format!("-d{secs}s"), "--latency", url])
         .output()
         .context("run wrk (apt-get install wrk)")?;
     let text = String::from_utf8_lossy(&output.stdout);
