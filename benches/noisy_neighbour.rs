@@ -78,7 +78,8 @@ fn main() -> anyhow::Result<()> {
     std::fs::copy(built.join("guest-loop.wasm"), specs_dir.path().join("loop.wasm"))?;
     std::fs::copy(built.join("guest-slow.wasm"), specs_dir.path().join("slow.wasm"))?;
     std::fs::write(specs_dir.path().join("specs.yaml"), specs())?;
-    let config = specs_dir.path().join("gojinn.yaml");
+    let config_dir = tempfile::tempdir()?;
+    let config = config_dir.path().join("gojinn.yaml");
     std::fs::write(&config, NODE_CONFIG)?;
     let args = ["--config", config.to_str().context("a UTF-8 temp path")?];
     let (_node, addr, _data) = support::start_gojinn(specs_dir.path(), &args, &[])?;
