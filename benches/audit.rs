@@ -83,6 +83,8 @@ fn draft(n: u64) -> ReceiptDraft {
         http_status: 200,
         memory_limit: 64 << 20,
         timeout_ms: 5000,
+        cpu_limit_ms: None,
+        wall_us: 200,
         cpu_us: 180,
         input_sha256: format!("{n:064x}"),
         output_sha256: format!("{:064x}", n + 1),

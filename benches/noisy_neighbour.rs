@@ -32,7 +32,8 @@ const MIXED_EVIL_CALLERS: usize = 16;
 const NODE_CONFIG: &str = "http: { maxConnectionsPerClient: 4096 }\naudit: { durability: async }\n";
 
 fn specs() -> String {
-    let tenant = |name: &str| format!("apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {name} }}\n");
+    let tenant =
+        |name: &str| format!("apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {name} }}\n");
     let function = |tenant: &str, name: &str, module: &str, timeout: &str| {
         format!(
             "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: {{ name: {name}, tenant: {tenant} }}\n\
@@ -113,10 +114,18 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn print(rows: &[Row], batch_alone: f64) {
-    let quiet = rows.iter().find(|row| row.name == "evil x0").map(|row| (row.good.requests_per_sec, row.good.p99_ms));
+    let quiet =
+        rows.iter().find(|row| row.name == "evil x0").map(|row| (row.good.requests_per_sec, row.good.p99_ms));
     println!(
         "\n{:<30} {:>12} {:>9} {:>9} {:>8} {:>8} {:>11} {:>11}",
-        "other tenants' callers", "good req/s", "vs quiet", "p99 ms", "vs quiet", "errors", "evil/s", "batch/s"
+        "other tenants' callers",
+        "good req/s",
+        "vs quiet",
+        "p99 ms",
+        "vs quiet",
+        "errors",
+        "evil/s",
+        "batch/s"
     );
     for row in rows {
         let (rate, p99) = match quiet {

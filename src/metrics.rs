@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// The `tenant` and `function` label value of a request no deployed function serves.
@@ -80,6 +81,7 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     deploy_failures: Family<TenantLabels, Counter>,
     receipts: Family<TenantLabels, Counter>,
+    guest_cpu: Family<FunctionLabels, Counter<f64, AtomicU64>>,
 }
 
 impl Default for Metrics {
@@ -134,6 +136,13 @@ impl Metrics {
         );
         let receipts = Family::default();
         registry.register("receipts", "Receipts appended to a tenant's audit log", receipts.clone());
+        let guest_cpu = Family::default();
+        registry.register_with_unit(
+            "guest_cpu",
+            "CPU time guests used (instantiation and run, not waits), by tenant and function",
+            Unit::Seconds,
+            guest_cpu.clone(),
+        );
         Self {
             registry,
             requests,
@@ -146,6 +155,7 @@ impl Metrics {
             reconciles,
             deploy_failures,
             receipts,
+            guest_cpu,
         }
     }
 
@@ -162,6 +172,11 @@ impl Metrics {
         let function = FunctionLabels(function.cloned());
         self.request_duration.get_or_create(&function).observe(took.as_secs_f64());
         self.requests.get_or_create(&RequestLabels { function, status }).inc();
+    }
+
+    /// A call of `function` used `cpu` of CPU time.
+    pub fn guest_cpu(&self, function: &Arc<FunctionId>, cpu: Duration) {
+        self.guest_cpu.get_or_create(&FunctionLabels(Some(function.clone()))).inc_by(cpu.as_secs_f64());
     }
 
     /// A call of `function` was admitted after waiting `waited` in its queues.

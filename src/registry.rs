@@ -3,7 +3,7 @@
 
 use crate::gate::Gate;
 use crate::host::Capabilities;
-use crate::runtime::{CallError, CallOutput, CallRequest, Prepared, Runtime};
+use crate::runtime::{CallRequest, Prepared, Ran, Runtime};
 use crate::spec::{Function, FunctionId, Method, Name, Route, path_tenant};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,19 +22,21 @@ pub struct Deployed {
 
 impl Deployed {
     /// Runs one call of this revision with `stdin` (a request envelope), in a fresh sandbox.
-    pub async fn call(&self, runtime: &Runtime, stdin: bytes::Bytes) -> Result<CallOutput, CallError> {
+    pub async fn call(&self, runtime: &Runtime, stdin: bytes::Bytes) -> Ran {
         let request = CallRequest {
             capabilities: self.capabilities.clone(),
             limits: self.spec.limits,
             env: self.env.clone(),
             stdin,
         };
-        let output = runtime.call(&self.prepared, request).await?;
-        if !output.stderr.is_empty() {
+        let ran = runtime.call(&self.prepared, request).await;
+        if let Ok(output) = &ran.result
+            && !output.stderr.is_empty()
+        {
             let shown = &output.stderr[..output.stderr.len().min(4096)];
             tracing::debug!(target: "gojinn::guest", function = %self.id, stderr = %String::from_utf8_lossy(shown));
         }
-        Ok(output)
+        ran
     }
 }
 

@@ -15,6 +15,8 @@ pub struct Workload<'a> {
     /// Bytes of linear memory the call may use.
     pub memory_limit: u64,
     pub timeout: Duration,
+    /// CPU time a call may use, if limited.
+    pub cpu_limit: Option<Duration>,
 }
 
 /// An execution under way.
@@ -71,7 +73,9 @@ impl Execution {
             status: String::new(),
             http_status: 0,
             memory_limit: workload.memory_limit,
-            timeout_ms: u64::try_from(workload.timeout.as_millis()).unwrap_or(u64::MAX),
+            timeout_ms: millis(workload.timeout),
+            cpu_limit_ms: workload.cpu_limit.map(millis),
+            wall_us: 0,
             cpu_us: 0,
             input_sha256: sha256_hex(input),
             output_sha256: String::new(),
@@ -90,19 +94,27 @@ impl Execution {
         self
     }
 
-    /// The draft of the finished execution's receipt.
-    pub fn finish(self, end: End<'_>) -> ReceiptDraft {
-        let elapsed = self.started.elapsed();
+    /// The draft of the finished execution's receipt; `cpu` is the CPU time its guest used.
+    pub fn finish(self, end: End<'_>, cpu: Duration) -> ReceiptDraft {
         ReceiptDraft {
             ended_ms: crate::state::now_ms().max(self.draft.started_ms),
             status: end.status.to_owned(),
             http_status: end.http_status,
-            cpu_us: u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            wall_us: micros(self.started.elapsed()),
+            cpu_us: micros(cpu),
             output_sha256: sha256_hex(end.output),
             host_calls: end.host_calls,
             ..self.draft
         }
     }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

@@ -45,7 +45,15 @@ pub struct ReceiptDraft {
     pub http_status: u16,
     pub memory_limit: u64,
     pub timeout_ms: u64,
-    /// Wall-clock microseconds of the call: instantiation and the guest's run.
+    /// `limits.cpu` in milliseconds, when the function has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_limit_ms: Option<u64>,
+    /// Wall-clock microseconds of the call: instantiation and the guest's run, waits included.
+    /// Absent from receipts written before CPU time was measured, whose `cpu_us` is this.
+    #[serde(default)]
+    pub wall_us: u64,
+    /// CPU microseconds the call used on the node's cores: instantiation and the guest's run,
+    /// host calls' own work included, waits not.
     pub cpu_us: u64,
     pub input_sha256: String,
     pub output_sha256: String,
@@ -183,6 +191,8 @@ pub(super) mod tests {
             http_status: 200,
             memory_limit: 1 << 20,
             timeout_ms: 500,
+            cpu_limit_ms: None,
+            wall_us: 12,
             cpu_us: 10,
             input_sha256: format!("{n:064x}"),
             output_sha256: format!("{n:064x}"),

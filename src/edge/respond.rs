@@ -149,6 +149,7 @@ mod tests {
         all.extend(
             [
                 CallError::Timeout(Duration::from_millis(1)),
+                CallError::CpuLimitExceeded(Duration::from_millis(1)),
                 CallError::MemoryExhausted(1),
                 CallError::StackOverflow,
                 CallError::Trap("x".into()),

@@ -15,7 +15,7 @@ use crate::failure::PublicError;
 use crate::gate::Gate;
 use crate::metrics::Metrics;
 use crate::registry::Deployed;
-use crate::runtime::{CallOutput, Runtime};
+use crate::runtime::{CallOutput, Ran, Runtime};
 use crate::state::Reachability;
 use bytes::Bytes;
 use std::collections::BTreeMap;
@@ -158,25 +158,28 @@ impl Invoker {
         if let Trigger::Job { id, attempt } = &trigger {
             execution = execution.job(id.clone(), *attempt);
         }
-        let (outcome, draft) = match function.call(&self.runtime, stdin).await {
+        let Ran { result, cpu } = function.call(&self.runtime, stdin).await;
+        self.metrics.guest_cpu(&function.id, cpu);
+        tracing::Span::current().record("gojinn.cpu_us", u64::try_from(cpu.as_micros()).unwrap_or(u64::MAX));
+        let (outcome, draft) = match result {
             Ok(CallOutput { stdout, started, host_calls, .. }) => {
                 let ended = Instant::now();
                 match GuestResponse::parse(&stdout) {
                     Ok(guest) => {
                         let end = End::answered(guest.status.as_u16(), &stdout, &host_calls);
-                        let draft = execution.finish(end);
+                        let draft = execution.finish(end, cpu);
                         (Ok(Answered { guest, envelope: stdout, started, ended }), draft)
                     }
                     Err(invalid) => {
                         let error = InvokeError::InvalidResponse(invalid);
-                        let draft = execution.finish(failed_end(&error, &stdout, &host_calls));
+                        let draft = execution.finish(failed_end(&error, &stdout, &host_calls), cpu);
                         (Err(error), draft)
                     }
                 }
             }
             Err(error) => {
                 let error = InvokeError::Call(error);
-                let draft = execution.finish(failed_end(&error, &[], &BTreeMap::new()));
+                let draft = execution.finish(failed_end(&error, &[], &BTreeMap::new()), cpu);
                 (Err(error), draft)
             }
         };
@@ -241,6 +244,7 @@ fn workload(function: &Deployed) -> Workload<'_> {
         revision: &spec.revision,
         memory_limit: spec.limits.memory,
         timeout: spec.limits.timeout,
+        cpu_limit: spec.limits.cpu,
     }
 }
 

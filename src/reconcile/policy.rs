@@ -444,6 +444,7 @@ mod tests {
             limits: FunctionLimits {
                 memory: 64 << 20,
                 timeout: Duration::from_millis(500),
+                cpu: None,
                 max_output: 1 << 20,
                 max_body: 1 << 20,
                 max_concurrency: 32,

@@ -1,7 +1,9 @@
 //! One call of a guest: a fresh Store with its memory cap, a wall-clock deadline enforced through
-//! epoch yields, WASI stdio on in-memory pipes capped at the output limit, and the classification
-//! of every way a call can end.
+//! epoch yields, a CPU budget checked at each epoch tick, WASI stdio on in-memory pipes capped at
+//! the output limit, the CPU time the call took, and the classification of every way a call can
+//! end.
 
+use super::cpu::CpuAccount;
 use super::{CallState, Prepared, Runtime};
 use crate::host::{Capabilities, HostCtx};
 use crate::metrics::Metrics;
@@ -9,11 +11,14 @@ use crate::spec::FunctionLimits;
 use crate::telemetry::spans;
 use bytes::Bytes;
 use futures::future::Either;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
@@ -38,6 +43,14 @@ pub struct CallOutput {
     pub host_calls: std::collections::BTreeMap<&'static str, u32>,
 }
 
+/// A call that ran: how it ended, and the CPU time it took (instantiation and the guest's run,
+/// on whichever threads ran them; never time spent waiting).
+#[derive(Debug)]
+pub struct Ran {
+    pub result: Result<CallOutput, CallError>,
+    pub cpu: Duration,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputStream {
     Stdout,
@@ -58,6 +71,8 @@ impl std::fmt::Display for OutputStream {
 pub enum CallError {
     #[error("the function did not finish within its timeout of {0:?}")]
     Timeout(Duration),
+    #[error("the function used more than its CPU time limit of {0:?}")]
+    CpuLimitExceeded(Duration),
     #[error("the function exceeded its memory limit of {0} bytes")]
     MemoryExhausted(u64),
     #[error("the function overflowed its stack")]
@@ -80,7 +95,10 @@ impl crate::failure::PublicError for CallError {
         match self {
             CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             CallError::OutputTooLarge { .. } => StatusCode::BAD_GATEWAY,
-            CallError::NoCapacity => StatusCode::SERVICE_UNAVAILABLE,
+            // As Cloudflare Workers (error 1102) and Fastly Compute answer a request whose
+            // code ran out of CPU: the service could not produce the answer, and a retry of
+            // the same request will not do better (so no Retry-After).
+            CallError::NoCapacity | CallError::CpuLimitExceeded(_) => StatusCode::SERVICE_UNAVAILABLE,
             CallError::MemoryExhausted(_)
             | CallError::StackOverflow
             | CallError::Trap(_)
@@ -92,6 +110,7 @@ impl crate::failure::PublicError for CallError {
     fn code(&self) -> &'static str {
         match self {
             CallError::Timeout(_) => "timeout",
+            CallError::CpuLimitExceeded(_) => "cpu_limit_exceeded",
             CallError::MemoryExhausted(_) => "memory_exhausted",
             CallError::StackOverflow => "stack_overflow",
             CallError::Trap(_) => "trap",
@@ -117,7 +136,7 @@ impl crate::failure::PublicError for CallError {
 impl Runtime {
     /// Runs one call on the guest executor. Dropping the future (a client that went away) stops
     /// the guest at its next epoch tick.
-    pub async fn call(&self, prepared: &Prepared, request: CallRequest) -> Result<CallOutput, CallError> {
+    pub async fn call(&self, prepared: &Prepared, request: CallRequest) -> Ran {
         let traced = spans::recording(&tracing::Span::current());
         let call = run(self.engine.clone(), prepared.clone(), request, self.metrics.clone(), traced);
         // A traced call runs in the caller's span and under its subscriber (a test's may be its
@@ -127,7 +146,10 @@ impl Runtime {
             false => Either::Left(call),
         };
         let task = self.executor.spawn(call);
-        task.await.map_err(|e| CallError::Internal(format!("guest task failed: {e}")))?
+        task.await.unwrap_or_else(|e| Ran {
+            result: Err(CallError::Internal(format!("guest task failed: {e}"))),
+            cpu: Duration::ZERO,
+        })
     }
 }
 
@@ -137,7 +159,7 @@ async fn run(
     request: CallRequest,
     metrics: Arc<Metrics>,
     traced: bool,
-) -> Result<CallOutput, CallError> {
+) -> Ran {
     let limits = &request.limits;
     let pipe_cap = usize::try_from(limits.max_output).unwrap_or(usize::MAX).saturating_add(1);
     let envelope = request.stdin.clone();
@@ -159,8 +181,15 @@ async fn run(
     };
     let mut store = Store::new(&engine, state);
     store.limiter(|state| &mut state.limiter);
+    let account = Arc::new(CpuAccount::default());
     store.set_epoch_deadline(1);
-    store.epoch_deadline_async_yield_and_update(1);
+    let (ticks, budget) = (account.clone(), limits.cpu);
+    store.epoch_deadline_callback(move |_| {
+        if ticks.over(ticks.used_within_slice(), budget) {
+            return Err(wasmtime::Error::msg("the call ran past its CPU time limit"));
+        }
+        Ok(UpdateDeadline::Yield(1))
+    });
 
     let mut started = None;
     let run = async {
@@ -172,7 +201,8 @@ async fn run(
         started = Some(Instant::now());
         start.call_async(&mut store, ()).await
     };
-    let outcome = tokio::time::timeout(limits.timeout, run).await;
+    let outcome =
+        tokio::time::timeout(limits.timeout, Metered { inner: Box::pin(run), account: &account }).await;
     let memory_exhausted = store.data().limiter.memory_exhausted;
     let host_calls = store.data().host.calls().clone();
     drop(store);
@@ -181,6 +211,7 @@ async fn run(
 
     let result = match outcome {
         Err(_elapsed) => Err(CallError::Timeout(limits.timeout)),
+        Ok(_) if account.exceeded() => Err(CallError::CpuLimitExceeded(limits.cpu.unwrap_or_default())),
         Ok(_) if memory_exhausted => Err(CallError::MemoryExhausted(limits.memory)),
         Ok(_) if stdout.len() as u64 > limits.max_output => {
             Err(CallError::OutputTooLarge { stream: OutputStream::Stdout, cap: limits.max_output })
@@ -191,7 +222,30 @@ async fn run(
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => classify(error),
     };
-    result.map(|()| CallOutput { stdout, stderr, started: started.unwrap_or_else(Instant::now), host_calls })
+    let result = result.map(|()| CallOutput {
+        stdout,
+        stderr,
+        started: started.unwrap_or_else(Instant::now),
+        host_calls,
+    });
+    Ran { result, cpu: account.used() }
+}
+
+/// Runs a call's future, adding the CPU time of each poll to the call's account.
+struct Metered<'a, F> {
+    inner: Pin<Box<F>>,
+    account: &'a CpuAccount,
+}
+
+impl<F: Future> Future for Metered<'_, F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let start = self.account.slice_begins();
+        let polled = self.inner.as_mut().poll(cx);
+        self.account.slice_ends(start);
+        polled
+    }
 }
 
 fn take(pipe: MemoryOutputPipe) -> Bytes {

@@ -5,10 +5,11 @@
 
 mod cache;
 mod call;
+mod cpu;
 mod engine;
 mod executor;
 
-pub use call::{CallError, CallOutput, CallRequest, OutputStream};
+pub use call::{CallError, CallOutput, CallRequest, OutputStream, Ran};
 pub use engine::{EPOCH_TICK, PoolConfig};
 
 use crate::host::{self, HostCtx, HostView};

@@ -115,10 +115,31 @@ pub struct FunctionLimits {
     pub memory: u64,
     #[serde(with = "millis")]
     pub timeout: Duration,
+    /// CPU time a call may use; `None`: no limit but `timeout`. Left out of the revision's JSON
+    /// when absent, so revisions from before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "optional_millis")]
+    pub cpu: Option<Duration>,
     pub max_output: u64,
     pub max_body: u64,
     pub max_concurrency: u32,
     pub max_queue: u32,
+}
+
+mod optional_millis {
+    use serde::Deserialize;
+
+    pub fn serialize<S: serde::Serializer>(d: &Option<std::time::Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::millis::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(
+        de: D,
+    ) -> Result<Option<std::time::Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(de)?.map(std::time::Duration::from_millis))
+    }
 }
 
 mod millis {
@@ -352,9 +373,13 @@ fn resolve_limits(
             ),
         ));
     }
+    if limits.cpu.is_some_and(|cpu| cpu.0.is_zero()) {
+        problems.push(SpecError::field(at.clone(), "spec.limits.cpu", "must be more than 0".into()));
+    }
     FunctionLimits {
         memory,
         timeout: limits.timeout.map_or(DEFAULT_TIMEOUT, |s| s.0),
+        cpu: limits.cpu.map(|s| s.0),
         max_output: limits.max_output.map_or(DEFAULT_MAX_OUTPUT, ByteSize::bytes),
         max_body: limits.max_body.map_or(DEFAULT_MAX_BODY, ByteSize::bytes),
         max_concurrency,

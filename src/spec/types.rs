@@ -310,6 +310,8 @@ impl<'de> Deserialize<'de> for EnvName {
 pub struct Limits {
     pub memory: Option<ByteSize>,
     pub timeout: Option<Span>,
+    /// CPU time a call may use (its guest's run, not time spent waiting); none by default.
+    pub cpu: Option<Span>,
     pub max_output: Option<ByteSize>,
     pub max_body: Option<ByteSize>,
     #[schemars(range(min = 1))]

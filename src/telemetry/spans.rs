@@ -2,8 +2,8 @@
 //!
 //! | span | exported name | where | attributes |
 //! |---|---|---|---|
-//! | [`request`] | `{method} {http.route}` | the edge, one per function request (an MCP tool call of a function included) | `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, `server.address`, `gojinn.tenant`, `gojinn.function`, `gojinn.revision`, `gojinn.receipt_id` |
-//! | [`job`] | `job` | a job worker, one per attempt; its parent is the `traceparent` stored with the job | `gojinn.tenant`, `gojinn.function`, `gojinn.job`, `gojinn.attempt`, `gojinn.receipt_id` |
+//! | [`request`] | `{method} {http.route}` | the edge, one per function request (an MCP tool call of a function included) | `http.request.method`, `url.path`, `http.route`, `http.response.status_code`, `server.address`, `gojinn.tenant`, `gojinn.function`, `gojinn.revision`, `gojinn.receipt_id`, `gojinn.cpu_us` |
+//! | [`job`] | `job` | a job worker, one per attempt; its parent is the `traceparent` stored with the job | `gojinn.tenant`, `gojinn.function`, `gojinn.job`, `gojinn.attempt`, `gojinn.receipt_id`, `gojinn.cpu_us` |
 //! | [`instantiate`] | `instantiate` | the runtime, child of the call's span | |
 //! | [`host_call`] | `host.<name>` (`host.log`, `host.kv_get`, ...) | each host call, child of the call's span | |
 //! | [`audit_append`] | `audit.append` | appending receipts to a tenant's audit log | `gojinn.tenant` |
@@ -40,6 +40,7 @@ pub fn request(request: &http::request::Parts) -> Span {
         gojinn.function = Empty,
         gojinn.revision = Empty,
         gojinn.receipt_id = Empty,
+        gojinn.cpu_us = Empty,
     );
     if !span.is_disabled() {
         if let Some(host) = server_address(request) {
@@ -109,6 +110,7 @@ pub fn job(function: &FunctionId, job: impl Display, attempt: u32, traceparent: 
         gojinn.job = %job,
         gojinn.attempt = attempt,
         gojinn.receipt_id = Empty,
+        gojinn.cpu_us = Empty,
     );
     if let Some(traceparent) = traceparent.filter(|_| !span.is_disabled()) {
         let carrier = TraceparentCarrier(Some(traceparent.to_owned()));

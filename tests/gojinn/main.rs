@@ -8,6 +8,7 @@ mod bodies;
 mod cache;
 mod cli;
 mod connections;
+mod cpu;
 mod errors;
 mod host_db;
 mod host_http;

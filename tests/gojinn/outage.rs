@@ -380,6 +380,8 @@ fn draft() -> ReceiptDraft {
         http_status: 200,
         memory_limit: 1 << 20,
         timeout_ms: 500,
+        cpu_limit_ms: None,
+        wall_us: 12,
         cpu_us: 10,
         input_sha256: "cd".repeat(32),
         output_sha256: "ef".repeat(32),
