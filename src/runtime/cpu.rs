@@ -27,8 +27,6 @@ pub(super) struct CpuAccount {
     used: AtomicU64,
     /// The thread CPU clock when the poll under way began.
     slice_start: AtomicU64,
-    /// Of the CPU time used, how much the scheduler was told of.
-    charged: AtomicU64,
     /// Set when the call ran past its CPU budget.
     exceeded: AtomicBool,
 }
@@ -62,12 +60,6 @@ impl CpuAccount {
         self.used.load(Ordering::Relaxed)
     }
 
-    /// Of `used` nanoseconds (a reading of this account), those not charged yet; marks them
-    /// charged.
-    pub(super) fn uncharged(&self, used: u64) -> u64 {
-        used.saturating_sub(self.charged.swap(used, Ordering::Relaxed))
-    }
-
     /// Whether the call has used more than `budget`; remembers it when it has.
     pub(super) fn over(&self, used: u64, budget: Option<Duration>) -> bool {
         let over = budget.is_some_and(|budget| u128::from(used) > budget.as_nanos());
@@ -98,14 +90,6 @@ mod tests {
             x = std::hint::black_box(x.wrapping_add(1));
         }
         assert!(slept < 10_000_000, "sleeping 30 ms used {slept} ns of CPU");
-    }
-
-    #[test]
-    fn charges_are_the_cpu_time_used_since_the_last_charge() {
-        let account = CpuAccount::default();
-        assert_eq!(account.uncharged(100), 100);
-        assert_eq!(account.uncharged(250), 150);
-        assert_eq!(account.uncharged(250), 0);
     }
 
     #[test]
