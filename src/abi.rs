@@ -10,6 +10,11 @@ use std::collections::BTreeMap;
 /// Header names (lower case) mapped to their values in order.
 pub type Headers = BTreeMap<String, Vec<String>>;
 
+/// Request headers that carry credentials. A queued call's envelope rests in the state store until
+/// its job expires, so these are removed before it is stored unless the function's
+/// `jobs.keepHeaders` names them; a synchronous call's guest sees them all.
+pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-gojinn-key"];
+
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct GuestRequest {
     pub method: String,
@@ -102,6 +107,17 @@ impl GuestRequest {
 
     pub fn to_json(&self) -> Bytes {
         serde_json::to_vec(self).expect("request envelope serializes").into()
+    }
+
+    /// The envelope to store with a queued job: without the [`CREDENTIAL_HEADERS`] that `keep`
+    /// does not name.
+    pub fn without_credentials(mut self, keep: &[crate::spec::CredentialHeader]) -> Self {
+        for name in CREDENTIAL_HEADERS {
+            if !keep.iter().any(|kept| kept.0 == name) {
+                self.headers.remove(name);
+            }
+        }
+        self
     }
 }
 

@@ -176,7 +176,7 @@ async fn call_function(
     let permit = invoker.admit(&function, Admission::Bounded).await?;
     let envelope = GuestRequest::from_http(&parts, &body, &function.id, spans::trace_id_for(&parts.headers));
     if let Some(async_call) = async_call {
-        return async_call.enqueue(functions.deployer.state(), &function, &parts.headers, &envelope).await;
+        return async_call.enqueue(functions.deployer.state(), &function, &parts.headers, envelope).await;
     }
     let invocation = Invocation { function: &function, envelope: &envelope, trigger: Trigger::Http };
     let invoked = invoker.run(&permit, invocation).await;

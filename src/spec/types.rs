@@ -351,6 +351,36 @@ pub struct Jobs {
     #[serde(default)]
     pub backoff: Vec<Span>,
     pub ack_wait: Option<Span>,
+    /// Credential headers (`authorization`, `cookie`, `proxy-authorization`, `x-gojinn-key`) an
+    /// asynchronous call stores with its job for the function to read; without them listed, they
+    /// are removed before the job is queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_headers: Vec<CredentialHeader>,
+}
+
+/// One of [`crate::abi::CREDENTIAL_HEADERS`], any case in the spec, lower case once parsed.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(transparent)]
+pub struct CredentialHeader(
+    #[schemars(regex(
+        pattern = "^([Aa]uthorization|[Cc]ookie|[Pp]roxy-[Aa]uthorization|[Xx]-[Gg]ojinn-[Kk]ey)$"
+    ))]
+    pub String,
+);
+
+impl<'de> Deserialize<'de> for CredentialHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        let name = raw.to_ascii_lowercase();
+        if crate::abi::CREDENTIAL_HEADERS.contains(&name.as_str()) {
+            Ok(Self(name))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "keepHeaders lists {raw:?}, which is not a credential header: only {} are removed from queued calls",
+                crate::abi::CREDENTIAL_HEADERS.join(", ")
+            )))
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
