@@ -36,6 +36,7 @@ pub struct NodeConfig {
     pub telemetry: TelemetrySettings,
     pub audit: AuditSettings,
     pub http: HttpSettings,
+    pub secrets: crate::secrets::SecretSettings,
 }
 
 /// The accepted forms of a listen address, for error messages.
@@ -255,6 +256,7 @@ impl Default for NodeConfig {
             telemetry: TelemetrySettings::default(),
             audit: AuditSettings::default(),
             http: HttpSettings::default(),
+            secrets: crate::secrets::SecretSettings::default(),
         }
     }
 }

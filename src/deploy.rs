@@ -16,6 +16,7 @@ use crate::reconcile::status::AppliedMeta;
 use crate::reconcile::{Admitted, ApplyReport, Reconciler};
 use crate::registry::{Deployed, Registry};
 use crate::runtime::Runtime;
+use crate::secrets::Secrets;
 use crate::spec::{Function, FunctionId, LoadReport, Location, SpecError};
 use crate::state::{State, StateError};
 use arc_swap::ArcSwap;
@@ -359,6 +360,9 @@ impl Deployer {
         let id = Arc::new(spec.id.clone());
         let capabilities = Capabilities::configure(id.clone(), &spec.grants, &self.backends)
             .map_err(|problems| SpecError::field(spec.source.clone(), "spec.grants", problems))?;
+        let env = Secrets::new(&self.config.secrets, &self.config.data_dir)
+            .resolve(&spec.id.tenant, &spec.env)
+            .map_err(|e| SpecError::field(spec.source.clone(), "spec.env", e.to_string()))?;
         let limits = &spec.limits;
         let gate = match previous {
             Some(p) if p.gate.has_limits(limits.max_concurrency, limits.max_queue) => p.gate.clone(),
@@ -366,7 +370,7 @@ impl Deployer {
         };
         Ok(Deployed {
             id,
-            env: spec.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: env.into(),
             prepared,
             capabilities: Arc::new(capabilities),
             gate,

@@ -11,7 +11,8 @@
 //! (`state::egress`). Every public error says what a caller is told of it (`failure`). The admin
 //! API (`api`) inspects and redrives jobs and reads receipts. Modules import one another one
 //! way only: no two top-level modules import each other, directly or around a cycle.
-//! `validate` checks a spec directory as a deploy on a node would.
+//! `validate` checks a spec directory as a deploy on a node would. Secret env values are read by
+//! each node at deploy (`secrets`), never stored.
 
 pub mod abi;
 pub mod api;
@@ -30,6 +31,7 @@ pub mod registry;
 pub mod reload;
 pub mod runtime;
 pub mod scaffold;
+pub mod secrets;
 pub mod server;
 pub mod spec;
 pub mod state;

@@ -78,7 +78,7 @@ pub struct Function {
     pub module: ModuleBlob,
     pub routes: Vec<Route>,
     pub limits: FunctionLimits,
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
     pub grants: Grants,
     pub jobs: Option<Jobs>,
     pub mcp: Option<Mcp>,
