@@ -12,10 +12,11 @@ mod receipts;
 pub mod token;
 pub mod webhook;
 
-use crate::deploy::Deployer;
 use crate::failure::{Failure, PublicError, allow_methods};
 use crate::jobs::{self, JobId};
 use crate::reconcile::Status;
+use crate::reconcile::controller::PassRequests;
+use crate::registry::RegistryHandle;
 use crate::spec::Name;
 use crate::state::{JobRecord, JobStatus};
 use axum::Router;
@@ -104,7 +105,11 @@ impl PublicError for ApiError {
 
 /// What the admin handlers share.
 pub struct Admin {
-    pub deployer: Arc<Deployer>,
+    pub state: crate::state::State,
+    /// The functions served now.
+    pub registry: RegistryHandle,
+    /// Asks the reconcile controller for a pass (the reconcile webhook).
+    pub passes: PassRequests,
     pub token: AdminToken,
     /// The git hosts' webhook secret (`reconcile.webhook.secretFile`), if configured.
     pub webhook: Option<Arc<webhook::WebhookSecret>>,
@@ -141,14 +146,14 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 /// `GET /_gojinn/v1/status` → the applied commit and every resource's status.
 async fn reconcile_status(State(admin): State<Arc<Admin>>) -> Result<axum::Json<Status>, Failure> {
-    Ok(axum::Json(status(&admin.deployer).await?))
+    Ok(axum::Json(status(&admin).await?))
 }
 
 /// The applied commit and every resource's status (REST `GET /_gojinn/v1/status`, MCP
 /// `gojinn.status`), as this node serves them: a function it could not deploy is failed.
-pub(crate) async fn status(deployer: &Deployer) -> Result<Status, Failure> {
-    let status = crate::reconcile::status::read(deployer.state()).await.map_err(ApiError::State)?;
-    Ok(status.with_node_failures(&deployer.node_failures()))
+pub(crate) async fn status(admin: &Admin) -> Result<Status, Failure> {
+    let status = crate::reconcile::status::read(&admin.state).await.map_err(ApiError::State)?;
+    Ok(status.with_node_failures(admin.registry.current().failures()))
 }
 
 /// `GET /_gojinn/v1/tenants/{tenant}/jobs?status=dead&limit=N` → `{"jobs": [...]}`.
@@ -159,7 +164,7 @@ async fn list_jobs(
 ) -> Result<Response, Failure> {
     let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
     let (status, limit) = list_query(request.uri().query().unwrap_or_default())?;
-    let jobs = jobs::list(admin.deployer.state(), &tenant, status, limit).await?;
+    let jobs = jobs::list(&admin.state, &tenant, status, limit).await?;
     Ok(axum::Json(serde_json::json!({ "jobs": jobs })).into_response())
 }
 
@@ -168,7 +173,7 @@ async fn show_job(
     State(admin): State<Arc<Admin>>,
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<axum::Json<JobRecord>, Failure> {
-    Ok(axum::Json(job(admin.deployer.state(), &tenant, &id).await?))
+    Ok(axum::Json(job(&admin.state, &tenant, &id).await?))
 }
 
 /// Job `id` of `tenant` (REST `GET /_gojinn/v1/tenants/{tenant}/jobs/{id}`, MCP `gojinn.job`).
@@ -182,7 +187,7 @@ async fn redrive_job(
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<Response, Failure> {
     let id = tenant_job(&tenant, &id)?;
-    let job = jobs::redrive(admin.deployer.state(), &id).await?;
+    let job = jobs::redrive(&admin.state, &id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
 }
 

@@ -31,7 +31,7 @@ async fn show(
     State(admin): State<Arc<Admin>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<StoredReceipt>, Failure> {
-    Ok(axum::Json(receipt(admin.deployer.state(), &id).await?))
+    Ok(axum::Json(receipt(&admin.state, &id).await?))
 }
 
 /// The receipt `id` as stored (REST `GET /_gojinn/v1/receipts/{id}`, MCP `gojinn.receipt`).
@@ -57,8 +57,7 @@ async fn list(
     let [from, to, limit] = numbers(request.uri().query().unwrap_or_default(), ["from", "to", "limit"])?;
     let limit = bounded("limit", limit, DEFAULT_LIST_LIMIT as u64, MAX_LIST_LIMIT as u64)?;
     let range = Range { from_ms: from.unwrap_or(0), to_ms: to.unwrap_or(u64::MAX), limit };
-    let receipts =
-        log::list(&*admin.deployer.state().audit, &tenant, range).await.map_err(ApiError::State)?;
+    let receipts = log::list(&*admin.state.audit, &tenant, range).await.map_err(ApiError::State)?;
     Ok(axum::Json(Receipts { receipts }))
 }
 
@@ -73,7 +72,7 @@ async fn records(
     let [after, limit] = numbers(request.uri().query().unwrap_or_default(), ["after", "limit"])?;
     let limit = bounded("limit", limit, DEFAULT_RECORDS, MAX_RECORDS)?;
     let from = after.unwrap_or(0).saturating_add(1);
-    let stored = admin.deployer.state().audit.read(&tenant, from, limit).await.map_err(ApiError::State)?;
+    let stored = admin.state.audit.read(&tenant, from, limit).await.map_err(ApiError::State)?;
     Ok(axum::Json(AuditPage { records: stored.into_iter().map(StoredRecord::new).collect() }))
 }
 
