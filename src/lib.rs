@@ -4,8 +4,8 @@
 //! (`deploy`) into a registry of prepared functions (`registry`), which the triggers read through
 //! a handle they are given when the node starts (`server`). Every execution, whatever triggered
 //! it, takes one path (`invoke`): admission through its gates (`gate`), a fresh sandbox
-//! (`runtime`) with the `gojinn` host functions (`host`) speaking guest ABI v1 (`abi`), its signed receipt (`audit`), its
-//! metrics (`metrics`) and span (`telemetry`). The triggers around it are thin: the HTTP edge
+//! (`runtime`) with the `gojinn` host functions (`host`) speaking guest ABI v1 (`abi`), its
+//! signed receipt (`audit`), its metrics (`metrics`) and span (`telemetry`). The triggers around it are thin: the HTTP edge
 //! (`edge`, which composes the whole HTTP stack), MCP tool calls (`api::mcp`) and the job
 //! workers (`workers`) running the jobs (`jobs`) queued in the state backend. Host capabilities
 //! reach the state backends (`state`), tenants' SQL databases (`state::sql`) and the network
