@@ -93,7 +93,7 @@ fn status_path(id: &JobId) -> String {
 
 /// `GET /_gojinn/v1/jobs/{id}`: the job's status, attempts, result or error, and timestamps.
 pub async fn status(State(edge): State<Arc<Edge>>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let job = jobs::status(edge.deployer.state(), &JobId::parse(&id)?).await?;
+    let job = jobs::status(&edge.state, &JobId::parse(&id)?).await?;
     let mut response = axum::Json(job).into_response();
     // A capability URL's answer must not be kept by shared caches.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
