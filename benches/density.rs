@@ -39,7 +39,9 @@ fn main() -> anyhow::Result<()> {
     let hello = std::fs::read(guests.join("wasm32-wasip1/release/hello.wasm"))?;
     let specs = tempfile::tempdir()?;
     write_specs(specs.path(), &hello, functions, modules)?;
-    let config = specs.path().join("gojinn.yaml");
+    // Beside the specs, not among them: the node would read it as a spec.
+    let configs = tempfile::tempdir()?;
+    let config = configs.path().join("gojinn.yaml");
     let cache = std::env::var("GOJINN_BENCH_CACHE").ok();
     let settings = match &cache {
         Some(bytes) => format!("runtime: {{ moduleCacheBytes: {bytes} }}\n"),
@@ -60,7 +62,10 @@ fn main() -> anyhow::Result<()> {
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (node, first) = runtime.block_on(start(specs.path(), &config, &data))?;
-    println!("\n== first start (compiling every module not yet compiled): ready in {:.1} s", first.ready.as_secs_f64());
+    println!(
+        "\n== first start (compiling every module not yet compiled): ready in {:.1} s",
+        first.ready.as_secs_f64()
+    );
     stop(node)?;
 
     let (node, warm) = runtime.block_on(start(specs.path(), &config, &data))?;

@@ -32,7 +32,7 @@ impl Default for PoolConfig {
             max_instances: 1000,
             max_memory_per_instance: 256 << 20,
             max_wasm_stack: 1 << 20,
-            module_cache_bytes: 512 << 20,
+            module_cache_bytes: 1 << 30,
         }
     }
 }
