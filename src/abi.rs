@@ -1,6 +1,7 @@
 //! The JSON envelopes of guest ABI v1 (DESIGN section 4): the request a guest reads from stdin
 //! and the response it writes to stdout. Bodies that are not UTF-8 travel as `body_b64`.
 
+use crate::spec::CREDENTIAL_HEADERS;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
@@ -9,11 +10,6 @@ use std::collections::BTreeMap;
 
 /// Header names (lower case) mapped to their values in order.
 pub type Headers = BTreeMap<String, Vec<String>>;
-
-/// Request headers that carry credentials. A queued call's envelope rests in the state store until
-/// its job expires, so these are removed before it is stored unless the function's
-/// `jobs.keepHeaders` names them; a synchronous call's guest sees them all.
-pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-gojinn-key"];
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct GuestRequest {

@@ -7,7 +7,7 @@
 //! the same tenant and key always give the same id. A sync call ignores the header. The job stores
 //! a W3C `traceparent`: the request span's when traces are exported, else the request's own; without
 //! a valid one, one on the trace id its envelope carries. It never stores the request's credential
-//! headers (`abi::CREDENTIAL_HEADERS`) unless the function's `jobs.keepHeaders` names them.
+//! headers (`spec::CREDENTIAL_HEADERS`) unless the function's `jobs.keepHeaders` names them.
 
 use super::Edge;
 use super::respond::EdgeError;

@@ -306,7 +306,7 @@ impl<'de> Deserialize<'de> for EnvName {
 }
 
 /// An environment variable's value: a literal, or a secret that each node reads when it deploys
-/// the function (`crate::secrets`), so that its value is never in a spec, the state backend, a
+/// the function (module `secrets`), so that its value is never in a spec, the state backend, a
 /// plan, status or a receipt.
 #[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
 #[serde(untagged)]
@@ -471,7 +471,12 @@ pub struct Jobs {
     pub keep_headers: Vec<CredentialHeader>,
 }
 
-/// One of [`crate::abi::CREDENTIAL_HEADERS`], any case in the spec, lower case once parsed.
+/// Request headers that carry credentials. A queued call's envelope rests in the state store until
+/// its job expires, so these are removed before it is stored unless the function's
+/// `jobs.keepHeaders` names them; a synchronous call's guest sees them all.
+pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-gojinn-key"];
+
+/// One of [`CREDENTIAL_HEADERS`], any case in the spec, lower case once parsed.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq, JsonSchema)]
 #[serde(transparent)]
 pub struct CredentialHeader(
@@ -485,12 +490,12 @@ impl<'de> Deserialize<'de> for CredentialHeader {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let raw = String::deserialize(deserializer)?;
         let name = raw.to_ascii_lowercase();
-        if crate::abi::CREDENTIAL_HEADERS.contains(&name.as_str()) {
+        if CREDENTIAL_HEADERS.contains(&name.as_str()) {
             Ok(Self(name))
         } else {
             Err(serde::de::Error::custom(format!(
                 "keepHeaders lists {raw:?}, which is not a credential header: only {} are removed from queued calls",
-                crate::abi::CREDENTIAL_HEADERS.join(", ")
+                CREDENTIAL_HEADERS.join(", ")
             )))
         }
     }
