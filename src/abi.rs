@@ -1,6 +1,7 @@
 //! The JSON envelopes of guest ABI v1 (DESIGN section 4): the request a guest reads from stdin
 //! and the response it writes to stdout. Bodies that are not UTF-8 travel as `body_b64`.
 
+use crate::spec::CREDENTIAL_HEADERS;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
@@ -102,6 +103,17 @@ impl GuestRequest {
 
     pub fn to_json(&self) -> Bytes {
         serde_json::to_vec(self).expect("request envelope serializes").into()
+    }
+
+    /// The envelope to store with a queued job: without the [`CREDENTIAL_HEADERS`] that `keep`
+    /// does not name.
+    pub fn without_credentials(mut self, keep: &[crate::spec::CredentialHeader]) -> Self {
+        for name in CREDENTIAL_HEADERS {
+            if !keep.iter().any(|kept| kept.0 == name) {
+                self.headers.remove(name);
+            }
+        }
+        self
     }
 }
 

@@ -36,6 +36,7 @@ pub struct NodeConfig {
     pub telemetry: TelemetrySettings,
     pub audit: AuditSettings,
     pub http: HttpSettings,
+    pub secrets: crate::secrets::SecretSettings,
 }
 
 /// The accepted forms of a listen address, for error messages.
@@ -238,6 +239,8 @@ pub struct RuntimeSettings {
     pub max_memory_per_instance: ByteSize,
     /// Wasm stack per instance.
     pub max_wasm_stack: ByteSize,
+    /// Most compiled module code kept in memory (least recently used dropped past it).
+    pub module_cache_bytes: ByteSize,
 }
 
 impl Default for NodeConfig {
@@ -255,6 +258,7 @@ impl Default for NodeConfig {
             telemetry: TelemetrySettings::default(),
             audit: AuditSettings::default(),
             http: HttpSettings::default(),
+            secrets: crate::secrets::SecretSettings::default(),
         }
     }
 }
@@ -266,6 +270,7 @@ impl Default for RuntimeSettings {
             max_instances: pool.max_instances,
             max_memory_per_instance: ByteSize(pool.max_memory_per_instance),
             max_wasm_stack: ByteSize(pool.max_wasm_stack as u64),
+            module_cache_bytes: ByteSize(pool.module_cache_bytes),
         }
     }
 }
@@ -276,6 +281,7 @@ impl RuntimeSettings {
             max_instances: self.max_instances,
             max_memory_per_instance: self.max_memory_per_instance.bytes(),
             max_wasm_stack: usize::try_from(self.max_wasm_stack.bytes()).unwrap_or(usize::MAX),
+            module_cache_bytes: self.module_cache_bytes.bytes(),
         }
     }
 }

@@ -333,9 +333,6 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// How long `gojinn apply` may hold the reconcile lease; it gives it back when done.
-const APPLY_LEASE_SECS: u64 = 600;
-
 /// The node configuration a `plan` or `apply` works with: `--config` (or ./gojinn.yaml), with
 /// the command line's `--data-dir` and `--nats` over it.
 fn reconcile_config(args: &ReconcileArgs) -> anyhow::Result<NodeConfig> {
@@ -396,20 +393,8 @@ fn apply(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let state = runtime
         .block_on(gojinn::state::open(&config.state, &config.data_dir))
         .context("opening the state backend (a running node holds the embedded store: stop it, or trigger it with POST /_gojinn/v1/reconcile)")?;
-    let reconciler = Reconciler::new(state);
     // The same lease the nodes take: never two reconcilers at once.
-    let holder = format!("gojinn-apply-{}", std::process::id());
-    let control = &reconciler.state().control;
-    let lease = std::time::Duration::from_secs(APPLY_LEASE_SECS);
-    if !runtime.block_on(control.acquire_lease(gojinn::deploy::RECONCILE_LEASE, &holder, lease))? {
-        bail!(
-            "a running node holds the reconcile lease and reconciles from its own source; \
-             change that source (or call POST /_gojinn/v1/reconcile) instead"
-        );
-    }
-    let report = runtime.block_on(reconciler.apply(&admitted));
-    runtime.block_on(control.release_lease(gojinn::deploy::RECONCILE_LEASE, &holder))?;
-    let report = report?;
+    let report = runtime.block_on(Reconciler::new(state).apply_under_lease(&admitted))?;
     match args.output {
         Output::Json => {
             let document = render::document(&report.plan, &admitted, Some(&report));

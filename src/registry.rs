@@ -1,12 +1,15 @@
-//! The functions a node serves right now: an immutable snapshot, swapped whole on every deploy.
+//! The functions a node serves right now: an immutable snapshot, swapped whole on every deploy
+//! (the deploy module builds them) and read through a [`RegistryHandle`], one atomic load per read.
 //! A call holds an `Arc` of the function it runs, so it finishes on the revision it started on.
 
 use crate::gate::Gate;
 use crate::host::Capabilities;
 use crate::runtime::{CallRequest, Prepared, Ran, Runtime};
 use crate::spec::{Function, FunctionId, Method, Name, Route, path_tenant};
-use std::collections::{HashMap, HashSet};
+use arc_swap::ArcSwap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use tokio::sync::watch;
 
 /// A function revision ready to serve.
 pub struct Deployed {
@@ -53,6 +56,9 @@ pub struct Registry {
     functions: HashMap<FunctionId, Arc<Deployed>>,
     routes: Routes,
     tenant_gates: HashMap<Name, Arc<Gate>>,
+    /// The functions the deploy that built this registry could not prepare on this node, with
+    /// the error: status shows them failed.
+    failures: BTreeMap<FunctionId, String>,
 }
 
 impl Registry {
@@ -65,7 +71,18 @@ impl Registry {
         ordered.sort_by(|a, b| a.id.cmp(&b.id));
         let declared = ordered.into_iter().map(|deployed| (&*deployed.id, &deployed.spec.routes[..]));
         let routes = Routes::new(tenants, declared);
-        Self { functions, routes, tenant_gates }
+        Self { functions, routes, tenant_gates, failures: BTreeMap::new() }
+    }
+
+    /// This registry, recording the functions its deploy could not prepare.
+    pub fn with_failures(self, failures: BTreeMap<FunctionId, String>) -> Self {
+        Self { failures, ..self }
+    }
+
+    /// The functions the deploy that built this registry could not prepare (their module does
+    /// not load on this node), with the error.
+    pub fn failures(&self) -> &BTreeMap<FunctionId, String> {
+        &self.failures
     }
 
     pub fn get(&self, id: &FunctionId) -> Option<&Arc<Deployed>> {
@@ -93,6 +110,52 @@ impl Registry {
         let tenant = Name::new(segments.next()?).ok()?;
         let function = Name::new(segments.next()?).ok()?;
         self.functions.get(&FunctionId { tenant, function }).cloned().map(Target::Direct)
+    }
+}
+
+/// A cheap, shared handle to the registry a node serves now: the edge, the admin API, MCP and
+/// the job workers read it, and only a deploy ([`RegistryHandle::publish`]) replaces it.
+/// Reading is one atomic load, never a lock.
+#[derive(Clone)]
+pub struct RegistryHandle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    current: ArcSwap<Registry>,
+    /// Counts deploys; subscribers learn that the registry changed.
+    deploys: watch::Sender<u64>,
+}
+
+impl Default for RegistryHandle {
+    /// An empty registry, before the first deploy.
+    fn default() -> Self {
+        let shared =
+            Shared { current: ArcSwap::from_pointee(Registry::default()), deploys: watch::Sender::new(0) };
+        Self { shared: Arc::new(shared) }
+    }
+}
+
+impl RegistryHandle {
+    /// The registry served now.
+    pub fn current(&self) -> Arc<Registry> {
+        self.shared.current.load_full()
+    }
+
+    /// Changes after every deploy; read [`RegistryHandle::current`] then.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.shared.deploys.subscribe()
+    }
+
+    /// Whether a deploy has published a registry yet.
+    pub fn deployed(&self) -> bool {
+        *self.shared.deploys.borrow() > 0
+    }
+
+    /// Serves `registry` from now on and tells the subscribers. Only a deploy calls this.
+    pub fn publish(&self, registry: Registry) {
+        self.shared.current.store(Arc::new(registry));
+        self.shared.deploys.send_modify(|count| *count += 1);
     }
 }
 

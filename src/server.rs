@@ -1,6 +1,7 @@
-//! Starts a node: configuration checked, port bound, then runtime, state backend, first deploy,
-//! spec watcher, job workers and the HTTP server with the admin API; and stops it gracefully, in
-//! the reverse order. A configuration problem or a port in use is reported before anything is
+//! Starts a node: configuration checked, port bound, then runtime, state backend, the reconcile
+//! controller's first pass and its loop, job workers and the HTTP server with the admin API; and
+//! stops it gracefully, in the reverse order. The one place that hands each part what it uses
+//! (state backend, registry, runtime, node config). A configuration problem or a port in use is reported before anything is
 //! written (data dir, admin token, audit key) or compiled. Connections that arrive during the
 //! first deploy wait in the listen backlog: the node answers once it serves what is deployed.
 
@@ -11,12 +12,14 @@ mod limits;
 use crate::api::{AdminToken, TokenError};
 use crate::audit::{Recorder, RecorderError};
 use crate::config::{InvalidConfig, NodeConfig};
-use crate::deploy::{DeployReport, Deployer, log_report};
+use crate::deploy::Deployment;
 use crate::edge::{self, Edge};
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
-use crate::reload::{self, ReconcileLoop};
+use crate::reconcile::controller::{Controller, ControllerTask, PassReport, log_report};
+use crate::registry::RegistryHandle;
 use crate::runtime::{Runtime, RuntimeError};
+use crate::state::State;
 use crate::workers::Workers;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -57,12 +60,13 @@ fn read_configured_keys(audit: &crate::config::AuditSettings) -> Result<(), Reco
 /// A running node.
 pub struct Server {
     addr: SocketAddr,
-    deployer: Arc<Deployer>,
-    first_deploy: DeployReport,
+    state: State,
+    registry: RegistryHandle,
+    first_deploy: PassReport,
     shutdown: Option<oneshot::Sender<()>>,
     /// The HTTP server; `None` once it ended and was waited for.
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    watcher: Option<ReconcileLoop>,
+    controller: Option<ControllerTask>,
     workers: Option<Workers>,
     recorder: Arc<Recorder>,
 }
@@ -87,27 +91,28 @@ impl Server {
         let modules = Some(config.data_dir.join("modules"));
         let runtime = Arc::new(Runtime::new(config.runtime.pool(), modules, metrics.clone())?);
         let state = crate::state::open(&config.state, &config.data_dir).await?;
-        let config = Arc::new(config);
-        let deployer = Arc::new(Deployer::new(config.clone(), runtime, state));
-        let first_deploy = deployer.reload().await;
+        // The registry, the state backend, the runtime and the node config are handed to each
+        // part that needs them here, and only here.
+        let registry = RegistryHandle::default();
+        let deployment = Deployment::new(&config, runtime.clone(), state.clone(), registry.clone());
+        let controller =
+            Arc::new(Controller::new(&config, state.clone(), Arc::new(deployment), metrics.clone()));
+        let first_deploy = controller.pass().await;
         log_report(&first_deploy);
-        let tenants: BTreeSet<_> = deployer.registry().functions().map(|f| f.id.tenant.clone()).collect();
-        let audit = deployer.state().audit.clone();
+        let tenants: BTreeSet<_> = registry.current().functions().map(|f| f.id.tenant.clone()).collect();
+        let audit = state.audit.clone();
         let recorder = Arc::new(
             Recorder::start(&config.audit, &config.data_dir, audit, metrics.clone(), tenants).await?,
         );
-        let watcher = Some(reload::start(deployer.clone(), config.watch)?);
+        let controller_task = Some(controller.start(config.watch)?);
 
-        let reachability = deployer.state().reachability.clone();
-        let invoker = Arc::new(Invoker::new(
-            deployer.runtime().clone(),
-            recorder.clone(),
-            metrics.clone(),
-            reachability,
-        ));
-        let workers = Workers::start(deployer.clone(), invoker.clone());
+        let reachability = state.reachability.clone();
+        let invoker = Arc::new(Invoker::new(runtime, recorder.clone(), metrics.clone(), reachability));
+        let workers = Workers::start(state.clone(), registry.clone(), metrics.clone(), invoker.clone());
         let edge = Arc::new(Edge {
-            deployer: deployer.clone(),
+            state: state.clone(),
+            registry: registry.clone(),
+            passes: controller.requests(),
             admin_token,
             webhook_secret,
             metrics,
@@ -123,14 +128,15 @@ impl Server {
             })
             .await
         });
-        tracing::info!(%addr, source = %deployer.source(), "gojinn is serving");
+        tracing::info!(%addr, source = %controller.source(), "gojinn is serving");
         Ok(Self {
             addr,
-            deployer,
+            state,
+            registry,
             first_deploy,
             shutdown: Some(shutdown),
             task: Some(task),
-            watcher,
+            controller: controller_task,
             workers: Some(workers),
             recorder,
         })
@@ -140,12 +146,18 @@ impl Server {
         self.addr
     }
 
-    pub fn deployer(&self) -> &Arc<Deployer> {
-        &self.deployer
+    /// The node's state backend.
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
-    /// What the first deploy did, including every invalid document.
-    pub fn first_deploy(&self) -> &DeployReport {
+    /// The registry the node serves.
+    pub fn registry(&self) -> &RegistryHandle {
+        &self.registry
+    }
+
+    /// What the first pass deployed, including every invalid document.
+    pub fn first_deploy(&self) -> &PassReport {
         &self.first_deploy
     }
 
@@ -154,8 +166,8 @@ impl Server {
     /// recorder (every receipt appended, every chain checkpointed), and returns once nothing of
     /// the node holds its state backend any more.
     pub async fn stop(mut self) -> std::io::Result<()> {
-        if let Some(watcher) = self.watcher.take() {
-            watcher.stop().await;
+        if let Some(controller) = self.controller.take() {
+            controller.stop().await;
         }
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());

@@ -10,8 +10,7 @@
 //! never runs a guest, reads state or maps an error any other way.
 
 use crate::abi::GuestRequest;
-use crate::api::ApiError;
-use crate::deploy::Deployer;
+use crate::api::{Admin, ApiError};
 use crate::failure::{self, Failure, PublicError};
 use crate::invoke::{Invocation, InvokeError, Invoked, Invoker, Trigger};
 use crate::registry::{Deployed, Registry};
@@ -56,7 +55,7 @@ const INSTRUCTIONS: &str = "Gojinn runs WebAssembly functions. Each tool named {
     _meta[\"gojinn/receipt\"] names the signed receipt of the call, which gojinn.receipt shows.";
 
 /// The MCP route; the edge puts it behind the admin token and [`same_origin`].
-pub fn routes(invoker: Arc<Invoker>, deployer: Arc<Deployer>) -> Router {
+pub fn routes(invoker: Arc<Invoker>, admin: Arc<Admin>) -> Router {
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
@@ -66,7 +65,7 @@ pub fn routes(invoker: Arc<Invoker>, deployer: Arc<Deployer>) -> Router {
         .disable_allowed_hosts()
         .with_max_request_body_bytes(MAX_REQUEST_BYTES);
     let service = StreamableHttpService::new(
-        move || Ok(Gateway { deployer: deployer.clone(), invoker: invoker.clone() }),
+        move || Ok(Gateway { admin: admin.clone(), invoker: invoker.clone() }),
         Arc::new(NeverSessionManager::default()),
         config,
     );
@@ -101,7 +100,8 @@ fn check_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), ApiError>
 
 /// Serves one MCP request; made afresh for each.
 struct Gateway {
-    deployer: Arc<Deployer>,
+    /// What the admin API reads: the state backend and the functions served now.
+    admin: Arc<Admin>,
     invoker: Arc<Invoker>,
 }
 
@@ -122,7 +122,7 @@ impl ServerHandler for Gateway {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools(&self.deployer.registry())))
+        Ok(ListToolsResult::with_all_items(tools(&self.admin.registry.current())))
     }
 
     async fn call_tool(
@@ -132,9 +132,9 @@ impl ServerHandler for Gateway {
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = request.arguments.unwrap_or_default();
         if let Some(admin) = AdminTool::named(&request.name) {
-            return Ok(admin.call(&self.deployer, arguments).await?.into());
+            return Ok(admin.call(&self.admin, arguments).await?.into());
         }
-        let function = tool_function(&self.deployer.registry(), &request.name)
+        let function = tool_function(&self.admin.registry.current(), &request.name)
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool {:?}", request.name), None))?;
         let parts = context.extensions.get::<http::request::Parts>();
         Ok(call_function(&self.invoker, &function, arguments, parts).await.into())
@@ -293,15 +293,15 @@ impl AdminTool {
         Tool::new(self.name(), description, Arc::new(schema)).annotate(ToolAnnotations::new().read_only(true))
     }
 
-    /// Runs the tool against the node's `deployer`; a failure it can report (not found,
+    /// Runs the tool against what the admin API reads; a failure it can report (not found,
     /// unavailable) is an error result with the edge's JSON error body, invalid arguments a
     /// protocol error.
-    async fn call(self, deployer: &Deployer, arguments: JsonObject) -> Result<CallToolResult, ErrorData> {
-        let state = deployer.state();
+    async fn call(self, admin: &Admin, arguments: JsonObject) -> Result<CallToolResult, ErrorData> {
+        let state = &admin.state;
         let answer = match self {
             AdminTool::Status => {
                 parse_arguments::<NoArguments>(self, arguments)?;
-                json(super::status(deployer).await)
+                json(super::status(admin).await)
             }
             AdminTool::Job => {
                 let JobArguments { tenant, id } = parse_arguments(self, arguments)?;

@@ -12,15 +12,16 @@ mod receipts;
 pub mod token;
 pub mod webhook;
 
-use crate::deploy::Deployer;
 use crate::failure::{Failure, PublicError, allow_methods};
 use crate::jobs::{self, JobId};
 use crate::reconcile::Status;
+use crate::reconcile::controller::PassRequests;
+use crate::registry::RegistryHandle;
 use crate::spec::Name;
 use crate::state::{JobRecord, JobStatus};
 use axum::Router;
-use axum::extract::{Path, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -104,7 +105,11 @@ impl PublicError for ApiError {
 
 /// What the admin handlers share.
 pub struct Admin {
-    pub deployer: Arc<Deployer>,
+    pub state: crate::state::State,
+    /// The functions served now.
+    pub registry: RegistryHandle,
+    /// Asks the reconcile controller for a pass (the reconcile webhook).
+    pub passes: PassRequests,
     pub token: AdminToken,
     /// The git hosts' webhook secret (`reconcile.webhook.secretFile`), if configured.
     pub webhook: Option<Arc<webhook::WebhookSecret>>,
@@ -141,25 +146,25 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 /// `GET /_gojinn/v1/status` → the applied commit and every resource's status.
 async fn reconcile_status(State(admin): State<Arc<Admin>>) -> Result<axum::Json<Status>, Failure> {
-    Ok(axum::Json(status(&admin.deployer).await?))
+    Ok(axum::Json(status(&admin).await?))
 }
 
 /// The applied commit and every resource's status (REST `GET /_gojinn/v1/status`, MCP
 /// `gojinn.status`), as this node serves them: a function it could not deploy is failed.
-pub(crate) async fn status(deployer: &Deployer) -> Result<Status, Failure> {
-    let status = crate::reconcile::status::read(deployer.state()).await.map_err(ApiError::State)?;
-    Ok(status.with_node_failures(&deployer.node_failures()))
+pub(crate) async fn status(admin: &Admin) -> Result<Status, Failure> {
+    let status = crate::reconcile::status::read(&admin.state).await.map_err(ApiError::State)?;
+    Ok(status.with_node_failures(admin.registry.current().failures()))
 }
 
 /// `GET /_gojinn/v1/tenants/{tenant}/jobs?status=dead&limit=N` → `{"jobs": [...]}`.
 async fn list_jobs(
     State(admin): State<Arc<Admin>>,
     Path(tenant): Path<String>,
-    request: Request,
+    uri: Uri,
 ) -> Result<Response, Failure> {
     let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
-    let (status, limit) = list_query(request.uri().query().unwrap_or_default())?;
-    let jobs = jobs::list(admin.deployer.state(), &tenant, status, limit).await?;
+    let (status, limit) = list_query(&uri)?;
+    let jobs = jobs::list(&admin.state, &tenant, status, limit).await?;
     Ok(axum::Json(serde_json::json!({ "jobs": jobs })).into_response())
 }
 
@@ -168,7 +173,7 @@ async fn show_job(
     State(admin): State<Arc<Admin>>,
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<axum::Json<JobRecord>, Failure> {
-    Ok(axum::Json(job(admin.deployer.state(), &tenant, &id).await?))
+    Ok(axum::Json(job(&admin.state, &tenant, &id).await?))
 }
 
 /// Job `id` of `tenant` (REST `GET /_gojinn/v1/tenants/{tenant}/jobs/{id}`, MCP `gojinn.job`).
@@ -182,7 +187,7 @@ async fn redrive_job(
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<Response, Failure> {
     let id = tenant_job(&tenant, &id)?;
-    let job = jobs::redrive(admin.deployer.state(), &id).await?;
+    let job = jobs::redrive(&admin.state, &id).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(job)).into_response())
 }
 
@@ -195,23 +200,39 @@ fn tenant_job(tenant: &str, id: &str) -> Result<JobId, Failure> {
     Ok(parsed)
 }
 
-/// `status` and `limit` of a list query; anything else is refused, so a typo is not ignored.
-fn list_query(query: &str) -> Result<(Option<JobStatus>, usize), ApiError> {
-    let (mut status, mut limit) = (None, DEFAULT_LIST_LIMIT);
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        match pair.split_once('=').unwrap_or((pair, "")) {
-            ("status", value) => status = Some(jobs::parse_status(value).map_err(ApiError::BadQuery)?),
-            ("limit", value) => {
-                limit = value.parse().ok().filter(|n| (1..=MAX_LIST_LIMIT).contains(n)).ok_or_else(|| {
-                    ApiError::BadQuery(format!("limit must be 1 to {MAX_LIST_LIMIT}, not {value:?}"))
-                })?;
-            }
-            (name, _) => {
-                return Err(ApiError::BadQuery(format!("unknown parameter {name:?}: use status and limit")));
-            }
-        }
+/// A job list's query: `status` and `limit`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    status: Option<String>,
+    limit: Option<u64>,
+}
+
+/// The status and limit a job list asks for.
+fn list_query(uri: &Uri) -> Result<(Option<JobStatus>, usize), ApiError> {
+    let ListQuery { status, limit } = query(uri)?;
+    let status = status.map(|status| jobs::parse_status(&status)).transpose().map_err(ApiError::BadQuery)?;
+    Ok((status, bounded("limit", limit, DEFAULT_LIST_LIMIT as u64, MAX_LIST_LIMIT as u64)?))
+}
+
+/// The query of `uri` as `T`, whose `deny_unknown_fields` refuses any other parameter, so that a
+/// typo is not ignored.
+fn query<T: serde::de::DeserializeOwned>(uri: &Uri) -> Result<T, ApiError> {
+    match Query::try_from_uri(uri) {
+        Ok(Query(query)) => Ok(query),
+        // The deserializer's message, which names the parameter, without axum's preamble.
+        Err(rejection) => Err(ApiError::BadQuery(
+            std::error::Error::source(&rejection).map_or_else(|| rejection.body_text(), ToString::to_string),
+        )),
     }
-    Ok((status, limit))
+}
+
+/// `value`, or `default`, which must be 1 to `max`.
+fn bounded(name: &str, value: Option<u64>, default: u64, max: u64) -> Result<usize, ApiError> {
+    match value.unwrap_or(default) {
+        n @ 1.. if n <= max => Ok(n as usize),
+        n => Err(ApiError::BadQuery(format!("{name} must be 1 to {max}, not {n}"))),
+    }
 }
 
 #[cfg(test)]
@@ -220,11 +241,23 @@ mod tests {
 
     #[test]
     fn list_queries_take_a_status_and_a_limit() {
+        let list_query = |query: &str| list_query(&format!("/jobs?{query}").parse().unwrap());
         assert_eq!(list_query("").unwrap(), (None, DEFAULT_LIST_LIMIT));
         assert_eq!(list_query("status=dead&limit=5").unwrap(), (Some(JobStatus::Dead), 5));
         for bad in ["status=gone", "limit=0", "limit=1001", "limit=x", "state=dead"] {
             assert!(matches!(list_query(bad), Err(ApiError::BadQuery(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_bad_query_is_refused_naming_the_parameter() {
+        let refused = |query: &str| match list_query(&format!("/jobs?{query}").parse().unwrap()) {
+            Err(ApiError::BadQuery(message)) => message,
+            other => panic!("{query}: {other:?}"),
+        };
+        assert!(refused("state=dead").contains("unknown field `state`"), "{}", refused("state=dead"));
+        assert!(refused("limit=x").starts_with("limit: "), "{}", refused("limit=x"));
+        assert_eq!(refused("limit=1001"), "limit must be 1 to 1000, not 1001");
     }
 
     #[test]

@@ -4,12 +4,13 @@
 //! again: their signature covers those bytes, so a client can check each one alone. Each reads
 //! the tenant's log from its start (see [`crate::audit::log`]).
 
-use super::{Admin, ApiError, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT};
+use super::{Admin, ApiError, DEFAULT_LIST_LIMIT, MAX_LIST_LIMIT, bounded, query};
 use crate::audit::log::{self, AuditPage, Range, StoredReceipt, StoredRecord};
 use crate::failure::{Failure, allow_methods};
 use crate::spec::Name;
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Path, State};
+use axum::http::Uri;
 use axum::routing::get;
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ async fn show(
     State(admin): State<Arc<Admin>>,
     Path(id): Path<String>,
 ) -> Result<axum::Json<StoredReceipt>, Failure> {
-    Ok(axum::Json(receipt(admin.deployer.state(), &id).await?))
+    Ok(axum::Json(receipt(&admin.state, &id).await?))
 }
 
 /// The receipt `id` as stored (REST `GET /_gojinn/v1/receipts/{id}`, MCP `gojinn.receipt`).
@@ -51,14 +52,13 @@ struct Receipts {
 async fn list(
     State(admin): State<Arc<Admin>>,
     Path(tenant): Path<String>,
-    request: Request,
+    uri: Uri,
 ) -> Result<axum::Json<Receipts>, Failure> {
     let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
-    let [from, to, limit] = numbers(request.uri().query().unwrap_or_default(), ["from", "to", "limit"])?;
+    let ReceiptsQuery { from, to, limit } = query(&uri)?;
     let limit = bounded("limit", limit, DEFAULT_LIST_LIMIT as u64, MAX_LIST_LIMIT as u64)?;
     let range = Range { from_ms: from.unwrap_or(0), to_ms: to.unwrap_or(u64::MAX), limit };
-    let receipts =
-        log::list(&*admin.deployer.state().audit, &tenant, range).await.map_err(ApiError::State)?;
+    let receipts = log::list(&*admin.state.audit, &tenant, range).await.map_err(ApiError::State)?;
     Ok(axum::Json(Receipts { receipts }))
 }
 
@@ -67,38 +67,31 @@ async fn list(
 async fn records(
     State(admin): State<Arc<Admin>>,
     Path(tenant): Path<String>,
-    request: Request,
+    uri: Uri,
 ) -> Result<axum::Json<AuditPage>, Failure> {
     let tenant = Name::new(&tenant).map_err(|_| ApiError::NoTenant(tenant.clone()))?;
-    let [after, limit] = numbers(request.uri().query().unwrap_or_default(), ["after", "limit"])?;
+    let AuditQuery { after, limit } = query(&uri)?;
     let limit = bounded("limit", limit, DEFAULT_RECORDS, MAX_RECORDS)?;
     let from = after.unwrap_or(0).saturating_add(1);
-    let stored = admin.deployer.state().audit.read(&tenant, from, limit).await.map_err(ApiError::State)?;
+    let stored = admin.state.audit.read(&tenant, from, limit).await.map_err(ApiError::State)?;
     Ok(axum::Json(AuditPage { records: stored.into_iter().map(StoredRecord::new).collect() }))
 }
 
-/// The numeric parameters `names` of a query, each optional; any other parameter is refused, so
-/// a typo is not ignored.
-fn numbers<const N: usize>(query: &str, names: [&str; N]) -> Result<[Option<u64>; N], ApiError> {
-    let mut values = [None; N];
-    for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let Some(slot) = names.iter().position(|known| *known == name) else {
-            return Err(ApiError::BadQuery(format!("unknown parameter {name:?}: use {}", names.join(", "))));
-        };
-        let parsed =
-            value.parse().map_err(|_| ApiError::BadQuery(format!("{name} must be a number, not {value:?}")));
-        values[slot] = Some(parsed?);
-    }
-    Ok(values)
+/// A receipt list's query: execution start times in milliseconds since the epoch, `[from, to)`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReceiptsQuery {
+    from: Option<u64>,
+    to: Option<u64>,
+    limit: Option<u64>,
 }
 
-/// `value`, or `default`, which must be 1 to `max`.
-fn bounded(name: &str, value: Option<u64>, default: u64, max: u64) -> Result<usize, ApiError> {
-    match value.unwrap_or(default) {
-        n @ 1.. if n <= max => Ok(n as usize),
-        n => Err(ApiError::BadQuery(format!("{name} must be 1 to {max}, not {n}"))),
-    }
+/// An audit log page's query: the records after sequence `after`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<u64>,
+    limit: Option<u64>,
 }
 
 #[cfg(test)]
@@ -107,10 +100,13 @@ mod tests {
 
     #[test]
     fn queries_take_known_numbers_only() {
-        assert_eq!(numbers("", ["from", "to"]).unwrap(), [None, None]);
-        assert_eq!(numbers("to=5&from=2", ["from", "to"]).unwrap(), [Some(2), Some(5)]);
+        let parse = |raw: &str| query::<ReceiptsQuery>(&format!("/receipts?{raw}").parse().unwrap());
+        let empty = parse("").unwrap();
+        assert_eq!((empty.from, empty.to, empty.limit), (None, None, None));
+        let given = parse("to=5&from=2").unwrap();
+        assert_eq!((given.from, given.to, given.limit), (Some(2), Some(5), None));
         for bad in ["from=x", "from=-1", "since=3", "to"] {
-            assert!(matches!(numbers(bad, ["from", "to"]), Err(ApiError::BadQuery(_))), "{bad}");
+            assert!(matches!(parse(bad), Err(ApiError::BadQuery(_))), "{bad}");
         }
         assert_eq!(bounded("limit", None, 100, 1000).unwrap(), 100);
         assert!(bounded("limit", Some(0), 100, 1000).is_err());

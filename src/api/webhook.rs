@@ -95,7 +95,7 @@ pub async fn request_reconcile(
     if !authorized(&admin, request).await? {
         return Err(ApiError::WebhookUnauthorized.into());
     }
-    admin.deployer.request_pass();
+    admin.passes.request();
     Ok((StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "queued": true }))).into_response())
 }
 

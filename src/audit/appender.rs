@@ -21,6 +21,7 @@ use super::chain::{Chains, Head};
 use super::log::{chain_state, read_from};
 use super::receipt::ReceiptDraft;
 use super::record::{Checkpoint, Record};
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::spec::Name;
 use crate::state::{AuditLog, StateError};
@@ -36,9 +37,8 @@ use tracing::Instrument;
 const MAX_BATCH: usize = 1024;
 /// Receipts per record; keeps a record well under NATS's default 1 MB message limit.
 pub(super) const RECEIPTS_PER_RECORD: usize = 256;
-/// First pause before retrying a failed append, doubling up to [`MAX_RETRY_PAUSE`].
-const FIRST_RETRY_PAUSE: Duration = Duration::from_millis(100);
-const MAX_RETRY_PAUSE: Duration = Duration::from_secs(5);
+/// Pause before retrying a failed append: a tenth of a second, doubling up to 5 s.
+const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
 /// The shortest interval between checkpoints.
 const MIN_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -271,14 +271,7 @@ impl Appender {
     }
 
     fn retry<'a>(&self, tenant: &'a Name, what: &'static str) -> Retry<'a> {
-        Retry {
-            tenant,
-            what,
-            pause: FIRST_RETRY_PAUSE,
-            failures: 0,
-            stop_by: self.stop_by.clone(),
-            trouble: self.trouble.clone(),
-        }
+        Retry { tenant, what, failures: 0, stop_by: self.stop_by.clone(), trouble: self.trouble.clone() }
     }
 
     /// Reads where this node's chain of `name` stands and continues it from there.
@@ -312,7 +305,6 @@ impl Appender {
 struct Retry<'a> {
     tenant: &'a Name,
     what: &'static str,
-    pause: Duration,
     failures: u32,
     stop_by: watch::Receiver<Option<Instant>>,
     trouble: watch::Sender<Option<String>>,
@@ -327,14 +319,14 @@ impl Retry<'_> {
         if !transient(&error) || overdue {
             return Err(error);
         }
-        tracing::warn!(tenant = %self.tenant, "{} failed, retrying in {:?}: {error}", self.what, self.pause);
         self.failures += 1;
+        let pause = RETRY_BACKOFF.delay(self.failures);
+        tracing::warn!(tenant = %self.tenant, "{} failed, retrying in {pause:?}: {error}", self.what);
         if self.failures > 1 {
             let trouble = format!("{} of tenant {} failed: {error}", self.what, self.tenant);
             self.trouble.send_replace(Some(trouble));
         }
-        tokio::time::sleep(self.pause).await;
-        self.pause = (self.pause * 2).min(MAX_RETRY_PAUSE);
+        tokio::time::sleep(pause).await;
         Ok(())
     }
 }

@@ -125,6 +125,11 @@ impl Recorder {
         Ok(Self { running: Some(running) })
     }
 
+    /// Whether receipts are recorded (`audit.enabled`): when not, callers skip gathering them.
+    pub fn is_on(&self) -> bool {
+        self.running.is_some()
+    }
+
     /// Records the receipt of a finished execution; returns its id once it is queued (async) or
     /// appended (sync), or `None` when receipts are off. While appends fail, it does not wait:
     /// a full queue is `Unavailable` (the receipt is not recorded), and a `sync` receipt that

@@ -6,7 +6,8 @@
 //! `Idempotency-Key` (1 to 255 printable ASCII characters) makes a retried request the same job:
 //! the same tenant and key always give the same id. A sync call ignores the header. The job stores
 //! a W3C `traceparent`: the request span's when traces are exported, else the request's own; without
-//! a valid one, one on the trace id its envelope carries.
+//! a valid one, one on the trace id its envelope carries. It never stores the request's credential
+//! headers (`spec::CREDENTIAL_HEADERS`) unless the function's `jobs.keepHeaders` names them.
 
 use super::Edge;
 use super::respond::EdgeError;
@@ -63,13 +64,14 @@ impl AsyncCall {
         state: &StateBackend,
         function: &Deployed,
         headers: &HeaderMap,
-        envelope: &GuestRequest,
+        envelope: GuestRequest,
     ) -> Result<Response, Failure> {
         // Traced, the job's parent is this request's span; otherwise the caller's.
         let traced = spans::traceparent(&tracing::Span::current());
         let traceparent = traced.or_else(|| traceparent(headers, &envelope.trace_id));
-        let id =
-            jobs::enqueue(state, &function.id, envelope.to_json(), self.idempotency_key, traceparent).await?;
+        let keep = function.spec.jobs.as_ref().map_or(&[][..], |jobs| &jobs.keep_headers);
+        let stored = envelope.without_credentials(keep).to_json();
+        let id = jobs::enqueue(state, &function.id, stored, self.idempotency_key, traceparent).await?;
         let mut response =
             (StatusCode::ACCEPTED, axum::Json(serde_json::json!({ "job_id": id.to_string() })))
                 .into_response();
@@ -91,7 +93,7 @@ fn status_path(id: &JobId) -> String {
 
 /// `GET /_gojinn/v1/jobs/{id}`: the job's status, attempts, result or error, and timestamps.
 pub async fn status(State(edge): State<Arc<Edge>>, Path(id): Path<String>) -> Result<Response, Failure> {
-    let job = jobs::status(edge.deployer.state(), &JobId::parse(&id)?).await?;
+    let job = jobs::status(&edge.state, &JobId::parse(&id)?).await?;
     let mut response = axum::Json(job).into_response();
     // A capability URL's answer must not be kept by shared caches.
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

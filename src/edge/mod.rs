@@ -12,11 +12,11 @@ pub mod respond;
 use crate::abi::GuestRequest;
 use crate::api::{self, Admin, AdminToken};
 use crate::audit::Recorder;
-use crate::deploy::Deployer;
 use crate::failure::{Failure, MethodNotAllowed, allow_methods};
 use crate::invoke::{Admission, Answered, Invocation, InvokeError, Invoker, Trigger};
 use crate::metrics::Metrics;
-use crate::registry::{Deployed, Target};
+use crate::reconcile::controller::PassRequests;
+use crate::registry::{Deployed, RegistryHandle, Target};
 use crate::telemetry::spans;
 use axum::Router;
 use axum::body::Body;
@@ -39,7 +39,12 @@ pub const RECEIPT_HEADER: &str = "gojinn-receipt";
 
 /// What request handlers share.
 pub struct Edge {
-    pub deployer: Arc<Deployer>,
+    /// The node's state backend.
+    pub state: crate::state::State,
+    /// The functions served now.
+    pub registry: RegistryHandle,
+    /// Asks the reconcile controller for a pass (the reconcile webhook).
+    pub passes: PassRequests,
     /// The bearer token of the admin API.
     pub admin_token: AdminToken,
     /// The git hosts' secret for the reconcile webhook (`reconcile.webhook.secretFile`).
@@ -53,7 +58,8 @@ pub struct Edge {
 
 /// What the function handler needs: where functions are found, and the invocation path.
 struct Functions {
-    deployer: Arc<Deployer>,
+    registry: RegistryHandle,
+    state: crate::state::State,
     invoker: Arc<Invoker>,
 }
 
@@ -61,14 +67,19 @@ struct Functions {
 /// the server's connection and head bounds (the `server` module: connections, header read,
 /// URL length); then its route. Each route lists its layers below, outermost first.
 pub fn router(edge: Arc<Edge>) -> Router {
-    let deployer = edge.deployer.clone();
     let invoker = edge.invoker.clone();
     let admin = Arc::new(Admin {
-        deployer: deployer.clone(),
+        state: edge.state.clone(),
+        registry: edge.registry.clone(),
+        passes: edge.passes.clone(),
         token: edge.admin_token.clone(),
         webhook: edge.webhook_secret.clone(),
     });
-    let functions = Arc::new(Functions { deployer, invoker: invoker.clone() });
+    let functions = Arc::new(Functions {
+        registry: edge.registry.clone(),
+        state: edge.state.clone(),
+        invoker: invoker.clone(),
+    });
     Router::new()
         // Liveness: the process answers.
         .route("/_gojinn/health", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
@@ -94,7 +105,7 @@ pub fn router(edge: Arc<Edge>) -> Router {
         // MCP: origin (a browser's cross-origin request is refused), authentication, then the
         // transport (its request size bound) and each tool call through the invocation path.
         .merge(
-            api::mcp::routes(invoker, admin.deployer.clone())
+            api::mcp::routes(invoker, admin.clone())
                 .route_layer(middleware::from_fn_with_state(admin, api::require_token))
                 .route_layer(middleware::from_fn(api::mcp::same_origin)),
         )
@@ -111,12 +122,12 @@ pub fn router(edge: Arc<Edge>) -> Router {
 /// backend is reachable and receipts can be recorded; else 503 `{"status": "not_ready",
 /// "reasons": [...]}`. The reasons name no tenant and no address: anyone can read this route.
 async fn ready(State(edge): State<Arc<Edge>>) -> Response {
-    let functions = edge.deployer.registry().functions().count();
+    let functions = edge.registry.current().functions().count();
     let mut reasons = Vec::new();
-    if *edge.deployer.subscribe().borrow() == 0 {
+    if !edge.registry.deployed() {
         reasons.push("the first reconcile pass has not deployed yet".to_owned());
     }
-    if let Some(why) = edge.deployer.state().reachability.unreachable() {
+    if let Some(why) = edge.state.reachability.unreachable() {
         reasons.push(format!("the state backend is unreachable: {why}"));
     }
     if edge.recorder.trouble().is_some() {
@@ -148,7 +159,7 @@ async fn call_function(
     arrival: Instant,
 ) -> Result<Response, Failure> {
     let path = request.uri().path().to_owned();
-    let registry = functions.deployer.registry();
+    let registry = functions.registry.current();
     let function = match registry.route(&path) {
         Some(Target::Direct(function)) => {
             let (tenant, name) = (&function.id.tenant, &function.id.function);
@@ -176,7 +187,7 @@ async fn call_function(
     let permit = invoker.admit(&function, Admission::Bounded).await?;
     let envelope = GuestRequest::from_http(&parts, &body, &function.id, spans::trace_id_for(&parts.headers));
     if let Some(async_call) = async_call {
-        return async_call.enqueue(functions.deployer.state(), &function, &parts.headers, &envelope).await;
+        return async_call.enqueue(&functions.state, &function, &parts.headers, envelope).await;
     }
     let invocation = Invocation { function: &function, envelope: &envelope, trigger: Trigger::Http };
     let invoked = invoker.run(&permit, invocation).await;

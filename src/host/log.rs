@@ -62,6 +62,9 @@ fn host_log<T: HostView>(
         ));
     }
     host.log.logs_left -= 1;
+    if !enabled(level) {
+        return Ok(0);
+    }
     let text = String::from_utf8_lossy(&bytes);
     let message = escape(&text);
     let function = host.caps.function();
@@ -73,6 +76,17 @@ fn host_log<T: HostView>(
         _ => tracing::error!(target: "gojinn::guest", %function, "{message}"),
     }
     Ok(0)
+}
+
+/// Whether a guest line of `level` would be written: a line nobody reads is not escaped.
+fn enabled(level: i32) -> bool {
+    use tracing::Level;
+    match level {
+        0 => tracing::enabled!(target: "gojinn::guest", Level::DEBUG),
+        1 | 2 => tracing::enabled!(target: "gojinn::guest", Level::INFO),
+        3 => tracing::enabled!(target: "gojinn::guest", Level::WARN),
+        _ => tracing::enabled!(target: "gojinn::guest", Level::ERROR),
+    }
 }
 
 /// `text` with the characters that could end a log line, steer a terminal or reorder what a

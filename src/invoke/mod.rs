@@ -153,11 +153,15 @@ impl Invoker {
             return Invoked { outcome: Err(InvokeError::Unavailable(NO_RECEIPTS)), receipt: None };
         }
         let stdin = envelope.to_json();
-        let mut execution =
-            Execution::start(workload(function), trigger.receipt_trigger(), &stdin, &envelope.trace_id);
-        if let Trigger::Job { id, attempt } = &trigger {
-            execution = execution.job(id.clone(), *attempt);
-        }
+        // What the receipt says, gathered only when receipts are recorded.
+        let execution = self.recorder.is_on().then(|| {
+            let execution =
+                Execution::start(workload(function), trigger.receipt_trigger(), &stdin, &envelope.trace_id);
+            match &trigger {
+                Trigger::Job { id, attempt } => execution.job(id.clone(), *attempt),
+                _ => execution,
+            }
+        });
         let Ran { result, cpu } = function.call(&self.runtime, stdin).await;
         self.metrics.guest_cpu(&function.id, cpu);
         tracing::Span::current().record("gojinn.cpu_us", u64::try_from(cpu.as_micros()).unwrap_or(u64::MAX));
@@ -166,24 +170,29 @@ impl Invoker {
                 let ended = Instant::now();
                 match GuestResponse::parse(&stdout) {
                     Ok(guest) => {
-                        let end = End::answered(guest.status.as_u16(), &stdout, &host_calls);
-                        let draft = execution.finish(end, cpu);
+                        let status = guest.status.as_u16();
+                        let draft =
+                            execution.map(|e| e.finish(End::answered(status, &stdout, &host_calls), cpu));
                         (Ok(Answered { guest, envelope: stdout, started, ended }), draft)
                     }
                     Err(invalid) => {
                         let error = InvokeError::InvalidResponse(invalid);
-                        let draft = execution.finish(failed_end(&error, &stdout, &host_calls), cpu);
+                        let draft =
+                            execution.map(|e| e.finish(failed_end(&error, &stdout, &host_calls), cpu));
                         (Err(error), draft)
                     }
                 }
             }
             Err(error) => {
                 let error = InvokeError::Call(error);
-                let draft = execution.finish(failed_end(&error, &[], &BTreeMap::new()), cpu);
+                let draft = execution.map(|e| e.finish(failed_end(&error, &[], &BTreeMap::new()), cpu));
                 (Err(error), draft)
             }
         };
-        let recorded = self.recorder.record(draft).await;
+        let recorded = match draft {
+            Some(draft) => self.recorder.record(draft).await,
+            None => Ok(None),
+        };
         if !waits {
             let receipt = match recorded {
                 Ok(receipt) => receipt,

@@ -75,6 +75,7 @@ mod tests {
             max_deliver: Some(2),
             backoff: vec![Span(Duration::from_millis(100))],
             ack_wait: Some(Span(secs(ack_wait))),
+            keep_headers: Vec::new(),
         };
         let policy = policy_for(&function(secs(2), Some(jobs(60))));
         assert_eq!(policy.max_deliver, 2);

@@ -9,7 +9,9 @@
 //! failing tenant does not stop the others.
 
 pub mod apply;
+pub mod controller;
 pub mod desired;
+pub mod lease;
 pub mod plan;
 pub mod policy;
 pub mod render;
@@ -37,6 +39,11 @@ pub enum ReconcileError {
     Policy(#[from] PolicyError),
     #[error(transparent)]
     State(#[from] StateError),
+    #[error(
+        "a running node holds the reconcile lease and reconciles from its own source; \
+         change that source (or call POST /_gojinn/v1/reconcile) instead"
+    )]
+    LeaseHeld,
 }
 
 /// Specs read from a source and admitted: what a plan or an apply works from.

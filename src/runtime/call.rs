@@ -18,7 +18,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
-use wasmtime::{Engine, ResourceLimiter, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, InstancePre, ResourceLimiter, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 
@@ -138,7 +138,11 @@ impl Runtime {
     /// the guest at its next epoch tick.
     pub async fn call(&self, prepared: &Prepared, request: CallRequest) -> Ran {
         let traced = spans::recording(&tracing::Span::current());
-        let call = run(self.engine.clone(), prepared.clone(), request, self.metrics.clone(), traced);
+        let pre = match self.instance_pre(prepared).await {
+            Ok(pre) => pre,
+            Err(e) => return Ran { result: Err(CallError::Internal(e.to_string())), cpu: Duration::ZERO },
+        };
+        let call = run(self.engine.clone(), pre, request, self.metrics.clone(), traced);
         // A traced call runs in the caller's span and under its subscriber (a test's may be its
         // thread's own), so that the guest's spans join the request's or job's trace.
         let call = match traced {
@@ -155,7 +159,7 @@ impl Runtime {
 
 async fn run(
     engine: Engine,
-    prepared: Prepared,
+    pre: InstancePre<CallState>,
     request: CallRequest,
     metrics: Arc<Metrics>,
     traced: bool,
@@ -194,8 +198,7 @@ async fn run(
     let mut started = None;
     let run = async {
         let instantiating = Instant::now();
-        let instance =
-            prepared.pre.instantiate_async(&mut store).instrument(spans::instantiate(traced)).await?;
+        let instance = pre.instantiate_async(&mut store).instrument(spans::instantiate(traced)).await?;
         let _active = metrics.instance(instantiating.elapsed());
         let start = instance.get_typed_func::<(), ()>(&mut store, "_start")?;
         started = Some(Instant::now());

@@ -21,11 +21,19 @@ pub struct PoolConfig {
     pub max_memory_per_instance: u64,
     /// Wasm stack available to a guest; deeper recursion traps as a stack overflow.
     pub max_wasm_stack: usize,
+    /// Most bytes of compiled modules kept in memory; past it the least recently used are
+    /// dropped, and loaded again from disk on their next call.
+    pub module_cache_bytes: u64,
 }
 
 impl Default for PoolConfig {
     fn default() -> Self {
-        Self { max_instances: 1000, max_memory_per_instance: 256 << 20, max_wasm_stack: 1 << 20 }
+        Self {
+            max_instances: 1000,
+            max_memory_per_instance: 256 << 20,
+            max_wasm_stack: 1 << 20,
+            module_cache_bytes: 1 << 30,
+        }
     }
 }
 

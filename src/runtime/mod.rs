@@ -1,5 +1,5 @@
-//! Runs guests: one wasmtime Engine per node, modules compiled once per sha256 (cached in memory
-//! and on disk), an `InstancePre` per function revision, and a fresh, limited Store per call.
+//! Runs guests: one wasmtime Engine per node, modules compiled once per sha256 and linked once
+//! (cached in memory within a budget, and on disk), and a fresh, limited Store per call.
 //! The runtime knows nothing of HTTP; it takes the guest's stdin and returns its stdout. It
 //! counts live instances and times instantiation (`metrics`).
 
@@ -49,18 +49,20 @@ impl HostView for CallState {
     }
 }
 
-/// A module ready to be instantiated: compiled, imports checked and resolved.
+/// A module checked for this runtime (compiled, exports and imports checked): its sha256 and
+/// bytes, from which the module cache loads or compiles it again if it dropped it.
 #[derive(Clone)]
 pub struct Prepared {
-    pre: InstancePre<CallState>,
+    sha256: Arc<str>,
+    bytes: Arc<[u8]>,
 }
 
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<CallState>,
+    linker: Arc<Linker<CallState>>,
     /// The host functions linked into `linker`: what a module may import from `gojinn`.
     linked: host::Linked,
-    cache: ModuleCache,
+    cache: Arc<ModuleCache>,
     pool: PoolConfig,
     executor: Executor,
     metrics: Arc<Metrics>,
@@ -79,10 +81,11 @@ impl Runtime {
         wasmtime_wasi::p1::add_to_linker_async(&mut linker, |state: &mut CallState| &mut state.wasi)
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let linked = host::link(&mut linker).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let cache = ModuleCache::new(&engine, cache_dir)?;
+        let cache = Arc::new(ModuleCache::new(&engine, cache_dir, pool.module_cache_bytes)?);
         let executor = Executor::new()
             .map_err(|e| RuntimeError::Engine(format!("cannot start the guest executor: {e}")))?;
         let ticker = EpochTicker::start(engine.clone());
+        let linker = Arc::new(linker);
         Ok(Self { engine, linker, linked, cache, pool, executor, metrics, _ticker: ticker })
     }
 
@@ -91,29 +94,50 @@ impl Runtime {
         &self.metrics
     }
 
-    /// Compiles (or fetches from the cache) and checks a module for a function with `memory`
-    /// bytes of linear memory. CPU-heavy on a cache miss: call from a blocking thread.
-    pub fn prepare(&self, sha256: &str, bytes: &[u8], memory: u64) -> Result<Prepared, RuntimeError> {
+    /// Checks a module for a function with `memory` bytes of linear memory: compiles it (or
+    /// fetches it from the cache), checks its exports and imports and links it. CPU-heavy on a
+    /// cache miss: call from a blocking thread.
+    pub fn prepare(&self, sha256: &str, bytes: &Arc<[u8]>, memory: u64) -> Result<Prepared, RuntimeError> {
         if memory > self.pool.max_memory_per_instance {
             return Err(RuntimeError::MemoryAboveNodeLimit {
                 asked: memory,
                 max: self.pool.max_memory_per_instance,
             });
         }
-        let module = self.cache.get_or_compile(&self.engine, sha256, bytes)?;
-        check_exports(&module)?;
-        self.linked.check_imports(&module).map_err(RuntimeError::InvalidModule)?;
-        let pre = self
-            .linker
-            .instantiate_pre(&module)
-            .map_err(|e| RuntimeError::InvalidModule(format!("{e:#}")))?;
-        Ok(Prepared { pre })
+        if self.cache.get(sha256).is_none() {
+            let module = self.cache.compile(&self.engine, sha256, bytes)?;
+            check_exports(&module)?;
+            self.linked.check_imports(&module).map_err(RuntimeError::InvalidModule)?;
+            self.cache.insert(sha256, link(&self.linker, &module)?);
+        }
+        Ok(Prepared { sha256: sha256.into(), bytes: bytes.clone() })
+    }
+
+    /// The linked module of `prepared`: from memory, or, when the cache dropped it, loaded from
+    /// disk (or compiled again) on a blocking thread.
+    async fn instance_pre(&self, prepared: &Prepared) -> Result<InstancePre<CallState>, RuntimeError> {
+        if let Some(pre) = self.cache.get(&prepared.sha256) {
+            return Ok(pre);
+        }
+        let (engine, linker, cache) = (self.engine.clone(), self.linker.clone(), self.cache.clone());
+        let prepared = prepared.clone();
+        let reload = tokio::task::spawn_blocking(move || {
+            let module = cache.compile(&engine, &prepared.sha256, &prepared.bytes)?;
+            let pre = link(&linker, &module)?;
+            cache.insert(&prepared.sha256, pre.clone());
+            Ok(pre)
+        });
+        reload.await.map_err(|e| RuntimeError::Cache(format!("reloading a module failed: {e}")))?
     }
 
     /// Forgets compiled modules (in memory) that no deployed function uses any more.
     pub fn retain_modules(&self, keep: &dyn Fn(&str) -> bool) {
         self.cache.retain(keep);
     }
+}
+
+fn link(linker: &Linker<CallState>, module: &Module) -> Result<InstancePre<CallState>, RuntimeError> {
+    linker.instantiate_pre(module).map_err(|e| RuntimeError::InvalidModule(format!("{e:#}")))
 }
 
 fn check_exports(module: &Module) -> Result<(), RuntimeError> {

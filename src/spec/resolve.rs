@@ -78,7 +78,7 @@ pub struct Function {
     pub module: ModuleBlob,
     pub routes: Vec<Route>,
     pub limits: FunctionLimits,
-    pub env: BTreeMap<String, String>,
+    pub env: BTreeMap<String, EnvValue>,
     pub grants: Grants,
     pub jobs: Option<Jobs>,
     pub mcp: Option<Mcp>,
@@ -209,6 +209,8 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
     let ownership = Ownership::admit(&mut state.tenants, &defined, &mut errors);
     let spec_root = SpecRoot::open(root).map_err(|e| format!("cannot read the spec directory: {e}"));
     let mut routes = RouteTable::default();
+    // Each module's bytes once, however many functions run it.
+    let mut modules: BTreeMap<String, Arc<[u8]>> = BTreeMap::new();
     for (doc, at) in function_docs {
         let id = FunctionId { tenant: doc.metadata.tenant.clone(), function: doc.metadata.name.clone() };
         let resource = super::function_resource(&id.tenant, &id.function);
@@ -233,7 +235,10 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
             routes.claim(f).map_err(|e| vec![e])
         });
         match resolved {
-            Ok(function) => {
+            Ok(mut function) => {
+                let module = &mut function.module;
+                module.bytes =
+                    modules.entry(module.sha256.clone()).or_insert_with(|| module.bytes.clone()).clone();
                 state.functions.insert(function.id.clone(), function);
             }
             Err(problems) => errors.extend(problems.into_iter().map(|e| e.about(resource.clone()))),
@@ -471,5 +476,30 @@ impl RouteTable {
             router.insert(path.clone(), owner.clone()).expect("claimed routes do not conflict");
         }
         self.router = router;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn functions_that_run_the_same_module_share_one_copy_of_its_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.wasm"), WASM_MAGIC).unwrap();
+        let mut specs =
+            String::from("apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: acme }\nspec: {}\n");
+        for name in ["one", "two"] {
+            specs.push_str(&format!(
+                "---\napiVersion: gojinn.dev/v1\nkind: Function\nmetadata: {{ name: {name}, tenant: acme }}\n\
+                 spec: {{ module: {{ path: a.wasm }} }}\n"
+            ));
+        }
+        std::fs::write(dir.path().join("specs.yaml"), specs).unwrap();
+        let loaded = load_dir(dir.path());
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        let bytes: Vec<_> = loaded.state.functions.values().map(|f| f.module.bytes.clone()).collect();
+        assert_eq!(bytes.len(), 2);
+        assert!(Arc::ptr_eq(&bytes[0], &bytes[1]), "one allocation for both functions");
     }
 }

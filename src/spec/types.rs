@@ -147,7 +147,7 @@ pub struct FunctionSpec {
     #[serde(default)]
     pub limits: Limits,
     #[serde(default)]
-    pub env: BTreeMap<EnvName, String>,
+    pub env: BTreeMap<EnvName, EnvValue>,
     #[serde(default)]
     pub grants: Grants,
     pub jobs: Option<Jobs>,
@@ -305,6 +305,119 @@ impl<'de> Deserialize<'de> for EnvName {
     }
 }
 
+/// An environment variable's value: a literal, or a secret that each node reads when it deploys
+/// the function (module `secrets`), so that its value is never in a spec, the state backend, a
+/// plan, status or a receipt.
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
+#[serde(untagged)]
+pub enum EnvValue {
+    Literal(String),
+    #[serde(rename_all = "camelCase")]
+    Secret {
+        value_from: ValueFrom,
+    },
+}
+
+impl From<&str> for EnvValue {
+    fn from(literal: &str) -> Self {
+        Self::Literal(literal.to_owned())
+    }
+}
+
+/// Where a node reads a secret env value: a file of the tenant's in its secrets directory, or a
+/// variable of its environment named for the tenant (README "Secrets").
+#[derive(Clone, Debug, Serialize, PartialEq, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub enum ValueFrom {
+    /// `<secrets dir>/<tenant>/<file>`.
+    File(SecretFile),
+    /// `GOJINN_SECRET_<TENANT>_<env>` (the tenant upper-cased, '-' as '_').
+    Env(EnvName),
+}
+
+/// `{ file: F }` or `{ env: N }`, as a map in YAML and JSON alike (the YAML parser would want a
+/// tag for an enum).
+impl<'de> Deserialize<'de> for ValueFrom {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Either {
+            file: Option<SecretFile>,
+            env: Option<EnvName>,
+        }
+        match Either::deserialize(de)? {
+            Either { file: Some(file), env: None } => Ok(Self::File(file)),
+            Either { file: None, env: Some(env) } => Ok(Self::Env(env)),
+            _ => Err(serde::de::Error::custom("valueFrom takes exactly one of `file` and `env`")),
+        }
+    }
+}
+
+/// A file name in a tenant's secrets directory: 1 to 128 letters, digits, '.', '_' and '-', not
+/// starting with '.'.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(transparent)]
+pub struct SecretFile(#[schemars(regex(pattern = "^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$"))] pub String);
+
+impl<'de> Deserialize<'de> for SecretFile {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(de)?;
+        let valid = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-');
+        if (1..=128).contains(&raw.len()) && !raw.starts_with('.') && raw.bytes().all(valid) {
+            Ok(Self(raw))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "invalid secret file name {raw:?}: use 1 to 128 letters, digits, '.', '_' and '-', not starting with '.'"
+            )))
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvValue {
+    fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Value;
+        impl<'de> serde::de::Visitor<'de> for Value {
+            type Value = EnvValue;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, or { valueFrom: { file: NAME } } or { valueFrom: { env: NAME } }")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, value: &str) -> Result<EnvValue, E> {
+                Ok(EnvValue::Literal(value.to_owned()))
+            }
+
+            fn visit_bool<E: serde::de::Error>(self, value: bool) -> Result<EnvValue, E> {
+                Ok(EnvValue::Literal(value.to_string()))
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, value: i64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Literal(value.to_string()))
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, value: u64) -> Result<EnvValue, E> {
+                Ok(EnvValue::Literal(value.to_string()))
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, value: f64) -> Result<EnvValue, E> {
+                // `1.0` stays `1.0` (Display would write `1`).
+                Ok(EnvValue::Literal(format!("{value:?}")))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<EnvValue, A::Error> {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields, rename_all = "camelCase")]
+                struct Secret {
+                    value_from: ValueFrom,
+                }
+                let secret = Secret::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+                Ok(EnvValue::Secret { value_from: secret.value_from })
+            }
+        }
+        de.deserialize_any(Value)
+    }
+}
+
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Limits {
@@ -353,6 +466,41 @@ pub struct Jobs {
     #[serde(default)]
     pub backoff: Vec<Span>,
     pub ack_wait: Option<Span>,
+    /// Credential headers (`authorization`, `cookie`, `proxy-authorization`, `x-gojinn-key`) an
+    /// asynchronous call stores with its job for the function to read; without them listed, they
+    /// are removed before the job is queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_headers: Vec<CredentialHeader>,
+}
+
+/// Request headers that carry credentials. A queued call's envelope rests in the state store until
+/// its job expires, so these are removed before it is stored unless the function's
+/// `jobs.keepHeaders` names them; a synchronous call's guest sees them all.
+pub const CREDENTIAL_HEADERS: [&str; 4] = ["authorization", "cookie", "proxy-authorization", "x-gojinn-key"];
+
+/// One of [`CREDENTIAL_HEADERS`], any case in the spec, lower case once parsed.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, JsonSchema)]
+#[serde(transparent)]
+pub struct CredentialHeader(
+    #[schemars(regex(
+        pattern = "^([Aa]uthorization|[Cc]ookie|[Pp]roxy-[Aa]uthorization|[Xx]-[Gg]ojinn-[Kk]ey)$"
+    ))]
+    pub String,
+);
+
+impl<'de> Deserialize<'de> for CredentialHeader {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        let name = raw.to_ascii_lowercase();
+        if CREDENTIAL_HEADERS.contains(&name.as_str()) {
+            Ok(Self(name))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "keepHeaders lists {raw:?}, which is not a credential header: only {} are removed from queued calls",
+                CREDENTIAL_HEADERS.join(", ")
+            )))
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]

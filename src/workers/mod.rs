@@ -1,4 +1,4 @@
-//! The job trigger: keeps one job worker per deployed function: follows the deployer, starts a worker for each new
+//! The job trigger: keeps one job worker per deployed function: follows the registry, starts a worker for each new
 //! function and stops the workers of removed ones; a worker follows its own function's redeploys
 //! (see `worker`). A function that returns after its removal gets a new worker only once the old
 //! one has drained, so one function's jobs are never pulled by two workers of this node at once
@@ -7,10 +7,11 @@
 
 mod worker;
 
-use crate::deploy::Deployer;
 use crate::invoke::Invoker;
-use crate::registry::Registry;
+use crate::metrics::Metrics;
+use crate::registry::{Registry, RegistryHandle};
 use crate::spec::{FunctionId, Name};
+use crate::state::State;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +29,17 @@ pub struct Workers {
 }
 
 impl Workers {
-    /// Starts a worker for every function deployed now, and follows later deploys. Each job
-    /// attempt runs through `invoker`.
-    pub fn start(deployer: Arc<Deployer>, invoker: Arc<Invoker>) -> Self {
+    /// Starts a worker for every function in `registry` now, and follows later deploys. Jobs
+    /// come from `state`; each attempt runs through `invoker`.
+    pub fn start(
+        state: State,
+        registry: RegistryHandle,
+        metrics: Arc<Metrics>,
+        invoker: Arc<Invoker>,
+    ) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let task = tokio::spawn(supervise(deployer, invoker, stopped));
+        let node = Arc::new(Node { state, registry, metrics, invoker });
+        let task = tokio::spawn(supervise(node, stopped));
         Self { stop, task }
     }
 
@@ -46,6 +53,14 @@ impl Workers {
     }
 }
 
+/// What the workers of a node share.
+struct Node {
+    state: State,
+    registry: RegistryHandle,
+    metrics: Arc<Metrics>,
+    invoker: Arc<Invoker>,
+}
+
 /// The workers this node runs, by function.
 #[derive(Default)]
 struct Fleet {
@@ -55,12 +70,12 @@ struct Fleet {
     draining: HashMap<FunctionId, JoinHandle<()>>,
 }
 
-async fn supervise(deployer: Arc<Deployer>, invoker: Arc<Invoker>, mut stopped: watch::Receiver<bool>) {
-    let mut deploys = deployer.subscribe();
+async fn supervise(node: Arc<Node>, mut stopped: watch::Receiver<bool>) {
+    let mut deploys = node.registry.subscribe();
     let mut fleet = Fleet::default();
-    let recount = tokio::spawn(recount_dead_jobs(deployer.clone()));
+    let recount = tokio::spawn(recount_dead_jobs(node.clone()));
     loop {
-        fleet.reconcile(&deployer, &invoker, &deployer.registry());
+        fleet.reconcile(&node, &node.registry.current());
         tokio::select! {
             changed = deploys.changed() => if changed.is_err() { break },
             _ = stopped.wait_for(|stop| *stop) => break,
@@ -72,20 +87,21 @@ async fn supervise(deployer: Arc<Deployer>, invoker: Arc<Invoker>, mut stopped: 
 
 /// Keeps the dead-letter gauges current when jobs leave the dead-letter queue (a redrive) or die
 /// elsewhere (another node), and after a restart; a worker recounts at once when a job dies.
-async fn recount_dead_jobs(deployer: Arc<Deployer>) {
+async fn recount_dead_jobs(node: Arc<Node>) {
     let mut ticks = tokio::time::interval(DEAD_JOBS_RECOUNT);
     loop {
         ticks.tick().await;
-        let tenants: BTreeSet<Name> = deployer.registry().functions().map(|f| f.id.tenant.clone()).collect();
+        let tenants: BTreeSet<Name> =
+            node.registry.current().functions().map(|f| f.id.tenant.clone()).collect();
         for tenant in &tenants {
-            count_dead_jobs(deployer.state(), deployer.runtime().metrics(), tenant).await;
+            count_dead_jobs(&node.state, &node.metrics, tenant).await;
         }
     }
 }
 
 impl Fleet {
     /// Makes the running workers match the registry's functions.
-    fn reconcile(&mut self, deployer: &Arc<Deployer>, invoker: &Arc<Invoker>, registry: &Registry) {
+    fn reconcile(&mut self, node: &Arc<Node>, registry: &Registry) {
         self.draining.retain(|_, task| !task.is_finished());
         let gone: Vec<FunctionId> =
             self.running.keys().filter(|id| registry.get(id).is_none()).cloned().collect();
@@ -98,7 +114,7 @@ impl Fleet {
             let id = &*deployed.id;
             if !self.running.contains_key(id) {
                 let after = self.draining.remove(id);
-                let worker = Worker::spawn(deployer.clone(), invoker.clone(), deployed.clone(), after);
+                let worker = Worker::spawn(node.clone(), deployed.clone(), after);
                 self.running.insert(id.clone(), worker);
             }
         }

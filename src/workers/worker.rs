@@ -15,8 +15,9 @@
 //! deliveries it was handing over), then drains: every job it holds runs to its end and is
 //! acknowledged.
 
+use super::Node;
 use crate::abi::GuestRequest;
-use crate::deploy::Deployer;
+use crate::backoff::Backoff;
 use crate::invoke::{Answered, Invocation, InvokeError, Invoker, Trigger};
 use crate::jobs::{JobId, policy_for};
 use crate::metrics::{JobState, Metrics};
@@ -33,9 +34,8 @@ use tracing::Instrument;
 
 /// How long one fetch waits for jobs before it asks again.
 const FETCH_WAIT: Duration = Duration::from_secs(2);
-/// Pause before fetching again after the backend failed, doubling up to [`MAX_ERROR_PAUSE`].
-const FIRST_ERROR_PAUSE: Duration = Duration::from_millis(250);
-const MAX_ERROR_PAUSE: Duration = Duration::from_secs(30);
+/// Pause before fetching again after the backend failed: a quarter second, doubling up to 30 s.
+const FETCH_BACKOFF: Backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(30));
 /// Heartbeats per ack wait.
 const HEARTBEATS_PER_ACK_WAIT: u32 = 3;
 /// The dead-letter gauge counts a tenant's dead jobs up to this many.
@@ -50,12 +50,7 @@ pub(super) struct Worker {
 impl Worker {
     /// Starts the worker of `deployed`'s function; it begins fetching once `after` (a previous
     /// worker of the same function) has ended.
-    pub fn spawn(
-        deployer: Arc<Deployer>,
-        invoker: Arc<Invoker>,
-        deployed: Arc<Deployed>,
-        after: Option<JoinHandle<()>>,
-    ) -> Self {
+    pub fn spawn(node: Arc<Node>, deployed: Arc<Deployed>, after: Option<JoinHandle<()>>) -> Self {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(async move {
             if let Some(previous) = after
@@ -64,7 +59,7 @@ impl Worker {
                 tracing::error!(function = %deployed.id, "the previous job worker failed: {err}");
             }
             if !*stopped.borrow() {
-                serve(&deployer, &invoker, deployed, stopped).await;
+                serve(&node, deployed, stopped).await;
             }
         });
         Self { stop, task }
@@ -78,21 +73,16 @@ impl Worker {
 }
 
 /// Fetches and runs jobs until asked to stop, then waits for the jobs it holds.
-async fn serve(
-    deployer: &Deployer,
-    invoker: &Arc<Invoker>,
-    mut deployed: Arc<Deployed>,
-    mut stopped: watch::Receiver<bool>,
-) {
+async fn serve(node: &Node, mut deployed: Arc<Deployed>, mut stopped: watch::Receiver<bool>) {
     let id = deployed.id.clone();
-    let state = deployer.state();
+    let state = &node.state;
     // The function's current revision; the last one known once it is removed (and this worker
     // about to be stopped).
-    let latest = |known: Arc<Deployed>| deployer.registry().get(&id).cloned().unwrap_or(known);
+    let latest = |known: Arc<Deployed>| node.registry.current().get(&id).cloned().unwrap_or(known);
     let mut slots = Arc::new(Semaphore::new(0));
     let mut concurrency = 0;
     let mut running = JoinSet::new();
-    let mut pause = FIRST_ERROR_PAUSE;
+    let mut failures = 0;
     tracing::debug!(function = %id, "job worker started");
     loop {
         while let Some(ended) = running.try_join_next() {
@@ -111,12 +101,12 @@ async fn serve(
         };
         match state.jobs.fetch(&id.tenant, &id.function, &policy, permits.len(), FETCH_WAIT).await {
             Ok(deliveries) => {
-                pause = FIRST_ERROR_PAUSE;
+                failures = 0;
                 deployed = latest(deployed);
                 let job = Arc::new(JobContext {
                     state: state.clone(),
-                    metrics: deployer.runtime().metrics().clone(),
-                    invoker: invoker.clone(),
+                    metrics: node.metrics.clone(),
+                    invoker: node.invoker.clone(),
                     deployed: deployed.clone(),
                     policy,
                 });
@@ -125,12 +115,13 @@ async fn serve(
                 }
             }
             Err(err) => {
+                failures += 1;
+                let pause = FETCH_BACKOFF.delay(failures);
                 tracing::warn!(function = %id, "fetching jobs failed, retrying in {pause:?}: {err}");
                 tokio::select! {
                     () = tokio::time::sleep(pause) => {}
                     _ = stopped.wait_for(|stop| *stop) => break,
                 }
-                pause = (pause * 2).min(MAX_ERROR_PAUSE);
             }
         }
         if *stopped.borrow() {

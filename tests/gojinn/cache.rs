@@ -45,3 +45,23 @@ async fn a_restart_reuses_compiled_modules_and_recompiles_damaged_ones() {
     assert_eq!(node.get("/acme/hello").await.status(), 200, "a damaged artifact is recompiled");
     assert_ne!(std::fs::read(&compiled[0]).unwrap(), bytes, "and rewritten");
 }
+
+#[tokio::test]
+async fn modules_dropped_from_a_full_memory_cache_are_loaded_again_on_their_next_call() {
+    let dir = SpecDir::new();
+    dir.module("hello").module("echo");
+    dir.write("specs.yaml", &specs("acme", "", &[("hello", "hello", ""), ("echo", "echo", "")]));
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Node::config(dir.path(), data.path());
+    // Room for less than one module: each module cached evicts the other.
+    config.runtime.module_cache_bytes = gojinn::spec::ByteSize(1);
+    let node = Node::start_config(config, data).await;
+    for round in 0..3 {
+        let hello = node.get("/acme/hello").await;
+        assert_eq!(hello.status(), 200, "hello, round {round}");
+        assert_eq!(hello.text().await.unwrap(), "Hello from Gojinn!");
+        let echo = node.client.post(node.url("/acme/echo")).body("ping").send().await.unwrap();
+        assert_eq!(echo.status(), 200, "echo, round {round}");
+    }
+    assert_eq!(artifacts(node.data.path()).len(), 2, "each module compiled once, then loaded from disk");
+}

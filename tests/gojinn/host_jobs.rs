@@ -44,7 +44,7 @@ async fn host_enqueue_only_for_granted_functions_of_the_same_tenant() {
     }
 
     let (a, b, later) = (Name::new("a").unwrap(), Name::new("b").unwrap(), Name::new("later").unwrap());
-    let jobs = &node.server.deployer().state().jobs;
+    let jobs = &node.server.state().jobs;
     let record = jobs.job(&a, &id).await.unwrap().expect("the job exists in tenant a");
     assert_eq!((record.function.as_str(), record.status), ("later", JobStatus::Queued));
     assert!(jobs.job(&b, &id).await.unwrap().is_none(), "tenant b cannot see it");

@@ -4,7 +4,7 @@
 use crate::jobs::{
     async_calls_succeed_with_the_guests_result, dead_jobs_are_listed_and_redriven, probe_specs,
 };
-use crate::support::api::{Api, TRACEPARENT};
+use crate::support::api::{Api, TRACEPARENT, result_body};
 use crate::support::{Node, SpecDir, error_code, specs};
 use reqwest::Method;
 use serde_json::Value;
@@ -209,4 +209,54 @@ async fn stopping_a_node_finishes_its_running_jobs_and_releases_the_state() {
     let tenant = gojinn::spec::Name::new("acme").unwrap();
     let job = gojinn::state::Jobs::job(&backend, &tenant, key).await.unwrap().unwrap();
     assert_eq!((job.status, job.attempts), (gojinn::state::JobStatus::Succeeded, 1), "{job:?}");
+}
+
+#[tokio::test]
+async fn credential_headers_are_not_stored_with_queued_calls_unless_the_function_keeps_them() {
+    const DROPPED: &str = "planted-secret-dropped-6f1c2a";
+    const KEPT: &str = "planted-secret-kept-93be07";
+    let dir = SpecDir::new();
+    dir.module("guest-jobprobe");
+    let keeper = "jobs: { keepHeaders: [Authorization] }";
+    dir.write(
+        "specs.yaml",
+        &specs("acme", "", &[("probe", "guest-jobprobe", ""), ("keeper", "guest-jobprobe", keeper)]),
+    );
+    let node = Node::start(&dir).await;
+    let api = Api::of(&node);
+    let credentials = |secret: &str| {
+        [
+            ("authorization", format!("Bearer {secret}")),
+            ("cookie", format!("session={secret}")),
+            ("proxy-authorization", format!("Basic {secret}")),
+            ("x-gojinn-key", secret.to_owned()),
+            ("x-colour", "blue".to_owned()),
+        ]
+    };
+    let (dropped, kept) = (credentials(DROPPED), credentials(KEPT));
+    let dropped = api.enqueue("/acme/probe", &pairs(&dropped), "").await;
+    let kept = api.enqueue("/acme/keeper", &pairs(&kept), "").await;
+
+    let seen = |job: Value| -> Vec<String> {
+        let headers = result_body(&job)["headers"].as_array().expect("the guest lists its headers").clone();
+        headers.iter().map(|name| name.as_str().unwrap().to_owned()).collect()
+    };
+    let dropped = seen(api.wait_for(&dropped, "succeeded").await);
+    assert!(dropped.iter().any(|name| name == "x-colour"), "other headers stay: {dropped:?}");
+    for name in ["authorization", "cookie", "proxy-authorization", "x-gojinn-key"] {
+        assert!(!dropped.iter().any(|seen| seen == name), "{name} was stored with the job: {dropped:?}");
+    }
+    let kept = seen(api.wait_for(&kept, "succeeded").await);
+    assert!(kept.iter().any(|name| name == "authorization"), "keepHeaders keeps it: {kept:?}");
+    assert!(!kept.iter().any(|name| name == "cookie"), "only what keepHeaders names: {kept:?}");
+
+    let store = std::fs::read(node.data.path().join("state/state.redb")).expect("read the store file");
+    let holds = |secret: &str| store.windows(secret.len()).any(|window| window == secret.as_bytes());
+    assert!(holds(KEPT), "the kept header is at rest, so the search finds a stored credential");
+    assert!(!holds(DROPPED), "a credential the function did not keep is in the store file");
+}
+
+/// `(name, value)` pairs borrowed from owned values.
+fn pairs<'a>(headers: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    headers.iter().map(|(name, value)| (*name, value.as_str())).collect()
 }

@@ -34,6 +34,7 @@ mod reload;
 mod routes;
 mod sandbox;
 mod scaffold;
+mod secrets;
 mod specs;
 mod state_embedded;
 mod state_nats;

@@ -163,13 +163,24 @@ async fn readiness_is_503_until_the_first_reconcile_has_deployed() {
     let runtime =
         Arc::new(gojinn::runtime::Runtime::new(config.runtime.pool(), None, metrics.clone()).unwrap());
     let state = gojinn::state::open(&config.state, &config.data_dir).await.unwrap();
-    let deployer = Arc::new(gojinn::deploy::Deployer::new(config.clone(), runtime.clone(), state.clone()));
+    let registry = gojinn::registry::RegistryHandle::default();
+    let deployment =
+        gojinn::deploy::Deployment::new(&config, runtime.clone(), state.clone(), registry.clone());
+    let controller = gojinn::reconcile::controller::Controller::new(
+        &config,
+        state.clone(),
+        Arc::new(deployment),
+        metrics.clone(),
+    );
+    let controller = Arc::new(controller);
     let recorder = Recorder::start(&config.audit, data.path(), state.audit.clone(), metrics.clone(), []);
     let recorder = Arc::new(recorder.await.unwrap());
     let reachability = state.reachability.clone();
     let invoker = gojinn::invoke::Invoker::new(runtime, recorder.clone(), metrics.clone(), reachability);
     let edge = gojinn::edge::Edge {
-        deployer: deployer.clone(),
+        state: state.clone(),
+        registry,
+        passes: controller.requests(),
         admin_token: gojinn::api::AdminToken::load(None, data.path()).unwrap(),
         webhook_secret: None,
         metrics,
@@ -183,7 +194,7 @@ async fn readiness_is_503_until_the_first_reconcile_has_deployed() {
     let (status, body) = readiness(&base).await;
     assert_eq!(status, 503, "{body:#}");
     assert!(gives_reason(&body, "the first reconcile pass has not deployed yet"), "{body:#}");
-    assert!(deployer.reload().await.errors.is_empty());
+    assert!(controller.pass().await.errors.is_empty());
     let (status, body) = readiness(&base).await;
     assert_eq!((status, body["functions"].as_u64()), (200, Some(2)), "{body:#}");
     serving.abort();

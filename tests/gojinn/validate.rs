@@ -160,3 +160,18 @@ fn modules_are_checked_as_the_node_would_load_them() {
     );
     assert!(text.contains("1 tenant(s), 1 function(s), 4 error(s)"), "{text}");
 }
+
+#[test]
+fn keep_headers_accepts_only_credential_headers() {
+    let dir = SpecDir::new();
+    dir.module("guest-jobprobe");
+    let spec = "jobs: { keepHeaders: [x-colour] }";
+    dir.write("specs.yaml", &specs("acme", "", &[("probe", "guest-jobprobe", spec)]));
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, 1, "{text}");
+    has_at(
+        &text,
+        "specs.yaml:",
+        "keepHeaders lists \"x-colour\", which is not a credential header: only authorization, cookie, proxy-authorization, x-gojinn-key are removed from queued calls",
+    );
+}

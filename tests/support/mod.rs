@@ -221,7 +221,7 @@ impl Node {
             tenant: gojinn::spec::Name::new(tenant).unwrap(),
             function: gojinn::spec::Name::new(function).unwrap(),
         };
-        self.server.deployer().registry().get(&id).map_or(0, |f| f.gate.in_flight())
+        self.server.registry().current().get(&id).map_or(0, |f| f.gate.in_flight())
     }
 
     /// Waits until `count` calls of `tenant/function` are running; fails after ten seconds.

@@ -1,6 +1,6 @@
 //! Test guest for async jobs: answers with the HTTP status in its `STATUS` env (default 200), so a
 //! spec change flips it between success and failure, and reports what it was called with:
-//! `{"job_id": "tenant.hex" | null, "trace_id": "...", "body": "..."}`.
+//! `{"job_id": "tenant.hex" | null, "trace_id": "...", "body": "...", "headers": ["name", ...]}`.
 
 use gojinn::{Request, Response};
 use serde::Serialize;
@@ -10,6 +10,8 @@ struct Seen<'a> {
     job_id: Option<&'a str>,
     trace_id: &'a str,
     body: String,
+    /// The names of the request headers it was given.
+    headers: Vec<&'a str>,
 }
 
 #[gojinn::handler]
@@ -19,6 +21,7 @@ fn handle(req: Request) -> Response {
         job_id: req.job_id(),
         trace_id: req.trace_id(),
         body: String::from_utf8_lossy(req.body()).into_owned(),
+        headers: req.headers().keys().map(String::as_str).collect(),
     };
     Response::json(status, &seen)
 }

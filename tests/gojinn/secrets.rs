@@ -1,0 +1,123 @@
+//! Secret env values (`valueFrom`): the node reads them at deploy from its secrets directory or
+//! its environment, the guest sees them, and they are found nowhere else: not in the state store,
+//! the node's status or `gojinn validate`'s output. A missing secret fails its function, naming
+//! the variable and where it was looked for.
+
+use crate::support::{Node, SpecDir, specs};
+use serde_json::{Value, json};
+
+const FILE_SECRET: &str = "planted-file-secret-7d2e91";
+const VARIABLE_SECRET: &str = "planted-variable-secret-40ac3b";
+
+/// `acme/env` (the env guest) with a literal, a file secret and a variable secret.
+fn secret_specs(dir: &SpecDir) {
+    dir.module("guest-env");
+    let env = "env: { GREETING: hi, DB_PASSWORD: { valueFrom: { file: db-password } }, \
+               API_TOKEN: { valueFrom: { env: API_TOKEN } } }";
+    dir.write("specs.yaml", &specs("acme", "", &[("env", "guest-env", env)]));
+}
+
+async fn status_text(node: &Node) -> String {
+    let token = std::fs::read_to_string(node.data.path().join("admin.token")).unwrap();
+    let response =
+        node.client.get(node.url("/_gojinn/v1/status")).bearer_auth(token.trim()).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.text().await.unwrap()
+}
+
+#[tokio::test]
+async fn secret_env_values_reach_the_guest_and_nothing_else() {
+    // SAFETY: a variable no other test reads, set before the node starts.
+    unsafe { std::env::set_var("GOJINN_SECRET_ACME_API_TOKEN", VARIABLE_SECRET) };
+    let dir = SpecDir::new();
+    secret_specs(&dir);
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data.path().join("secrets/acme")).unwrap();
+    std::fs::write(data.path().join("secrets/acme/db-password"), FILE_SECRET).unwrap();
+    let node = Node::start_with(dir.path(), data).await;
+
+    let seen: Value = node.get("/acme/env").await.json().await.unwrap();
+    let expected = json!({ "GREETING": "hi", "DB_PASSWORD": FILE_SECRET, "API_TOKEN": VARIABLE_SECRET });
+    assert_eq!(seen["env"], expected);
+
+    let status = status_text(&node).await;
+    assert!(status.contains("function/acme/env"), "{status}");
+    let store = std::fs::read(node.data.path().join("state/state.redb")).expect("read the store file");
+    let (passed, printed) = validate(&dir);
+    assert!(passed, "{printed}");
+    for secret in [FILE_SECRET, VARIABLE_SECRET] {
+        assert!(!status.contains(secret), "status shows a secret: {status}");
+        assert!(
+            !store.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the store file holds {secret}"
+        );
+        assert!(!printed.contains(secret), "validate printed {secret}");
+    }
+    let store_holds = |text: &str| store.windows(text.len()).any(|w| w == text.as_bytes());
+    assert!(store_holds("db-password"), "the store keeps where the secret is, so the search above is real");
+}
+
+#[tokio::test]
+async fn a_function_whose_secret_is_missing_fails_naming_the_variable_and_the_place() {
+    let dir = SpecDir::new();
+    secret_specs(&dir);
+    dir.write(
+        "specs.yaml",
+        &specs(
+            "acme",
+            "",
+            &[("env", "guest-env", "env: { DB_PASSWORD: { valueFrom: { file: db-password } } }")],
+        ),
+    );
+    let node = Node::start(&dir).await;
+    assert_eq!(node.get("/acme/env").await.status(), 404, "a function without its secret is not served");
+    let status: Value = serde_json::from_str(&status_text(&node).await).unwrap();
+    let resources = status["resources"].as_array().unwrap();
+    let env = resources.iter().find(|r| r["resource"] == "function/acme/env").expect("its status");
+    assert_eq!(env["state"], "failed", "{env:#}");
+    let place = node.data.path().join("secrets/acme/db-password");
+    let message = env["message"].as_str().unwrap();
+    assert!(
+        message.ends_with(&format!(
+            "spec.env: env DB_PASSWORD: secret file {} cannot be read: entity not found",
+            place.display()
+        )),
+        "{message}"
+    );
+}
+
+/// Runs `gojinn validate` on `dir`: whether it passed, and everything it printed.
+fn validate(dir: &SpecDir) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_gojinn"))
+        .args(["validate", "--specs"])
+        .arg(dir.path())
+        .output()
+        .expect("run gojinn validate");
+    let said =
+        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), said)
+}
+
+/// `gojinn validate`'s output for `acme/env` with `env`; asserts that it failed.
+fn refused(env: &str) -> String {
+    let dir = SpecDir::new();
+    dir.module("guest-env");
+    dir.write("specs.yaml", &specs("acme", "", &[("env", "guest-env", env)]));
+    let (passed, said) = validate(&dir);
+    assert!(!passed && said.contains("specs.yaml:"), "{said}");
+    said
+}
+
+#[test]
+fn secret_references_are_checked_by_validate_with_file_and_line() {
+    let said = refused("env: { A: { valueFrom: { file: ../etc/passwd } } }");
+    assert!(said.contains("invalid secret file name \"../etc/passwd\""), "{said}");
+    let said = refused("env: { A: { valueFrom: { vault: x } } }");
+    assert!(said.contains("unknown field `vault`"), "{said}");
+}
+
+#[test]
+fn value_from_takes_exactly_one_place() {
+    let said = refused("env: { A: { valueFrom: { file: a, env: A } } }");
+    assert!(said.contains("valueFrom takes exactly one of `file` and `env`"), "{said}");
+}
