@@ -27,6 +27,7 @@ impl Deployed {
     /// Runs one call of this revision with `stdin` (a request envelope), in a fresh sandbox.
     pub async fn call(&self, runtime: &Runtime, stdin: bytes::Bytes) -> Ran {
         let request = CallRequest {
+            tenant: Arc::from(self.id.tenant.as_str()),
             capabilities: self.capabilities.clone(),
             limits: self.spec.limits,
             env: self.env.clone(),

@@ -1,9 +1,10 @@
 //! One call of a guest: a fresh Store with its memory cap, a wall-clock deadline enforced through
-//! epoch yields, a CPU budget checked at each epoch tick, WASI stdio on in-memory pipes capped at
-//! the output limit, the CPU time the call took, and the classification of every way a call can
-//! end.
+//! epoch yields, a run permit from the fair scheduler, a CPU budget checked at each epoch tick,
+//! WASI stdio on in-memory pipes capped at the output limit, the CPU time the call took, and the
+//! classification of every way a call can end.
 
 use super::cpu::CpuAccount;
+use super::scheduler::Scheduler;
 use super::{CallState, Prepared, Runtime};
 use crate::host::{Capabilities, HostCtx};
 use crate::metrics::Metrics;
@@ -11,10 +12,7 @@ use crate::spec::FunctionLimits;
 use crate::telemetry::spans;
 use bytes::Bytes;
 use futures::future::Either;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 use tracing::Instrument;
 use tracing::instrument::WithSubscriber;
@@ -26,6 +24,8 @@ use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
 const MAX_TABLE_ELEMENTS: usize = 1 << 20;
 
 pub struct CallRequest {
+    /// Whose call this is: the fair scheduler shares CPU between tenants.
+    pub tenant: Arc<str>,
     /// The function's grants and backends, resolved at deploy.
     pub capabilities: Arc<Capabilities>,
     pub limits: FunctionLimits,
@@ -142,7 +142,8 @@ impl Runtime {
             Ok(pre) => pre,
             Err(e) => return Ran { result: Err(CallError::Internal(e.to_string())), cpu: Duration::ZERO },
         };
-        let call = run(self.engine.clone(), pre, request, self.metrics.clone(), traced);
+        let call =
+            run(self.engine.clone(), pre, request, self.scheduler.clone(), self.metrics.clone(), traced);
         // A traced call runs in the caller's span and under its subscriber (a test's may be its
         // thread's own), so that the guest's spans join the request's or job's trace.
         let call = match traced {
@@ -161,6 +162,7 @@ async fn run(
     engine: Engine,
     pre: InstancePre<CallState>,
     request: CallRequest,
+    scheduler: Arc<Scheduler>,
     metrics: Arc<Metrics>,
     traced: bool,
 ) -> Ran {
@@ -188,10 +190,14 @@ async fn run(
     let account = Arc::new(CpuAccount::default());
     store.set_epoch_deadline(1);
     let (ticks, budget) = (account.clone(), limits.cpu);
+    // Each epoch tick ends a time slice: past its CPU budget the call ends; otherwise it yields
+    // to the executor, where its deadline and an abort are seen and the scheduler lets it run
+    // on or hands its permit to a call that deserves it more.
     store.epoch_deadline_callback(move |_| {
         if ticks.over(ticks.used_within_slice(), budget) {
             return Err(wasmtime::Error::msg("the call ran past its CPU time limit"));
         }
+        ticks.slice_ended();
         Ok(UpdateDeadline::Yield(1))
     });
 
@@ -204,8 +210,8 @@ async fn run(
         started = Some(Instant::now());
         start.call_async(&mut store, ()).await
     };
-    let outcome =
-        tokio::time::timeout(limits.timeout, Metered { inner: Box::pin(run), account: &account }).await;
+    let scheduled = scheduler.schedule(&request.tenant, 1, account.clone(), run);
+    let outcome = tokio::time::timeout(limits.timeout, scheduled).await;
     let memory_exhausted = store.data().limiter.memory_exhausted;
     let host_calls = store.data().host.calls().clone();
     drop(store);
@@ -232,23 +238,6 @@ async fn run(
         host_calls,
     });
     Ran { result, cpu: account.used() }
-}
-
-/// Runs a call's future, adding the CPU time of each poll to the call's account.
-struct Metered<'a, F> {
-    inner: Pin<Box<F>>,
-    account: &'a CpuAccount,
-}
-
-impl<F: Future> Future for Metered<'_, F> {
-    type Output = F::Output;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let start = self.account.slice_begins();
-        let polled = self.inner.as_mut().poll(cx);
-        self.account.slice_ends(start);
-        polled
-    }
 }
 
 fn take(pipe: MemoryOutputPipe) -> Bytes {

@@ -29,6 +29,8 @@ pub(super) struct CpuAccount {
     slice_start: AtomicU64,
     /// Set when the call ran past its CPU budget.
     exceeded: AtomicBool,
+    /// Set when the poll under way yields at the end of a time slice (an epoch tick).
+    slice_ended: AtomicBool,
 }
 
 impl CpuAccount {
@@ -39,9 +41,21 @@ impl CpuAccount {
         now
     }
 
-    /// The poll that began at `start` ended on this thread.
-    pub(super) fn slice_ends(&self, start: u64) {
-        self.used.fetch_add(thread_cpu_ns().saturating_sub(start), Ordering::Relaxed);
+    /// The poll that began at `start` ended on this thread; returns the CPU nanoseconds it used.
+    pub(super) fn slice_ends(&self, start: u64) -> u64 {
+        let spent = thread_cpu_ns().saturating_sub(start);
+        self.used.fetch_add(spent, Ordering::Relaxed);
+        spent
+    }
+
+    /// The poll under way yields because its time slice ended.
+    pub(super) fn slice_ended(&self) {
+        self.slice_ended.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the poll that just ended yielded at the end of its time slice; forgets it.
+    pub(super) fn take_slice_end(&self) -> bool {
+        self.slice_ended.swap(false, Ordering::Relaxed)
     }
 
     /// CPU time used so far, the poll under way included (call it from inside that poll).

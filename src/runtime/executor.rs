@@ -8,6 +8,7 @@ use tokio::task::JoinHandle;
 
 pub(super) struct Executor {
     runtime: Option<tokio::runtime::Runtime>,
+    threads: usize,
 }
 
 impl Executor {
@@ -20,7 +21,12 @@ impl Executor {
             .global_queue_interval(4)
             .enable_all()
             .build()?;
-        Ok(Self { runtime: Some(runtime) })
+        Ok(Self { runtime: Some(runtime), threads: workers })
+    }
+
+    /// The threads that run guests.
+    pub(super) fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Runs `task` on the executor. Dropping the returned future aborts the task, which stops a

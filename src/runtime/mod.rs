@@ -8,6 +8,7 @@ mod call;
 mod cpu;
 mod engine;
 mod executor;
+mod scheduler;
 
 pub use call::{CallError, CallOutput, CallRequest, OutputStream, Ran};
 pub use engine::{EPOCH_TICK, PoolConfig};
@@ -17,6 +18,7 @@ use crate::metrics::Metrics;
 use cache::ModuleCache;
 use engine::EpochTicker;
 use executor::Executor;
+use scheduler::Scheduler;
 use std::path::PathBuf;
 use std::sync::Arc;
 use wasmtime::{Engine, InstancePre, Linker, Module};
@@ -65,6 +67,8 @@ pub struct Runtime {
     cache: Arc<ModuleCache>,
     pool: PoolConfig,
     executor: Executor,
+    /// Shares the executor's threads fairly between tenants.
+    scheduler: Arc<Scheduler>,
     metrics: Arc<Metrics>,
     _ticker: EpochTicker,
 }
@@ -84,9 +88,10 @@ impl Runtime {
         let cache = Arc::new(ModuleCache::new(&engine, cache_dir, pool.module_cache_bytes)?);
         let executor = Executor::new()
             .map_err(|e| RuntimeError::Engine(format!("cannot start the guest executor: {e}")))?;
+        let scheduler = Scheduler::new(executor.threads());
         let ticker = EpochTicker::start(engine.clone());
         let linker = Arc::new(linker);
-        Ok(Self { engine, linker, linked, cache, pool, executor, metrics, _ticker: ticker })
+        Ok(Self { engine, linker, linked, cache, pool, executor, scheduler, metrics, _ticker: ticker })
     }
 
     /// The node's metrics, which every call on this runtime is counted in.
