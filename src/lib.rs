@@ -14,6 +14,7 @@
 //! way only: no two top-level modules import each other, directly or around a cycle.
 //! `validate` checks a spec directory as a deploy on a node would; `backoff` is the one doubling
 //! retry delay. Secret env values are read by each node at deploy (`secrets`), never stored.
+//! `fuzz` (tests and cargo-fuzz only) runs each decoder of untrusted input on arbitrary bytes.
 
 pub mod abi;
 pub mod api;
@@ -23,6 +24,8 @@ pub mod config;
 pub mod deploy;
 pub mod edge;
 pub mod failure;
+#[cfg(any(test, fuzzing))]
+pub mod fuzz;
 pub mod gate;
 pub mod host;
 pub mod invoke;

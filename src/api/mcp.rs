@@ -336,6 +336,24 @@ fn parse_arguments<T: DeserializeOwned>(tool: AdminTool, arguments: JsonObject) 
     })
 }
 
+/// Decodes an MCP message as the endpoint does and, for a call of an admin tool, its arguments
+/// as the tool does, without running anything (`fuzz` target `mcp_request`).
+#[cfg(any(test, fuzzing))]
+pub(crate) fn decode_request(bytes: &[u8]) {
+    use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
+    let Ok(JsonRpcMessage::Request(request)) = serde_json::from_slice::<ClientJsonRpcMessage>(bytes) else {
+        return;
+    };
+    let ClientRequest::CallToolRequest(call) = request.request else { return };
+    let arguments = call.params.arguments.unwrap_or_default();
+    let _ = match AdminTool::named(&call.params.name) {
+        Some(tool @ AdminTool::Status) => parse_arguments::<NoArguments>(tool, arguments).map(drop),
+        Some(tool @ AdminTool::Job) => parse_arguments::<JobArguments>(tool, arguments).map(drop),
+        Some(tool @ AdminTool::Receipt) => parse_arguments::<ReceiptArguments>(tool, arguments).map(drop),
+        None => Ok(()),
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,7 +93,7 @@ fn fetch<T: HostView>(
 }
 
 /// Parses and checks the guest's request document.
-fn outbound(raw: &[u8]) -> Result<Outbound, HostError> {
+pub(super) fn outbound(raw: &[u8]) -> Result<Outbound, HostError> {
     let request: Request = serde_json::from_slice(raw).map_err(|e| {
         HostError::invalid(format!("the request is not {{method, url, headers, body_b64}}: {e}"))
     })?;

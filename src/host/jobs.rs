@@ -65,14 +65,14 @@ fn enqueue<T: HostView>(
 }
 
 /// The request envelope the job runs with.
-fn envelope(id: &FunctionId, payload: &[u8], trace_id: String) -> Bytes {
+pub(super) fn envelope(id: &FunctionId, payload: &[u8], trace_id: String) -> Bytes {
     let json = serde_json::from_slice::<serde::de::IgnoredAny>(payload).is_ok();
     let content_type = if json { "application/json" } else { "application/octet-stream" };
     GuestRequest::post(content_type, payload, id, trace_id).to_json()
 }
 
 /// The trace id of the call's request envelope (empty if it has none).
-fn trace_id(envelope: &[u8]) -> String {
+pub(super) fn trace_id(envelope: &[u8]) -> String {
     #[derive(serde::Deserialize)]
     struct Trace {
         #[serde(default)]

@@ -59,7 +59,7 @@ impl Grants {
         }
     }
 
-    fn check(&self, access: Access, op: &str, key: &str) -> Result<(), HostError> {
+    pub(super) fn check(&self, access: Access, op: &str, key: &str) -> Result<(), HostError> {
         let (patterns, name) = self.patterns(access);
         if patterns.exact.iter().any(|k| k == key)
             || patterns.prefixes.iter().any(|p| key.starts_with(p.as_str()))
@@ -69,7 +69,7 @@ impl Grants {
         Err(HostError::denied(format!("{op} of key {key:?} denied: grants.kv.{name} is {:?}", patterns.raw)))
     }
 
-    fn check_list(&self, prefix: &str) -> Result<(), HostError> {
+    pub(super) fn check_list(&self, prefix: &str) -> Result<(), HostError> {
         if self.read.prefixes.iter().any(|p| prefix.starts_with(p.as_str())) {
             return Ok(());
         }

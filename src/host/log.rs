@@ -93,7 +93,7 @@ fn enabled(level: i32) -> bool {
 /// reader sees (control characters, Unicode line and paragraph separators, bidirectional
 /// controls) written as Rust escapes (`\n`, `\u{1b}`), and the backslash doubled so that an
 /// escape in the log always means one.
-fn escape(text: &str) -> Cow<'_, str> {
+pub(super) fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(needs_escape) {
         return Cow::Borrowed(text);
     }

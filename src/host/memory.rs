@@ -12,7 +12,7 @@ fn memory<T>(caller: &mut Caller<'_, T>) -> Result<Memory, HostError> {
 }
 
 /// The byte range `ptr..ptr+len` of guest memory, or a trap when it is out of bounds.
-fn range(memory_len: usize, ptr: i32, len: i32) -> Result<std::ops::Range<usize>, HostError> {
+pub(super) fn range(memory_len: usize, ptr: i32, len: i32) -> Result<std::ops::Range<usize>, HostError> {
     let start = ptr as u32 as usize;
     let end = start.checked_add(len as u32 as usize);
     match end {

@@ -215,6 +215,57 @@ fn finish<T: HostView>(caller: &mut Caller<'_, T>, result: Result<i64, HostError
     }
 }
 
+/// Runs the decoders of host-call arguments on arbitrary bytes, as the host functions run them
+/// on what they read from guest memory (`fuzz` target `host_arguments`): the first byte picks
+/// the decoder, the rest is its input.
+#[cfg(any(test, fuzzing))]
+pub(crate) fn decode_arguments(data: &[u8]) {
+    let Some((&which, input)) = data.split_first() else { return };
+    let text = String::from_utf8_lossy(input);
+    match which % 6 {
+        // host_http_fetch's request document.
+        0 => drop(http::outbound(input)),
+        // host_db_query/exec's parameters.
+        1 => drop(crate::state::sql::params_from_json(input)),
+        // A key checked against grant patterns: the first line is the key, the others patterns.
+        2 => {
+            let mut lines = text.lines();
+            let key = lines.next().unwrap_or_default();
+            let patterns: Vec<String> = lines.map(str::to_owned).collect();
+            let grant = crate::spec::KvGrant { read: patterns.clone(), write: patterns };
+            let _ = crate::state::validate_key(key);
+            if let Ok(grants) = kv::Grants::configure(Some(&grant)) {
+                let _ = grants.check(kv::Access::Write, "set", key);
+                let _ = grants.check_list(key);
+            }
+        }
+        // A pointer and a length into a memory of the given size: in bounds or a trap.
+        3 => {
+            let word = |at: usize| {
+                input.get(at..at + 4).map_or(0, |b| i32::from_le_bytes(b.try_into().expect("4 bytes")))
+            };
+            let memory_len = word(8) as u32 as usize;
+            if let Ok(range) = memory::range(memory_len, word(0), word(4)) {
+                assert!(range.start <= range.end && range.end <= memory_len);
+            }
+        }
+        // host_enqueue's envelope keeps the caller's trace id, whatever the payload.
+        4 => {
+            let id = crate::spec::FunctionId {
+                tenant: crate::spec::Name::new("acme").expect("a name"),
+                function: crate::spec::Name::new("resize").expect("a name"),
+            };
+            let made = jobs::envelope(&id, input, "0af7651916cd43dd8448eb211c80319c".into());
+            assert_eq!(jobs::trace_id(&made), "0af7651916cd43dd8448eb211c80319c");
+        }
+        // host_log's message: one line, no control characters.
+        _ => {
+            let escaped = log::escape(&text);
+            assert!(!escaped.chars().any(|c| c.is_control()), "{escaped:?}");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

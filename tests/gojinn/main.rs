@@ -40,5 +40,6 @@ mod state_embedded;
 mod state_nats;
 mod status;
 mod telemetry;
+mod threat_model;
 mod validate;
 mod webhook;
