@@ -213,7 +213,7 @@ impl Default for StateSettings {
             backend: BackendKind::Embedded,
             nats_url: "nats://127.0.0.1:4222".into(),
             control_replicas: 1,
-            timeout: Span(std::time::Duration::from_secs(5)),
+            timeout: Span(super::nats::DEFAULT_TIMEOUT),
             auth: None,
             tls: None,
             allow_plaintext: false,

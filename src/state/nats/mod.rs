@@ -8,10 +8,10 @@
 //! `control`).
 //!
 //! The connection is made in one place, [`NatsBackend::open`], with the credentials and TLS of
-//! the `state:` settings (see `connect`). It is watched (async-nats's connection events): a disconnect is logged at WARN
-//! with what it affects and a reconnect at INFO, [`Reachability`] says whether the node is
-//! connected, and while it is not every call fails at once with `Unavailable` rather than being
-//! queued by the client for a later reconnect. Calls are bounded by the configured timeout
+//! the `state:` settings (see `connect`). It is watched (async-nats's connection events): a
+//! disconnect is logged at WARN with what it affects and a reconnect at INFO, [`Reachability`]
+//! says whether the node is connected, and while it is not every call fails at once with
+//! `Unavailable` rather than being queued by the client for a later reconnect. Calls are bounded by the configured timeout
 //! (`state.timeout`); only provisioning and whole-log reads, which may legitimately take
 //! longer, are not.
 
