@@ -154,13 +154,14 @@ async fn read(args: &VerifyArgs, config: &NodeConfig, tenant: &Name) -> Result<V
             AdminClient::new(url, &token_file.unwrap_or_else(|| config.data_dir.join(TOKEN_FILE_NAME)))?;
         return read_api(&client, tenant).await;
     }
-    let nats = args.nats.clone().or_else(|| match config.state.backend {
-        BackendKind::Nats => Some(config.state.nats_url.clone()),
-        BackendKind::Embedded => None,
-    });
-    let audit: Arc<dyn AuditLog> = match nats {
-        Some(url) => Arc::new(NatsBackend::connect(&url).await?),
-        None => Arc::new(open_embedded(&config.data_dir.join("state"))?),
+    let mut state = config.state.clone();
+    if let Some(url) = &args.nats {
+        state.backend = BackendKind::Nats;
+        state.nats_url = url.clone();
+    }
+    let audit: Arc<dyn AuditLog> = match state.backend {
+        BackendKind::Nats => Arc::new(NatsBackend::open(&state).await?),
+        BackendKind::Embedded => Arc::new(open_embedded(&config.data_dir.join("state"))?),
     };
     Ok(log::read_all(&*audit, tenant).await?)
 }

@@ -3,7 +3,7 @@
 //! once. Writes nothing, except a probe file it removes at once to learn whether the data dir
 //! can be written.
 
-use super::NodeConfig;
+use super::{BackendKind, NodeConfig, StateSettings};
 use crate::spec::ByteSize;
 use std::fmt;
 use std::path::Path;
@@ -102,6 +102,16 @@ impl Checks {
         };
         self.fail(setting, problem);
     }
+
+    /// The `nats` backend's settings: what they report of themselves, and every file they name.
+    fn nats(&mut self, state: &StateSettings) {
+        for (setting, message) in state.nats_problems() {
+            self.fail(setting, message);
+        }
+        for (setting, path) in state.nats_files() {
+            self.readable_file(setting, path, false);
+        }
+    }
 }
 
 /// `bytes` with a binary unit when it has a round one.
@@ -156,6 +166,9 @@ impl NodeConfig {
         }
         if let Some(token_file) = &self.admin.token_file {
             checks.readable_file("admin.tokenFile", token_file, true);
+        }
+        if self.state.backend == BackendKind::Nats {
+            checks.nats(&self.state);
         }
 
         let http = &self.http;
@@ -315,6 +328,30 @@ mod tests {
             ["admin.tokenFile"],
             "keys are read only with receipts on"
         );
+    }
+
+    #[test]
+    fn nats_settings_are_checked_with_the_backend_naming_each_file_and_a_remote_plaintext_url() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "{{ backend: nats, natsUrl: nats://10.0.0.5:4222, auth: {{ tokenFile: {0}/token }}, \
+             tls: {{ caFile: {0}/ca.pem, certFile: {0}/specs, keyFile: {0}/key.pem }} }}",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("ca.pem"), "a CA").unwrap();
+        let mut config = NodeConfig { state: serde_norway::from_str(&yaml).unwrap(), ..valid(dir.path()) };
+        config.state.tls = None;
+        let text = config.validate().unwrap_err().to_string();
+        assert!(text.contains("state.natsUrl: nats://10.0.0.5:4222 is not on this machine"), "{text}");
+        assert!(text.contains("state.auth.tokenFile: ") && text.contains("token does not exist"), "{text}");
+        config.state = serde_norway::from_str(&yaml).unwrap();
+        assert_eq!(
+            settings(config.validate().unwrap_err()),
+            ["state.auth.tokenFile", "state.tls.certFile", "state.tls.keyFile"],
+            "state.tls turns TLS on, so the URL may be remote"
+        );
+        config.state.backend = BackendKind::Embedded;
+        config.validate().expect("the NATS settings are not read for the embedded backend");
     }
 
     #[test]

@@ -13,7 +13,7 @@ mod settings;
 pub mod sql;
 mod validate;
 
-pub use settings::{BackendKind, StateSettings};
+pub use settings::{BackendKind, NatsAuth, NatsTls, SettingProblem, StateSettings};
 pub use validate::{MAX_KEY_BYTES, MAX_VALUE_BYTES, validate_key};
 
 use crate::spec::Name;
@@ -338,7 +338,7 @@ pub async fn open(settings: &StateSettings, data_dir: &Path) -> Result<State, St
             State::from_backend(Arc::new(embedded::EmbeddedBackend::open(&data_dir.join("state"))?))
         }
         BackendKind::Nats => {
-            let backend = nats::NatsBackend::connect_within(&settings.nats_url, settings.timeout.0).await?;
+            let backend = nats::NatsBackend::open(settings).await?;
             State::from_backend(Arc::new(backend.with_control_replicas(settings.control_replicas)?))
         }
     })

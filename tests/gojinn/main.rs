@@ -23,6 +23,7 @@ mod jobs_embedded;
 mod jobs_nats;
 mod mcp;
 mod metrics;
+mod nats_security;
 mod node_config;
 mod outage;
 mod receipts;

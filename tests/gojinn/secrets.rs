@@ -1,8 +1,11 @@
 //! Secret env values (`valueFrom`): the node reads them at deploy from its secrets directory or
 //! its environment, the guest sees them, and they are found nowhere else: not in the state store,
-//! the node's status or `gojinn validate`'s output. A missing secret fails its function, naming
-//! the variable and where it was looked for.
+//! the node's status or `gojinn validate`'s output; nor is a caller's bearer token, in any output
+//! channel of a node logging at debug level and exporting its spans. A missing secret fails its
+//! function, naming the variable and where it was looked for.
 
+use crate::support::api::{ChildNode, WITHIN};
+use crate::support::otlp::Receiver;
 use crate::support::{Node, SpecDir, specs};
 use serde_json::{Value, json};
 
@@ -84,6 +87,82 @@ async fn a_function_whose_secret_is_missing_fails_naming_the_variable_and_the_pl
         )),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn planted_secrets_reach_no_log_span_receipt_job_record_status_or_validate_output() {
+    const ENV_SECRET: &str = "planted-env-secret-b3d90a";
+    const BEARER: &str = "planted-bearer-token-1c7e55";
+    const KEPT: &str = "planted-kept-bearer-7a41d2";
+    let receiver = Receiver::start().await;
+    let dir = SpecDir::new();
+    dir.module("guest-env").module("guest-jobprobe");
+    let env = "env: { API_TOKEN: { valueFrom: { env: API_TOKEN } } }";
+    let functions = [
+        ("env", "guest-env", env),
+        ("probe", "guest-jobprobe", env),
+        ("keeper", "guest-jobprobe", "jobs: { keepHeaders: [Authorization] }"),
+    ];
+    dir.write("specs.yaml", &specs("acme", "", &functions));
+    let data = tempfile::tempdir().unwrap();
+    let endpoint = receiver.endpoint();
+    let environment = [
+        ("RUST_LOG", "debug"),
+        ("GOJINN_SECRET_ACME_API_TOKEN", ENV_SECRET),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+    ];
+    let node = ChildNode::start_env(dir.path(), data.path(), None, &environment).await;
+    let api = &node.api;
+    let bearer = format!("Bearer {BEARER}");
+    let call = |path: &str| api.http.post(format!("{}{path}", api.base)).header("authorization", &bearer);
+
+    // Where they belong, the values are found: the guest sees its secret (and shows it), the
+    // synchronous call hands the guest its Authorization header, a function that keeps it
+    // stores it with its jobs. So the searches below can find what they look for.
+    let seen: Value = call("/acme/env").send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen["env"]["API_TOKEN"], ENV_SECRET, "{seen}");
+    let seen: Value = call("/acme/probe").send().await.unwrap().json().await.unwrap();
+    assert!(seen["headers"].as_array().unwrap().contains(&json!("authorization")), "{seen}");
+    let queued = api.enqueue("/acme/probe", &[("authorization", &bearer)], "").await;
+    let kept = api.enqueue("/acme/keeper", &[("authorization", &format!("Bearer {KEPT}"))], "").await;
+    let mut channels = vec![
+        ("job record", api.wait_for(&queued, "succeeded").await.to_string()),
+        ("kept job record", api.wait_for(&kept, "succeeded").await.to_string()),
+    ];
+    for path in ["acme/jobs", "acme/receipts"] {
+        let response = api.admin(reqwest::Method::GET, path).await;
+        assert_eq!(response.status(), 200, "{path}");
+        channels.push((path, response.text().await.unwrap()));
+    }
+    let status = api.http.get(format!("{}/_gojinn/v1/status", api.base)).bearer_auth(&api.token);
+    channels.push(("status", status.send().await.unwrap().text().await.unwrap()));
+    channels.push(("validate", validate(&dir).1));
+
+    // A stopped node has exported every span and written every log line.
+    assert!(node.terminate().await.success());
+    let spans = receiver.wait_for(WITHIN, |spans| spans.iter().any(|span| span.name == "job")).await;
+    assert!(spans.iter().any(|span| span.attribute("gojinn.function") == Some("env")), "{spans:#?}");
+    channels.push(("exported spans", format!("{spans:?}")));
+    let log = std::fs::read_dir(data.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .find(|path| path.extension().is_some_and(|ext| ext == "log"))
+        .expect("the node's log");
+    let log = std::fs::read_to_string(log).unwrap();
+    assert!(log.contains(" DEBUG "), "the node logged at debug level: {log}");
+    channels.push(("log", log));
+    let store = std::fs::read(data.path().join("state/state.redb")).expect("read the store file");
+    let store_holds = |text: &str| store.windows(text.len()).any(|w| w == text.as_bytes());
+    assert!(store_holds(KEPT), "a kept header is at rest, so the search of the store is real");
+
+    for secret in [ENV_SECRET, BEARER] {
+        assert!(!store_holds(secret), "the store file holds {secret}");
+        for (channel, text) in &channels {
+            let lines: Vec<&str> = text.lines().filter(|line| line.contains(secret)).collect();
+            assert!(lines.is_empty(), "{channel} holds {secret}:\n{}", lines.join("\n"));
+        }
+    }
 }
 
 /// Runs `gojinn validate` on `dir`: whether it passed, and everything it printed.

@@ -95,6 +95,11 @@ impl ChildNode {
     /// Starts `gojinn serve` on a free port with `data` (and NATS at `nats`, if given); returns
     /// once it answers `/_gojinn/ready`.
     pub async fn start(specs: &Path, data: &Path, nats: Option<&str>) -> Self {
+        Self::start_env(specs, data, nats, &[]).await
+    }
+
+    /// [`ChildNode::start`] with `env` set in its environment (over its default `RUST_LOG`).
+    pub async fn start_env(specs: &Path, data: &Path, nats: Option<&str>, env: &[(&str, &str)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = data.join(format!("gojinn-{port}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_gojinn"));
@@ -106,6 +111,7 @@ impl ChildNode {
         let output = std::fs::File::create(&log).unwrap();
         let child = command
             .env("RUST_LOG", "info,gojinn::jobs=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(output.try_clone().unwrap())
             .stderr(output)

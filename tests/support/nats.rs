@@ -43,19 +43,26 @@ pub struct NatsServer {
 impl NatsServer {
     /// A single node, ready for JetStream requests.
     pub async fn start() -> Self {
+        Self::start_with("").await
+    }
+
+    /// A single node with `extra` appended to its configuration (an `authorization` or `tls`
+    /// block), ready for JetStream requests (readiness is asked on the monitoring port, which
+    /// neither affects).
+    pub async fn start_with(extra: &str) -> Self {
         let [port, monitor] = free_ports(2).try_into().unwrap();
-        let mut server = Self::spawn("solo", port, monitor, "");
+        let mut server = Self::spawn("solo", port, monitor, extra);
         server.wait_healthy("/healthz?js-enabled-only=true").await;
         server
     }
 
-    fn spawn(name: &str, port: u16, monitor: u16, cluster: &str) -> Self {
+    fn spawn(name: &str, port: u16, monitor: u16, extra: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir for nats-server");
         let store = dir.path().join("jetstream");
         // 8MB payloads: a 1MB KV value plus subject and headers exceeds the 1MB default.
         let config = format!(
             "server_name: {name}\nlisten: 127.0.0.1:{port}\nhttp: 127.0.0.1:{monitor}\nmax_payload: 8MB\n\
-             jetstream {{ store_dir: {store:?}, max_memory_store: 64MB, max_file_store: 1GB }}\n{cluster}"
+             jetstream {{ store_dir: {store:?}, max_memory_store: 64MB, max_file_store: 1GB }}\n{extra}"
         );
         std::fs::write(dir.path().join("nats.conf"), config).expect("write nats-server config");
         let mut server = Self { child: None, port, monitor, dir };

@@ -93,7 +93,8 @@ impl Gojinn {
     }
 
     /// Keeps state in NATS JetStream at `url` (e.g. `nats://nats:4222` on a shared network)
-    /// instead of the embedded store: nodes with one NATS form a cluster.
+    /// instead of the embedded store: nodes with one NATS form a cluster. The connection may be
+    /// plaintext (`state.allowPlaintext`): the test's container network is its own.
     pub fn with_nats(mut self, url: impl Into<String>) -> Self {
         self.image.nats_url = Some(url.into());
         self
@@ -287,7 +288,8 @@ impl GojinnImage {
             "admin": { "tokenFile": TOKEN_PATH },
         });
         if let Some(url) = &self.nats_url {
-            config["state"] = serde_json::json!({ "backend": "nats", "natsUrl": url });
+            config["state"] =
+                serde_json::json!({ "backend": "nats", "natsUrl": url, "allowPlaintext": true });
         }
         // Copied in as root, mode 0644: readable by the image's unprivileged user.
         self.copies = vec![

@@ -7,14 +7,16 @@
 //! module object store are the platform's, not a tenant's: they are created on first use (see
 //! `control`).
 //!
-//! The connection is watched (async-nats's connection events): a disconnect is logged at WARN
-//! with what it affects and a reconnect at INFO, [`Reachability`] says whether the node is
-//! connected, and while it is not every call fails at once with `Unavailable` rather than being
-//! queued by the client for a later reconnect. Calls are bounded by the configured timeout
+//! The connection is made in one place, [`NatsBackend::open`], with the credentials and TLS of
+//! the `state:` settings (see `connect`). It is watched (async-nats's connection events): a
+//! disconnect is logged at WARN with what it affects and a reconnect at INFO, [`Reachability`]
+//! says whether the node is connected, and while it is not every call fails at once with
+//! `Unavailable` rather than being queued by the client for a later reconnect. Calls are bounded by the configured timeout
 //! (`state.timeout`); only provisioning and whole-log reads, which may legitimately take
 //! longer, are not.
 
 mod audit;
+mod connect;
 mod control;
 mod errors;
 mod job_record;
@@ -26,7 +28,7 @@ mod provision;
 mod scan;
 
 use crate::spec::Name;
-use crate::state::{Reachability, StateError, names};
+use crate::state::{Reachability, StateError, StateSettings, names};
 use async_nats::jetstream::{self, consumer::PullConsumer, kv::Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -77,37 +79,43 @@ pub struct NatsBackend {
 
 impl NatsBackend {
     /// Connects to `url` (`nats://host:port`, or several separated by commas: seeds of a
-    /// cluster), with calls bounded by [`DEFAULT_TIMEOUT`]. An unreachable server is
-    /// `Unavailable`; later disconnections are retried by async-nats in the background.
+    /// cluster) without credentials or TLS, as [`NatsBackend::open`] does with the defaults.
     pub async fn connect(url: &str) -> Result<Self, StateError> {
-        Self::connect_within(url, DEFAULT_TIMEOUT).await
+        Self::open(&StateSettings::nats(url)).await
     }
 
-    /// [`NatsBackend::connect`], with calls that fail as `Unavailable` once NATS has not
-    /// answered within `timeout` (at least 100 ms).
-    pub async fn connect_within(url: &str, timeout: Duration) -> Result<Self, StateError> {
-        let timeout = timeout.max(MIN_TIMEOUT);
-        let seeds: Vec<&str> = url.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-        let link = Arc::new(Link::new(without_credentials(&seeds)));
+    /// Connects to the servers of `settings.natsUrl` with its credentials and TLS, within
+    /// `settings.timeout` (at least 100 ms), which then bounds every call. Every connection a
+    /// node or a command makes to NATS is made here. Settings that may not connect (plaintext
+    /// to another machine, a secret file that cannot be read) are `InvalidArgument`; refused
+    /// credentials or certificates and an unreachable server are `Unavailable`, naming the
+    /// servers and what was refused. Later disconnections are retried by async-nats.
+    pub async fn open(settings: &StateSettings) -> Result<Self, StateError> {
+        let timeout = settings.timeout.0.max(MIN_TIMEOUT);
+        let seeds = settings.seeds();
+        let link = Arc::new(Link::new(seeds.join(",")));
         let events = link.clone();
-        let client = async_nats::ConnectOptions::new()
+        let options = async_nats::ConnectOptions::new()
             .name("gojinn")
+            .connection_timeout(timeout)
             .event_callback(move |event| {
                 let link = events.clone();
                 async move { link.event(event) }
-            })
-            .connect(seeds.as_slice())
-            .await
-            .map_err(|err| match err.kind() {
-                async_nats::ConnectErrorKind::ServerParse => {
-                    StateError::InvalidArgument(format!("invalid NATS URL {:?}: {err}", link.url))
-                }
-                _ => StateError::Unavailable(format!("cannot connect to NATS at {}: {err}", link.url)),
-            })?;
+            });
+        let options = connect::secure(options, settings).await?;
+        let client = match tokio::time::timeout(timeout, options.connect(seeds.as_slice())).await {
+            Ok(connected) => connected.map_err(|error| connect::refused(error, &link.url, settings))?,
+            Err(_) => {
+                return Err(StateError::Unavailable(format!(
+                    "cannot connect to NATS at {}: no answer within {timeout:?} (state.timeout)",
+                    link.url
+                )));
+            }
+        };
         let max_payload = client.server_info().max_payload;
         if max_payload < MIN_MAX_PAYLOAD {
             tracing::warn!(
-                url,
+                url = %link.url,
                 max_payload,
                 "the NATS server's max_payload is below {MIN_MAX_PAYLOAD} bytes: it will refuse KV values \
                  near the 1MiB limit and large job payloads; set max_payload: 8MB in its config"
@@ -272,7 +280,7 @@ impl Reachability for NatsBackend {
 
 /// What the node knows of its connection to NATS, from the client's events.
 struct Link {
-    /// The servers, without credentials.
+    /// The servers (never with credentials: `nats_problems` refuses them in the URL).
     url: String,
     /// Since when the connection is lost (`None` while connected).
     lost: Mutex<Option<Instant>>,
@@ -318,29 +326,5 @@ impl Link {
             Some(since) => format!("not connected to NATS (for {:.1}s)", since.elapsed().as_secs_f64()),
             None => "not connected to NATS".to_owned(),
         }
-    }
-}
-
-/// The servers of `seeds` as they can be shown: without any `user:password@` or `token@`.
-fn without_credentials(seeds: &[&str]) -> String {
-    let shown: Vec<String> = seeds
-        .iter()
-        .map(|seed| match (seed.split_once("://"), seed.rsplit_once('@')) {
-            (Some((scheme, _)), Some((_, host))) => format!("{scheme}://{host}"),
-            (None, Some((_, host))) => host.to_owned(),
-            _ => (*seed).to_owned(),
-        })
-        .collect();
-    shown.join(",")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn servers_are_shown_without_credentials() {
-        let seeds = ["nats://user:secret@a:4222", "b:4222", "tls://token@c", "nats://d"];
-        assert_eq!(without_credentials(&seeds), "nats://a:4222,b:4222,tls://c,nats://d");
     }
 }
