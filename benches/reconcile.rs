@@ -55,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         secs(started.elapsed())
     );
     let started = Instant::now();
-    let loaded = gojinn::spec::load_dir(specs.path());
+    let loaded = gojinn::spec::load_dir(specs.path(), &gojinn::spec::Bounds::default());
     ensure!(loaded.errors.is_empty(), "the generated specs are invalid:\n{}", loaded.error_text());
     let load_time = started.elapsed();
     let started = Instant::now();

@@ -37,6 +37,7 @@ pub struct NodeConfig {
     pub audit: AuditSettings,
     pub http: HttpSettings,
     pub secrets: crate::secrets::SecretSettings,
+    pub limits: LimitSettings,
 }
 
 /// The accepted forms of a listen address, for error messages.
@@ -128,6 +129,49 @@ impl Default for HttpSettings {
             max_headers: 100,
             max_header_bytes: ByteSize(32 << 10),
             max_url_length: ByteSize(8 << 10),
+        }
+    }
+}
+
+/// Bounds on what the specs may declare (README "Node configuration"); the defaults and their
+/// reasons are in `spec::bounds`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct LimitSettings {
+    /// Tenants this node serves; Tenant documents past it (in file order) are invalid.
+    pub tenants: u32,
+    /// Functions of one tenant; Function documents past it (in file order) are invalid.
+    pub functions_per_tenant: u32,
+    /// Routes one function declares.
+    pub routes_per_function: u32,
+    /// Environment variables of one function.
+    pub env_per_function: u32,
+    /// Bytes of one function's environment: names and literal values.
+    pub env_bytes_per_function: ByteSize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let bounds = crate::spec::Bounds::default();
+        Self {
+            tenants: bounds.tenants,
+            functions_per_tenant: bounds.functions_per_tenant,
+            routes_per_function: bounds.routes_per_function,
+            env_per_function: bounds.env_per_function,
+            env_bytes_per_function: ByteSize(bounds.env_bytes_per_function),
+        }
+    }
+}
+
+impl LimitSettings {
+    /// The bounds specs are loaded within.
+    pub fn spec_bounds(&self) -> crate::spec::Bounds {
+        crate::spec::Bounds {
+            tenants: self.tenants,
+            functions_per_tenant: self.functions_per_tenant,
+            routes_per_function: self.routes_per_function,
+            env_per_function: self.env_per_function,
+            env_bytes_per_function: self.env_bytes_per_function.bytes(),
         }
     }
 }
@@ -259,6 +303,7 @@ impl Default for NodeConfig {
             audit: AuditSettings::default(),
             http: HttpSettings::default(),
             secrets: crate::secrets::SecretSettings::default(),
+            limits: LimitSettings::default(),
         }
     }
 }

@@ -143,6 +143,7 @@ impl NodeConfig {
         );
         checks.bytes("runtime.maxWasmStack", runtime.max_wasm_stack, 64 << 10, 64 << 20);
 
+        checks.bytes("state.maxJobBytes", self.state.max_job_bytes, 64 << 10, 1 << 30);
         checks.at_least("reconcile.interval", self.reconcile.interval.0, second);
         checks.at_least("egress.timeout", self.egress.timeout.0, Duration::from_millis(1));
         checks.bytes("egress.maxResponse", self.egress.max_response, 1, 1 << 30);
@@ -195,6 +196,13 @@ impl NodeConfig {
             );
         }
 
+        let limits = &self.limits;
+        checks.range("limits.tenants", limits.tenants.into(), 1, 1_000_000);
+        checks.range("limits.functionsPerTenant", limits.functions_per_tenant.into(), 1, 100_000);
+        checks.range("limits.routesPerFunction", limits.routes_per_function.into(), 1, 10_000);
+        checks.range("limits.envPerFunction", limits.env_per_function.into(), 1, 10_000);
+        checks.bytes("limits.envBytesPerFunction", limits.env_bytes_per_function, 1 << 10, 16 << 20);
+
         if self.reconcile.git.is_none() && !self.specs.is_dir() {
             let specs = self.specs.display();
             checks.fail(
@@ -242,7 +250,7 @@ fn writable_dir(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HttpSettings, RuntimeSettings};
+    use crate::config::{HttpSettings, LimitSettings, RuntimeSettings};
 
     /// A configuration whose files and directories exist, in `dir`.
     fn valid(dir: &Path) -> NodeConfig {
@@ -299,6 +307,40 @@ mod tests {
             text.contains("http.maxUrlLength: must be 1 to 32767 (less than http.maxHeaderBytes"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn spec_limits_are_checked_at_their_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |limits: LimitSettings| NodeConfig { limits, ..valid(dir.path()) }.validate();
+        let ends = LimitSettings {
+            tenants: 1_000_000,
+            functions_per_tenant: 1,
+            routes_per_function: 10_000,
+            env_per_function: 1,
+            env_bytes_per_function: ByteSize(16 << 20),
+        };
+        at(ends.clone()).unwrap();
+        let past = LimitSettings {
+            tenants: 1_000_001,
+            functions_per_tenant: 0,
+            routes_per_function: 10_001,
+            env_per_function: 0,
+            env_bytes_per_function: ByteSize((16 << 20) + 1),
+        };
+        let error = at(past).unwrap_err();
+        let text = error.to_string();
+        assert_eq!(
+            settings(error),
+            [
+                "limits.tenants",
+                "limits.functionsPerTenant",
+                "limits.routesPerFunction",
+                "limits.envPerFunction",
+                "limits.envBytesPerFunction"
+            ]
+        );
+        assert!(text.contains("limits.tenants: must be 1 to 1000000, not 1000001"), "{text}");
     }
 
     #[test]

@@ -9,10 +9,16 @@
 //! an exhausted resource or an invalid response envelope is a failed attempt, retried after the
 //! backoff and dead-lettered after `maxDeliver` attempts. It never runs a job outside its
 //! function's admission gates.
+//!
+//! A job is at most what the backend stores for one ([`crate::state::Jobs::max_job_bytes`]: on
+//! NATS the server's `max_payload`): a larger payload is refused at enqueue (413), and a larger
+//! result is cut to fit with an error that says so ([`fit`]), never lost.
 
+mod fit;
 mod id;
 mod policy;
 
+pub use fit::fit;
 pub use id::JobId;
 pub use policy::{ACK_WAIT_MARGIN, DEFAULT_BACKOFF, DEFAULT_MAX_DELIVER, policy_for};
 
@@ -31,6 +37,11 @@ pub enum JobError {
     NotDead { id: String, status: &'static str },
     #[error("job {id} changed while it was being redriven: {reason}")]
     Conflict { id: String, reason: String },
+    #[error(
+        "the async call is {size} bytes as a job (its request envelope), more than the {max} bytes the \
+         state backend stores for one"
+    )]
+    TooLarge { size: usize, max: usize },
     #[error(transparent)]
     State(#[from] StateError),
 }
@@ -40,6 +51,7 @@ impl PublicError for JobError {
         match self {
             JobError::NotFound(_) => StatusCode::NOT_FOUND,
             JobError::NotDead { .. } | JobError::Conflict { .. } => StatusCode::CONFLICT,
+            JobError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             JobError::State(state) => state.status(),
         }
     }
@@ -49,6 +61,7 @@ impl PublicError for JobError {
             JobError::NotFound(_) => "no_job",
             JobError::NotDead { .. } => "not_dead",
             JobError::Conflict { .. } => "conflict",
+            JobError::TooLarge { .. } => "job_too_large",
             JobError::State(state) => state.code(),
         }
     }
@@ -91,7 +104,8 @@ pub fn parse_status(text: &str) -> Result<JobStatus, String> {
 }
 
 /// Queues a call of `function` with `payload` (its request envelope); returns the job's id. The
-/// same tenant and idempotency key always give the same job.
+/// same tenant and idempotency key always give the same job. A payload larger than the backend
+/// stores is `TooLarge`, and nothing is queued.
 pub async fn enqueue(
     state: &State,
     function: &FunctionId,
@@ -99,6 +113,10 @@ pub async fn enqueue(
     idempotency_key: Option<String>,
     traceparent: Option<String>,
 ) -> Result<JobId, JobError> {
+    let max = state.jobs.max_job_bytes();
+    if payload.len() > max {
+        return Err(JobError::TooLarge { size: payload.len(), max });
+    }
     let job = NewJob {
         tenant: function.tenant.clone(),
         function: function.function.clone(),
@@ -147,6 +165,37 @@ pub async fn redrive(state: &State, id: &JobId) -> Result<JobRecord, JobError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_payload_at_the_backends_bound_is_queued_and_one_byte_more_is_413() {
+        use crate::failure::PublicError;
+        use crate::state::embedded::EmbeddedBackend;
+        use crate::state::{Provisioner, TenantResources};
+        let dir = tempfile::tempdir().unwrap();
+        let backend = EmbeddedBackend::open(dir.path()).unwrap().with_max_job_bytes(100);
+        let tenant = Name::new("acme").unwrap();
+        let resources = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None };
+        backend.ensure_tenant(&resources).await.unwrap();
+        let state = State::from_backend(std::sync::Arc::new(backend));
+        let function = FunctionId { tenant, function: Name::new("work").unwrap() };
+        let payload = |n: usize| bytes::Bytes::from(vec![b'x'; n]);
+        let id = enqueue(&state, &function, payload(100), None, None).await.unwrap();
+        assert_eq!(status(&state, &id).await.unwrap().status, JobStatus::Queued);
+        let refused = enqueue(&state, &function, payload(101), None, None).await.unwrap_err();
+        assert_eq!((refused.status(), refused.code()), (StatusCode::PAYLOAD_TOO_LARGE, "job_too_large"));
+        assert_eq!(list(&state, &function.tenant, None, 10).await.unwrap().len(), 1, "nothing more queued");
+        let new_job = |n| NewJob {
+            tenant: function.tenant.clone(),
+            function: function.function.clone(),
+            payload: payload(n),
+            idempotency_key: None,
+            traceparent: None,
+        };
+        assert!(
+            matches!(state.jobs.enqueue(new_job(101)).await, Err(StateError::Quota(_))),
+            "the backend refuses it too (a guest's host_enqueue gets -3)"
+        );
+    }
 
     #[test]
     fn statuses_parse_as_they_are_written() {

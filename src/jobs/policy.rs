@@ -48,7 +48,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("m.wasm"), wat::parse_str("(module)").unwrap()).unwrap();
         std::fs::write(dir.path().join("s.yaml"), yaml).unwrap();
-        let report = crate::spec::load_dir(dir.path());
+        let report = crate::spec::load_dir(dir.path(), &crate::spec::Bounds::default());
         assert!(report.errors.is_empty(), "{:?}", report.errors);
         let mut function = report.state.functions.into_values().next().unwrap();
         function.limits.timeout = timeout;

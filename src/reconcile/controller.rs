@@ -131,6 +131,8 @@ pub struct Controller<D> {
     /// Where a git source is checked out.
     checkouts: PathBuf,
     default_policies: bool,
+    /// The node's bounds on what specs declare (`limits`).
+    bounds: crate::spec::Bounds,
     /// How often a watched git source is polled.
     interval: Duration,
     /// The node's data dir: changes under it are not spec changes.
@@ -156,6 +158,7 @@ impl<D: Deploy> Controller<D> {
             lease: Lease::node(settings.interval.0),
             default_policies: settings.default_policies.unwrap_or(matches!(source, Source::Git { .. })),
             source,
+            bounds: config.limits.spec_bounds(),
             checkouts: config.data_dir.join("sources"),
             interval: settings.interval.0,
             data_dir: config.data_dir.clone(),
@@ -232,7 +235,7 @@ impl<D: Deploy> Controller<D> {
     async fn reconcile(self: &Arc<Self>) -> Result<(Admitted, ApplyReport), ReconcileError> {
         let this = self.clone();
         let admitted = tokio::task::spawn_blocking(move || {
-            let mut admitted = Admitted::read(&this.source, &this.checkouts, this.default_policies)?;
+            let mut admitted = Admitted::read(&this.source, &this.checkouts, this.default_policies, &this.bounds)?;
             // Apply only what this node's runtime can serve, so the applied commit is served.
             admitted.check_modules(|function| this.deploy.servable(function));
             Ok::<_, ReconcileError>(admitted)

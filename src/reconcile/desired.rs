@@ -212,7 +212,7 @@ mod tests {
 
     fn fixture() -> Desired {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/specs/valid-full");
-        let report = crate::spec::load_dir(&root);
+        let report = crate::spec::load_dir(&root, &crate::spec::Bounds::default());
         assert!(report.errors.is_empty(), "{}", report.error_text());
         Desired::new(report.state, Some("abc".into()))
     }

@@ -123,11 +123,17 @@ impl Admitted {
     }
 
     /// Reads `source` (into `work_dir` for git), loads its specs and admits them: the operator's
-    /// `policies/*.rego` always, the shipped defaults when `default_policies`. Blocking.
-    pub fn read(source: &Source, work_dir: &Path, default_policies: bool) -> Result<Self, ReconcileError> {
+    /// `policies/*.rego` always, the shipped defaults when `default_policies`; within the node's
+    /// `bounds`. Blocking.
+    pub fn read(
+        source: &Source,
+        work_dir: &Path,
+        default_policies: bool,
+        bounds: &crate::spec::Bounds,
+    ) -> Result<Self, ReconcileError> {
         let checkout = source.checkout(work_dir)?;
         let policies = Policies::load_with(default_policies, Some(&checkout.root))?;
-        let loaded = crate::spec::load_dir(&checkout.root);
+        let loaded = crate::spec::load_dir(&checkout.root, bounds);
         Ok(Self::new(loaded, checkout.commit, &policies)?)
     }
 

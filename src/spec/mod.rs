@@ -2,6 +2,7 @@
 //! normalized [`DesiredState`]. Nothing here touches the runtime or the network; the server and
 //! the reconciler both build on it.
 
+mod bounds;
 mod depth;
 mod files;
 mod load;
@@ -12,6 +13,10 @@ mod routes;
 pub mod schema;
 mod types;
 
+pub use bounds::{
+    Bounds, DEFAULT_MAX_ENV_BYTES_PER_FUNCTION, DEFAULT_MAX_ENV_PER_FUNCTION, DEFAULT_MAX_FUNCTIONS_PER_TENANT,
+    DEFAULT_MAX_ROUTES_PER_FUNCTION, DEFAULT_MAX_TENANTS,
+};
 pub use files::SpecRoot;
 pub use load::{Document, MAX_DOCUMENTS, MAX_NESTING, MAX_SPEC_FILE, load_documents, parse_file, spec_files};
 pub use names::{FunctionId, Name};

@@ -3,6 +3,7 @@
 //! routes checked against their tenant's namespace and grants and for conflicts, and a revision
 //! hash per function that changes whenever anything the function runs with changes.
 
+use super::bounds::Bounds;
 use super::files::SpecRoot;
 use super::load::{Document, load_documents};
 use super::names::{FunctionId, Name};
@@ -168,17 +169,18 @@ impl LoadReport {
     }
 }
 
-/// Loads and resolves every spec under `root`.
-pub fn load_dir(root: &Path) -> LoadReport {
+/// Loads and resolves every spec under `root`, within the node's `bounds`.
+pub fn load_dir(root: &Path, bounds: &Bounds) -> LoadReport {
     let (docs, mut errors) = load_documents(root);
-    let (state, resolve_errors) = resolve(root, docs);
+    let (state, resolve_errors) = resolve(root, docs, bounds);
     errors.extend(resolve_errors);
     errors.sort_by(|a, b| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)));
     LoadReport { state, errors }
 }
 
-/// Resolves documents into the desired state. Module paths are relative to `root`.
-pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError>) {
+/// Resolves documents into the desired state, within the node's `bounds` (documents past one
+/// are invalid, counted in order). Module paths are relative to `root`.
+pub fn resolve(root: &Path, docs: Vec<Document>, bounds: &Bounds) -> (DesiredState, Vec<SpecError>) {
     let mut state = DesiredState::default();
     let mut errors = Vec::new();
     let mut function_docs = Vec::new();
@@ -187,9 +189,14 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
     for doc in docs {
         match doc {
             Document::Tenant(doc, at) => {
+                // Valid or not, each tenant named takes its place, in file order.
+                let admitted = match defined.contains_key(&doc.metadata.name) {
+                    true => Ok(()),
+                    false => bounds.tenant(defined.len(), &at).map_err(|e| vec![e]),
+                };
                 defined.entry(doc.metadata.name.clone()).or_insert_with(|| at.clone());
                 let resource = super::tenant_resource(&doc.metadata.name);
-                match resolve_tenant(doc, at) {
+                match admitted.and_then(|()| resolve_tenant(doc, at)) {
                     Ok(tenant) => match state.tenants.get(&tenant.name) {
                         Some(first) => errors.push(SpecError::field(
                             tenant.source.clone(),
@@ -211,6 +218,7 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
     let mut routes = RouteTable::default();
     // Each module's bytes once, however many functions run it.
     let mut modules: BTreeMap<String, Arc<[u8]>> = BTreeMap::new();
+    let mut functions_of: BTreeMap<Name, usize> = BTreeMap::new();
     for (doc, at) in function_docs {
         let id = FunctionId { tenant: doc.metadata.tenant.clone(), function: doc.metadata.name.clone() };
         let resource = super::function_resource(&id.tenant, &id.function);
@@ -230,7 +238,15 @@ pub fn resolve(root: &Path, docs: Vec<Document>) -> (DesiredState, Vec<SpecError
             errors.push(SpecError::field(at, "metadata.tenant", message).about(resource));
             continue;
         };
-        let resolved = resolve_function(&spec_root, id, doc, at, tenant).and_then(|f| {
+        let functions = functions_of.entry(id.tenant.clone()).or_default();
+        if let Err(error) = bounds.function(id.tenant.as_str(), *functions, &at) {
+            errors.push(error.about(resource));
+            continue;
+        }
+        // Valid or not, a function takes its place: fixing an earlier document never pushes a
+        // later one out.
+        *functions += 1;
+        let resolved = resolve_function(&spec_root, id, doc, at, tenant, bounds).and_then(|f| {
             ownership.check_routes(&f, tenant).map_err(|e| vec![e])?;
             routes.claim(f).map_err(|e| vec![e])
         });
@@ -298,10 +314,13 @@ fn resolve_function(
     doc: FunctionDoc,
     at: Location,
     tenant: &Tenant,
+    bounds: &Bounds,
 ) -> Result<Function, Vec<SpecError>> {
     let (spec, keep) = (doc.spec, doc.metadata.keep);
     let mut problems = Vec::new();
     let limits = resolve_limits(&spec.limits, &at, tenant, &mut problems);
+    let env: BTreeMap<String, EnvValue> = spec.env.into_iter().map(|(k, v)| (k.0, v)).collect();
+    bounds.function_spec(spec.routes.len(), &env, &at, &mut problems);
     // MCP tools take an object of arguments, so their schema must describe one.
     if let Some(schema) = spec.mcp.as_ref().and_then(|mcp| mcp.input_schema.as_ref())
         && schema.get("type") != Some(&serde_json::Value::from("object"))
@@ -314,7 +333,6 @@ fn resolve_function(
     if !problems.is_empty() {
         return Err(problems);
     }
-    let env = spec.env.into_iter().map(|(k, v)| (k.0, v)).collect();
     let mut function = Function {
         id,
         module,
@@ -496,10 +514,41 @@ mod tests {
             ));
         }
         std::fs::write(dir.path().join("specs.yaml"), specs).unwrap();
-        let loaded = load_dir(dir.path());
+        let loaded = load_dir(dir.path(), &Bounds::default());
         assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
         let bytes: Vec<_> = loaded.state.functions.values().map(|f| f.module.bytes.clone()).collect();
         assert_eq!(bytes.len(), 2);
         assert!(Arc::ptr_eq(&bytes[0], &bytes[1]), "one allocation for both functions");
+    }
+
+    #[test]
+    fn tenants_and_functions_past_the_nodes_bounds_fail_alone_in_file_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.wasm"), WASM_MAGIC).unwrap();
+        let tenant = |name: &str| format!("apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {name} }}\nspec: {{}}\n---\n");
+        let function = |name: &str, tenant: &str| {
+            format!(
+                "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: {{ name: {name}, tenant: {tenant} }}\n\
+                 spec: {{ module: {{ path: a.wasm }} }}\n---\n"
+            )
+        };
+        let specs = [tenant("a"), tenant("b"), tenant("c"), function("one", "a"), function("two", "a")];
+        std::fs::write(dir.path().join("specs.yaml"), specs.concat()).unwrap();
+        std::fs::write(dir.path().join("z.yaml"), function("three", "c")).unwrap();
+        let bounds = Bounds { tenants: 2, functions_per_tenant: 1, ..Bounds::default() };
+        let loaded = load_dir(dir.path(), &bounds);
+        let tenants: Vec<&str> = loaded.state.tenants.keys().map(Name::as_str).collect();
+        assert_eq!(tenants, ["a", "b"], "the tenants within the bound deploy");
+        let functions: Vec<String> = loaded.state.functions.keys().map(ToString::to_string).collect();
+        assert_eq!(functions, ["a/one"]);
+        let errors: Vec<(Option<&str>, String)> =
+            loaded.errors.iter().map(|e| (e.resource.as_deref(), e.to_string())).collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert_eq!(errors[0].0, Some("tenant/c"));
+        assert!(errors[0].1.starts_with("specs.yaml:11: metadata.name: the node serves at most 2 tenants (limits.tenants)"), "{errors:#?}");
+        assert_eq!(errors[1].0, Some("function/a/two"));
+        assert!(errors[1].1.contains("metadata.tenant: tenant a has 1 functions before this one"), "{errors:#?}");
+        assert_eq!(errors[2].0, Some("function/c/three"));
+        assert!(errors[2].1.contains("tenant \"c\" is invalid (see specs.yaml:11)"), "{errors:#?}");
     }
 }

@@ -173,6 +173,19 @@ pub struct NewJob {
     pub traceparent: Option<String>,
 }
 
+impl NewJob {
+    /// `Quota` when the payload is larger than `max` bytes ([`Jobs::max_job_bytes`]).
+    pub fn check_size(&self, max: usize) -> Result<(), StateError> {
+        match self.payload.len() <= max {
+            true => Ok(()),
+            false => Err(StateError::Quota(format!(
+                "the job's payload is {} bytes, more than the {max} bytes the state backend stores for a job",
+                self.payload.len()
+            ))),
+        }
+    }
+}
+
 /// Delivery settings of a function's jobs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct JobPolicy {
@@ -240,12 +253,23 @@ pub enum Outcome {
     Failed {
         error: String,
     },
+    /// Succeeded, with a result cut to fit [`Jobs::max_job_bytes`] (see `jobs::fit`); the job
+    /// records `error`, which says so.
+    Truncated {
+        result: serde_json::Value,
+        error: String,
+    },
 }
 
 /// Durable job queues with at-least-once delivery, redelivery after `ack_wait`, backoff,
 /// a dead-letter queue after `max_deliver`, and status by id.
 #[async_trait]
 pub trait Jobs: Send + Sync {
+    /// The most bytes this backend stores for one job: a payload (a larger one is refused at
+    /// enqueue with `Quota`), and a result's JSON (a larger one must be cut to fit before
+    /// [`Jobs::finish`]). On NATS, the server's `max_payload` less room for headers and the
+    /// job's record.
+    fn max_job_bytes(&self) -> usize;
     /// Queues a job (or returns the id of the job with the same idempotency key).
     async fn enqueue(&self, job: NewJob) -> Result<String, StateError>;
     async fn job(&self, tenant: &Name, id: &str) -> Result<Option<JobRecord>, StateError>;
@@ -335,7 +359,9 @@ impl State {
 pub async fn open(settings: &StateSettings, data_dir: &Path) -> Result<State, StateError> {
     Ok(match settings.backend {
         BackendKind::Embedded => {
-            State::from_backend(Arc::new(embedded::EmbeddedBackend::open(&data_dir.join("state"))?))
+            let max_job_bytes = usize::try_from(settings.max_job_bytes.bytes()).unwrap_or(usize::MAX);
+            let backend = embedded::EmbeddedBackend::open(&data_dir.join("state"))?;
+            State::from_backend(Arc::new(backend.with_max_job_bytes(max_job_bytes)))
         }
         BackendKind::Nats => {
             let backend = nats::NatsBackend::open(settings).await?;

@@ -13,6 +13,10 @@ use std::str::FromStr;
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct StateSettings {
     pub backend: BackendKind,
+    /// The most bytes of one job the embedded backend stores: an async call's request envelope
+    /// (larger: 413 `job_too_large`) and its result (larger: cut to fit, with an error). On NATS
+    /// the server's `max_payload` decides.
+    pub max_job_bytes: crate::spec::ByteSize,
     /// NATS server URL(s), comma-separated, for the `nats` backend.
     pub nats_url: String,
     /// Replicas of the reconciler's shared control bucket and module object store (`nats`
@@ -211,6 +215,7 @@ impl Default for StateSettings {
     fn default() -> Self {
         Self {
             backend: BackendKind::Embedded,
+            max_job_bytes: crate::spec::ByteSize(super::embedded::DEFAULT_MAX_JOB_BYTES as u64),
             nats_url: "nats://127.0.0.1:4222".into(),
             control_replicas: 1,
             timeout: Span(super::nats::DEFAULT_TIMEOUT),

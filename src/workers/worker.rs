@@ -159,8 +159,9 @@ impl JobContext {
         let function = &self.deployed.id;
         let every = (self.policy.ack_wait / HEARTBEATS_PER_ACK_WAIT).max(Duration::from_millis(10));
         let outcome = with_heartbeats(&*self.state.jobs, &delivery, every, self.run(&delivery)).await;
+        let outcome = crate::jobs::fit(outcome, self.state.jobs.max_job_bytes());
         let failed = match &outcome {
-            Outcome::Failed { error } => Some(error.clone()),
+            Outcome::Failed { error } | Outcome::Truncated { error, .. } => Some(error.clone()),
             Outcome::Succeeded { .. } => None,
         };
         match self.state.jobs.finish(&delivery, &self.policy, outcome).await {
@@ -292,7 +293,9 @@ mod tests {
     fn error_of(outcome: Outcome) -> String {
         match outcome {
             Outcome::Failed { error } => error,
-            Outcome::Succeeded { result } => panic!("succeeded with {result}"),
+            Outcome::Succeeded { result } | Outcome::Truncated { result, .. } => {
+                panic!("succeeded with {result}")
+            }
         }
     }
 
@@ -304,7 +307,9 @@ mod tests {
                 Outcome::Succeeded { result } => {
                     assert_eq!(result, serde_json::from_str::<serde_json::Value>(stdout).unwrap())
                 }
-                Outcome::Failed { error } => panic!("{stdout} failed: {error}"),
+                Outcome::Failed { error } | Outcome::Truncated { error, .. } => {
+                    panic!("{stdout} failed: {error}")
+                }
             }
         }
     }

@@ -16,7 +16,7 @@ use std::time::Duration;
 const WITHIN: Duration = Duration::from_secs(30);
 
 fn admitted(dir: &SpecDir, defaults: bool) -> Admitted {
-    let loaded = gojinn::spec::load_dir(dir.path());
+    let loaded = gojinn::spec::load_dir(dir.path(), &gojinn::spec::Bounds::default());
     let policies = Policies::load_with(defaults, Some(dir.path())).expect("policies load");
     Admitted::new(loaded, None, &policies).expect("policies evaluate")
 }

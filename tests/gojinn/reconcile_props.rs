@@ -320,7 +320,7 @@ fn admit(set: &SpecSet, commit: &str) -> Result<(tempfile::TempDir, Admitted), S
     let policies = POLICIES.get_or_init(|| Policies::load_with(false, None).expect("no policies load"));
     let dir = tempfile::tempdir().unwrap();
     write_specs(dir.path(), set);
-    let loaded = gojinn::spec::load_dir(dir.path());
+    let loaded = gojinn::spec::load_dir(dir.path(), &gojinn::spec::Bounds::default());
     if !loaded.errors.is_empty() {
         return Err(format!("generated specs are invalid:\n{}", loaded.error_text()));
     }

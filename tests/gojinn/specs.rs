@@ -20,7 +20,7 @@ fn spec_fixtures_match_their_expected_output() {
     assert!(cases.len() >= 6, "fixtures are missing");
     let mut failures = Vec::new();
     for case in cases {
-        let report = gojinn::spec::load_dir(&case);
+        let report = gojinn::spec::load_dir(&case, &gojinn::spec::Bounds::default());
         let (file, actual) = if report.errors.is_empty() {
             ("expected.json", serde_json::to_string_pretty(&report.state).unwrap() + "\n")
         } else {
@@ -96,7 +96,7 @@ fn validate(dir: &Path) -> (i32, String) {
 fn a_file_of_60000_tiny_documents_is_refused_whole() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("many.yaml"), many_documents()).unwrap();
-    let report = gojinn::spec::load_dir(dir.path());
+    let report = gojinn::spec::load_dir(dir.path(), &gojinn::spec::Bounds::default());
     assert_eq!(
         report.error_text(),
         format!(
@@ -111,7 +111,7 @@ fn deep_nesting_is_refused_before_the_yaml_parser_sees_it() {
     std::fs::write(dir.path().join("flow.yaml"), deeply_nested(200_000)).unwrap();
     let block: String = (0..=MAX_NESTING).map(|level| format!("{}k{level}:\n", "  ".repeat(level))).collect();
     std::fs::write(dir.path().join("block.yaml"), format!("# block nesting\n{block}")).unwrap();
-    let report = gojinn::spec::load_dir(dir.path());
+    let report = gojinn::spec::load_dir(dir.path(), &gojinn::spec::Bounds::default());
     assert_eq!(
         report.error_text(),
         format!(

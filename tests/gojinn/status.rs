@@ -80,7 +80,7 @@ async fn a_module_the_node_cannot_load_is_failed_with_its_error_not_applied() {
 }
 
 fn read(dir: &SpecDir, commit: &str) -> Admitted {
-    let loaded = gojinn::spec::load_dir(dir.path());
+    let loaded = gojinn::spec::load_dir(dir.path(), &gojinn::spec::Bounds::default());
     let policies = Policies::load_with(true, Some(dir.path())).expect("policies load");
     Admitted::new(loaded, Some(commit.into()), &policies).expect("policies evaluate")
 }

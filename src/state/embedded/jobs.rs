@@ -59,7 +59,12 @@ fn lease_of(delivery: &Delivery) -> Result<Lease, StateError> {
 
 #[async_trait]
 impl Jobs for EmbeddedBackend {
+    fn max_job_bytes(&self) -> usize {
+        self.max_job_bytes
+    }
+
     async fn enqueue(&self, job: NewJob) -> Result<String, StateError> {
+        job.check_size(self.max_job_bytes)?;
         let id = job_id(&job.tenant, job.idempotency_key.as_deref());
         let now = self.clock.now_ms();
         let created = self

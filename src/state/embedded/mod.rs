@@ -29,9 +29,16 @@ use tokio::sync::Notify;
 /// The database file under the directory given to [`EmbeddedBackend::open`].
 pub const FILE_NAME: &str = "state.redb";
 
+/// The most bytes of one job (payload, result) the embedded store keeps unless configured
+/// (`state.maxJobBytes`): the `max_payload` the README asks NATS servers to have, so a spec that
+/// works on one backend works on the other.
+pub const DEFAULT_MAX_JOB_BYTES: usize = 8 << 20;
+
 /// The embedded backend. Wrap it with [`crate::state::State::from_backend`].
 pub struct EmbeddedBackend {
     db: Arc<Handle>,
+    /// [`crate::state::Jobs::max_job_bytes`].
+    max_job_bytes: usize,
     clock: Clock,
     /// Woken whenever a job may have become visible sooner than a waiting fetch expects
     /// (enqueue, retry, redrive), so fetches sleep instead of polling.
@@ -75,9 +82,15 @@ impl EmbeddedBackend {
         Ok(Self::with_handle(Handle::ReadOnly(db)))
     }
 
+    /// The same backend, storing jobs (payloads, results) of at most `bytes`.
+    pub fn with_max_job_bytes(self, bytes: usize) -> Self {
+        Self { max_job_bytes: bytes, ..self }
+    }
+
     fn with_handle(db: Handle) -> Self {
         Self {
             db: Arc::new(db),
+            max_job_bytes: DEFAULT_MAX_JOB_BYTES,
             clock: Clock::default(),
             jobs_changed: Notify::new(),
             writes: AtomicU64::new(0),

@@ -186,14 +186,8 @@ impl<'txn> JobTables<'txn> {
         let mut job = self.leased(lease)?;
         job.record.updated_ms = now;
         match outcome {
-            Outcome::Succeeded { result } => {
-                job.record.status = JobStatus::Succeeded;
-                job.record.result = Some(result);
-                job.record.error = None;
-                self.schedule(&mut job, None)?;
-                self.payloads.remove((lease.tenant.as_str(), lease.id.as_str()))?;
-                self.save(&job)?;
-            }
+            Outcome::Succeeded { result } => self.succeed(&mut job, lease, result, None)?,
+            Outcome::Truncated { result, error } => self.succeed(&mut job, lease, result, Some(error))?,
             Outcome::Failed { error } => {
                 job.record.error = Some(error);
                 if job.record.attempts < policy.max_deliver {
@@ -207,6 +201,22 @@ impl<'txn> JobTables<'txn> {
             }
         }
         Ok(job.record.status)
+    }
+
+    /// Records a success: the result (and the error of a truncated one), out of the queue.
+    fn succeed(
+        &mut self,
+        job: &mut StoredJob,
+        lease: &Lease,
+        result: serde_json::Value,
+        error: Option<String>,
+    ) -> Result<(), StateError> {
+        job.record.status = JobStatus::Succeeded;
+        job.record.result = Some(result);
+        job.record.error = error;
+        self.schedule(job, None)?;
+        self.payloads.remove((lease.tenant.as_str(), lease.id.as_str()))?;
+        self.save(job)
     }
 
     /// Puts a dead job back in its queue, visible now, with a fresh attempt count.

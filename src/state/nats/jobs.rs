@@ -24,6 +24,11 @@ use futures::StreamExt;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Room a job's message needs besides its payload (subject, job headers, traceparent) and its
+/// record besides its result (id, names, status, error, times), under the server's
+/// `max_payload`.
+const JOB_OVERHEAD: usize = 8 << 10;
+
 /// What [`DeliveryHandle`] holds for this backend.
 struct Handle {
     message: Message,
@@ -44,7 +49,13 @@ pub(super) fn consumer_config(tenant: &Name, function: &Name, ack_wait: Duration
 
 #[async_trait]
 impl Jobs for NatsBackend {
+    /// The connected server's `max_payload` (its latest INFO), less [`JOB_OVERHEAD`].
+    fn max_job_bytes(&self) -> usize {
+        self.client.server_info().max_payload.saturating_sub(JOB_OVERHEAD)
+    }
+
     async fn enqueue(&self, job: NewJob) -> Result<String, StateError> {
+        job.check_size(self.max_job_bytes())?;
         let tenant = job.tenant.clone();
         self.run(&tenant, async {
             let store = &self.buckets(&tenant).await?.jobs;
@@ -170,6 +181,7 @@ impl Jobs for NatsBackend {
             let (id, generation) = (&delivery.job_id, handle.generation);
             let (status, result, error) = match outcome {
                 Outcome::Succeeded { result } => (JobStatus::Succeeded, Some(result), None),
+                Outcome::Truncated { result, error } => (JobStatus::Succeeded, Some(result), Some(error)),
                 Outcome::Failed { error } if delivery.attempt < policy.max_deliver => {
                     (JobStatus::Failed, None, Some(error))
                 }
