@@ -37,7 +37,8 @@ pub fn spec_file(data: &[u8]) {
     for error in &errors {
         assert_eq!(error.location.file, file, "an error names the file it is about: {error}");
     }
-    let _ = crate::spec::resolve(Path::new("/nonexistent/gojinn-fuzz"), docs);
+    let _ =
+        crate::spec::resolve(Path::new("/nonexistent/gojinn-fuzz"), docs, &crate::spec::Bounds::default());
 }
 
 /// A guest's stdout as the response envelope; an accepted one has a status from 200 to 599 and

@@ -390,7 +390,8 @@ fn apply(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let config = reconcile_config(&args)?;
     let source = Source::parse(&args.source, args.reference.as_deref());
     let bounds = config.limits.spec_bounds();
-    let admitted = Admitted::read(&source, &config.data_dir.join("sources"), !args.no_default_policies, &bounds)?;
+    let admitted =
+        Admitted::read(&source, &config.data_dir.join("sources"), !args.no_default_policies, &bounds)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state = runtime
         .block_on(gojinn::state::open(&config.state, &config.data_dir))

@@ -235,7 +235,8 @@ impl<D: Deploy> Controller<D> {
     async fn reconcile(self: &Arc<Self>) -> Result<(Admitted, ApplyReport), ReconcileError> {
         let this = self.clone();
         let admitted = tokio::task::spawn_blocking(move || {
-            let mut admitted = Admitted::read(&this.source, &this.checkouts, this.default_policies, &this.bounds)?;
+            let mut admitted =
+                Admitted::read(&this.source, &this.checkouts, this.default_policies, &this.bounds)?;
             // Apply only what this node's runtime can serve, so the applied commit is served.
             admitted.check_modules(|function| this.deploy.servable(function));
             Ok::<_, ReconcileError>(admitted)

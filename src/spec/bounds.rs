@@ -153,12 +153,19 @@ mod tests {
 
     #[test]
     fn routes_and_env_are_accepted_at_their_bounds_and_refused_one_past() {
-        let bounds = Bounds { routes_per_function: 2, env_per_function: 2, env_bytes_per_function: 10, ..Bounds::default() };
+        let bounds = Bounds {
+            routes_per_function: 2,
+            env_per_function: 2,
+            env_bytes_per_function: 10,
+            ..Bounds::default()
+        };
         // "A=bc\0" and "D=ef\0": 5 + 5 bytes.
         assert_eq!(problems(&bounds, 2, &env(&[("A", "bc"), ("D", "ef")])), Vec::<String>::new());
         assert_eq!(
             problems(&bounds, 3, &env(&[])),
-            ["f.yaml:3: spec.routes: 3 routes, more than the 2 a function may declare (limits.routesPerFunction)"]
+            [
+                "f.yaml:3: spec.routes: 3 routes, more than the 2 a function may declare (limits.routesPerFunction)"
+            ]
         );
         assert_eq!(
             problems(&bounds, 0, &env(&[("A", ""), ("B", ""), ("C", "")])),
@@ -178,7 +185,11 @@ mod tests {
         let at = Location::at("t.yaml".into(), 9);
         assert!(bounds.tenant(1, &at).is_ok());
         let refused = bounds.tenant(2, &at).unwrap_err().to_string();
-        assert!(refused.starts_with("t.yaml:9: metadata.name: the node serves at most 2 tenants (limits.tenants)"), "{refused}");
+        assert!(
+            refused
+                .starts_with("t.yaml:9: metadata.name: the node serves at most 2 tenants (limits.tenants)"),
+            "{refused}"
+        );
         assert!(bounds.function("acme", 0, &at).is_ok());
         let refused = bounds.function("acme", 1, &at).unwrap_err().to_string();
         assert!(

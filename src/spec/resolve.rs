@@ -525,7 +525,11 @@ mod tests {
     fn tenants_and_functions_past_the_nodes_bounds_fail_alone_in_file_order() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("a.wasm"), WASM_MAGIC).unwrap();
-        let tenant = |name: &str| format!("apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {name} }}\nspec: {{}}\n---\n");
+        let tenant = |name: &str| {
+            format!(
+                "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {name} }}\nspec: {{}}\n---\n"
+            )
+        };
         let function = |name: &str, tenant: &str| {
             format!(
                 "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: {{ name: {name}, tenant: {tenant} }}\n\
@@ -545,9 +549,17 @@ mod tests {
             loaded.errors.iter().map(|e| (e.resource.as_deref(), e.to_string())).collect();
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert_eq!(errors[0].0, Some("tenant/c"));
-        assert!(errors[0].1.starts_with("specs.yaml:11: metadata.name: the node serves at most 2 tenants (limits.tenants)"), "{errors:#?}");
+        assert!(
+            errors[0].1.starts_with(
+                "specs.yaml:11: metadata.name: the node serves at most 2 tenants (limits.tenants)"
+            ),
+            "{errors:#?}"
+        );
         assert_eq!(errors[1].0, Some("function/a/two"));
-        assert!(errors[1].1.contains("metadata.tenant: tenant a has 1 functions before this one"), "{errors:#?}");
+        assert!(
+            errors[1].1.contains("metadata.tenant: tenant a has 1 functions before this one"),
+            "{errors:#?}"
+        );
         assert_eq!(errors[2].0, Some("function/c/three"));
         assert!(errors[2].1.contains("tenant \"c\" is invalid (see specs.yaml:11)"), "{errors:#?}");
     }

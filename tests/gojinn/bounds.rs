@@ -28,8 +28,7 @@ async fn an_async_call_past_the_job_bound_is_413_and_a_result_past_it_is_kept_cu
     let (status, code, message) = error_code(refused).await;
     assert_eq!((status, code.as_str()), (413, "job_too_large"), "{message}");
     assert!(message.contains(&format!("more than the {MAX_JOB_BYTES} bytes")), "{message}");
-    let listed: serde_json::Value =
-        api.admin(reqwest::Method::GET, "acme/jobs").await.json().await.unwrap();
+    let listed: serde_json::Value = api.admin(reqwest::Method::GET, "acme/jobs").await.json().await.unwrap();
     assert_eq!(listed["jobs"].as_array().map(Vec::len), Some(0), "nothing was queued: {listed}");
 
     // A small call whose answer (a 100,000-byte KV value) is larger than a job's result may be.
@@ -38,8 +37,9 @@ async fn an_async_call_past_the_job_bound_is_413_and_a_result_past_it_is_kept_cu
     let job = api.wait_for(&id, "succeeded").await;
     let error = job["error"].as_str().expect("the cut is recorded as the job's error");
     assert!(
-        error.contains(&format!("more than the {MAX_JOB_BYTES} bytes the state backend stores for a job's result"))
-            && error.contains("its body cut to its first"),
+        error.contains(&format!(
+            "more than the {MAX_JOB_BYTES} bytes the state backend stores for a job's result"
+        )) && error.contains("its body cut to its first"),
         "{error}"
     );
     assert_eq!(job["result"]["status"], 200);
@@ -68,7 +68,9 @@ async fn on_nats_a_job_is_bounded_by_the_servers_max_payload_at_its_edge() {
     let id = backend.enqueue(job(max)).await.expect("a payload at the bound is queued");
     assert!(backend.job(&tenant, &id).await.unwrap().is_some());
     match backend.enqueue(job(max + 1)).await {
-        Err(StateError::Quota(message)) => assert!(message.contains(&format!("more than the {max} bytes")), "{message}"),
+        Err(StateError::Quota(message)) => {
+            assert!(message.contains(&format!("more than the {max} bytes")), "{message}")
+        }
         other => panic!("one byte past the bound: {other:?}"),
     }
 }

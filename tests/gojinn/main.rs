@@ -4,8 +4,8 @@
 mod support;
 
 mod backpressure;
-mod bounds;
 mod bodies;
+mod bounds;
 mod cache;
 mod cli;
 mod connections;
