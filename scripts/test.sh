@@ -26,5 +26,7 @@ if ! command -v git >/dev/null; then
   apt-get install -y git >/dev/null
 fi
 
-# testcontainers-gojinn's tests need a Docker daemon: scripts/test-containers.sh runs them.
-cargo test --release --workspace --exclude wasi-http-hello --exclude testcontainers-gojinn "$@"
+# testcontainers-gojinn's tests need a Docker daemon: scripts/test-containers.sh runs them; the
+# fuzz targets are built and run by scripts/fuzz.sh.
+cargo test --release --workspace --exclude wasi-http-hello --exclude testcontainers-gojinn \
+  --exclude gojinn-fuzz "$@"

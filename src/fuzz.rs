@@ -4,7 +4,7 @@
 //! spec loader, the guest's response envelope, host-call arguments, audit records, job records
 //! and MCP requests. None may panic, hang or allocate without bound, and a decoder that accepts
 //! its input must keep its own promises (the checks below say which). Compiled only for tests
-//! and for cargo-fuzz (`--cfg fuzzing`): nothing here is part of the node.
+//! and for the fuzz targets (`--cfg fuzzing`, scripts/fuzz.sh): nothing here is part of the node.
 
 use crate::abi::{GuestRequest, GuestResponse};
 use crate::audit::{Keyring, MasterKey, Window};

@@ -14,7 +14,7 @@
 //! way only: no two top-level modules import each other, directly or around a cycle.
 //! `validate` checks a spec directory as a deploy on a node would; `backoff` is the one doubling
 //! retry delay. Secret env values are read by each node at deploy (`secrets`), never stored.
-//! `fuzz` (tests and cargo-fuzz only) runs each decoder of untrusted input on arbitrary bytes.
+//! `fuzz` (tests and scripts/fuzz.sh only) runs each decoder of untrusted input on arbitrary bytes.
 
 pub mod abi;
 pub mod api;
