@@ -4,9 +4,9 @@
 //! guest yields to the executor at every tick, so its deadline and an abort are seen there),
 //! whenever it waits (in a host call, say), and when it ends. A free permit goes to the waiting
 //! call whose tenant has the least virtual runtime (CPU time used, divided by the tenant's
-//! weight: 1 for every tenant until a spec field sets it), and within a tenant to the call that has used the least CPU, so a tenant's
-//! share does not grow with the number of calls it has in flight and short calls pass long
-//! ones. A tenant alone gets every permit (nothing is kept idle for others). A tenant that
+//! weight: 1 for every tenant until a spec field sets it), and within a tenant to the call that
+//! has used the least CPU, so a tenant's share does not grow with the number of calls it has in
+//! flight and short calls pass long ones. A tenant alone gets every permit (nothing is kept idle for others). A tenant that
 //! (re)starts running starts at the least virtual runtime of those running, as in Linux's CFS, so
 //! it neither starves the others with credit saved while idle nor waits behind their past.
 //!
