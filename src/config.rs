@@ -247,6 +247,16 @@ pub struct AuditSettings {
     pub checkpoint_interval: Span,
     /// Receipts waiting to be appended, at most; past that, executions wait for room.
     pub max_queued: u32,
+    /// Receipts of one tenant waiting to be appended, at most (default: a quarter of
+    /// `max_queued`); past that, that tenant's executions wait for room while others go on.
+    pub max_queued_per_tenant: Option<u32>,
+}
+
+impl AuditSettings {
+    /// `max_queued_per_tenant`, or its default: a quarter of `max_queued`, at least 1.
+    pub fn tenant_share(&self) -> u32 {
+        self.max_queued_per_tenant.unwrap_or(self.max_queued / 4).max(1)
+    }
 }
 
 impl Default for AuditSettings {
@@ -259,6 +269,7 @@ impl Default for AuditSettings {
             durability: Durability::Sync,
             checkpoint_interval: Span(std::time::Duration::from_secs(60)),
             max_queued: 10_000,
+            max_queued_per_tenant: None,
         }
     }
 }

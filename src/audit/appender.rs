@@ -55,8 +55,9 @@ pub(super) struct Queued {
     pub draft: ReceiptDraft,
     /// Told whether the receipt was appended, when the caller waits for it.
     pub appended: Option<oneshot::Sender<bool>>,
-    /// Its place in the queue, given back once it is appended.
-    pub room: OwnedSemaphorePermit,
+    /// Its place in the node's queue and in its tenant's part of it, given back once it is
+    /// appended.
+    pub room: [OwnedSemaphorePermit; 2],
 }
 
 /// What this node knows of a tenant's log.

@@ -4,8 +4,10 @@
 //! it goes on as soon as the receipt is queued, and the appender lingers between appends to
 //! make each one larger.
 //!
-//! The queue is bounded (`audit.maxQueued`): when the backend cannot keep up, executions wait
-//! for room rather than receipts being dropped. Stopping appends everything queued and writes a
+//! The queue is bounded (`audit.maxQueued`), and so is each tenant's part of it
+//! (`audit.maxQueuedPerTenant`): when the backend cannot keep up, executions wait for room
+//! rather than receipts being dropped, and a tenant whose receipts fill its part waits alone
+//! while the others' go on. Stopping appends everything queued and writes a
 //! checkpoint of every chain that moved.
 //!
 //! Nobody waits on a failing backend: once the appender's appends keep failing (the backend
@@ -23,10 +25,11 @@ use crate::config::{AuditSettings, Durability};
 use crate::metrics::Metrics;
 use crate::spec::Name;
 use crate::state::AuditLog;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::sync::{Semaphore, TryAcquireError, mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 /// Name of the generated key file in the data dir.
@@ -74,6 +77,10 @@ struct Running {
     durability: Durability,
     queue: mpsc::UnboundedSender<Command>,
     room: Arc<Semaphore>,
+    /// The room left in each tenant's part of the queue (`share` receipts), by tenant: one
+    /// entry per tenant that has recorded since the start, as few as the tenants deployed.
+    tenant_rooms: Mutex<HashMap<String, Arc<Semaphore>>>,
+    share: u32,
     /// Why appends fail, while they do.
     trouble: watch::Receiver<Option<String>>,
     stop_by: watch::Sender<Option<Instant>>,
@@ -118,6 +125,8 @@ impl Recorder {
             durability: settings.durability,
             queue,
             room: Arc::new(Semaphore::new(settings.max_queued.max(1) as usize)),
+            tenant_rooms: Mutex::new(HashMap::new()),
+            share: settings.tenant_share(),
             trouble,
             stop_by,
             task: Mutex::new(Some(task)),
@@ -136,14 +145,9 @@ impl Recorder {
     /// is queued but not appended is `NotYetAppended`.
     pub async fn record(&self, draft: ReceiptDraft) -> Result<Option<String>, RecordError> {
         let Some(running) = &self.running else { return Ok(None) };
-        let room = match running.room.clone().try_acquire_owned() {
-            Ok(room) => room,
-            Err(TryAcquireError::Closed) => return Err(RecordError::Stopped),
-            Err(TryAcquireError::NoPermits) => tokio::select! {
-                room = running.room.clone().acquire_owned() => room.map_err(|_| RecordError::Stopped)?,
-                reason = failing(running.trouble.clone()) => return Err(RecordError::Unavailable(reason)),
-            },
-        };
+        // The tenant's part first: a tenant waiting for it holds none of the node's room.
+        let tenant = running.room_in(running.tenant_room(&draft.tenant)).await?;
+        let room = [running.room_in(running.room.clone()).await?, tenant];
         let id = new_id(&draft.tenant);
         let (appended, was_appended) = match running.durability {
             Durability::Sync => {
@@ -200,8 +204,37 @@ impl Recorder {
             let _ = acked.await;
         }
         running.room.close();
+        running.tenant_rooms.lock().expect("recorder lock").values().for_each(|room| room.close());
         if let Err(error) = task.await {
             tracing::error!("the receipt appender failed: {error}");
+        }
+    }
+}
+
+impl Running {
+    /// The room left in `tenant`'s part of the queue.
+    fn tenant_room(&self, tenant: &str) -> Arc<Semaphore> {
+        let mut rooms = self.tenant_rooms.lock().expect("recorder lock");
+        match rooms.get(tenant) {
+            Some(room) => room.clone(),
+            None => {
+                let room = Arc::new(Semaphore::new(self.share as usize));
+                rooms.insert(tenant.to_owned(), room.clone());
+                room
+            }
+        }
+    }
+
+    /// A place in `room`, waiting for one while appends succeed; `Unavailable` as soon as they
+    /// fail, `Stopped` once the recorder has stopped.
+    async fn room_in(&self, room: Arc<Semaphore>) -> Result<OwnedSemaphorePermit, RecordError> {
+        match room.clone().try_acquire_owned() {
+            Ok(place) => Ok(place),
+            Err(TryAcquireError::Closed) => Err(RecordError::Stopped),
+            Err(TryAcquireError::NoPermits) => tokio::select! {
+                place = room.acquire_owned() => place.map_err(|_| RecordError::Stopped),
+                reason = failing(self.trouble.clone()) => Err(RecordError::Unavailable(reason)),
+            },
         }
     }
 }
@@ -421,6 +454,64 @@ mod tests {
         assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 2, 0));
         let first = crate::audit::Record::decode(&records[0]).unwrap();
         assert!(matches!(first, crate::audit::Record::Receipts(r) if r[0].id == id), "queued, then appended");
+    }
+
+    /// A log whose appends wait until the test lets them through: a backend that cannot keep up.
+    struct HeldLog {
+        open: Semaphore,
+        log: Arc<EmbeddedBackend>,
+    }
+
+    #[async_trait::async_trait]
+    impl AuditLog for HeldLog {
+        async fn append(&self, tenant: &Name, record: bytes::Bytes) -> Result<u64, StateError> {
+            self.open.acquire().await.expect("never closed").forget();
+            self.log.append(tenant, record).await
+        }
+
+        async fn read(&self, tenant: &Name, from: u64, limit: usize) -> Result<Vec<log::Stored>, StateError> {
+            self.log.read(tenant, from, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tenant_whose_receipts_fill_its_part_of_the_queue_waits_alone() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, acme) = backend(dir.path()).await;
+        let beta = Name::new("beta").unwrap();
+        backend
+            .ensure_tenant(&TenantResources { name: beta.clone(), replicas: 1, kv_max_bytes: None })
+            .await
+            .unwrap();
+        let held = Arc::new(HeldLog { open: Semaphore::new(0), log: backend.clone() });
+        let settings =
+            AuditSettings { max_queued: 8, max_queued_per_tenant: Some(2), ..settings(Durability::Async) };
+        let metrics = Arc::new(Metrics::new());
+        let recorder =
+            Recorder::start(&settings, dir.path(), held.clone(), metrics, [acme.clone(), beta.clone()])
+                .await
+                .unwrap();
+        for i in 0..2 {
+            recorder.record(draft(i)).await.unwrap().expect("queued");
+        }
+        let third = recorder.record(draft(2));
+        tokio::pin!(third);
+        assert!(third.as_mut().now_or_never().is_none(), "acme's part of the queue is full: it waits");
+        let of_beta = ReceiptDraft { tenant: "beta".into(), ..draft(3) };
+        let queued = recorder.record(of_beta).now_or_never();
+        assert!(matches!(queued, Some(Ok(Some(_)))), "beta's receipt is queued at once: {queued:?}");
+
+        held.open.add_permits(1_000);
+        third.await.unwrap().expect("queued once acme's receipts are appended");
+        recorder.stop().await;
+        let keys = read_keyring(&dir.path().join(KEY_FILE_NAME), &[], false).unwrap();
+        for (tenant, receipts) in [(&acme, 3), (&beta, 1)] {
+            let records: Vec<_> =
+                log::read_all(&*backend, tenant).await.unwrap().into_iter().map(|(_, r)| r).collect();
+            let verdict = verify(&keys, tenant.as_str(), &records, Window::ALL);
+            assert_eq!((verdict.checked, verdict.first_bad), (receipts, None), "{tenant}");
+        }
     }
 
     #[tokio::test]

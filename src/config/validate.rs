@@ -158,6 +158,9 @@ impl NodeConfig {
         if audit.enabled {
             checks.at_least("audit.checkpointInterval", audit.checkpoint_interval.0, second);
             checks.range("audit.maxQueued", audit.max_queued.into(), 1, u32::MAX.into());
+            if let Some(share) = audit.max_queued_per_tenant {
+                checks.range("audit.maxQueuedPerTenant", share.into(), 1, audit.max_queued.into());
+            }
             if let Some(key_file) = &audit.key_file {
                 checks.readable_file("audit.keyFile", key_file, true);
             }
@@ -250,7 +253,7 @@ fn writable_dir(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HttpSettings, LimitSettings, RuntimeSettings};
+    use crate::config::{AuditSettings, HttpSettings, LimitSettings, RuntimeSettings};
 
     /// A configuration whose files and directories exist, in `dir`.
     fn valid(dir: &Path) -> NodeConfig {
@@ -286,6 +289,11 @@ mod tests {
                 max_url_length: ByteSize(32 << 10),
                 ..HttpSettings::default()
             },
+            audit: AuditSettings {
+                max_queued: 10,
+                max_queued_per_tenant: Some(11),
+                ..AuditSettings::default()
+            },
             ..valid(dir.path())
         };
         let error = config.validate().unwrap_err();
@@ -294,6 +302,7 @@ mod tests {
             [
                 "runtime.maxInstances",
                 "runtime.maxMemoryPerInstance",
+                "audit.maxQueuedPerTenant",
                 "http.maxConnectionsPerClient",
                 "http.maxHeaders",
                 "http.maxUrlLength"
@@ -303,6 +312,7 @@ mod tests {
         assert!(text.contains("runtime.maxInstances: must be 1 to 20000, not 0"), "{text}");
         assert!(text.contains("runtime.maxMemoryPerInstance: must be 64Ki to 4Gi, not 8Gi"), "{text}");
         assert!(text.contains("http.maxConnectionsPerClient: must be 1 to 10, not 11"), "{text}");
+        assert!(text.contains("audit.maxQueuedPerTenant: must be 1 to 10, not 11"), "{text}");
         assert!(
             text.contains("http.maxUrlLength: must be 1 to 32767 (less than http.maxHeaderBytes"),
             "{text}"

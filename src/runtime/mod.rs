@@ -88,7 +88,8 @@ impl Runtime {
         let cache = Arc::new(ModuleCache::new(&engine, cache_dir, pool.module_cache_bytes)?);
         let executor = Executor::new()
             .map_err(|e| RuntimeError::Engine(format!("cannot start the guest executor: {e}")))?;
-        let scheduler = Scheduler::new(executor.threads());
+        let interrupted = engine.clone();
+        let scheduler = Scheduler::new(executor.threads(), move || interrupted.increment_epoch());
         let ticker = EpochTicker::start(engine.clone());
         let linker = Arc::new(linker);
         Ok(Self { engine, linker, linked, cache, pool, executor, scheduler, metrics, _ticker: ticker })

@@ -1,14 +1,17 @@
-//! Fair CPU between tenants on the guest executor. A guest runs only while it holds one of a
-//! fixed number of run permits (one per executor thread); it gives its permit back at the end of
-//! each time slice when a call that deserves it more is waiting (the epoch tick is the slice; a
-//! guest yields to the executor at every tick, so its deadline and an abort are seen there),
-//! whenever it waits (in a host call, say), and when it ends. A free permit goes to the waiting
-//! call whose tenant has the least virtual runtime (CPU time used, divided by the tenant's
-//! weight: 1 for every tenant until a spec field sets it), and within a tenant to the call that
-//! has used the least CPU, so a tenant's share does not grow with the number of calls it has in
-//! flight and short calls pass long ones. A tenant alone gets every permit (nothing is kept idle for others). A tenant that
+//! Fair CPU between tenants on the guest executor. A guest runs only while it holds one of a fixed
+//! number of run permits (one per executor thread); it gives its permit back at the end of each
+//! time slice when a call that deserves it more is waiting (the epoch tick is the slice; a guest
+//! yields to the executor at every tick, so its deadline and an abort are seen there), whenever it
+//! waits (in a host call, say), and when it ends. A free permit goes to the waiting call whose
+//! tenant has the least virtual runtime (CPU time used, divided by the tenant's weight: 1 for every
+//! tenant until a spec field sets it), and within a tenant to the call that has used the least CPU,
+//! so a tenant's share does not grow with the number of calls it has in flight and short calls pass
+//! long ones. A tenant alone gets every permit (nothing is kept idle for others). A tenant that
 //! (re)starts running starts at the least virtual runtime of those running, as in Linux's CFS, so
-//! it neither starves the others with credit saved while idle nor waits behind their past.
+//! it neither starves the others with credit saved while idle nor waits behind their past. A call
+//! that begins to wait while a tenant that used more holds a permit does not wait for the next
+//! tick: the scheduler interrupts the running guests at once (it advances the engine's epoch), so a
+//! short call passes a long one of another tenant within microseconds.
 //!
 //! [`Fair`] is the decision alone, with CPU time given to it (no clock, no locks, no wakers of
 //! its own), so that it is tested on its own; [`Scheduler`] shares it between the calls, and
@@ -24,6 +27,24 @@ use std::task::{Context, Poll, Waker};
 
 /// A call known to the scheduler.
 pub(super) type CallId = u64;
+
+/// What a call that asks for a run permit gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Asked {
+    /// It holds a permit.
+    Granted,
+    /// It waits for one.
+    Waits,
+    /// It began to wait while another tenant that has used as much CPU or more holds a permit:
+    /// the running guests should be interrupted now rather than at the end of their slice.
+    Preempts,
+}
+
+impl Asked {
+    pub(super) fn granted(self) -> bool {
+        self == Asked::Granted
+    }
+}
 
 /// Which waiting call runs next; see the module docs.
 pub(super) struct Fair<W> {
@@ -43,6 +64,8 @@ struct TenantRun {
     share: u64,
     /// The tenant's calls under the scheduler (running, waiting or idle in a host call).
     calls: usize,
+    /// The tenant's calls that hold a permit.
+    holding: usize,
     /// The tenant's waiting calls by CPU used, then arrival.
     waiting: BTreeSet<(u64, CallId)>,
 }
@@ -72,7 +95,8 @@ impl<W> Fair<W> {
     pub(super) fn join(&mut self, tenant: &Arc<str>, share: u32) -> CallId {
         if !self.tenants.contains_key(tenant) {
             self.floor = self.floor.max(self.least_vruntime().unwrap_or(0));
-            let run = TenantRun { vruntime: self.floor, share: 1, calls: 0, waiting: BTreeSet::new() };
+            let run =
+                TenantRun { vruntime: self.floor, share: 1, calls: 0, holding: 0, waiting: BTreeSet::new() };
             self.tenants.insert(tenant.clone(), run);
         }
         let run = self.tenants.get_mut(tenant).expect("inserted above");
@@ -84,29 +108,40 @@ impl<W> Fair<W> {
         id
     }
 
-    /// Asks for a permit for `call`: true when it holds one (now or already); otherwise it
+    /// Asks for a permit for `call`: granted when it holds one (now or already); otherwise it
     /// waits, and `waker` is returned by the [`Fair::release`] or [`Fair::leave`] that grants
     /// it one (a later request replaces the waker).
-    pub(super) fn request(&mut self, call: CallId, waker: &W) -> bool
+    pub(super) fn request(&mut self, call: CallId, waker: &W) -> Asked
     where
         W: Clone,
     {
-        let Some(run) = self.calls.get_mut(&call) else { return false };
+        let Some(run) = self.calls.get_mut(&call) else { return Asked::Waits };
+        let tenant = self.tenants.get_mut(&run.tenant).expect("a call's tenant is known");
         match run.state {
-            State::Holding => return true,
-            State::Waiting(ref mut waiting) => waiting.clone_from(waker),
+            State::Holding => Asked::Granted,
+            State::Waiting(ref mut waiting) => {
+                waiting.clone_from(waker);
+                Asked::Waits
+            }
             State::Idle if self.free > 0 => {
                 self.free -= 1;
                 run.state = State::Holding;
-                return true;
+                tenant.holding += 1;
+                Asked::Granted
             }
             State::Idle => {
                 run.state = State::Waiting(waker.clone());
-                let key = (run.cpu, call);
-                self.tenants.get_mut(&run.tenant).expect("a call's tenant is known").waiting.insert(key);
+                tenant.waiting.insert((run.cpu, call));
+                let (mine, vruntime) = (&run.tenant, tenant.vruntime);
+                // Another tenant runs that has used as much or more: at the end of its slice it
+                // would give way (`should_yield` settles the ties), so end the slice now.
+                let behind = self
+                    .tenants
+                    .iter()
+                    .any(|(name, other)| other.holding > 0 && other.vruntime >= vruntime && **name != **mine);
+                if behind { Asked::Preempts } else { Asked::Waits }
             }
         }
-        false
     }
 
     /// Adds `cpu_ns` nanoseconds of CPU time to `call` and its tenant.
@@ -133,6 +168,7 @@ impl<W> Fair<W> {
         if matches!(run.state, State::Holding) {
             run.state = State::Idle;
             self.free += 1;
+            self.tenants.get_mut(&run.tenant).expect("a call's tenant is known").holding -= 1;
         }
         self.grant()
     }
@@ -144,7 +180,10 @@ impl<W> Fair<W> {
         let run = self.calls.remove(&call)?;
         let tenant = self.tenants.get_mut(&run.tenant).expect("a call's tenant is known");
         match run.state {
-            State::Holding => self.free += 1,
+            State::Holding => {
+                self.free += 1;
+                tenant.holding -= 1;
+            }
             State::Waiting(_) => {
                 tenant.waiting.remove(&(run.cpu, call));
             }
@@ -165,7 +204,9 @@ impl<W> Fair<W> {
         }
         let (_, (tenant, key)) = self.next_waiting()?;
         let tenant = tenant.clone();
-        self.tenants.get_mut(&tenant).expect("a waiting call's tenant is known").waiting.remove(&key);
+        let run = self.tenants.get_mut(&tenant).expect("a waiting call's tenant is known");
+        run.waiting.remove(&key);
+        run.holding += 1;
         let run = self.calls.get_mut(&key.1).expect("a waiting call is known");
         let State::Waiting(waker) = std::mem::replace(&mut run.state, State::Holding) else {
             unreachable!("a call in a waiting set is waiting")
@@ -195,12 +236,16 @@ impl<W> Fair<W> {
 /// [`Fair`] shared by the calls of a runtime.
 pub(super) struct Scheduler {
     fair: Mutex<Fair<Waker>>,
+    /// Interrupts every running guest at its next instruction boundary check (advances the
+    /// engine's epoch), as the tick does.
+    interrupt: Box<dyn Fn() + Send + Sync>,
 }
 
 impl Scheduler {
-    /// A scheduler of `permits` run permits: the number of threads that run guests.
-    pub(super) fn new(permits: usize) -> Arc<Self> {
-        Arc::new(Self { fair: Mutex::new(Fair::new(permits)) })
+    /// A scheduler of `permits` run permits (the number of threads that run guests), which
+    /// calls `interrupt` to end the running guests' time slices early.
+    pub(super) fn new(permits: usize, interrupt: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
+        Arc::new(Self { fair: Mutex::new(Fair::new(permits)), interrupt: Box::new(interrupt) })
     }
 
     fn fair(&self) -> MutexGuard<'_, Fair<Waker>> {
@@ -230,9 +275,14 @@ struct Ticket {
 }
 
 impl Ticket {
-    /// Whether the call holds a run permit; if not, `waker` is woken when it gets one.
+    /// Whether the call holds a run permit; if not, `waker` is woken when it gets one, and the
+    /// running guests are interrupted when it deserves a permit more than one of them.
     fn request(&self, waker: &Waker) -> bool {
-        self.scheduler.fair().request(self.id, waker)
+        let asked = self.scheduler.fair().request(self.id, waker);
+        if asked == Asked::Preempts {
+            (self.scheduler.interrupt)();
+        }
+        asked.granted()
     }
 
     /// The call's poll used `cpu_ns`. A call that only yielded at a time slice's end keeps its
@@ -321,8 +371,8 @@ mod tests {
         let (busy, quiet) = (tenant("busy"), tenant("quiet"));
         let light = fair.join(&quiet, 1);
         let hog = fair.join(&busy, 1);
-        assert!(fair.request(light, &light), "a free permit is taken at once");
-        assert!(!fair.request(hog, &hog), "the one permit is held");
+        assert!(fair.request(light, &light).granted(), "a free permit is taken at once");
+        assert!(!fair.request(hog, &hog).granted(), "the one permit is held");
         assert_eq!(fair.release(light, 10 * MS), Some(hog), "a call that waits in the host lets others run");
         let hog2 = fair.join(&busy, 1);
         fair.request(hog2, &hog2);
@@ -341,7 +391,7 @@ mod tests {
         let mut fair = Fair::new(1);
         let (many, one) = (tenant("many"), tenant("one"));
         let first = fair.join(&many, 1);
-        assert!(fair.request(first, &first));
+        assert!(fair.request(first, &first).granted());
         let others: Vec<CallId> = (0..8).map(|_| fair.join(&many, 1)).collect();
         let single = fair.join(&one, 1);
         for &call in others.iter().chain([&single]) {
@@ -358,7 +408,7 @@ mod tests {
         let (heavy, light) = (tenant("heavy"), tenant("light"));
         let a = fair.join(&heavy, 3);
         let b = fair.join(&light, 1);
-        assert!(fair.request(a, &a));
+        assert!(fair.request(a, &a).granted());
         fair.request(b, &b);
         let order = slices(&mut fair, a, MS, 40);
         let heavy_turns = order.iter().filter(|&&call| call == a).count();
@@ -370,7 +420,7 @@ mod tests {
         let mut fair = Fair::new(1);
         let acme = tenant("acme");
         let long = fair.join(&acme, 1);
-        assert!(fair.request(long, &long));
+        assert!(fair.request(long, &long).granted());
         fair.charge(long, 100 * MS);
         let short = fair.join(&acme, 1);
         fair.request(short, &short);
@@ -383,14 +433,37 @@ mod tests {
         let mut fair = Fair::new(2);
         let acme = tenant("acme");
         let calls: Vec<CallId> = (0..3).map(|_| fair.join(&acme, 1)).collect();
-        assert!(fair.request(calls[0], &calls[0]));
+        assert!(fair.request(calls[0], &calls[0]).granted());
         fair.charge(calls[0], 10 * MS);
         assert!(!fair.should_yield(calls[0]), "nobody waits");
-        assert!(fair.request(calls[1], &calls[1]), "a second permit is free");
-        assert!(!fair.request(calls[2], &calls[2]));
+        assert!(fair.request(calls[1], &calls[1]).granted(), "a second permit is free");
+        assert!(!fair.request(calls[2], &calls[2]).granted());
         assert_eq!(fair.leave(calls[1], MS), Some(calls[2]), "a call that ends hands its permit on");
         assert_eq!(fair.leave(calls[0], 0), None);
-        assert!(!fair.request(calls[0] + 100, &0), "an unknown call gets nothing");
+        assert!(!fair.request(calls[0] + 100, &0).granted(), "an unknown call gets nothing");
+    }
+
+    #[test]
+    fn a_call_that_waits_behind_a_tenant_that_used_more_interrupts_the_running_guests() {
+        let mut fair = Fair::new(1);
+        let (busy, quiet) = (tenant("busy"), tenant("quiet"));
+        let hog = fair.join(&busy, 1);
+        assert!(fair.request(hog, &hog).granted());
+        let hog2 = fair.join(&busy, 1);
+        assert_eq!(fair.request(hog2, &hog2), Asked::Waits, "behind its own tenant, it waits for the tick");
+        fair.charge(hog, 10 * MS);
+        let light = fair.join(&quiet, 1);
+        assert_eq!(
+            fair.request(light, &light),
+            Asked::Preempts,
+            "the busy tenant used as much: interrupt it"
+        );
+        assert_eq!(fair.request(light, &light), Asked::Waits, "asked once per wait");
+        fair.charge(hog, MS);
+        assert!(fair.should_yield(hog), "interrupted, the busy call gives way");
+        assert_eq!(fair.release(hog, 0), Some(light));
+        let late = fair.join(&busy, 1);
+        assert_eq!(fair.request(late, &late), Asked::Waits, "the quiet tenant runs and has used less");
     }
 
     #[test]
@@ -400,7 +473,7 @@ mod tests {
         let nap = fair.join(&sleeper, 1);
         fair.leave(nap, 0);
         let hog = fair.join(&busy, 1);
-        assert!(fair.request(hog, &hog));
+        assert!(fair.request(hog, &hog).granted());
         fair.charge(hog, 1_000 * MS);
         let back = fair.join(&sleeper, 1);
         fair.request(back, &back);
