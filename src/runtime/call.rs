@@ -150,6 +150,9 @@ impl Runtime {
             true => Either::Right(call.in_current_span().with_current_subscriber()),
             false => Either::Left(call),
         };
+        // Every executor thread may be running a guest that only yields at its next tick: have
+        // them yield now, so this call is looked at (and, if it deserves it, run) at once.
+        self.scheduler.interrupt_if_full();
         let task = self.executor.spawn(call);
         task.await.unwrap_or_else(|e| Ran {
             result: Err(CallError::Internal(format!("guest task failed: {e}"))),

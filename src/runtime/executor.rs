@@ -17,8 +17,10 @@ impl Executor {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(workers)
             .thread_name("gojinn-guest")
-            // Look at newly spawned calls often, so a call never waits long behind running guests.
-            .global_queue_interval(4)
+            // Look at newly spawned calls at every turn: a thread that runs a guest takes a turn
+            // only when the guest yields (at each tick, or when the scheduler interrupts it), so
+            // a call must not wait several turns behind it.
+            .global_queue_interval(1)
             .enable_all()
             .build()?;
         Ok(Self { runtime: Some(runtime), threads: workers })

@@ -9,9 +9,10 @@
 //! long ones. A tenant alone gets every permit (nothing is kept idle for others). A tenant that
 //! (re)starts running starts at the least virtual runtime of those running, as in Linux's CFS, so
 //! it neither starves the others with credit saved while idle nor waits behind their past. A call
-//! that begins to wait while a tenant that used more holds a permit does not wait for the next
-//! tick: the scheduler interrupts the running guests at once (it advances the engine's epoch), so a
-//! short call passes a long one of another tenant within microseconds.
+//! that arrives while every permit is held, or begins to wait while another tenant that used as
+//! much or more holds one, does not wait for the next tick: the scheduler interrupts the running
+//! guests at once (it advances the engine's epoch), so a short call passes a long one of another
+//! tenant within microseconds.
 //!
 //! [`Fair`] is the decision alone, with CPU time given to it (no clock, no locks, no wakers of
 //! its own), so that it is tested on its own; [`Scheduler`] shares it between the calls, and
@@ -246,6 +247,15 @@ impl Scheduler {
     /// calls `interrupt` to end the running guests' time slices early.
     pub(super) fn new(permits: usize, interrupt: impl Fn() + Send + Sync + 'static) -> Arc<Self> {
         Arc::new(Self { fair: Mutex::new(Fair::new(permits)), interrupt: Box::new(interrupt) })
+    }
+
+    /// Interrupts the running guests when every permit is held, so that a call about to be
+    /// spawned is looked at now rather than at the next tick.
+    pub(super) fn interrupt_if_full(&self) {
+        let full = self.fair().free == 0;
+        if full {
+            (self.interrupt)();
+        }
     }
 
     fn fair(&self) -> MutexGuard<'_, Fair<Waker>> {
