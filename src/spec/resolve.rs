@@ -171,7 +171,7 @@ impl LoadReport {
 
 /// Loads and resolves every spec under `root`, within the node's `bounds`.
 pub fn load_dir(root: &Path, bounds: &Bounds) -> LoadReport {
-    let (docs, mut errors) = load_documents(root);
+    let (docs, mut errors) = load_documents(root, bounds);
     let (state, resolve_errors) = resolve(root, docs, bounds);
     errors.extend(resolve_errors);
     errors.sort_by(|a, b| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)));
