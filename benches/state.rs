@@ -56,7 +56,12 @@ async fn provision(state: &State, name: &str) -> anyhow::Result<Name> {
     let tenant = Name::new(name).map_err(anyhow::Error::msg)?;
     state
         .provisioner
-        .ensure_tenant(&TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None })
+        .ensure_tenant(&TenantResources {
+            name: tenant.clone(),
+            replicas: 1,
+            kv_max_bytes: None,
+            kv_max_keys: None,
+        })
         .await?;
     Ok(tenant)
 }
@@ -106,7 +111,14 @@ async fn provision_many(state: &State) -> anyhow::Result<(f64, f64, f64)> {
             tokio::spawn(async move {
                 let name = Name::new(&format!("t{run:x}-{i}")).map_err(anyhow::Error::msg)?;
                 let began = Instant::now();
-                provisioner.ensure_tenant(&TenantResources { name, replicas: 1, kv_max_bytes: None }).await?;
+                provisioner
+                    .ensure_tenant(&TenantResources {
+                        name,
+                        replicas: 1,
+                        kv_max_bytes: None,
+                        kv_max_keys: None,
+                    })
+                    .await?;
                 anyhow::Ok(began.elapsed())
             })
         })

@@ -138,6 +138,10 @@ impl Default for HttpSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct LimitSettings {
+    /// Bytes of one spec file; a larger file is invalid whole.
+    pub bytes_per_spec_file: ByteSize,
+    /// Documents in one spec file; a file with more is invalid whole.
+    pub documents_per_spec_file: u32,
     /// Tenants this node serves; Tenant documents past it (in file order) are invalid.
     pub tenants: u32,
     /// Functions of one tenant; Function documents past it (in file order) are invalid.
@@ -154,6 +158,8 @@ impl Default for LimitSettings {
     fn default() -> Self {
         let bounds = crate::spec::Bounds::default();
         Self {
+            bytes_per_spec_file: ByteSize(bounds.bytes_per_spec_file),
+            documents_per_spec_file: bounds.documents_per_spec_file,
             tenants: bounds.tenants,
             functions_per_tenant: bounds.functions_per_tenant,
             routes_per_function: bounds.routes_per_function,
@@ -167,6 +173,8 @@ impl LimitSettings {
     /// The bounds specs are loaded within.
     pub fn spec_bounds(&self) -> crate::spec::Bounds {
         crate::spec::Bounds {
+            bytes_per_spec_file: self.bytes_per_spec_file.bytes(),
+            documents_per_spec_file: self.documents_per_spec_file,
             tenants: self.tenants,
             functions_per_tenant: self.functions_per_tenant,
             routes_per_function: self.routes_per_function,

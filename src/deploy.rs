@@ -117,7 +117,11 @@ impl Deployment {
     pub fn new(config: &NodeConfig, runtime: Arc<Runtime>, state: State, registry: RegistryHandle) -> Self {
         Self {
             backends: Backends::new(state.clone(), &config.data_dir, config.egress.clone()),
-            secrets: Secrets::new(&config.secrets, &config.data_dir),
+            secrets: Secrets::new(
+                &config.secrets,
+                &config.data_dir,
+                config.limits.env_bytes_per_function.bytes(),
+            ),
             runtime,
             state,
             registry,
@@ -207,7 +211,7 @@ impl Deployment {
             .map_err(|problems| SpecError::field(spec.source.clone(), "spec.grants", problems))?;
         let env = self
             .secrets
-            .resolve(&spec.id.tenant, &spec.env)
+            .resolve(&spec.id, &spec.env)
             .map_err(|e| SpecError::field(spec.source.clone(), "spec.env", e.to_string()))?;
         let limits = &spec.limits;
         let gate = match previous {

@@ -2,9 +2,10 @@
 //! deploys a function, from its own secrets directory or its own environment, so a secret's value
 //! is never in a spec, the state backend, a plan, status, a receipt or a log; only where to find
 //! it is. A tenant reaches only its own: files under `<dir>/<tenant>/`, variables named
-//! `GOJINN_SECRET_<TENANT>_<NAME>`.
+//! `GOJINN_SECRET_<TENANT>_<NAME>`. The values read count in the function's environment size
+//! (`limits.envBytesPerFunction`), which the spec alone can only count without them.
 
-use crate::spec::{EnvValue, Name, ValueFrom};
+use crate::spec::{EnvValue, FunctionId, Name, ValueFrom, env_entry_bytes};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -35,29 +36,49 @@ pub enum SecretError {
     MissingVariable { name: String, variable: String },
     #[error("env {name}: the node's variable {variable} is not UTF-8")]
     VariableNotUtf8 { name: String, variable: String },
+    #[error(
+        "env {name}: with the value of this secret, function {function}'s environment is {bytes} bytes \
+         of names and values, more than the {max} it may hold (limits.envBytesPerFunction)"
+    )]
+    TooLargeEnv { function: FunctionId, name: String, bytes: u64, max: u64 },
 }
 
-/// Where this node finds secrets.
+/// Where this node finds secrets, and how large an environment they may make.
 pub struct Secrets {
     dir: PathBuf,
+    /// `limits.envBytesPerFunction`.
+    max_env_bytes: u64,
 }
 
 impl Secrets {
-    pub fn new(settings: &SecretSettings, data_dir: &Path) -> Self {
-        Self { dir: settings.dir.clone().unwrap_or_else(|| data_dir.join("secrets")) }
+    pub fn new(settings: &SecretSettings, data_dir: &Path, max_env_bytes: u64) -> Self {
+        Self { dir: settings.dir.clone().unwrap_or_else(|| data_dir.join("secrets")), max_env_bytes }
     }
 
-    /// The environment a function of `tenant` runs with: literals as written, secrets read now.
+    /// The environment `function` runs with: literals as written, secrets read now, all of it
+    /// within `limits.envBytesPerFunction`.
     pub fn resolve(
         &self,
-        tenant: &Name,
+        function: &FunctionId,
         env: &BTreeMap<String, EnvValue>,
     ) -> Result<Vec<(String, String)>, SecretError> {
-        self.resolve_with(tenant, env, |variable| std::env::var_os(variable))
+        self.resolve_with(function, env, |variable| std::env::var_os(variable))
     }
 
     /// [`Self::resolve`] with the node's environment read through `variable`.
     fn resolve_with(
+        &self,
+        function: &FunctionId,
+        env: &BTreeMap<String, EnvValue>,
+        variable: impl Fn(&str) -> Option<OsString>,
+    ) -> Result<Vec<(String, String)>, SecretError> {
+        let resolved = self.read_all(&function.tenant, env, variable)?;
+        self.check_size(function, env, &resolved)?;
+        Ok(resolved)
+    }
+
+    /// Every variable of `env` with its value, secrets read from `tenant`'s own places.
+    fn read_all(
         &self,
         tenant: &Name,
         env: &BTreeMap<String, EnvValue>,
@@ -87,6 +108,33 @@ impl Secrets {
                 Ok((name.clone(), value))
             })
             .collect()
+    }
+
+    /// The environment's size with the secrets' values. Names and literals were checked against
+    /// the bound when the spec was loaded, so the secrets' values, added in name order, take it
+    /// past: the one that does is named, never quoted.
+    fn check_size(
+        &self,
+        function: &FunctionId,
+        env: &BTreeMap<String, EnvValue>,
+        resolved: &[(String, String)],
+    ) -> Result<(), SecretError> {
+        let max = self.max_env_bytes;
+        let bytes: u64 = resolved.iter().map(|(name, value)| env_entry_bytes(name, value.len())).sum();
+        if bytes <= max {
+            return Ok(());
+        }
+        let secret_bytes = |name: &str, value: &str| match env.get(name) {
+            Some(EnvValue::Secret { .. }) => value.len() as u64,
+            _ => 0,
+        };
+        let mut size = bytes - resolved.iter().map(|(name, value)| secret_bytes(name, value)).sum::<u64>();
+        let crossing = resolved.iter().find(|(name, value)| {
+            size += secret_bytes(name, value);
+            size > max
+        });
+        let name = crossing.map(|(name, _)| name.clone()).unwrap_or_default();
+        Err(SecretError::TooLargeEnv { function: function.clone(), name, bytes, max })
     }
 }
 
@@ -133,16 +181,20 @@ mod tests {
         EnvValue::Secret { value_from: ValueFrom::Env(EnvName(name.into())) }
     }
 
+    fn id(tenant: &str) -> FunctionId {
+        FunctionId { tenant: Name::new(tenant).unwrap(), function: Name::new("hello").unwrap() }
+    }
+
     #[test]
     fn literals_pass_and_secrets_are_read_from_the_tenants_own_file_and_variable() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("acme-co")).unwrap();
         std::fs::write(dir.path().join("acme-co/db-password"), "s3cret\n").unwrap();
-        let secrets = Secrets { dir: dir.path().to_owned() };
-        let tenant = Name::new("acme-co").unwrap();
+        let secrets = Secrets { dir: dir.path().to_owned(), max_env_bytes: 1024 };
+        let function = id("acme-co");
         let env = env(&[("GREETING", "hi".into()), ("DB", file("db-password")), ("TOKEN", variable("API"))]);
         let lookup = |name: &str| (name == "GOJINN_SECRET_ACME_CO_API").then(|| OsString::from("t0ken"));
-        let resolved = secrets.resolve_with(&tenant, &env, lookup).unwrap();
+        let resolved = secrets.resolve_with(&function, &env, lookup).unwrap();
         let expected = [("DB", "s3cret\n"), ("GREETING", "hi"), ("TOKEN", "t0ken")];
         assert_eq!(resolved, expected.map(|(n, v)| (n.to_owned(), v.to_owned())));
     }
@@ -152,18 +204,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("other")).unwrap();
         std::fs::write(dir.path().join("other/db-password"), "theirs").unwrap();
-        let secrets = Secrets { dir: dir.path().to_owned() };
-        let tenant = Name::new("acme").unwrap();
+        let secrets = Secrets { dir: dir.path().to_owned(), max_env_bytes: 1024 };
+        let function = id("acme");
 
         let error =
-            secrets.resolve_with(&tenant, &env(&[("DB", file("db-password"))]), |_| None).unwrap_err();
+            secrets.resolve_with(&function, &env(&[("DB", file("db-password"))]), |_| None).unwrap_err();
         let expected = format!(
             "env DB: secret file {} cannot be read: entity not found",
             dir.path().join("acme/db-password").display()
         );
         assert_eq!(error.to_string(), expected);
 
-        let error = secrets.resolve_with(&tenant, &env(&[("TOKEN", variable("API"))]), |_| None).unwrap_err();
+        let error =
+            secrets.resolve_with(&function, &env(&[("TOKEN", variable("API"))]), |_| None).unwrap_err();
         assert_eq!(error.to_string(), "env TOKEN: the node's environment has no GOJINN_SECRET_ACME_API");
     }
 
@@ -174,14 +227,38 @@ mod tests {
         std::fs::create_dir_all(tenant_dir.join("a-directory")).unwrap();
         std::fs::write(tenant_dir.join("big"), vec![b'x'; MAX_SECRET_BYTES as usize + 1]).unwrap();
         std::fs::write(tenant_dir.join("binary"), [0xff, 0xfe, 0x00]).unwrap();
-        let secrets = Secrets { dir: dir.path().to_owned() };
-        let tenant = Name::new("acme").unwrap();
+        let secrets = Secrets { dir: dir.path().to_owned(), max_env_bytes: 1 << 20 };
+        let function = id("acme");
         let refused = |name: &str| {
-            secrets.resolve_with(&tenant, &env(&[("V", file(name))]), |_| None).unwrap_err().to_string()
+            secrets.resolve_with(&function, &env(&[("V", file(name))]), |_| None).unwrap_err().to_string()
         };
         assert!(refused("big").ends_with("is larger than 65536 bytes"), "{}", refused("big"));
         assert!(!refused("big").contains("xxx"));
         assert!(refused("binary").ends_with("is not UTF-8"));
         assert!(refused("a-directory").ends_with("cannot be read: not a regular file"));
+    }
+
+    #[test]
+    fn secret_values_count_in_the_environment_size_up_to_its_bound_and_are_never_quoted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("acme")).unwrap();
+        std::fs::write(dir.path().join("acme/key"), "k".repeat(10)).unwrap();
+        // "A=bc\0" 5 bytes, "KEY=kkkkkkkkkk\0" 15, "TOKEN=ttttt\0" 12: 32 in all.
+        let env = env(&[("A", "bc".into()), ("KEY", file("key")), ("TOKEN", variable("T"))]);
+        let lookup = |name: &str| (name == "GOJINN_SECRET_ACME_T").then(|| OsString::from("ttttt"));
+        let at = Secrets { dir: dir.path().to_owned(), max_env_bytes: 32 };
+        assert_eq!(at.resolve_with(&id("acme"), &env, lookup).unwrap().len(), 3, "exactly the bound");
+
+        let past = Secrets { max_env_bytes: 31, ..at };
+        let refused = past.resolve_with(&id("acme"), &env, lookup).unwrap_err().to_string();
+        assert_eq!(
+            refused,
+            "env TOKEN: with the value of this secret, function acme/hello's environment is 32 bytes of \
+             names and values, more than the 31 it may hold (limits.envBytesPerFunction)"
+        );
+        let small = Secrets { max_env_bytes: 20, ..past };
+        let refused = small.resolve_with(&id("acme"), &env, lookup).unwrap_err().to_string();
+        assert!(refused.starts_with("env KEY: "), "the first secret past the bound is named: {refused}");
+        assert!(!refused.contains("kkk") && !refused.contains("ttt"), "{refused}");
     }
 }

@@ -305,7 +305,8 @@ mod tests {
     async fn backend(dir: &Path) -> (Arc<EmbeddedBackend>, Name) {
         let backend = Arc::new(EmbeddedBackend::open(&dir.join("state")).unwrap());
         let tenant = Name::new("acme").unwrap();
-        let resources = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None };
+        let resources =
+            TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
         backend.ensure_tenant(&resources).await.unwrap();
         (backend, tenant)
     }

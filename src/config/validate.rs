@@ -200,6 +200,8 @@ impl NodeConfig {
         }
 
         let limits = &self.limits;
+        checks.bytes("limits.bytesPerSpecFile", limits.bytes_per_spec_file, 1 << 10, 256 << 20);
+        checks.range("limits.documentsPerSpecFile", limits.documents_per_spec_file.into(), 1, 1_000_000);
         checks.range("limits.tenants", limits.tenants.into(), 1, 1_000_000);
         checks.range("limits.functionsPerTenant", limits.functions_per_tenant.into(), 1, 100_000);
         checks.range("limits.routesPerFunction", limits.routes_per_function.into(), 1, 10_000);
@@ -324,6 +326,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let at = |limits: LimitSettings| NodeConfig { limits, ..valid(dir.path()) }.validate();
         let ends = LimitSettings {
+            bytes_per_spec_file: ByteSize(256 << 20),
+            documents_per_spec_file: 1,
             tenants: 1_000_000,
             functions_per_tenant: 1,
             routes_per_function: 10_000,
@@ -332,6 +336,8 @@ mod tests {
         };
         at(ends.clone()).unwrap();
         let past = LimitSettings {
+            bytes_per_spec_file: ByteSize((1 << 10) - 1),
+            documents_per_spec_file: 1_000_001,
             tenants: 1_000_001,
             functions_per_tenant: 0,
             routes_per_function: 10_001,
@@ -343,6 +349,8 @@ mod tests {
         assert_eq!(
             settings(error),
             [
+                "limits.bytesPerSpecFile",
+                "limits.documentsPerSpecFile",
                 "limits.tenants",
                 "limits.functionsPerTenant",
                 "limits.routesPerFunction",
@@ -351,6 +359,7 @@ mod tests {
             ]
         );
         assert!(text.contains("limits.tenants: must be 1 to 1000000, not 1000001"), "{text}");
+        assert!(text.contains("limits.bytesPerSpecFile: must be 1Ki to 256Mi, not 1023"), "{text}");
     }
 
     #[test]

@@ -174,7 +174,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let backend = EmbeddedBackend::open(dir.path()).unwrap().with_max_job_bytes(100);
         let tenant = Name::new("acme").unwrap();
-        let resources = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None };
+        let resources =
+            TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
         backend.ensure_tenant(&resources).await.unwrap();
         let state = State::from_backend(std::sync::Arc::new(backend));
         let function = FunctionId { tenant, function: Name::new("work").unwrap() };

@@ -246,6 +246,7 @@ pub fn resources(tenant: &crate::spec::Tenant) -> TenantResources {
         name: tenant.name.clone(),
         replicas: tenant.replicas,
         kv_max_bytes: tenant.quotas.kv_max_bytes,
+        kv_max_keys: tenant.quotas.kv_max_keys,
     }
 }
 

@@ -37,6 +37,7 @@
 //!     "quotas": {
 //!       "maxConcurrency": 64, "maxQueue": 256,          // always present (defaults applied)
 //!       "kvMaxBytes": 67108864,                         // bytes; always present (default 64 MiB)
+//!       "kvMaxKeys": 100000,                            // always present (default 100,000)
 //!       "requestsPerSecond": 500,                       // absent when not set
 //!       "maxMemory": 536870912                          // bytes; absent when not set
 //!     },
@@ -343,6 +344,9 @@ fn tenant_input(tenant: &Tenant) -> Json {
     if let Some(bytes) = quotas.kv_max_bytes {
         q.insert("kvMaxBytes".into(), bytes.into());
     }
+    if let Some(keys) = quotas.kv_max_keys {
+        q.insert("kvMaxKeys".into(), keys.into());
+    }
     let prefixes: Vec<&str> = tenant.route_prefixes.iter().map(|p| p.0.as_str()).collect();
     json!({ "name": tenant.name.as_str(), "replicas": tenant.replicas, "quotas": q, "routePrefixes": prefixes })
 }
@@ -423,6 +427,7 @@ mod tests {
                 requests_per_second: None,
                 max_memory,
                 kv_max_bytes: None,
+                kv_max_keys: None,
             },
             api_keys: Vec::new(),
             route_prefixes: Vec::new(),

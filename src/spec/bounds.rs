@@ -1,6 +1,6 @@
-//! The node's bounds on what specs declare (`limits` in `gojinn.yaml`): how many tenants a node
-//! serves, how many functions a tenant has, how many routes a function declares and how large
-//! its environment is. They are the operator's, not a tenant's: no spec can raise them. A
+//! The node's bounds on what specs declare (`limits` in `gojinn.yaml`): how large a spec file is
+//! and how many documents it holds, how many tenants a node serves, how many functions a tenant
+//! has, how many routes a function declares and how large its environment is. They are the operator's, not a tenant's: no spec can raise them. A
 //! document past a bound is invalid and fails alone, with a message naming the field, the count
 //! and the setting; documents are counted in file order, so which ones fail never depends on
 //! anything but the specs.
@@ -9,6 +9,12 @@ use super::types::EnvValue;
 use super::{Location, SpecError};
 use std::collections::BTreeMap;
 
+/// Bytes of one spec file when `limits.bytesPerSpecFile` is not set: a file is read whole into
+/// memory on every reconcile pass, and anything bigger is an operator's mistake, not a spec.
+pub const DEFAULT_MAX_SPEC_FILE_BYTES: u64 = 4 << 20;
+/// Documents in one spec file when `limits.documentsPerSpecFile` is not set: a thousand tenants
+/// with five functions each fit in one.
+pub const DEFAULT_MAX_DOCUMENTS_PER_SPEC_FILE: u32 = 10_000;
 /// Tenants a node serves when `limits.tenants` is not set: ten times what the reconcile
 /// benchmark deploys, far more than one node's memory holds busy.
 pub const DEFAULT_MAX_TENANTS: u32 = 10_000;
@@ -19,13 +25,15 @@ pub const DEFAULT_MAX_FUNCTIONS_PER_TENANT: u32 = 1_000;
 pub const DEFAULT_MAX_ROUTES_PER_FUNCTION: u32 = 64;
 /// Environment variables of one function when `limits.envPerFunction` is not set.
 pub const DEFAULT_MAX_ENV_PER_FUNCTION: u32 = 256;
-/// Bytes of one function's environment (names and literal values) when
+/// Bytes of one function's environment (names and values, secrets' values included) when
 /// `limits.envBytesPerFunction` is not set: the environment is copied into every call's sandbox.
 pub const DEFAULT_MAX_ENV_BYTES_PER_FUNCTION: u64 = 64 << 10;
 
 /// Bounds on what the specs a node loads may declare.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
+    pub bytes_per_spec_file: u64,
+    pub documents_per_spec_file: u32,
     pub tenants: u32,
     pub functions_per_tenant: u32,
     pub routes_per_function: u32,
@@ -36,6 +44,8 @@ pub struct Bounds {
 impl Default for Bounds {
     fn default() -> Self {
         Self {
+            bytes_per_spec_file: DEFAULT_MAX_SPEC_FILE_BYTES,
+            documents_per_spec_file: DEFAULT_MAX_DOCUMENTS_PER_SPEC_FILE,
             tenants: DEFAULT_MAX_TENANTS,
             functions_per_tenant: DEFAULT_MAX_FUNCTIONS_PER_TENANT,
             routes_per_function: DEFAULT_MAX_ROUTES_PER_FUNCTION,
@@ -123,18 +133,21 @@ impl Bounds {
     }
 }
 
-/// Bytes of an environment as the guest gets it: each `NAME=value` and its terminating NUL. A
-/// secret counts its name only here (its value is read at deploy, at most 64 KiB).
+/// Bytes of an environment as the spec declares it: a secret counts its name only here; its value
+/// is counted where it is read, at deploy (`secrets`).
 fn env_bytes(env: &BTreeMap<String, EnvValue>) -> u64 {
     env.iter()
-        .map(|(name, value)| {
-            let value = match value {
-                EnvValue::Literal(literal) => literal.len(),
-                EnvValue::Secret { .. } => 0,
-            };
-            (name.len() + 1 + value + 1) as u64
+        .map(|(name, value)| match value {
+            EnvValue::Literal(literal) => env_entry_bytes(name, literal.len()),
+            EnvValue::Secret { .. } => env_entry_bytes(name, 0),
         })
         .sum()
+}
+
+/// Bytes one variable takes in an environment as the guest gets it: `NAME=value` and its
+/// terminating NUL.
+pub fn env_entry_bytes(name: &str, value_len: usize) -> u64 {
+    (name.len() + 1 + value_len + 1) as u64
 }
 
 #[cfg(test)]

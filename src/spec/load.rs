@@ -1,19 +1,17 @@
 //! Reads every YAML document under a spec directory into typed documents. Each document is
 //! parsed on its own, so one bad document fails only itself; every failure names the file, the
 //! line and the field. Loading is linear in the size of the specs and bounded: files are read
-//! through [`SpecRoot`] (regular files inside the root, at most [`MAX_SPEC_FILE`] bytes), a file
-//! holds at most [`MAX_DOCUMENTS`] documents, and a document nests at most [`MAX_NESTING`] deep,
-//! checked before the YAML parser builds anything from it.
+//! through [`SpecRoot`] (regular files inside the root, at most `limits.bytesPerSpecFile`
+//! bytes), a file holds at most `limits.documentsPerSpecFile` documents (the node's [`Bounds`]),
+//! and a document nests at most [`MAX_NESTING`] deep, checked before the YAML parser builds
+//! anything from it.
 
+use super::bounds::Bounds;
 use super::files::SpecRoot;
 use super::types::{API_VERSION, FunctionDoc, Header, TenantDoc};
 use super::{Location, SpecError, depth};
 use std::path::{Path, PathBuf};
 
-/// Largest spec file read; anything bigger is an operator mistake, not a spec.
-pub const MAX_SPEC_FILE: u64 = 4 << 20;
-/// Most documents in one spec file (a thousand tenants with five functions each fit in one).
-pub const MAX_DOCUMENTS: usize = 10_000;
 /// Deepest nesting of collections in one document. A Function with an MCP input schema is a
 /// dozen levels deep; the YAML deserializer stops at 128.
 pub const MAX_NESTING: usize = 64;
@@ -53,9 +51,9 @@ pub fn spec_files(root: &Path) -> Result<Vec<PathBuf>, SpecError> {
     Ok(files)
 }
 
-/// Parses every document of every spec file under `root`; returns the good ones and an error per
-/// bad one.
-pub fn load_documents(root: &Path) -> (Vec<Document>, Vec<SpecError>) {
+/// Parses every document of every spec file under `root`, within the node's `bounds`; returns the
+/// good ones and an error per bad one.
+pub fn load_documents(root: &Path, bounds: &Bounds) -> (Vec<Document>, Vec<SpecError>) {
     let mut docs = Vec::new();
     let mut errors = Vec::new();
     let files = match spec_files(root) {
@@ -70,25 +68,45 @@ pub fn load_documents(root: &Path) -> (Vec<Document>, Vec<SpecError>) {
     };
     for path in files {
         let file = relative(root, &path);
-        match read_spec_file(&spec_root, &path) {
-            Ok(text) => parse_file(&file, &text, &mut docs, &mut errors),
+        match read_spec_file(&spec_root, &path, bounds.bytes_per_spec_file) {
+            Ok(text) => parse_file_within(&file, &text, bounds, &mut docs, &mut errors),
             Err(message) => errors.push(SpecError::new(Location::file(file), message)),
         }
     }
     (docs, errors)
 }
 
-fn read_spec_file(root: &SpecRoot, path: &Path) -> Result<String, String> {
-    let bytes = root.read(path, MAX_SPEC_FILE).map_err(|e| format!("cannot read the spec file: {e}"))?;
+fn read_spec_file(root: &SpecRoot, path: &Path, max_bytes: u64) -> Result<String, String> {
+    let bytes = root.read(path, max_bytes).map_err(|e| match e.kind() {
+        std::io::ErrorKind::FileTooLarge => format!(
+            "the file is larger than the {max_bytes} bytes a spec file may hold (limits.bytesPerSpecFile); \
+             split it into several files"
+        ),
+        _ => format!("cannot read the spec file: {e}"),
+    })?;
     String::from_utf8(bytes)
         .map_err(|e| format!("the spec file is not UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
 }
 
-/// Parses the documents of one file's text.
+/// Parses the documents of one file's text within the default bounds.
 pub fn parse_file(file: &Path, text: &str, docs: &mut Vec<Document>, errors: &mut Vec<SpecError>) {
-    let Some(pieces) = split_documents(text, MAX_DOCUMENTS) else {
-        let message =
-            format!("the file holds more than {MAX_DOCUMENTS} documents; split it into several files");
+    parse_file_within(file, text, &Bounds::default(), docs, errors)
+}
+
+/// Parses the documents of one file's text, at most `bounds.documents_per_spec_file` of them.
+fn parse_file_within(
+    file: &Path,
+    text: &str,
+    bounds: &Bounds,
+    docs: &mut Vec<Document>,
+    errors: &mut Vec<SpecError>,
+) {
+    let max = bounds.documents_per_spec_file;
+    let Some(pieces) = split_documents(text, max as usize) else {
+        let message = format!(
+            "the file holds more than the {max} documents a spec file may hold \
+             (limits.documentsPerSpecFile); split it into several files"
+        );
         return errors.push(SpecError::new(Location::file(file.to_path_buf()), message));
     };
     for piece in pieces {
@@ -511,15 +529,40 @@ mod tests {
     }
 
     #[test]
+    fn a_file_of_exactly_the_document_bound_parses_and_one_more_fails_before_parsing() {
+        let bounds = Bounds { documents_per_spec_file: 3, ..Bounds::default() };
+        let tenants = |n: usize| {
+            (0..n)
+                .map(|i| {
+                    format!("---\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: t{i} }}\n")
+                })
+                .collect::<String>()
+        };
+        let (mut docs, mut errors) = (Vec::new(), Vec::new());
+        parse_file_within(Path::new("three.yaml"), &tenants(3), &bounds, &mut docs, &mut errors);
+        assert_eq!((docs.len(), errors.len()), (3, 0), "{errors:?}");
+        parse_file_within(Path::new("four.yaml"), &tenants(4), &bounds, &mut docs, &mut errors);
+        assert_eq!(docs.len(), 3, "no document of a file past the bound is parsed");
+        assert_eq!(
+            errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            [
+                "four.yaml: the file holds more than the 3 documents a spec file may hold (limits.documentsPerSpecFile); split it into several files"
+            ]
+        );
+    }
+
+    #[test]
     fn too_many_documents_or_too_deep_a_document_fail_before_parsing() {
         let (mut docs, mut errors) = (Vec::new(), Vec::new());
-        parse_file(Path::new("many.yaml"), &"a: 1\n---\n".repeat(MAX_DOCUMENTS + 1), &mut docs, &mut errors);
+        let max = Bounds::default().documents_per_spec_file as usize;
+        parse_file(Path::new("many.yaml"), &"a: 1\n---\n".repeat(max + 1), &mut docs, &mut errors);
         assert_eq!(errors.len(), 1);
-        assert_eq!(
-            errors[0].to_string(),
-            format!(
-                "many.yaml: the file holds more than {MAX_DOCUMENTS} documents; split it into several files"
-            )
+        assert!(
+            errors[0]
+                .to_string()
+                .starts_with(&format!("many.yaml: the file holds more than the {max} documents")),
+            "{}",
+            errors[0]
         );
         errors.clear();
         let deep = format!("# c\n---\nkind: Tenant\nx: {}\n", "[".repeat(MAX_NESTING + 1));

@@ -15,10 +15,10 @@ mod types;
 
 pub use bounds::{
     Bounds, DEFAULT_MAX_ENV_BYTES_PER_FUNCTION, DEFAULT_MAX_ENV_PER_FUNCTION,
-    DEFAULT_MAX_FUNCTIONS_PER_TENANT, DEFAULT_MAX_ROUTES_PER_FUNCTION, DEFAULT_MAX_TENANTS,
+    DEFAULT_MAX_FUNCTIONS_PER_TENANT, DEFAULT_MAX_ROUTES_PER_FUNCTION, DEFAULT_MAX_TENANTS, env_entry_bytes,
 };
 pub use files::SpecRoot;
-pub use load::{Document, MAX_DOCUMENTS, MAX_NESTING, MAX_SPEC_FILE, load_documents, parse_file, spec_files};
+pub use load::{Document, MAX_NESTING, load_documents, parse_file, spec_files};
 pub use names::{FunctionId, Name};
 pub use quantity::{ByteSize, Span};
 pub use resolve::{

@@ -35,6 +35,12 @@ pub const DEFAULT_TENANT_QUEUE: u32 = 256;
 /// (1 MiB) values or a few hundred thousand small ones, while a runaway guest cannot fill the
 /// node's disk. On NATS, JetStream reserves a bucket's limit against the server's file store.
 pub const DEFAULT_KV_MAX_BYTES: u64 = 64 << 20;
+/// A tenant's KV keys when its spec sets no `quotas.kvMaxKeys`: every key costs index memory
+/// beside its bytes (a subject in the NATS server's per-subject state, a row the embedded
+/// backend's listing walks), and 100,000 keys fill the default 64 MiB at about 670 bytes each,
+/// so a tenant of small values meets this bound first and can no longer fill a server's memory
+/// with millions of tiny keys.
+pub const DEFAULT_KV_MAX_KEYS: u32 = 100_000;
 
 /// Everything the specs ask for, normalized. BTreeMaps keep iteration and serialization stable.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -71,6 +77,10 @@ pub struct TenantQuotas {
     /// Always set by [`resolve`] ([`DEFAULT_KV_MAX_BYTES`] unless the spec says); `None` only in
     /// records applied by older versions, which had no default.
     pub kv_max_bytes: Option<u64>,
+    /// Always set by [`resolve`] ([`DEFAULT_KV_MAX_KEYS`] unless the spec says); `None` only in
+    /// records applied by older versions, which had no such quota.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_max_keys: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -171,7 +181,7 @@ impl LoadReport {
 
 /// Loads and resolves every spec under `root`, within the node's `bounds`.
 pub fn load_dir(root: &Path, bounds: &Bounds) -> LoadReport {
-    let (docs, mut errors) = load_documents(root);
+    let (docs, mut errors) = load_documents(root, bounds);
     let (state, resolve_errors) = resolve(root, docs, bounds);
     errors.extend(resolve_errors);
     errors.sort_by(|a, b| (&a.location.file, a.location.line).cmp(&(&b.location.file, b.location.line)));
@@ -279,7 +289,9 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
     let max_concurrency =
         positive(quotas.max_concurrency, DEFAULT_TENANT_CONCURRENCY, &at, "spec.quotas.maxConcurrency")
             .map_err(|e| problems.push(e));
-    let Ok(max_concurrency) = max_concurrency else { return Err(problems) };
+    let kv_max_keys = positive(quotas.kv_max_keys, DEFAULT_KV_MAX_KEYS, &at, "spec.quotas.kvMaxKeys")
+        .map_err(|e| problems.push(e));
+    let (Ok(max_concurrency), Ok(kv_max_keys)) = (max_concurrency, kv_max_keys) else { return Err(problems) };
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -292,6 +304,7 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
             requests_per_second: None,
             max_memory: quotas.max_memory.map(ByteSize::bytes),
             kv_max_bytes: Some(quotas.kv_max_bytes.map_or(DEFAULT_KV_MAX_BYTES, ByteSize::bytes)),
+            kv_max_keys: Some(kv_max_keys),
         },
         api_keys: Vec::new(),
         route_prefixes: doc.spec.route_prefixes,

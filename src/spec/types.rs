@@ -91,6 +91,8 @@ pub struct Quotas {
     pub requests_per_second: Option<u32>,
     pub max_memory: Option<ByteSize>,
     pub kv_max_bytes: Option<ByteSize>,
+    #[schemars(range(min = 1))]
+    pub kv_max_keys: Option<u32>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]

@@ -81,6 +81,8 @@ pub struct TenantResources {
     pub replicas: u8,
     /// Bytes the tenant's KV bucket may hold (`None`: unlimited).
     pub kv_max_bytes: Option<u64>,
+    /// Keys the tenant's KV bucket may hold (`None`: unlimited).
+    pub kv_max_keys: Option<u32>,
 }
 
 /// Creates and deletes a tenant's resources. Both are idempotent: ensuring an existing tenant

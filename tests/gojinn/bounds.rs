@@ -56,7 +56,8 @@ async fn on_nats_a_job_is_bounded_by_the_servers_max_payload_at_its_edge() {
     let max = (8 << 20) - (8 << 10);
     assert_eq!(backend.max_job_bytes(), max);
     let tenant = Name::new("acme").unwrap();
-    let resources = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None };
+    let resources =
+        TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
     backend.ensure_tenant(&resources).await.unwrap();
     let job = |bytes: usize| NewJob {
         tenant: tenant.clone(),

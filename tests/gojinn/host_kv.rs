@@ -226,3 +226,60 @@ async fn host_kv_a_tenant_without_a_kv_quota_gets_the_default_one_on_nats() {
     .await;
     one_call_storing_100_mib_hits_the_default_quota(&node, "/acme/state").await;
 }
+
+/// A tenant with `kvMaxKeys: 3`: a guest stores three keys, a fourth is `-3` (quota) like a full
+/// bucket, an overwrite of a key it holds succeeds, and a delete makes room for a new key.
+async fn a_fourth_key_is_quota_until_a_delete_makes_room(node: &Node) {
+    let set = |key: &str, value: &str| json!({"op": "kv_set", "key": key, "value": value});
+    let results = run(
+        node,
+        "/acme/state",
+        json!([
+            set("a", "1"),
+            set("b", "1"),
+            set("c", "1"),
+            set("d", "1"),
+            set("a", "2"),
+            {"op": "kv_delete", "key": "b"},
+            set("d", "1"),
+            {"op": "kv_list", "prefix": ""},
+        ]),
+    )
+    .await;
+    for stored in &results[..3] {
+        ok(stored);
+    }
+    let (code, message) = error(&results[3]);
+    assert_eq!(code, "quota", "{message}");
+    for done in &results[4..7] {
+        ok(done);
+    }
+    assert_eq!(ok(&results[7]), &json!(["a", "c", "d"]));
+}
+
+/// `acme/state` with every KV grant, its tenant limited to 3 keys.
+fn three_keys() -> SpecDir {
+    let dir = SpecDir::new();
+    dir.module("guest-state");
+    dir.write("specs.yaml", &specs("acme", "quotas: { kvMaxKeys: 3 }", &[("state", "guest-state", ALL)]));
+    dir
+}
+
+#[tokio::test]
+async fn host_kv_a_new_key_past_the_tenants_key_quota_is_refused_on_embedded() {
+    let dir = three_keys();
+    let node = Node::start(&dir).await;
+    a_fourth_key_is_quota_until_a_delete_makes_room(&node).await;
+}
+
+#[tokio::test]
+async fn host_kv_a_new_key_past_the_tenants_key_quota_is_refused_on_nats() {
+    let server = NatsServer::start().await;
+    let dir = three_keys();
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Node::config(dir.path(), data.path());
+    config.state.backend = BackendKind::Nats;
+    config.state.nats_url = server.url();
+    let node = Node::start_config(config, data).await;
+    a_fourth_key_is_quota_until_a_delete_makes_room(&node).await;
+}

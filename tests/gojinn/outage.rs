@@ -405,7 +405,8 @@ fn draft() -> ReceiptDraft {
 
 /// Provisions `tenant` on `backend`, its audit stream's duplicate window set to `window`.
 async fn provision(nats: &NatsServer, backend: &NatsBackend, tenant: &Name, window: Duration) {
-    let resources = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None };
+    let resources =
+        TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
     backend.ensure_tenant(&resources).await.unwrap();
     set_duplicate_window(nats, tenant, window).await;
 }

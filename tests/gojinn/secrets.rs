@@ -7,6 +7,7 @@
 use crate::support::api::{ChildNode, WITHIN};
 use crate::support::otlp::Receiver;
 use crate::support::{Node, SpecDir, specs};
+use gojinn::spec::ByteSize;
 use serde_json::{Value, json};
 
 const FILE_SECRET: &str = "planted-file-secret-7d2e91";
@@ -87,6 +88,40 @@ async fn a_function_whose_secret_is_missing_fails_naming_the_variable_and_the_pl
         )),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn a_secret_value_counts_in_the_environment_bound_at_its_edge_and_is_never_quoted() {
+    let dir = SpecDir::new();
+    dir.module("guest-env");
+    let env = |file: &str| format!("env: {{ DB_PASSWORD: {{ valueFrom: {{ file: {file} }} }} }}");
+    let (at, past) = (env("at-bound"), env("past-bound"));
+    dir.write("specs.yaml", &specs("acme", "", &[("at", "guest-env", &at), ("past", "guest-env", &past)]));
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data.path().join("secrets/acme")).unwrap();
+    // "DB_PASSWORD=" and the NUL after the value are 13 bytes: a value of 1011 makes 1 KiB.
+    std::fs::write(data.path().join("secrets/acme/at-bound"), "s".repeat(1011)).unwrap();
+    std::fs::write(data.path().join("secrets/acme/past-bound"), "s".repeat(1012)).unwrap();
+    let mut config = Node::config(dir.path(), data.path());
+    config.limits.env_bytes_per_function = ByteSize(1 << 10);
+    let node = Node::start_config(config, data).await;
+
+    let seen: Value = node.get("/acme/at").await.json().await.unwrap();
+    assert_eq!(seen["env"]["DB_PASSWORD"].as_str().map(str::len), Some(1011), "exactly the bound is served");
+    assert_eq!(node.get("/acme/past").await.status(), 404, "one byte past it is not deployed");
+    let status: Value = serde_json::from_str(&status_text(&node).await).unwrap();
+    let resources = status["resources"].as_array().unwrap();
+    let past = resources.iter().find(|r| r["resource"] == "function/acme/past").expect("its status");
+    assert_eq!(past["state"], "failed", "{past:#}");
+    let message = past["message"].as_str().unwrap();
+    assert!(
+        message.ends_with(
+            "spec.env: env DB_PASSWORD: with the value of this secret, function acme/past's environment \
+             is 1025 bytes of names and values, more than the 1024 it may hold (limits.envBytesPerFunction)"
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("sss"), "{message}");
 }
 
 #[tokio::test]

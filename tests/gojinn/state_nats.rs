@@ -42,7 +42,8 @@ async fn solo() -> (NatsServer, State, Name) {
     let server = NatsServer::start().await;
     let state = connect(&server.url()).await;
     let tenant = Name::new("solo").unwrap();
-    let resources = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None };
+    let resources =
+        TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
     state.provisioner.ensure_tenant(&resources).await.unwrap();
     (server, state, tenant)
 }
@@ -75,7 +76,8 @@ async fn replicated(label: &str) -> (NatsCluster, State, Name) {
     let cluster = NatsCluster::start().await;
     let state = connect(&cluster.url()).await;
     let tenant = Name::new(label).unwrap();
-    let resources = TenantResources { name: tenant.clone(), replicas: 3, kv_max_bytes: Some(1 << 20) };
+    let resources =
+        TenantResources { name: tenant.clone(), replicas: 3, kv_max_bytes: Some(1 << 20), kv_max_keys: None };
     assert!(state.provisioner.ensure_tenant(&resources).await.unwrap(), "the first ensure writes");
     assert!(!state.provisioner.ensure_tenant(&resources).await.unwrap(), "a second ensure writes nothing");
     (cluster, state, tenant)
@@ -213,7 +215,7 @@ fn sha256(bytes: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drift_reports_streams_changed_or_deleted_behind_the_backend() {
     let (server, state, tenant) = solo().await;
-    let wanted = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None };
+    let wanted = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
     assert_eq!(state.provisioner.drift(&wanted).await.unwrap(), Vec::<String>::new());
     let writes = state.control.writes();
 

@@ -175,3 +175,38 @@ fn keep_headers_accepts_only_credential_headers() {
         "keepHeaders lists \"x-colour\", which is not a credential header: only authorization, cookie, proxy-authorization, x-gojinn-key are removed from queued calls",
     );
 }
+
+#[test]
+fn a_spec_file_at_the_nodes_size_and_document_bounds_loads_and_one_past_either_is_refused() {
+    let node = tempfile::tempdir().unwrap();
+    let config = node.path().join("gojinn.yaml");
+    std::fs::write(&config, "limits: { bytesPerSpecFile: 1Ki, documentsPerSpecFile: 2 }\n").unwrap();
+    let config = ["--config", config.to_str().unwrap()];
+    let tenant =
+        |name: &str| format!("---\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {name} }}\n");
+    // Two documents padded with a comment to exactly 1024 bytes.
+    let two = format!("{}{}", tenant("a"), tenant("b"));
+    let padded = |text: &str, bytes: usize| format!("{text}#{}\n", "x".repeat(bytes - text.len() - 2));
+    let dir = SpecDir::new();
+
+    dir.write("tenants.yaml", &padded(&two, 1024));
+    let (code, text) = validate(&dir, &config);
+    assert_eq!(code, 0, "a file of exactly the bounds loads: {text}");
+    assert!(text.contains("2 tenant(s)"), "{text}");
+
+    dir.write("tenants.yaml", &padded(&two, 1025));
+    let (code, text) = validate(&dir, &config);
+    assert_eq!(code, 1, "{text}");
+    has(
+        &text,
+        "tenants.yaml: the file is larger than the 1024 bytes a spec file may hold (limits.bytesPerSpecFile); split it into several files",
+    );
+
+    dir.write("tenants.yaml", &format!("{two}{}", tenant("c")));
+    let (code, text) = validate(&dir, &config);
+    assert_eq!(code, 1, "{text}");
+    has(
+        &text,
+        "tenants.yaml: the file holds more than the 2 documents a spec file may hold (limits.documentsPerSpecFile); split it into several files",
+    );
+}

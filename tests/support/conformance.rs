@@ -37,6 +37,7 @@ macro_rules! conformance_tests {
             kv_rejects_invalid_keys,
             kv_value_size_limit,
             kv_quota,
+            kv_key_quota,
             tenant_isolation_kv,
             tenant_isolation_locks,
             tenant_isolation_jobs,
@@ -101,7 +102,7 @@ fn unique(label: &str) -> Name {
 }
 
 async fn provision(state: &State, tenant: Name, kv_max_bytes: Option<u64>) -> Name {
-    let resources = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes };
+    let resources = TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes, kv_max_keys: None };
     state.provisioner.ensure_tenant(&resources).await.expect("ensure tenant");
     tenant
 }
@@ -244,6 +245,31 @@ pub async fn kv_quota(state: &State) {
     state.kv.put(&t, "c", value(3000)).await.expect("deleting frees quota");
 }
 
+/// A key quota of 3: a fourth key is refused (by put and by cas), an overwrite and a cas of a
+/// key it holds are not, and a delete frees its key's room.
+pub async fn kv_key_quota(state: &State) {
+    let t = unique("keys");
+    let resources =
+        TenantResources { name: t.clone(), replicas: 1, kv_max_bytes: None, kv_max_keys: Some(3) };
+    state.provisioner.ensure_tenant(&resources).await.expect("ensure tenant");
+    for key in ["a", "b", "c"] {
+        state.kv.put(&t, key, bytes("v")).await.expect("a key within the quota");
+    }
+    let over = state.kv.put(&t, "d", bytes("v")).await;
+    assert!(matches!(over, Err(StateError::Quota(_))), "a fourth key: expected Quota, got {over:?}");
+    let over = state.kv.cas(&t, "d", None, bytes("v")).await;
+    assert!(matches!(over, Err(StateError::Quota(_))), "a fourth key by cas: expected Quota, got {over:?}");
+    assert_eq!(state.kv.get(&t, "d").await.unwrap(), None, "a refused write stores nothing");
+    state.kv.put(&t, "a", bytes("overwritten")).await.expect("an overwrite at the quota");
+    assert!(state.kv.cas(&t, "b", Some(bytes("v")), bytes("swapped")).await.unwrap(), "a cas at the quota");
+    state.kv.delete(&t, "absent").await.expect("deleting an absent key at the quota");
+    state.kv.delete(&t, "c").await.unwrap();
+    assert_eq!(state.kv.get(&t, "c").await.unwrap(), None);
+    state.kv.put(&t, "d", bytes("v")).await.expect("a delete frees its key's room");
+    assert_eq!(state.kv.keys(&t, "", 10).await.unwrap(), ["a", "b", "d"]);
+    assert_eq!(state.kv.get(&t, "a").await.unwrap(), Some(bytes("overwritten")));
+}
+
 pub async fn tenant_isolation_kv(state: &State) {
     let a = tenant(state, "iso").await;
     // B's name extends A's, so a store keyed by a plain name prefix would leak between them.
@@ -296,7 +322,8 @@ pub async fn tenant_isolation_audit(state: &State) {
 }
 
 pub async fn provisioning_is_idempotent(state: &State) {
-    let mut resources = TenantResources { name: unique("prov"), replicas: 1, kv_max_bytes: None };
+    let mut resources =
+        TenantResources { name: unique("prov"), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
     assert!(state.provisioner.ensure_tenant(&resources).await.unwrap(), "the first ensure writes");
     assert!(
         !state.provisioner.ensure_tenant(&resources).await.unwrap(),

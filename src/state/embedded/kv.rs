@@ -1,9 +1,9 @@
 //! The tenant key-value store (`KvStore`): values under (tenant, key). The tenant's byte quota
-//! (key + value bytes of every entry) is kept as a running total that each write updates in its
-//! own transaction, so a write never scans the tenant's keys.
+//! (key + value bytes of every entry) and key quota are kept as running totals that each write
+//! updates in its own transaction, so a write never scans the tenant's keys.
 
 use super::EmbeddedBackend;
-use super::tables::{KV, KV_USAGE, after};
+use super::tables::{KV, KV_KEYS, KV_USAGE, after};
 use super::tenants::{RequireTenant, TenantSettings};
 use crate::spec::Name;
 use crate::state::{KvStore, MAX_VALUE_BYTES, StateError, validate_key};
@@ -35,9 +35,10 @@ fn entry_bytes(key: &str, value_len: usize) -> u64 {
     (key.len() + value_len) as u64
 }
 
-/// Sets (`Some`) or deletes (`None`) `key`, keeping the usage total. A write that would grow the
-/// tenant past its quota fails with `Quota`; one that shrinks usage always succeeds, so a tenant
-/// over a lowered quota can still clean up.
+/// Sets (`Some`) or deletes (`None`) `key`, keeping the usage totals. A write that would grow the
+/// tenant past its byte quota, or add a key past its key quota, fails with `Quota`; one that
+/// shrinks usage or overwrites a key always succeeds, so a tenant over a lowered quota can still
+/// clean up.
 fn write_entry(
     txn: &WriteTransaction,
     settings: &TenantSettings,
@@ -48,7 +49,27 @@ fn write_entry(
     let mut kv = txn.open_table(KV)?;
     let mut usage = txn.open_table(KV_USAGE)?;
     let used = usage.get(tenant.as_str())?.map_or(0, |u| u.value());
-    let old = kv.get((tenant.as_str(), key))?.map_or(0, |v| entry_bytes(key, v.value().len()));
+    let mut counts = txn.open_table(KV_KEYS)?;
+    let old = kv.get((tenant.as_str(), key))?.map(|v| entry_bytes(key, v.value().len()));
+    let keys = match counts.get(tenant.as_str())? {
+        Some(keys) => keys.value(),
+        None => count_keys(&kv, tenant)?,
+    };
+    let keys_after = match (old.is_some(), value.is_some()) {
+        (false, true) => keys + 1,
+        (true, false) => keys.saturating_sub(1),
+        _ => keys,
+    };
+    if let Some(max) = settings.kv_max_keys
+        && keys_after > keys
+        && keys_after > u64::from(max)
+    {
+        return Err(StateError::Quota(format!(
+            "tenant {tenant}: the write would make its KV data {keys_after} keys; the quota is {max} \
+             (quotas.kvMaxKeys)"
+        )));
+    }
+    let old = old.unwrap_or(0);
     let new = value.map_or(0, |v| entry_bytes(key, v.len()));
     let total = used.saturating_sub(old).saturating_add(new);
     if let Some(max) = settings.kv_max_bytes
@@ -64,7 +85,18 @@ fn write_entry(
         None => kv.remove((tenant.as_str(), key))?,
     };
     usage.insert(tenant.as_str(), total)?;
+    counts.insert(tenant.as_str(), keys_after)?;
     Ok(())
+}
+
+/// Keys `tenant` holds in `kv`, counted row by row: only for a tenant whose keys predate the
+/// running count, once (the write that asked stores it).
+fn count_keys(
+    kv: &impl ReadableTable<(&'static str, &'static str), &'static [u8]>,
+    tenant: &Name,
+) -> Result<u64, StateError> {
+    let end = after(tenant.as_str());
+    Ok(kv.range((tenant.as_str(), "")..(end.as_str(), ""))?.count() as u64)
 }
 
 #[async_trait]
@@ -180,7 +212,8 @@ mod tests {
         backend.put(&t, "b", Bytes::from(vec![0; 9])).await.unwrap(); // exactly 100
 
         // Lower the quota below current usage: growth fails, shrinking still works.
-        let lowered = TenantResources { name: t.clone(), replicas: 1, kv_max_bytes: Some(50) };
+        let lowered =
+            TenantResources { name: t.clone(), replicas: 1, kv_max_bytes: Some(50), kv_max_keys: None };
         backend.ensure_tenant(&lowered).await.unwrap();
         let err = backend.put(&t, "b", Bytes::from(vec![0; 10])).await.unwrap_err();
         assert!(matches!(err, StateError::Quota(_)), "{err:?}");

@@ -247,7 +247,7 @@ mod testing {
     /// Provisions `tenant` with an optional KV quota.
     pub async fn provision(backend: &EmbeddedBackend, tenant: &str, kv_max_bytes: Option<u64>) -> Name {
         let name = name(tenant);
-        let resources = TenantResources { name: name.clone(), replicas: 1, kv_max_bytes };
+        let resources = TenantResources { name: name.clone(), replicas: 1, kv_max_bytes, kv_max_keys: None };
         backend.ensure_tenant(&resources).await.unwrap();
         name
     }

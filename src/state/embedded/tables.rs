@@ -15,6 +15,9 @@ pub(super) const TENANTS: TableDefinition<&str, &[u8]> = TableDefinition::new("t
 pub(super) const KV: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("kv");
 /// Tenant → bytes its KV entries hold (key + value), kept by every write for the quota.
 pub(super) const KV_USAGE: TableDefinition<&str, u64> = TableDefinition::new("kv_usage");
+/// Tenant → keys it holds in `KV`, kept by every write for the key quota. Absent for a tenant
+/// whose keys were written before the count existed: counted once on its next write.
+pub(super) const KV_KEYS: TableDefinition<&str, u64> = TableDefinition::new("kv_keys");
 /// (tenant, key) → (owner, expiry in Unix ms).
 pub(super) const LOCKS: TableDefinition<(&str, &str), (&str, u64)> = TableDefinition::new("locks");
 /// (tenant, job id) → JSON of `queue::StoredJob`.
@@ -43,6 +46,7 @@ pub(super) fn create_all(txn: &WriteTransaction) -> Result<(), StateError> {
     txn.open_table(TENANTS)?;
     txn.open_table(KV)?;
     txn.open_table(KV_USAGE)?;
+    txn.open_table(KV_KEYS)?;
     txn.open_table(LOCKS)?;
     txn.open_table(JOBS)?;
     txn.open_table(JOB_PAYLOADS)?;
@@ -76,6 +80,7 @@ pub(super) fn remove_tenant_rows(txn: &WriteTransaction, tenant: &str) -> Result
     clear_sequence(txn, AUDIT, tenant)?;
     txn.open_table(JOB_QUEUE)?.retain_in((tenant, "", 0, "")..(end, "", 0, ""), |_, _| false)?;
     txn.open_table(KV_USAGE)?.remove(tenant)?;
+    txn.open_table(KV_KEYS)?.remove(tenant)?;
     Ok(txn.open_table(TENANTS)?.remove(tenant)?.is_some())
 }
 

@@ -17,6 +17,9 @@ use serde::{Deserialize, Serialize};
 pub(super) struct TenantSettings {
     pub replicas: u8,
     pub kv_max_bytes: Option<u64>,
+    /// Absent in records written before the key quota existed.
+    #[serde(default)]
+    pub kv_max_keys: Option<u32>,
 }
 
 /// Looks a tenant up in a read or a write transaction: the first step of every operation.
@@ -58,7 +61,7 @@ impl Provisioner for EmbeddedBackend {
             )));
         }
         let name = tenant.name.clone();
-        let wanted = TenantSettings { replicas: tenant.replicas, kv_max_bytes: tenant.kv_max_bytes };
+        let wanted = settings_of(tenant);
         self.write_if_changed(move |txn| {
             let mut registry = txn.open_table(TENANTS)?;
             if settings(&registry, &name).ok().as_ref() == Some(&wanted) {
@@ -82,7 +85,7 @@ impl Provisioner for EmbeddedBackend {
                 Err(err) => Err(err),
             })
             .await?;
-        let wanted = TenantSettings { replicas: tenant.replicas, kv_max_bytes: tenant.kv_max_bytes };
+        let wanted = settings_of(tenant);
         Ok(match recorded {
             Some(actual) => differences(&tenant.name, &actual, &wanted),
             None => vec![format!("tenant {} is not provisioned", tenant.name)],
@@ -93,6 +96,15 @@ impl Provisioner for EmbeddedBackend {
         let name = tenant.clone();
         let removed = self.write(move |txn| tables::remove_tenant_rows(txn, name.as_str())).await?;
         Ok(self.count(removed))
+    }
+}
+
+/// What the registry keeps of `tenant`.
+fn settings_of(tenant: &TenantResources) -> TenantSettings {
+    TenantSettings {
+        replicas: tenant.replicas,
+        kv_max_bytes: tenant.kv_max_bytes,
+        kv_max_keys: tenant.kv_max_keys,
     }
 }
 
@@ -110,6 +122,13 @@ fn differences(tenant: &Name, actual: &TenantSettings, wanted: &TenantSettings) 
             quota(wanted.kv_max_bytes)
         ));
     }
+    if actual.kv_max_keys != wanted.kv_max_keys {
+        lines.push(format!(
+            "tenant {tenant}: kv_max_keys {}, want {}",
+            quota(actual.kv_max_keys.map(u64::from)),
+            quota(wanted.kv_max_keys.map(u64::from))
+        ));
+    }
     lines
 }
 
@@ -121,7 +140,8 @@ mod tests {
     #[tokio::test]
     async fn changed_settings_are_written_and_bad_replicas_rejected() {
         let (_dir, backend) = backend();
-        let mut tenant = TenantResources { name: name("acme"), replicas: 1, kv_max_bytes: None };
+        let mut tenant =
+            TenantResources { name: name("acme"), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
         assert!(backend.ensure_tenant(&tenant).await.unwrap());
         tenant.kv_max_bytes = Some(10);
         assert!(backend.ensure_tenant(&tenant).await.unwrap(), "a new quota is a change");
@@ -134,7 +154,8 @@ mod tests {
     #[tokio::test]
     async fn drift_names_each_differing_setting() {
         let (_dir, backend) = backend();
-        let wanted = TenantResources { name: name("acme"), replicas: 3, kv_max_bytes: None };
+        let wanted =
+            TenantResources { name: name("acme"), replicas: 3, kv_max_bytes: None, kv_max_keys: None };
         assert_eq!(backend.drift(&wanted).await.unwrap(), ["tenant acme is not provisioned"]);
         backend.ensure_tenant(&wanted).await.unwrap();
         assert!(backend.drift(&wanted).await.unwrap().is_empty());

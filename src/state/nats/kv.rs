@@ -36,10 +36,9 @@ impl KvStore for NatsBackend {
         validate_key(key)?;
         self.run(tenant, async {
             let kv = &self.buckets(tenant).await?.kv;
-            // Only a present key gets a delete marker: markers of absent keys would fill the bucket.
-            if kv.get(key).await?.is_some() {
-                kv.delete(key).await?;
-            }
+            // The key's message is purged rather than covered by a delete marker, which would keep
+            // the key's room in the bucket (a message of `kvMaxKeys`) for good. Absent: a no-op.
+            kv.stream.purge().filter(format!("{}{key}", kv.prefix)).await?;
             Ok(())
         })
         .await

@@ -112,8 +112,13 @@ pub(super) fn bucket_stream(bucket: &str) -> String {
 
 /// Every stream of a tenant, KV buckets by their stream names (`KV_<bucket>`).
 fn stream_names(tenant: &Name) -> [String; 5] {
-    desired_streams(&TenantResources { name: tenant.clone(), replicas: 1, kv_max_bytes: None })
-        .map(|c| c.name)
+    desired_streams(&TenantResources {
+        name: tenant.clone(),
+        replicas: 1,
+        kv_max_bytes: None,
+        kv_max_keys: None,
+    })
+    .map(|c| c.name)
 }
 
 /// A stream with every setting we own written out, so comparing it with what the server echoes
@@ -168,7 +173,11 @@ fn desired_streams(tenant: &TenantResources) -> [Config; 5] {
         base_stream(name, vec![subject], retention, tenant.replicas)
     };
     [
-        bucket_stream_config(&names::kv_bucket(name), tenant.replicas, tenant.kv_max_bytes),
+        Config {
+            // One message per key (values, and locks), deletes purge theirs (see `kv`).
+            max_messages: tenant.kv_max_keys.map_or(-1, i64::from),
+            ..bucket_stream_config(&names::kv_bucket(name), tenant.replicas, tenant.kv_max_bytes)
+        },
         bucket_stream_config(&names::job_state_bucket(name), tenant.replicas, None),
         Config {
             duplicate_window: DUPLICATE_WINDOW,
@@ -259,19 +268,23 @@ mod tests {
     use super::*;
 
     fn acme(replicas: u8, kv_max_bytes: Option<u64>) -> TenantResources {
-        TenantResources { name: Name::new("acme-co").unwrap(), replicas, kv_max_bytes }
+        TenantResources { name: Name::new("acme-co").unwrap(), replicas, kv_max_bytes, kv_max_keys: None }
     }
 
     #[test]
     fn names_and_subjects_follow_the_design() {
-        let [kv, jobstate, jobs, dlq, audit] = desired_streams(&acme(3, Some(4096)));
+        let [kv, jobstate, jobs, dlq, audit] =
+            desired_streams(&TenantResources { kv_max_keys: Some(3), ..acme(3, Some(4096)) });
         assert_eq!(
             (kv.name.as_str(), kv.subjects[0].as_str()),
             ("KV_GOJINN_KV_ACME_CO", "$KV.GOJINN_KV_ACME_CO.>")
         );
-        assert_eq!((kv.max_bytes, kv.max_messages_per_subject, kv.num_replicas), (4096, 1, 3));
+        assert_eq!(
+            (kv.max_bytes, kv.max_messages, kv.max_messages_per_subject, kv.num_replicas),
+            (4096, 3, 1, 3)
+        );
         assert_eq!(jobstate.name, "KV_GOJINN_JOBSTATE_ACME_CO");
-        assert_eq!(jobstate.max_bytes, -1);
+        assert_eq!((jobstate.max_bytes, jobstate.max_messages), (-1, -1));
         assert_eq!(
             (jobs.subjects[0].as_str(), jobs.retention),
             ("gojinn.jobs.acme-co.*", RetentionPolicy::WorkQueue)

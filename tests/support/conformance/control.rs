@@ -212,7 +212,8 @@ pub async fn control_writes_are_counted_exactly(state: &State) {
         assert_eq!(now - last, wrote, "{what}: writes went from {last} to {now}");
         last = now;
     };
-    let resources = TenantResources { name: unique("writes"), replicas: 1, kv_max_bytes: None };
+    let resources =
+        TenantResources { name: unique("writes"), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
     assert!(state.provisioner.ensure_tenant(&resources).await.unwrap());
     expect("a first ensure", 1);
     assert!(!state.provisioner.ensure_tenant(&resources).await.unwrap());
@@ -272,11 +273,12 @@ pub async fn control_writes_are_counted_exactly(state: &State) {
 /// (here: by an ensure with other settings), and reports a tenant without resources as missing.
 pub async fn provisioning_drift(state: &State) {
     let p = &state.provisioner;
-    let ghost = TenantResources { name: unique("nodrift"), replicas: 1, kv_max_bytes: None };
+    let ghost =
+        TenantResources { name: unique("nodrift"), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
     assert!(!p.drift(&ghost).await.unwrap().is_empty(), "no resources at all is all missing");
 
     let t = tenant(state, "drift").await;
-    let wanted = TenantResources { name: t.clone(), replicas: 1, kv_max_bytes: None };
+    let wanted = TenantResources { name: t.clone(), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
     assert_eq!(p.drift(&wanted).await.unwrap(), Vec::<String>::new(), "as ensured");
     provision(state, t.clone(), Some(1 << 20)).await;
     let lines = p.drift(&wanted).await.unwrap();
