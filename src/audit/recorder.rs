@@ -482,7 +482,12 @@ mod tests {
         let (backend, acme) = backend(dir.path()).await;
         let beta = Name::new("beta").unwrap();
         backend
-            .ensure_tenant(&TenantResources { name: beta.clone(), replicas: 1, kv_max_bytes: None })
+            .ensure_tenant(&TenantResources {
+                name: beta.clone(),
+                replicas: 1,
+                kv_max_bytes: None,
+                kv_max_keys: None,
+            })
             .await
             .unwrap();
         let held = Arc::new(HeldLog { open: Semaphore::new(0), log: backend.clone() });
