@@ -1,9 +1,9 @@
 //! The node's bounds on what specs declare (`limits` in `gojinn.yaml`): how large a spec file is
 //! and how many documents it holds, how many tenants a node serves, how many functions a tenant
-//! has, how many routes a function declares and how large its environment is. They are the operator's, not a tenant's: no spec can raise them. A
-//! document past a bound is invalid and fails alone, with a message naming the field, the count
-//! and the setting; documents are counted in file order, so which ones fail never depends on
-//! anything but the specs.
+//! has, how many routes a function declares and how large its environment is. They are the
+//! operator's, not a tenant's: no spec can raise them. A document past a bound is invalid and fails
+//! alone, with a message naming the field, the count and the setting; documents are counted in file
+//! order, so which ones fail never depends on anything but the specs.
 
 use super::types::EnvValue;
 use super::{Location, SpecError};
