@@ -33,12 +33,12 @@ pub fn spec_file(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
     let file = Path::new("fuzz.yaml");
     let (mut docs, mut errors) = (Vec::new(), Vec::new());
-    crate::spec::parse_file(file, text, &mut docs, &mut errors);
+    let bounds = crate::spec::Bounds::default();
+    crate::spec::parse_file(file, text, &bounds, &mut docs, &mut errors);
     for error in &errors {
         assert_eq!(error.location.file, file, "an error names the file it is about: {error}");
     }
-    let _ =
-        crate::spec::resolve(Path::new("/nonexistent/gojinn-fuzz"), docs, &crate::spec::Bounds::default());
+    let _ = crate::spec::resolve(Path::new("/nonexistent/gojinn-fuzz"), docs, &bounds);
 }
 
 /// A guest's stdout as the response envelope; an accepted one has a status from 200 to 599 and

@@ -69,7 +69,7 @@ pub fn load_documents(root: &Path, bounds: &Bounds) -> (Vec<Document>, Vec<SpecE
     for path in files {
         let file = relative(root, &path);
         match read_spec_file(&spec_root, &path, bounds.bytes_per_spec_file) {
-            Ok(text) => parse_file_within(&file, &text, bounds, &mut docs, &mut errors),
+            Ok(text) => parse_file(&file, &text, bounds, &mut docs, &mut errors),
             Err(message) => errors.push(SpecError::new(Location::file(file), message)),
         }
     }
@@ -88,13 +88,8 @@ fn read_spec_file(root: &SpecRoot, path: &Path, max_bytes: u64) -> Result<String
         .map_err(|e| format!("the spec file is not UTF-8 (at byte {})", e.utf8_error().valid_up_to()))
 }
 
-/// Parses the documents of one file's text within the default bounds.
-pub fn parse_file(file: &Path, text: &str, docs: &mut Vec<Document>, errors: &mut Vec<SpecError>) {
-    parse_file_within(file, text, &Bounds::default(), docs, errors)
-}
-
 /// Parses the documents of one file's text, at most `bounds.documents_per_spec_file` of them.
-fn parse_file_within(
+pub fn parse_file(
     file: &Path,
     text: &str,
     bounds: &Bounds,
@@ -463,7 +458,7 @@ mod tests {
     fn every_problem_of_a_document_is_reported_with_its_line() {
         let text = "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: { name: f, tenant: t }\nspec:\n  module: { path: m.wasm }\n  limits:\n    memory: lots\n    maxOutput: -1\n    timeout: 5\n    maxConcurrency: -2\n  colour: red\n";
         let (mut docs, mut errors) = (Vec::new(), Vec::new());
-        parse_file(Path::new("f.yaml"), text, &mut docs, &mut errors);
+        parse_file(Path::new("f.yaml"), text, &Bounds::default(), &mut docs, &mut errors);
         assert!(docs.is_empty());
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
         assert_eq!(lines.len(), 5, "{lines:#?}");
@@ -502,7 +497,7 @@ mod tests {
     fn a_blanked_required_field_is_not_reported_again_as_missing() {
         let text = "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: { name: f, tenant: t }\nspec:\n  module:\n    path: [1]\n";
         let (mut docs, mut errors) = (Vec::new(), Vec::new());
-        parse_file(Path::new("f.yaml"), text, &mut docs, &mut errors);
+        parse_file(Path::new("f.yaml"), text, &Bounds::default(), &mut docs, &mut errors);
         assert_eq!(errors.len(), 1, "{errors:#?}");
         assert!(errors[0].message.starts_with("spec.module.path:"), "{errors:#?}");
     }
@@ -522,7 +517,7 @@ mod tests {
     fn parser_errors_name_the_line_of_the_file() {
         let text = "---\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n---\n\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: b, nope: 1 }\n";
         let (mut docs, mut errors) = (Vec::new(), Vec::new());
-        parse_file(Path::new("t.yaml"), text, &mut docs, &mut errors);
+        parse_file(Path::new("t.yaml"), text, &Bounds::default(), &mut docs, &mut errors);
         assert_eq!(docs.len(), 1);
         assert_eq!(errors.len(), 1, "{errors:?}");
         assert_eq!(errors[0].location.line, Some(9), "{}", errors[0]);
@@ -539,9 +534,9 @@ mod tests {
                 .collect::<String>()
         };
         let (mut docs, mut errors) = (Vec::new(), Vec::new());
-        parse_file_within(Path::new("three.yaml"), &tenants(3), &bounds, &mut docs, &mut errors);
+        parse_file(Path::new("three.yaml"), &tenants(3), &bounds, &mut docs, &mut errors);
         assert_eq!((docs.len(), errors.len()), (3, 0), "{errors:?}");
-        parse_file_within(Path::new("four.yaml"), &tenants(4), &bounds, &mut docs, &mut errors);
+        parse_file(Path::new("four.yaml"), &tenants(4), &bounds, &mut docs, &mut errors);
         assert_eq!(docs.len(), 3, "no document of a file past the bound is parsed");
         assert_eq!(
             errors.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -555,7 +550,13 @@ mod tests {
     fn too_many_documents_or_too_deep_a_document_fail_before_parsing() {
         let (mut docs, mut errors) = (Vec::new(), Vec::new());
         let max = Bounds::default().documents_per_spec_file as usize;
-        parse_file(Path::new("many.yaml"), &"a: 1\n---\n".repeat(max + 1), &mut docs, &mut errors);
+        parse_file(
+            Path::new("many.yaml"),
+            &"a: 1\n---\n".repeat(max + 1),
+            &Bounds::default(),
+            &mut docs,
+            &mut errors,
+        );
         assert_eq!(errors.len(), 1);
         assert!(
             errors[0]
@@ -566,7 +567,7 @@ mod tests {
         );
         errors.clear();
         let deep = format!("# c\n---\nkind: Tenant\nx: {}\n", "[".repeat(MAX_NESTING + 1));
-        parse_file(Path::new("deep.yaml"), &deep, &mut docs, &mut errors);
+        parse_file(Path::new("deep.yaml"), &deep, &Bounds::default(), &mut docs, &mut errors);
         assert_eq!(
             errors[0].to_string(),
             format!("deep.yaml:4: the document nests more than {MAX_NESTING} levels deep")
