@@ -7,7 +7,7 @@
 //! controller's decision (`crate::reconcile::controller`), never this module's.
 
 use crate::config::NodeConfig;
-use crate::gate::Gate;
+use crate::gate::{Gate, Limits as GateLimits};
 use crate::host::{Backends, Capabilities};
 use crate::reconcile::Admitted;
 use crate::reconcile::controller::{Deploy, PassReport};
@@ -19,6 +19,7 @@ use crate::secrets::Secrets;
 use crate::spec::{Function, LoadReport, Location, SpecError};
 use crate::state::{State, StateError};
 use std::collections::{BTreeMap, HashMap};
+use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 
 /// Deploys the applied state of one node into its registry.
@@ -138,10 +139,15 @@ impl Deployment {
 
         let mut tenant_gates = HashMap::new();
         for tenant in loaded.state.tenants.values() {
-            let (concurrency, queue) = (tenant.quotas.max_concurrency, tenant.quotas.max_queue);
+            let quotas = &tenant.quotas;
+            let limits = GateLimits {
+                max_concurrency: quotas.max_concurrency,
+                max_queue: quotas.max_queue,
+                requests_per_second: quotas.requests_per_second.and_then(NonZeroU32::new),
+            };
             let gate = match old.tenant_gate(&tenant.name) {
-                Some(gate) if gate.has_limits(concurrency, queue) => gate.clone(),
-                _ => Arc::new(Gate::new(concurrency, queue)),
+                Some(gate) if gate.has_limits(&limits) => gate.clone(),
+                _ => Arc::new(Gate::new(limits)),
             };
             tenant_gates.insert(tenant.name.clone(), gate);
         }
@@ -213,10 +219,14 @@ impl Deployment {
             .secrets
             .resolve(&spec.id, &spec.env)
             .map_err(|e| SpecError::field(spec.source.clone(), "spec.env", e.to_string()))?;
-        let limits = &spec.limits;
+        let limits = GateLimits {
+            max_concurrency: spec.limits.max_concurrency,
+            max_queue: spec.limits.max_queue,
+            requests_per_second: spec.limits.requests_per_second,
+        };
         let gate = match previous {
-            Some(p) if p.gate.has_limits(limits.max_concurrency, limits.max_queue) => p.gate.clone(),
-            _ => Arc::new(Gate::new(limits.max_concurrency, limits.max_queue)),
+            Some(p) if p.gate.has_limits(&limits) => p.gate.clone(),
+            _ => Arc::new(Gate::new(limits)),
         };
         Ok(Deployed {
             id,

@@ -82,6 +82,7 @@ pub struct Metrics {
     deploy_failures: Family<TenantLabels, Counter>,
     receipts: Family<TenantLabels, Counter>,
     guest_cpu: Family<FunctionLabels, Counter<f64, AtomicU64>>,
+    rate_limited: Family<RateLimitedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -143,6 +144,12 @@ impl Metrics {
             Unit::Seconds,
             guest_cpu.clone(),
         );
+        let rate_limited = Family::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a rate limit (429 rate_limited), by tenant, function and whose limit",
+            rate_limited.clone(),
+        );
         Self {
             registry,
             requests,
@@ -156,6 +163,7 @@ impl Metrics {
             deploy_failures,
             receipts,
             guest_cpu,
+            rate_limited,
         }
     }
 
@@ -184,6 +192,12 @@ impl Metrics {
         self.admission_wait
             .get_or_create(&FunctionLabels(Some(function.clone())))
             .observe(waited.as_secs_f64());
+    }
+
+    /// A request for `function` was refused by a rate limit, its own or its tenant's (`limit`:
+    /// `function` or `tenant`).
+    pub fn rate_limited(&self, function: &Arc<FunctionId>, limit: &'static str) {
+        self.rate_limited.get_or_create(&RateLimitedLabels { function: function.clone(), limit }).inc();
     }
 
     /// A guest instance was created in `took`; it counts as active until the guard drops.
@@ -294,6 +308,19 @@ impl EncodeLabelSet for JobLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct RateLimitedLabels {
+    function: Arc<FunctionId>,
+    limit: &'static str,
+}
+
+impl EncodeLabelSet for RateLimitedLabels {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        FunctionLabels(Some(self.function.clone())).encode(encoder)?;
+        ("limit", self.limit).encode(encoder.encode_label())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct TenantLabels(Name);
 
 impl EncodeLabelSet for TenantLabels {
@@ -369,6 +396,7 @@ mod tests {
         metrics.reconciled(ReconcileResult::Partial);
         metrics.deploy_failed(&work.tenant);
         metrics.receipt_appended(&work.tenant);
+        metrics.rate_limited(&work, "tenant");
         let text = metrics.encode();
         for line in [
             r#"gojinn_jobs_total{tenant="acme",function="work",state="succeeded"} 1"#,
@@ -378,6 +406,7 @@ mod tests {
             r#"gojinn_reconciles_total{result="partial"} 1"#,
             r#"gojinn_deploy_failures_total{tenant="acme"} 1"#,
             r#"gojinn_receipts_total{tenant="acme"} 1"#,
+            r#"gojinn_rate_limited_total{tenant="acme",function="work",limit="tenant"} 1"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

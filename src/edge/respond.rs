@@ -109,6 +109,11 @@ mod tests {
         }
     }
 
+    fn rate_limited(retry_after_secs: u64) -> InvokeError {
+        let limited = crate::gate::rate::Limited { per_second: 5, retry_after_secs };
+        InvokeError::RateLimited { scope: crate::invoke::LimitScope::Tenant, limited }
+    }
+
     /// One failure of every kind a node answers with, so every code it can send is named.
     fn every_failure() -> Vec<Failure> {
         use crate::failure::MethodNotAllowed;
@@ -131,6 +136,7 @@ mod tests {
             EdgeError::InvalidHeader("x".into()).into(),
             InvokeError::BodyTooLarge(1).into(),
             InvokeError::OverCapacity(Rejected::QueueFull).into(),
+            rate_limited(1).into(),
             InvokeError::InvalidResponse(InvalidResponse("x".into())).into(),
             InvokeError::Unavailable("x").into(),
             InvokeError::ReceiptPending("x".into()).into(),
@@ -216,6 +222,12 @@ mod tests {
         for failure in retried {
             assert_eq!(failure.into_response().headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
         }
+        let limited = Failure::from(rate_limited(3)).into_response();
+        assert_eq!(
+            (limited.status().as_u16(), limited.headers()[header::RETRY_AFTER].as_bytes()),
+            (429, &b"3"[..])
+        );
+        assert_eq!(limited.headers().get_all(header::RETRY_AFTER).iter().count(), 1);
         let quota = Failure::from(StateError::Quota("x".into())).into_response();
         assert!(quota.headers().get(header::RETRY_AFTER).is_none());
     }

@@ -3,8 +3,9 @@
 use crate::abi::InvalidResponse;
 use crate::failure::PublicError;
 use crate::gate::Rejected;
+use crate::gate::rate::Limited;
 use crate::runtime::CallError;
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 /// Every way an invocation can fail: refused before it ran, or ended without a valid response.
 #[derive(Debug, thiserror::Error)]
@@ -13,6 +14,11 @@ pub enum InvokeError {
     BodyTooLarge(u64),
     #[error("the function is over capacity: {0}; retry later")]
     OverCapacity(Rejected),
+    #[error(
+        "{scope} rate limit of {} requests per second is reached; retry in {} s",
+        .limited.per_second, .limited.retry_after_secs
+    )]
+    RateLimited { scope: LimitScope, limited: Limited },
     #[error(transparent)]
     Call(#[from] CallError),
     #[error("the function returned an invalid response: {0}")]
@@ -26,11 +32,38 @@ pub enum InvokeError {
     ReceiptPending(String),
 }
 
+/// Whose rate limit refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitScope {
+    /// The function's `limits.requestsPerSecond`.
+    Function,
+    /// Its tenant's `quotas.requestsPerSecond`.
+    Tenant,
+}
+
+impl LimitScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitScope::Function => "function",
+            LimitScope::Tenant => "tenant",
+        }
+    }
+}
+
+impl std::fmt::Display for LimitScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LimitScope::Function => "the function's",
+            LimitScope::Tenant => "the tenant's",
+        })
+    }
+}
+
 impl PublicError for InvokeError {
     fn status(&self) -> StatusCode {
         match self {
             InvokeError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            InvokeError::OverCapacity(_) => StatusCode::TOO_MANY_REQUESTS,
+            InvokeError::OverCapacity(_) | InvokeError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             InvokeError::Call(call) => call.status(),
             InvokeError::InvalidResponse(_) => StatusCode::BAD_GATEWAY,
             InvokeError::Unavailable(_) | InvokeError::ReceiptPending(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -41,6 +74,7 @@ impl PublicError for InvokeError {
         match self {
             InvokeError::BodyTooLarge(_) => "body_too_large",
             InvokeError::OverCapacity(_) => "over_capacity",
+            InvokeError::RateLimited { .. } => "rate_limited",
             InvokeError::Call(call) => call.code(),
             InvokeError::InvalidResponse(_) => "invalid_response",
             InvokeError::Unavailable(_) | InvokeError::ReceiptPending(_) => "unavailable",
@@ -57,10 +91,19 @@ impl PublicError for InvokeError {
     fn retry_after(&self) -> bool {
         match self {
             InvokeError::Call(call) => call.retry_after(),
-            InvokeError::BodyTooLarge(_) | InvokeError::InvalidResponse(_) => false,
+            // `headers` says when a token is back.
+            InvokeError::BodyTooLarge(_)
+            | InvokeError::InvalidResponse(_)
+            | InvokeError::RateLimited { .. } => false,
             InvokeError::OverCapacity(_) | InvokeError::Unavailable(_) | InvokeError::ReceiptPending(_) => {
                 true
             }
+        }
+    }
+
+    fn headers(&self, headers: &mut HeaderMap) {
+        if let InvokeError::RateLimited { limited, .. } = self {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after_secs));
         }
     }
 }

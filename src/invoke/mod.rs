@@ -7,7 +7,7 @@
 
 mod error;
 
-pub use error::InvokeError;
+pub use error::{InvokeError, LimitScope};
 
 use crate::abi::{GuestRequest, GuestResponse};
 use crate::audit::{End, Execution, RecordError, Recorder, Trigger as ReceiptTrigger, Workload};
@@ -50,10 +50,12 @@ pub enum Trigger {
 /// How an invocation waits for a place under its gates.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Admission {
-    /// At most the function's timeout in each queue, then refused (429 `over_capacity`): a
-    /// client is waiting.
+    /// A client's request (a call, or the request that queues a job): it takes a token of the
+    /// function's and the tenant's rate limits or is refused (429 `rate_limited`), then waits at
+    /// most the function's timeout in each queue, then is refused (429 `over_capacity`).
     Bounded,
-    /// As long as it takes: a queued job waits for room, it is never failed for lack of it.
+    /// As long as it takes: a queued job waits for room, it is never failed for lack of it. Its
+    /// attempts take no token: the request that queued it took one.
     UntilRoom,
 }
 
@@ -125,14 +127,30 @@ impl Invoker {
     }
 
     /// Waits for a place under `function`'s and its tenant's concurrency limits, as `admission`
-    /// says.
+    /// says; a client's request first takes a token of their rate limits.
     pub async fn admit(&self, function: &Deployed, admission: Admission) -> Result<Permit, InvokeError> {
+        if admission == Admission::Bounded {
+            self.take_tokens(function)?;
+        }
         let queued = Instant::now();
         let wait = function.spec.limits.timeout;
         let function_permit = pass(&function.gate, wait, admission).await?;
         let tenant_permit = pass(&function.tenant_gate, wait, admission).await?;
         self.metrics.admitted(&function.id, queued.elapsed());
         Ok(Permit { _function: function_permit, _tenant: tenant_permit })
+    }
+
+    /// Takes a token of the function's rate limit, then of its tenant's: a call the function's
+    /// limit refuses takes none of the tenant's, so it costs the tenant's other functions nothing.
+    fn take_tokens(&self, function: &Deployed) -> Result<(), InvokeError> {
+        let gates = [(&function.gate, LimitScope::Function), (&function.tenant_gate, LimitScope::Tenant)];
+        for (gate, scope) in gates {
+            if let Err(limited) = gate.take_token() {
+                self.metrics.rate_limited(&function.id, scope.as_str());
+                return Err(InvokeError::RateLimited { scope, limited });
+            }
+        }
+        Ok(())
     }
 
     /// Admits, then runs `invocation` ([`Invoker::admit`], [`Invoker::run`]).

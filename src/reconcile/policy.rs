@@ -50,7 +50,8 @@
 //!     "limits": {                                       // resolved: defaults applied
 //!       "memory": 67108864, "timeout": 500,             // bytes; milliseconds
 //!       "maxOutput": 1048576, "maxBody": 1048576,       // bytes
-//!       "maxConcurrency": 32, "maxQueue": 64
+//!       "maxConcurrency": 32, "maxQueue": 64,
+//!       "requestsPerSecond": 50                         // absent when not set
 //!     },
 //!     "env": { "GREETING": "hi" },
 //!     "grants": {
@@ -365,17 +366,18 @@ fn function_input(function: &Function) -> Json {
         }),
     );
     input.insert("routes".into(), to_json(&function.routes));
-    input.insert(
-        "limits".into(),
-        json!({
-            "memory": limits.memory,
-            "timeout": u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
-            "maxOutput": limits.max_output,
-            "maxBody": limits.max_body,
-            "maxConcurrency": limits.max_concurrency,
-            "maxQueue": limits.max_queue,
-        }),
-    );
+    let mut limits_input = json!({
+        "memory": limits.memory,
+        "timeout": u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX),
+        "maxOutput": limits.max_output,
+        "maxBody": limits.max_body,
+        "maxConcurrency": limits.max_concurrency,
+        "maxQueue": limits.max_queue,
+    });
+    if let Some(rps) = limits.requests_per_second {
+        limits_input["requestsPerSecond"] = rps.get().into();
+    }
+    input.insert("limits".into(), limits_input);
     input.insert("env".into(), to_json(&function.env));
     input.insert("grants".into(), to_json(&function.grants));
     if let Some(jobs) = &function.jobs {
@@ -454,6 +456,7 @@ mod tests {
                 max_body: 1 << 20,
                 max_concurrency: 32,
                 max_queue: 64,
+                requests_per_second: None,
             },
             env: BTreeMap::new(),
             grants: Grants::default(),
@@ -523,6 +526,18 @@ mod tests {
         f.limits.max_concurrency = 64;
         f.limits.timeout = Duration::from_secs(300);
         assert_eq!(policies.check_function(&tenant(1, None), &f).unwrap(), []);
+    }
+
+    #[test]
+    fn rate_limits_are_in_the_input_only_when_set() {
+        let mut f = function("hello");
+        let mut t = tenant(1, None);
+        assert!(function_input(&f)["limits"].get("requestsPerSecond").is_none());
+        assert!(tenant_input(&t)["quotas"].get("requestsPerSecond").is_none());
+        f.limits.requests_per_second = std::num::NonZeroU32::new(50);
+        t.quotas.requests_per_second = Some(500);
+        assert_eq!(function_input(&f)["limits"]["requestsPerSecond"], 50);
+        assert_eq!(tenant_input(&t)["quotas"]["requestsPerSecond"], 500);
     }
 
     #[test]

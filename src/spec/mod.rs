@@ -22,8 +22,8 @@ pub use load::{Document, MAX_NESTING, load_documents, parse_file, spec_files};
 pub use names::{FunctionId, Name};
 pub use quantity::{ByteSize, Span};
 pub use resolve::{
-    DEFAULT_KV_MAX_BYTES, DEFAULT_MAX_BODY, DesiredState, Function, FunctionLimits, LoadReport, ModuleBlob,
-    Tenant, TenantQuotas, load_dir, resolve,
+    DEFAULT_KV_MAX_BYTES, DEFAULT_MAX_BODY, DesiredState, Function, FunctionLimits, LoadReport,
+    MAX_REQUESTS_PER_SECOND, ModuleBlob, Tenant, TenantQuotas, load_dir, resolve,
 };
 pub use routes::path_tenant;
 pub use types::*;

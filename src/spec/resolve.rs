@@ -14,6 +14,7 @@ use super::{Location, SpecError};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::{Component, Path};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub const DEFAULT_FUNCTION_CONCURRENCY: u32 = 32;
 pub const DEFAULT_FUNCTION_QUEUE: u32 = 64;
 pub const DEFAULT_TENANT_CONCURRENCY: u32 = 64;
 pub const DEFAULT_TENANT_QUEUE: u32 = 256;
+/// The highest `requestsPerSecond` a tenant or function may set: a token every microsecond.
+pub const MAX_REQUESTS_PER_SECOND: u32 = 1_000_000;
 /// A tenant's KV data when its spec sets no `quotas.kvMaxBytes`: room for 64 of the largest
 /// (1 MiB) values or a few hundred thousand small ones, while a runaway guest cannot fill the
 /// node's disk. On NATS, JetStream reserves a bucket's limit against the server's file store.
@@ -134,6 +137,10 @@ pub struct FunctionLimits {
     pub max_body: u64,
     pub max_concurrency: u32,
     pub max_queue: u32,
+    /// `None`: no rate limit but the tenant's. Left out of the revision's JSON when absent, so
+    /// revisions from before it existed keep their hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_second: Option<NonZeroU32>,
 }
 
 mod optional_millis {
@@ -280,9 +287,8 @@ const NOT_ENFORCED: &str = "not enforced yet; remove it";
 fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>> {
     let quotas = doc.spec.quotas;
     let mut problems = Vec::new();
-    if quotas.requests_per_second.is_some() {
-        problems.push(SpecError::field(at.clone(), "spec.quotas.requestsPerSecond", NOT_ENFORCED.into()));
-    }
+    let requests_per_second = per_second(quotas.requests_per_second, &at, "spec.quotas.requestsPerSecond")
+        .map_err(|e| problems.push(e));
     if !doc.spec.api_keys.is_empty() {
         problems.push(SpecError::field(at.clone(), "spec.apiKeys", NOT_ENFORCED.into()));
     }
@@ -291,7 +297,11 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
             .map_err(|e| problems.push(e));
     let kv_max_keys = positive(quotas.kv_max_keys, DEFAULT_KV_MAX_KEYS, &at, "spec.quotas.kvMaxKeys")
         .map_err(|e| problems.push(e));
-    let (Ok(max_concurrency), Ok(kv_max_keys)) = (max_concurrency, kv_max_keys) else { return Err(problems) };
+    let (Ok(max_concurrency), Ok(kv_max_keys), Ok(requests_per_second)) =
+        (max_concurrency, kv_max_keys, requests_per_second)
+    else {
+        return Err(problems);
+    };
     if !problems.is_empty() {
         return Err(problems);
     }
@@ -301,7 +311,7 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
         quotas: TenantQuotas {
             max_concurrency,
             max_queue: quotas.max_queue.unwrap_or(DEFAULT_TENANT_QUEUE),
-            requests_per_second: None,
+            requests_per_second: requests_per_second.map(NonZeroU32::get),
             max_memory: quotas.max_memory.map(ByteSize::bytes),
             kv_max_bytes: Some(quotas.kv_max_bytes.map_or(DEFAULT_KV_MAX_BYTES, ByteSize::bytes)),
             kv_max_keys: Some(kv_max_keys),
@@ -311,6 +321,19 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
         keep: doc.metadata.keep,
         source: at,
     })
+}
+
+/// A `requestsPerSecond`: absent, or 1 to [`MAX_REQUESTS_PER_SECOND`].
+fn per_second(value: Option<u32>, at: &Location, field: &str) -> Result<Option<NonZeroU32>, SpecError> {
+    match value {
+        Some(n) if n > MAX_REQUESTS_PER_SECOND => {
+            Err(SpecError::field(at.clone(), field, format!("must be at most {MAX_REQUESTS_PER_SECOND}")))
+        }
+        Some(n) => NonZeroU32::new(n)
+            .map(Some)
+            .ok_or_else(|| SpecError::field(at.clone(), field, "must be at least 1".into())),
+        None => Ok(None),
+    }
 }
 
 fn positive(value: Option<u32>, default: u32, at: &Location, field: &str) -> Result<u32, SpecError> {
@@ -409,6 +432,20 @@ fn resolve_limits(
             ),
         ));
     }
+    let requests_per_second = per_second(limits.requests_per_second, at, "spec.limits.requestsPerSecond")
+        .unwrap_or_else(|e| {
+            problems.push(e);
+            None
+        });
+    if let (Some(asked), Some(quota)) = (requests_per_second, tenant.quotas.requests_per_second)
+        && asked.get() > quota
+    {
+        problems.push(SpecError::field(
+            at.clone(),
+            "spec.limits.requestsPerSecond",
+            format!("{asked} exceeds tenant {}'s quota requestsPerSecond of {quota}", tenant.name),
+        ));
+    }
     if limits.cpu.is_some_and(|cpu| cpu.0.is_zero()) {
         problems.push(SpecError::field(at.clone(), "spec.limits.cpu", "must be more than 0".into()));
     }
@@ -420,6 +457,7 @@ fn resolve_limits(
         max_body: limits.max_body.map_or(DEFAULT_MAX_BODY, ByteSize::bytes),
         max_concurrency,
         max_queue: limits.max_queue.unwrap_or(DEFAULT_FUNCTION_QUEUE),
+        requests_per_second,
     }
 }
 

@@ -86,8 +86,9 @@ pub struct Quotas {
     #[schemars(range(min = 1))]
     pub max_concurrency: Option<u32>,
     pub max_queue: Option<u32>,
-    /// Refused until rate limits are enforced; not offered to editors.
-    #[schemars(skip)]
+    /// Requests a second to all the tenant's functions together (a token bucket holding one
+    /// second's worth); none by default.
+    #[schemars(range(min = 1, max = 1_000_000))]
     pub requests_per_second: Option<u32>,
     pub max_memory: Option<ByteSize>,
     pub kv_max_bytes: Option<ByteSize>,
@@ -432,6 +433,10 @@ pub struct Limits {
     #[schemars(range(min = 1))]
     pub max_concurrency: Option<u32>,
     pub max_queue: Option<u32>,
+    /// Requests a second to this function (a token bucket holding one second's worth), within
+    /// its tenant's `requestsPerSecond`; none by default.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub requests_per_second: Option<u32>,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]

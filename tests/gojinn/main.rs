@@ -27,6 +27,7 @@ mod metrics;
 mod nats_security;
 mod node_config;
 mod outage;
+mod rate_limits;
 mod receipts;
 mod reconcile;
 mod reconcile_policy;

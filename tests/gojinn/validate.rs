@@ -82,22 +82,40 @@ fn fields_that_nothing_enforces_are_refused_with_that_reason() {
     let dir = SpecDir::new();
     dir.module("hello");
     let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-    let tenant = format!("quotas: {{ requestsPerSecond: 10 }}, apiKeys: [{{ name: ci, sha256: \"{sha}\" }}]");
-    let mut yaml = specs("acme", &tenant, &[("hello", "hello", "limits: { requestsPerSecond: 5 }")]);
+    let tenant = format!("apiKeys: [{{ name: ci, sha256: \"{sha}\" }}]");
+    let mut yaml = specs("acme", &tenant, &[("hello", "hello", "")]);
     yaml.push_str(
         "---\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: beta }\nspec: { replicas: three }\n",
     );
     dir.write("acme.yaml", &yaml);
     let (code, text) = validate(&dir, &[]);
     assert_eq!(code, 1, "{text}");
-    has(&text, "acme.yaml:1: spec.quotas.requestsPerSecond: not enforced yet; remove it");
     has(&text, "acme.yaml:1: spec.apiKeys: not enforced yet; remove it");
-    assert!(
-        text.lines()
-            .any(|l| l.starts_with("acme.yaml:11:") && l.contains("unknown field `requestsPerSecond`")),
-        "{text}"
+    has_at(&text, "acme.yaml:15:", "spec.replicas: expected a whole number, got string \"three\"");
+}
+
+#[test]
+fn rate_limits_are_one_to_a_million_a_second_and_a_functions_within_its_tenants() {
+    let dir = SpecDir::new();
+    dir.module("hello");
+    let functions = [
+        ("within", "hello", "limits: { requestsPerSecond: 10 }"),
+        ("above", "hello", "limits: { requestsPerSecond: 20 }"),
+        ("zero", "hello", "limits: { requestsPerSecond: 0 }"),
+    ];
+    let acme = specs("acme", "quotas: { requestsPerSecond: 10 }", &functions);
+    let beta = specs("beta", "quotas: { requestsPerSecond: 1000001 }", &[]);
+    dir.write("acme.yaml", &format!("{acme}---\n{beta}"));
+    let (code, text) = validate(&dir, &[]);
+    assert_eq!(code, 1, "{text}");
+    has_at(
+        &text,
+        "acme.yaml:",
+        "spec.limits.requestsPerSecond: 20 exceeds tenant acme's quota requestsPerSecond of 10",
     );
-    has_at(&text, "acme.yaml:16:", "spec.replicas: expected a whole number, got string \"three\"");
+    has_at(&text, "acme.yaml:", "spec.limits.requestsPerSecond: must be at least 1");
+    has_at(&text, "acme.yaml:", "spec.quotas.requestsPerSecond: must be at most 1000000");
+    assert!(!text.contains("within"), "a function limit within its tenant's is valid:\n{text}");
 }
 
 /// A WASI command that imports a host function no node links.
