@@ -77,7 +77,8 @@ fn write_entry(
         && total > max
     {
         return Err(StateError::Quota(format!(
-            "tenant {tenant}: the write would make its KV data {total} bytes; the quota is {max}"
+            "tenant {tenant}: the write would make its KV data {total} bytes; the quota is {max} \
+             (quotas.kvMaxBytes)"
         )));
     }
     match value {

@@ -36,13 +36,20 @@ pub(super) fn to_state_error(tenant: &Name, err: async_nats::Error) -> StateErro
     let message = chain_text(&*err);
     match chain(&*err).find_map(class_of) {
         Some(Class::Missing) => StateError::NoTenant(tenant.clone()),
-        Some(Class::Quota) => {
-            StateError::Quota(format!("tenant {tenant} is over its storage quota: {message}"))
-        }
+        Some(Class::Quota) => StateError::Quota(format!(
+            "tenant {tenant} is over its storage quota ({}): {message}",
+            quota_setting(&message)
+        )),
         Some(Class::Rejected) => StateError::InvalidArgument(message),
         Some(Class::Unavailable) => StateError::Unavailable(message),
         None => StateError::Internal(message),
     }
+}
+
+/// The tenant setting a full bucket's error is about: the server says "maximum messages" when
+/// the key count (the bucket's `max_msgs`) is reached and "maximum bytes" for its size.
+fn quota_setting(message: &str) -> &'static str {
+    if message.contains("maximum messages") { "quotas.kvMaxKeys" } else { "quotas.kvMaxBytes" }
 }
 
 /// `outer: inner: innermost`, skipping a source whose text its parent already includes.
@@ -182,11 +189,19 @@ mod tests {
 
     #[test]
     fn api_errors_map_by_code() {
-        let full = UpdateError::with_source(
-            UpdateErrorKind::Other,
-            PublishError::with_source(PublishErrorKind::Other, api(10077, "maximum bytes exceeded")),
-        );
-        assert!(matches!(to_state_error(&tenant(), Box::new(full)), StateError::Quota(_)));
+        for (server_says, setting) in [
+            ("maximum bytes exceeded", "quotas.kvMaxBytes"),
+            ("maximum messages exceeded", "quotas.kvMaxKeys"),
+        ] {
+            let full = UpdateError::with_source(
+                UpdateErrorKind::Other,
+                PublishError::with_source(PublishErrorKind::Other, api(10077, server_says)),
+            );
+            match to_state_error(&tenant(), Box::new(full)) {
+                StateError::Quota(message) => assert!(message.contains(setting), "{message}"),
+                other => panic!("{server_says}: {other:?}"),
+            }
+        }
         let missing = GetStreamError::new(GetStreamErrorKind::JetStream(api(10059, "stream not found")));
         assert!(matches!(to_state_error(&tenant(), Box::new(missing)), StateError::NoTenant(_)));
         let replicas = CreateStreamError::new(CreateStreamErrorKind::JetStream(api(
