@@ -13,8 +13,9 @@
 //!
 //! Asked to stop, a worker lets a fetch that is under way return (cancelling one could lose the
 //! deliveries it was handing over), then drains: every job it holds runs to its end and is
-//! acknowledged, unless the node's stop reaches its deadline first: then each attempt still
-//! running is dropped and its delivery handed back (see [`Jobs::release`]).
+//! acknowledged, unless the node's stop reaches its deadline first: then, once its last fetch
+//! has returned (up to `FETCH_WAIT` later), each attempt still running is dropped and its
+//! delivery handed back (see [`Jobs::release`]).
 
 use super::Node;
 use crate::abi::GuestRequest;
