@@ -28,6 +28,10 @@ pub struct NodeConfig {
     pub specs: PathBuf,
     /// Reconcile when a file under `specs` changes, or every `reconcile.interval` for git.
     pub watch: bool,
+    /// How long a stop (SIGTERM, Ctrl-C) lets requests in flight and running jobs finish; at
+    /// the deadline open connections are closed and running jobs handed back for redelivery.
+    /// Default 30 s, Kubernetes' grace period, so the node is done before it would be killed.
+    pub shutdown_timeout: Span,
     pub reconcile: ReconcileSettings,
     pub runtime: RuntimeSettings,
     pub state: StateSettings,
@@ -313,6 +317,7 @@ impl Default for NodeConfig {
             data_dir: PathBuf::from("gojinn-data"),
             specs: PathBuf::from("specs"),
             watch: true,
+            shutdown_timeout: Span(Duration::from_secs(30)),
             reconcile: ReconcileSettings::default(),
             runtime: RuntimeSettings::default(),
             state: StateSettings::default(),

@@ -298,39 +298,66 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         // Dropped last, inside the runtime: sends the spans still queued.
         let _telemetry = gojinn::telemetry::init(export.as_ref())?;
+        let mut signals = Signals::new()?;
         let mut server = Server::start(config).await?;
         let ended = tokio::select! {
             result = server.wait() => Some(result),
-            () = shutdown_signal() => None,
+            () = signals.next() => None,
         };
         match ended {
             Some(result) => result?,
-            None => {
-                tracing::info!("shutting down: finishing requests and running jobs");
-                server.stop().await?;
-            }
+            None => tokio::select! {
+                stopped = server.stop() => stopped?,
+                () = signals.next() => {
+                    tracing::error!(
+                        "a second signal: exiting at once; requests in flight are cut, running jobs are delivered again after their ack wait, receipts still queued are lost"
+                    );
+                    // Waits for nothing more: not the runtime's tasks, not the span export.
+                    std::process::exit(SECOND_SIGNAL_EXIT);
+                }
+            },
         }
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Ctrl-C or SIGTERM.
-async fn shutdown_signal() {
+/// The exit code after a second stop signal cut the graceful stop short: 128 + SIGINT, as a
+/// shell reports a process ended by Ctrl-C.
+const SECOND_SIGNAL_EXIT: i32 = 130;
+
+/// Ctrl-C and SIGTERM, listened for from the start so that neither ends the process the
+/// default way while the node runs or stops.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
-            },
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Self {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
         }
+        #[cfg(not(unix))]
+        Ok(Self {})
     }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+
+    /// The next Ctrl-C or SIGTERM.
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 /// The node configuration a `plan` or `apply` works with: `--config` (or ./gojinn.yaml), with

@@ -1,7 +1,7 @@
 //! Starts a node: configuration checked, port bound, then runtime, state backend, the reconcile
 //! controller's first pass and its loop, job workers and the HTTP server with the admin API; and
-//! stops it gracefully, in the reverse order. The one place that hands each part what it uses
-//! (state backend, registry, runtime, node config). A configuration problem or a port in use is reported before anything is
+//! stops it gracefully, within the node's `shutdownTimeout` (see [`Server::stop`]). The one
+//! place that hands each part what it uses (state backend, registry, runtime, node config). A configuration problem or a port in use is reported before anything is
 //! written (data dir, admin token, audit key) or compiled. Connections that arrive during the
 //! first deploy wait in the listen backlog: the node answers once it serves what is deployed.
 
@@ -24,7 +24,9 @@ use crate::workers::Workers;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -63,9 +65,12 @@ pub struct Server {
     state: State,
     registry: RegistryHandle,
     first_deploy: PassReport,
-    shutdown: Option<oneshot::Sender<()>>,
+    /// Tells the HTTP server to stop, and by when its requests must be done.
+    shutdown: Option<oneshot::Sender<Instant>>,
+    shutdown_timeout: Duration,
+    requests: Arc<http::Requests>,
     /// The HTTP server; `None` once it ended and was waited for.
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<http::Drained>>>,
     controller: Option<ControllerTask>,
     workers: Option<Workers>,
     recorder: Arc<Recorder>,
@@ -119,14 +124,15 @@ impl Server {
             recorder: recorder.clone(),
             invoker,
         });
-        let (shutdown, stopped) = oneshot::channel::<()>();
+        let (shutdown, stopped) = oneshot::channel::<Instant>();
         let app = edge::router(edge);
         let settings = config.http.clone();
+        let requests = Arc::new(http::Requests::default());
+        let counted = requests.clone();
         let task = tokio::spawn(async move {
-            http::serve(listener, app, &settings, async {
-                let _ = stopped.await;
-            })
-            .await
+            // Dropped unsent (the `Server` was dropped): stop at once.
+            let stop = async { stopped.await.unwrap_or_else(|_| Instant::now()) };
+            http::serve(listener, app, &settings, counted, stop).await
         });
         tracing::info!(%addr, source = %controller.source(), "gojinn is serving");
         Ok(Self {
@@ -135,6 +141,8 @@ impl Server {
             registry,
             first_deploy,
             shutdown: Some(shutdown),
+            shutdown_timeout: config.shutdown_timeout.0,
+            requests,
             task: Some(task),
             controller: controller_task,
             workers: Some(workers),
@@ -161,29 +169,60 @@ impl Server {
         &self.first_deploy
     }
 
-    /// Stops the spec watcher, stops accepting connections and lets in-flight requests finish,
-    /// then stops the job workers (running jobs finish and are recorded), then the receipt
-    /// recorder (every receipt appended, every chain checkpointed), and returns once nothing of
-    /// the node holds its state backend any more.
+    /// Stops the node within its `shutdownTimeout`: closes the listener and stops fetching jobs
+    /// at once (and the spec watcher), lets requests in flight and running jobs finish until the
+    /// deadline, then closes the connections still open and hands the running jobs back for
+    /// redelivery; last stops the receipt recorder (every receipt queued is appended, every
+    /// chain checkpointed). Returns once nothing of the node holds its state backend any more.
+    /// Logs a line as it starts and one with what happened as it ends.
     pub async fn stop(mut self) -> std::io::Result<()> {
-        if let Some(controller) = self.controller.take() {
-            controller.stop().await;
-        }
+        let started = Instant::now();
+        let deadline = started + self.shutdown_timeout;
+        tracing::info!(
+            requests_in_flight = self.requests.in_flight(),
+            timeout = %humantime::format_duration(self.shutdown_timeout),
+            "stopping: no new connections or jobs; finishing requests and running jobs until the deadline"
+        );
         if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
+            let _ = shutdown.send(deadline);
         }
-        let served = self.wait().await;
-        if let Some(workers) = self.workers.take() {
-            workers.stop().await;
-        }
+        let workers = self.workers.take();
+        let controller = self.controller.take();
+        let (served, jobs, ()) = tokio::join!(
+            self.serving(),
+            async {
+                match workers {
+                    Some(workers) => workers.stop(deadline).await,
+                    None => crate::workers::Drained::default(),
+                }
+            },
+            async {
+                if let Some(controller) = controller {
+                    controller.stop().await;
+                }
+            },
+        );
         self.recorder.stop().await;
-        served
+        let requests = served.as_ref().copied().unwrap_or_default();
+        tracing::info!(
+            requests_finished = requests.finished,
+            requests_cut = requests.cut,
+            jobs_handed_back = jobs.handed_back,
+            took_ms = started.elapsed().as_millis() as u64,
+            "stopped: receipts appended and checkpointed"
+        );
+        served.map(|_| ())
     }
 
     /// Serves until the HTTP server ends (only on error, or after `stop`). Cancel-safe; once it
     /// has returned, it returns `Ok` at once.
     pub async fn wait(&mut self) -> std::io::Result<()> {
-        let Some(task) = &mut self.task else { return Ok(()) };
+        self.serving().await.map(|_| ())
+    }
+
+    /// [`Server::wait`], with how the requests in flight at a stop ended.
+    async fn serving(&mut self) -> std::io::Result<http::Drained> {
+        let Some(task) = &mut self.task else { return Ok(http::Drained::default()) };
         let served = task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)));
         self.task = None;
         served

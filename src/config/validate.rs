@@ -44,6 +44,9 @@ const MAX_HEADERS: u64 = 1000;
 /// hyper refuses a request target longer than this on its own, with an empty 414.
 const PARSER_MAX_URL: u64 = u16::MAX as u64 - 1;
 
+/// A stop that takes longer than an hour is a hung node to whoever manages it.
+const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// Collects problems, one call per setting.
 #[derive(Default)]
 struct Checks(Vec<ConfigProblem>);
@@ -75,6 +78,19 @@ impl Checks {
                 format!(
                     "must be at least {}, not {}",
                     humantime::format_duration(min),
+                    humantime::format_duration(value)
+                ),
+            );
+        }
+    }
+
+    fn at_most(&mut self, setting: &'static str, value: Duration, max: Duration) {
+        if value > max {
+            self.fail(
+                setting,
+                format!(
+                    "must be at most {}, not {}",
+                    humantime::format_duration(max),
                     humantime::format_duration(value)
                 ),
             );
@@ -145,6 +161,7 @@ impl NodeConfig {
 
         checks.bytes("state.maxJobBytes", self.state.max_job_bytes, 64 << 10, 1 << 30);
         checks.at_least("reconcile.interval", self.reconcile.interval.0, second);
+        checks.at_most("shutdownTimeout", self.shutdown_timeout.0, MAX_SHUTDOWN_TIMEOUT);
         checks.at_least("egress.timeout", self.egress.timeout.0, Duration::from_millis(1));
         checks.bytes("egress.maxResponse", self.egress.max_response, 1, 1 << 30);
         checks.range("egress.maxRedirects", self.egress.max_redirects.into(), 0, 20);
@@ -319,6 +336,18 @@ mod tests {
             text.contains("http.maxUrlLength: must be 1 to 32767 (less than http.maxHeaderBytes"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_shutdown_timeout_is_zero_to_an_hour() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |timeout: Duration| {
+            NodeConfig { shutdown_timeout: crate::spec::Span(timeout), ..valid(dir.path()) }.validate()
+        };
+        with(Duration::ZERO).unwrap();
+        with(Duration::from_secs(3600)).unwrap();
+        let text = with(Duration::from_secs(3601)).unwrap_err().to_string();
+        assert!(text.contains("shutdownTimeout: must be at most 1h, not 1h 1s"), "{text}");
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! connections in total and per client address (past a cap a connection is closed at once,
 //! unanswered), the header-read and idle timeouts (`deadline`), the size and count of request
 //! headers (hyper refuses those with an empty 431 and closes the connection) and the URL's
-//! length (a JSON 414, through the edge's error mapping). Stopping lets requests in flight
-//! finish and closes idle connections. Only HTTP/1.1: every bound here is defined per HTTP/1
+//! length (a JSON 414, through the edge's error mapping). Stopping closes the listener at once,
+//! closes idle connections and lets requests in flight finish until the stop's deadline, when the
+//! connections still open are closed. Only HTTP/1.1: every bound here is defined per HTTP/1
 //! connection, and cleartext HTTP/2 is not what browsers or proxies send to a backend.
 
 use super::deadline::{Clock, Deadlined, Serving, Timeouts};
@@ -23,23 +24,72 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// How often at most a refused connection is logged (each refusal costs a client only a
 /// handshake, so logging each would let it flood the log).
 const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
 
-/// Serves `router` on `listener` until `stop` resolves, then stops accepting and waits until
-/// every connection has finished its request in flight and closed.
+/// Requests being answered and answered, counted as they start and as hyper is done with their
+/// response.
+#[derive(Debug, Default)]
+pub struct Requests {
+    started: AtomicU64,
+    finished: AtomicU64,
+}
+
+impl Requests {
+    /// Requests being answered now.
+    pub fn in_flight(&self) -> u64 {
+        // `finished` first: read the other way round, a request that ends between the reads could
+        // make it larger than `started`.
+        let finished = self.finished.load(Ordering::Acquire);
+        self.started.load(Ordering::Acquire).saturating_sub(finished)
+    }
+
+    fn finished(&self) -> u64 {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    fn start(self: &Arc<Self>) -> Answering {
+        self.started.fetch_add(1, Ordering::AcqRel);
+        Answering(self.clone())
+    }
+}
+
+/// One request being answered, until dropped.
+struct Answering(Arc<Requests>);
+
+impl Drop for Answering {
+    fn drop(&mut self) {
+        self.0.finished.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// How the requests in flight at a stop ended.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Drained {
+    /// Answered during the stop.
+    pub finished: u64,
+    /// Still in flight at the deadline: their connections were closed.
+    pub cut: u64,
+}
+
+/// Serves `router` on `listener` until `stop` resolves with a deadline, then closes the listener
+/// and waits until every connection has finished its request in flight and closed, or until the
+/// deadline, when it closes those still open. `requests` counts the requests as they go.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     settings: &HttpSettings,
-    stop: impl Future<Output = ()>,
-) -> std::io::Result<()> {
+    requests: Arc<Requests>,
+    stop: impl Future<Output = Instant>,
+) -> std::io::Result<Drained> {
     let limits = ConnectionLimits::new(
         settings.max_connections as usize,
         settings.max_connections_per_client as usize,
@@ -49,9 +99,10 @@ pub async fn serve(
     let builder = builder(settings);
     let service = TowerToHyperService::new(router);
     let graceful = GracefulShutdown::new();
+    let (cut, cutting) = watch::channel(false);
     let mut refusals = RefusalLog::default();
     tokio::pin!(stop);
-    loop {
+    let deadline = loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
@@ -60,7 +111,7 @@ pub async fn serve(
                     continue;
                 }
             },
-            () = &mut stop => break,
+            deadline = &mut stop => break deadline,
         };
         let slot = match limits.admit(peer.ip()) {
             Ok(slot) => slot,
@@ -71,18 +122,31 @@ pub async fn serve(
         };
         let clock = Clock::start(timeouts);
         let io = TokioIo::new(Deadlined::new(stream, clock.clone()));
-        let service = Bounded { inner: service.clone(), clock, max_url_length };
+        let service = Bounded { inner: service.clone(), clock, max_url_length, requests: requests.clone() };
         let connection = graceful.watch(builder.serve_connection(io, service));
+        let mut cutting = cutting.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%peer, "connection ended: {error}");
+            tokio::select! {
+                ended = connection => if let Err(error) = ended {
+                    tracing::debug!(%peer, "connection ended: {error}");
+                },
+                _ = cutting.wait_for(|cut| *cut) => tracing::debug!(%peer, "connection closed at the stop's deadline"),
             }
             drop(slot);
         });
-    }
+    };
     drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+    let finished_before = requests.finished();
+    let closed = graceful.shutdown();
+    tokio::pin!(closed);
+    let mut drained = Drained::default();
+    if tokio::time::timeout_at(deadline, &mut closed).await.is_err() {
+        drained.cut = requests.in_flight();
+        let _ = cut.send(true);
+        closed.await;
+    }
+    drained.finished = (requests.finished() - finished_before).saturating_sub(drained.cut);
+    Ok(drained)
 }
 
 /// hyper's HTTP/1 settings from the node's: its header-read timer is off, since `deadline`
@@ -133,6 +197,7 @@ struct Bounded {
     inner: TowerToHyperService<Router>,
     clock: Arc<Clock>,
     max_url_length: usize,
+    requests: Arc<Requests>,
 }
 
 type Responding = Pin<Box<dyn Future<Output = Result<Response<Tracked>, Infallible>> + Send>>;
@@ -143,7 +208,7 @@ impl hyper::service::Service<Request<Incoming>> for Bounded {
     type Future = Responding;
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
-        let serving = self.clock.request_started();
+        let serving = (self.clock.request_started(), self.requests.start());
         let track = move |response: Response<Body>| response.map(|body| Tracked { body, _serving: serving });
         if target_length(request.uri()) > self.max_url_length {
             let refused = EdgeError::UrlTooLong(self.max_url_length).into_response();
@@ -166,10 +231,11 @@ fn target_length(uri: &Uri) -> usize {
     }
 }
 
-/// A response body that holds its request's [`Serving`] until hyper is done with it.
+/// A response body that holds its request's [`Serving`] and place in [`Requests`] until hyper
+/// is done with it.
 struct Tracked {
     body: Body,
-    _serving: Serving,
+    _serving: (Serving, Answering),
 }
 
 impl HttpBody for Tracked {

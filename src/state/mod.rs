@@ -300,6 +300,10 @@ pub trait Jobs: Send + Sync {
         policy: &JobPolicy,
         outcome: Outcome,
     ) -> Result<JobStatus, StateError>;
+    /// Hands an unfinished delivery back (its node is stopping): the job is queued again at
+    /// once for any worker, with an error saying so. The attempt counts towards `max_deliver`,
+    /// as every delivery does on NATS.
+    async fn release(&self, delivery: &Delivery) -> Result<(), StateError>;
     /// Puts a dead job back in its queue with a fresh attempt count.
     async fn redrive(&self, tenant: &Name, id: &str) -> Result<(), StateError>;
 }
@@ -387,4 +391,9 @@ pub async fn open_read_only(settings: &StateSettings, data_dir: &Path) -> Result
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The error a job records when [`Jobs::release`] hands back its attempt `attempt`.
+fn handed_back(attempt: u32) -> String {
+    format!("attempt {attempt} was handed back unfinished when its node stopped")
 }

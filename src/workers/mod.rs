@@ -4,6 +4,10 @@
 //! one has drained, so one function's jobs are never pulled by two workers of this node at once
 //! (kube-rs's runner: never two reconciles of one object at once). Nodes sharing a NATS backend
 //! each run their own worker; the durable consumer spreads the jobs between them.
+//!
+//! A node that stops lets its running jobs finish until a deadline, then hands the unfinished
+//! ones back to the backend, which delivers them again at once (to another node, or to this one
+//! once it is back); they never wait out their ack wait.
 
 mod worker;
 
@@ -14,9 +18,11 @@ use crate::spec::{FunctionId, Name};
 use crate::state::State;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use worker::{Worker, count_dead_jobs};
 
 /// How often the dead-letter gauges are recounted.
@@ -25,7 +31,16 @@ const DEAD_JOBS_RECOUNT: Duration = Duration::from_secs(30);
 /// The job workers of a node. Stop them with [`Workers::stop`].
 pub struct Workers {
     stop: watch::Sender<bool>,
+    hand_back: watch::Sender<bool>,
+    node: Arc<Node>,
     task: JoinHandle<()>,
+}
+
+/// How the jobs running when the workers were stopped ended.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Drained {
+    /// Attempts handed back unfinished at the deadline, for redelivery.
+    pub handed_back: usize,
 }
 
 impl Workers {
@@ -38,18 +53,28 @@ impl Workers {
         invoker: Arc<Invoker>,
     ) -> Self {
         let (stop, stopped) = watch::channel(false);
-        let node = Arc::new(Node { state, registry, metrics, invoker });
-        let task = tokio::spawn(supervise(node, stopped));
-        Self { stop, task }
+        let (hand_back, handing_back) = watch::channel(false);
+        let handed_back = AtomicUsize::new(0);
+        let node = Arc::new(Node { state, registry, metrics, invoker, handing_back, handed_back });
+        let task = tokio::spawn(supervise(node.clone(), stopped));
+        Self { stop, hand_back, node, task }
     }
 
-    /// Stops every worker and returns once each has drained its jobs and let go of the state
-    /// backend.
-    pub async fn stop(self) {
+    /// Stops fetching, lets the running jobs finish until `deadline`, then hands the unfinished
+    /// ones back; returns once every worker has ended and let go of the state backend.
+    pub async fn stop(mut self, deadline: Instant) -> Drained {
         let _ = self.stop.send(true);
-        if let Err(err) = self.task.await {
+        let ended = match tokio::time::timeout_at(deadline, &mut self.task).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                let _ = self.hand_back.send(true);
+                self.task.await
+            }
+        };
+        if let Err(err) = ended {
             tracing::error!("the job workers' supervisor failed: {err}");
         }
+        Drained { handed_back: self.node.handed_back.load(Ordering::Relaxed) }
     }
 }
 
@@ -59,6 +84,10 @@ struct Node {
     registry: RegistryHandle,
     metrics: Arc<Metrics>,
     invoker: Arc<Invoker>,
+    /// Becomes true at the stop's deadline: every running attempt is handed back.
+    handing_back: watch::Receiver<bool>,
+    /// Attempts handed back so far.
+    handed_back: AtomicUsize,
 }
 
 /// The workers this node runs, by function.

@@ -13,12 +13,14 @@
 //!
 //! Asked to stop, a worker lets a fetch that is under way return (cancelling one could lose the
 //! deliveries it was handing over), then drains: every job it holds runs to its end and is
-//! acknowledged.
+//! acknowledged, unless the node's stop reaches its deadline first: then, once its last fetch
+//! has returned (up to `FETCH_WAIT` later), each attempt still running is dropped and its
+//! delivery handed back (see [`Jobs::release`]).
 
 use super::Node;
 use crate::abi::GuestRequest;
 use crate::backoff::Backoff;
-use crate::invoke::{Answered, Invocation, InvokeError, Invoker, Trigger};
+use crate::invoke::{Answered, Invocation, InvokeError, Trigger};
 use crate::jobs::{JobId, policy_for};
 use crate::metrics::{JobState, Metrics};
 use crate::registry::Deployed;
@@ -27,6 +29,7 @@ use crate::spec::Name;
 use crate::state::{Delivery, JobPolicy, JobStatus, Jobs, Outcome, State};
 use crate::telemetry::spans;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::{JoinHandle, JoinSet};
@@ -73,7 +76,7 @@ impl Worker {
 }
 
 /// Fetches and runs jobs until asked to stop, then waits for the jobs it holds.
-async fn serve(node: &Node, mut deployed: Arc<Deployed>, mut stopped: watch::Receiver<bool>) {
+async fn serve(node: &Arc<Node>, mut deployed: Arc<Deployed>, mut stopped: watch::Receiver<bool>) {
     let id = deployed.id.clone();
     let state = &node.state;
     // The function's current revision; the last one known once it is removed (and this worker
@@ -83,6 +86,9 @@ async fn serve(node: &Node, mut deployed: Arc<Deployed>, mut stopped: watch::Rec
     let mut concurrency = 0;
     let mut running = JoinSet::new();
     let mut failures = 0;
+    // True while this worker may still fetch: a job handed back before its last fetch returned
+    // would be fetched again at once, by that very fetch.
+    let (fetching, fetch_state) = watch::channel(true);
     tracing::debug!(function = %id, "job worker started");
     loop {
         while let Some(ended) = running.try_join_next() {
@@ -104,11 +110,10 @@ async fn serve(node: &Node, mut deployed: Arc<Deployed>, mut stopped: watch::Rec
                 failures = 0;
                 deployed = latest(deployed);
                 let job = Arc::new(JobContext {
-                    state: state.clone(),
-                    metrics: node.metrics.clone(),
-                    invoker: node.invoker.clone(),
+                    node: node.clone(),
                     deployed: deployed.clone(),
                     policy,
+                    fetching: fetch_state.clone(),
                 });
                 for (delivery, slot) in deliveries.into_iter().zip(permits) {
                     running.spawn(job.clone().attempt(delivery, slot));
@@ -128,6 +133,7 @@ async fn serve(node: &Node, mut deployed: Arc<Deployed>, mut stopped: watch::Rec
             break;
         }
     }
+    let _ = fetching.send(false);
     while let Some(ended) = running.join_next().await {
         log_panic(ended);
     }
@@ -137,11 +143,11 @@ async fn serve(node: &Node, mut deployed: Arc<Deployed>, mut stopped: watch::Rec
 /// What running a batch of jobs needs: the revision they run on, and the policy they were
 /// fetched with.
 struct JobContext {
-    state: State,
-    metrics: Arc<Metrics>,
-    invoker: Arc<Invoker>,
+    node: Arc<Node>,
     deployed: Arc<Deployed>,
     policy: Arc<JobPolicy>,
+    /// Whether the worker may still fetch (see `serve`).
+    fetching: watch::Receiver<bool>,
 }
 
 impl JobContext {
@@ -158,24 +164,43 @@ impl JobContext {
     async fn attempt_traced(self: Arc<Self>, delivery: Delivery, _slot: OwnedSemaphorePermit) {
         let function = &self.deployed.id;
         let every = (self.policy.ack_wait / HEARTBEATS_PER_ACK_WAIT).max(Duration::from_millis(10));
-        let outcome = with_heartbeats(&*self.state.jobs, &delivery, every, self.run(&delivery)).await;
-        let outcome = crate::jobs::fit(outcome, self.state.jobs.max_job_bytes());
+        let outcome = tokio::select! {
+            outcome = with_heartbeats(&*self.node.state.jobs, &delivery, every, self.run(&delivery)) => Some(outcome),
+            () = handing_back(self.node.handing_back.clone(), self.fetching.clone()) => None,
+        };
+        let Some(outcome) = outcome else { return self.hand_back(&delivery).await };
+        let outcome = crate::jobs::fit(outcome, self.node.state.jobs.max_job_bytes());
         let failed = match &outcome {
             Outcome::Failed { error } | Outcome::Truncated { error, .. } => Some(error.clone()),
             Outcome::Succeeded { .. } => None,
         };
-        match self.state.jobs.finish(&delivery, &self.policy, outcome).await {
+        match self.node.state.jobs.finish(&delivery, &self.policy, outcome).await {
             Ok(status) => {
                 tracing::debug!(
                     %function, job = delivery.job_id, attempt = delivery.attempt, ?status, error = failed, "job attempt ended"
                 );
-                self.metrics.job(function, JobState::from(status));
+                self.node.metrics.job(function, JobState::from(status));
                 if status == JobStatus::Dead {
-                    count_dead_jobs(&self.state, &self.metrics, &function.tenant).await;
+                    count_dead_jobs(&self.node.state, &self.node.metrics, &function.tenant).await;
                 }
             }
             Err(err) => tracing::warn!(
                 %function, job = delivery.job_id, "recording a job's outcome failed; it will be delivered again: {err}"
+            ),
+        }
+    }
+
+    /// Hands an attempt cut short by the node's stop back to the backend for redelivery; if
+    /// that fails, its lease runs out and it is delivered again after its ack wait.
+    async fn hand_back(&self, delivery: &Delivery) {
+        let function = &self.deployed.id;
+        match self.node.state.jobs.release(delivery).await {
+            Ok(()) => {
+                self.node.handed_back.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(%function, job = delivery.job_id, attempt = delivery.attempt, "handed a running job back for redelivery");
+            }
+            Err(err) => tracing::warn!(
+                %function, job = delivery.job_id, "handing a running job back failed; it is delivered again after its ack wait: {err}"
             ),
         }
     }
@@ -199,7 +224,7 @@ impl JobContext {
         envelope.job_id = Some(id.clone());
         let trigger = Trigger::Job { id, attempt: delivery.attempt };
         let invocation = Invocation { function: &self.deployed, envelope: &envelope, trigger };
-        let invoked = self.invoker.invoke(invocation).await;
+        let invoked = self.node.invoker.invoke(invocation).await;
         if let Some(receipt) = &invoked.receipt {
             tracing::Span::current().record("gojinn.receipt_id", receipt.as_str());
         }
@@ -213,6 +238,16 @@ pub(super) async fn count_dead_jobs(state: &State, metrics: &Metrics, tenant: &N
         Ok(dead) => metrics.dead_jobs(tenant, dead.len() as u64),
         Err(err) => tracing::warn!(%tenant, "counting dead jobs failed: {err}"),
     }
+}
+
+/// Resolves once the node's stop has reached its deadline and the worker fetches no more;
+/// never if the node is dropped unstopped.
+async fn handing_back(mut signal: watch::Receiver<bool>, mut fetching: watch::Receiver<bool>) {
+    if signal.wait_for(|hand_back| *hand_back).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+    // An error: the worker has ended, and with it its fetches.
+    let _ = fetching.wait_for(|fetching| !*fetching).await;
 }
 
 /// Waits for one free slot, then takes every other free one: the size of the next batch.

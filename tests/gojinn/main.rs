@@ -38,6 +38,7 @@ mod routes;
 mod sandbox;
 mod scaffold;
 mod secrets;
+mod shutdown;
 mod specs;
 mod state_embedded;
 mod state_nats;

@@ -100,6 +100,18 @@ impl ChildNode {
 
     /// [`ChildNode::start`] with `env` set in its environment (over its default `RUST_LOG`).
     pub async fn start_env(specs: &Path, data: &Path, nats: Option<&str>, env: &[(&str, &str)]) -> Self {
+        Self::start_configured(specs, data, nats, env, None).await
+    }
+
+    /// [`ChildNode::start_env`] with the node configuration `config` (YAML, written into
+    /// `data`), under the command line's settings.
+    pub async fn start_configured(
+        specs: &Path,
+        data: &Path,
+        nats: Option<&str>,
+        env: &[(&str, &str)],
+        config: Option<&str>,
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let log = data.join(format!("gojinn-{port}.log"));
         let mut command = Command::new(env!("CARGO_BIN_EXE_gojinn"));
@@ -107,6 +119,12 @@ impl ChildNode {
         command.arg("--data-dir").arg(data);
         if let Some(url) = nats {
             command.args(["--nats", url]);
+        }
+        if let Some(yaml) = config {
+            std::fs::create_dir_all(data).unwrap();
+            let file = data.join("gojinn.yaml");
+            std::fs::write(&file, yaml).expect("write the node configuration");
+            command.arg("--config").arg(file);
         }
         let output = std::fs::File::create(&log).unwrap();
         let child = command
@@ -152,15 +170,49 @@ impl ChildNode {
 
     /// SIGTERM, as a service manager stops a node; returns its exit status once it has exited.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
+        self.sigterm();
+        self.exited(WITHIN).await
+    }
+
+    /// Sends SIGTERM and returns at once.
+    pub fn sigterm(&self) {
         let sent = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
         assert!(sent.success(), "kill -TERM");
-        let deadline = Instant::now() + WITHIN;
+    }
+
+    /// Waits for the process to exit; fails if it still runs after `within`.
+    pub async fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "gojinn did not exit after SIGTERM:\n{}", self.log());
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(Instant::now() < deadline, "gojinn still runs after {within:?}:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until the node's log has a line containing `text`; fails after [`WITHIN`].
+    pub async fn wait_for_log(&self, text: &str) {
+        let deadline = Instant::now() + WITHIN;
+        while !self.log().contains(text) {
+            assert!(Instant::now() < deadline, "the log never said {text:?}:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Waits until `count` guest instances run on the node (its `gojinn_active_instances`).
+    pub async fn wait_active_instances(&self, count: u32) {
+        let deadline = Instant::now() + WITHIN;
+        let url = format!("{}/_gojinn/metrics", self.api.base);
+        let wanted = format!("\ngojinn_active_instances {count}\n");
+        loop {
+            let metrics = self.api.http.get(&url).send().await.expect("GET metrics").text().await.unwrap();
+            if metrics.contains(&wanted) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never {count} instances running:\n{metrics}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }

@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
             job_runs_to_success,
             job_idempotency_key_dedups,
             job_redelivered_after_ack_wait,
+            job_released_is_delivered_again_at_once,
             job_in_progress_extends_lease,
             job_retried_after_backoff,
             job_dead_after_max_deliver,

@@ -194,6 +194,19 @@ impl Jobs for EmbeddedBackend {
         Ok(status)
     }
 
+    async fn release(&self, delivery: &Delivery) -> Result<(), StateError> {
+        let lease = lease_of(delivery)?;
+        let now = self.clock.now_ms();
+        let error = crate::state::handed_back(delivery.attempt);
+        self.write(move |txn| {
+            txn.require_tenant(&lease.tenant)?;
+            JobTables::open(txn)?.release(&lease, error, now)
+        })
+        .await?;
+        self.jobs_changed.notify_waiters();
+        Ok(())
+    }
+
     async fn redrive(&self, tenant: &Name, id: &str) -> Result<(), StateError> {
         let (tenant, id) = (tenant.clone(), id.to_owned());
         let now = self.clock.now_ms();

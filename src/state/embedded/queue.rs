@@ -203,6 +203,14 @@ impl<'txn> JobTables<'txn> {
         Ok(job.record.status)
     }
 
+    /// Queues a current delivery's job again, visible now, with `error` recorded.
+    pub fn release(&mut self, lease: &Lease, error: String, now: u64) -> Result<(), StateError> {
+        let mut job = self.leased(lease)?;
+        (job.record.status, job.record.error, job.record.updated_ms) = (JobStatus::Queued, Some(error), now);
+        self.schedule(&mut job, Some(now))?;
+        self.save(&job)
+    }
+
     /// Records a success: the result (and the error of a truncated one), out of the queue.
     fn succeed(
         &mut self,

@@ -219,6 +219,28 @@ impl Jobs for NatsBackend {
         .await
     }
 
+    async fn release(&self, delivery: &Delivery) -> Result<(), StateError> {
+        let handle = handle(delivery)?;
+        self.run(&delivery.tenant, async {
+            let store = &self.buckets(&delivery.tenant).await?.jobs;
+            let error = crate::state::handed_back(delivery.attempt);
+            let mut open = false;
+            modify(store, &delivery.job_id, |job| {
+                open = job.is_open(handle.generation);
+                if open {
+                    (job.record.status, job.record.error) = (JobStatus::Queued, Some(error.clone()));
+                }
+                open
+            })
+            .await?;
+            // A job another worker finished meanwhile is done: end this delivery.
+            let ack = if open { AckKind::Nak(None) } else { AckKind::Ack };
+            handle.message.ack_with(ack).await?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn redrive(&self, tenant: &Name, id: &str) -> Result<(), StateError> {
         validate_key(id)?;
         self.run(tenant, async {

@@ -137,6 +137,22 @@ pub async fn job_redelivered_after_ack_wait(state: &State) {
     assert_eq!(state.jobs.finish(&again, &short, outcome).await.unwrap(), JobStatus::Succeeded);
 }
 
+pub async fn job_released_is_delivered_again_at_once(state: &State) {
+    let t = tenant(state, "release").await;
+    let id = state.jobs.enqueue(new_job(&t, "work", "{}")).await.unwrap();
+    let first = fetch_one(state, &t, "work", &patient()).await;
+    state.jobs.release(&first).await.unwrap();
+    let record = state.jobs.job(&t, &id).await.unwrap().unwrap();
+    assert_eq!((record.status, record.attempts), (JobStatus::Queued, 1));
+    assert!(record.error.unwrap().contains("handed back"), "the record says why it is queued again");
+    // Long before the first lease's minute is up.
+    let again = fetch_one(state, &t, "work", &patient()).await;
+    assert_eq!((again.job_id.as_str(), again.attempt), (id.as_str(), 2));
+    let outcome = Outcome::Succeeded { result: json!(2) };
+    assert_eq!(state.jobs.finish(&again, &patient(), outcome).await.unwrap(), JobStatus::Succeeded);
+    assert_eq!(status_of(state, &t, &id).await, (JobStatus::Succeeded, 2));
+}
+
 pub async fn job_in_progress_extends_lease(state: &State) {
     let t = tenant(state, "heartbeat").await;
     let lease = policy(5, &[], 1000);
