@@ -1,9 +1,10 @@
 //! Starts a node: configuration checked, port bound, then runtime, state backend, the reconcile
 //! controller's first pass and its loop, job workers and the HTTP server with the admin API; and
 //! stops it gracefully, within the node's `shutdownTimeout` (see [`Server::stop`]). The one
-//! place that hands each part what it uses (state backend, registry, runtime, node config). A configuration problem or a port in use is reported before anything is
-//! written (data dir, admin token, audit key) or compiled. Connections that arrive during the
-//! first deploy wait in the listen backlog: the node answers once it serves what is deployed.
+//! place that hands each part what it uses (state backend, registry, runtime, node config). A
+//! configuration problem or a port in use is reported before anything is written (data dir,
+//! admin token, audit key) or compiled. Connections that arrive during the first deploy wait in
+//! the listen backlog: the node answers once it serves what is deployed.
 
 mod deadline;
 mod http;
