@@ -7,6 +7,9 @@
 use axum::routing::MethodRouter;
 use http::{HeaderMap, Request, StatusCode};
 
+/// What a busy or briefly unavailable node asks a caller to wait, in seconds.
+pub const RETRY_SOON_SECS: u64 = 1;
+
 /// An error a caller may be told about: its HTTP status, its stable code and its message.
 pub trait PublicError: std::error::Error + Send + Sync + 'static {
     /// The status a response reporting this error carries.
@@ -20,9 +23,10 @@ pub trait PublicError: std::error::Error + Send + Sync + 'static {
         None
     }
 
-    /// True when the caller should retry after a pause (`Retry-After`).
-    fn retry_after(&self) -> bool {
-        false
+    /// Seconds the caller should wait before retrying (`Retry-After`); `None` when a retry
+    /// will not do better.
+    fn retry_after(&self) -> Option<u64> {
+        None
     }
 
     /// Headers the answer needs besides the body (`Allow`, `WWW-Authenticate`).

@@ -91,8 +91,11 @@ impl PublicError for ApiError {
         }
     }
 
-    fn retry_after(&self) -> bool {
-        matches!(self, ApiError::State(state) if state.retry_after())
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::State(state) => state.retry_after(),
+            _ => None,
+        }
     }
 
     fn headers(&self, headers: &mut http::HeaderMap) {

@@ -45,15 +45,12 @@ impl PublicError for EdgeError {
     }
 }
 
-/// Seconds a client should wait before retrying after a 429 or 503.
-const RETRY_AFTER_SECS: &str = "1";
-
 /// The response reporting `error`: its status, its JSON body, and the headers it asks for.
 pub fn response(error: &dyn PublicError) -> Response {
     let mut response = (error.status(), axum::Json(failure::body(error))).into_response();
     let headers = response.headers_mut();
-    if error.retry_after() {
-        headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+    if let Some(secs) = error.retry_after() {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     error.headers(headers);
     response
@@ -220,7 +217,7 @@ mod tests {
             InvokeError::ReceiptPending("acme.x".into()).into(),
         ];
         for failure in retried {
-            assert_eq!(failure.into_response().headers()[header::RETRY_AFTER], RETRY_AFTER_SECS);
+            assert_eq!(failure.into_response().headers()[header::RETRY_AFTER], "1");
         }
         let limited = Failure::from(rate_limited(3)).into_response();
         assert_eq!(

@@ -1,11 +1,11 @@
 //! How an invocation fails, and what a caller is told of it.
 
 use crate::abi::InvalidResponse;
-use crate::failure::PublicError;
+use crate::failure::{PublicError, RETRY_SOON_SECS};
 use crate::gate::Rejected;
 use crate::gate::rate::Limited;
 use crate::runtime::CallError;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::StatusCode;
 
 /// Every way an invocation can fail: refused before it ran, or ended without a valid response.
 #[derive(Debug, thiserror::Error)]
@@ -88,22 +88,14 @@ impl PublicError for InvokeError {
         }
     }
 
-    fn retry_after(&self) -> bool {
+    fn retry_after(&self) -> Option<u64> {
         match self {
             InvokeError::Call(call) => call.retry_after(),
-            // `headers` says when a token is back.
-            InvokeError::BodyTooLarge(_)
-            | InvokeError::InvalidResponse(_)
-            | InvokeError::RateLimited { .. } => false,
+            InvokeError::RateLimited { limited, .. } => Some(limited.retry_after_secs),
+            InvokeError::BodyTooLarge(_) | InvokeError::InvalidResponse(_) => None,
             InvokeError::OverCapacity(_) | InvokeError::Unavailable(_) | InvokeError::ReceiptPending(_) => {
-                true
+                Some(RETRY_SOON_SECS)
             }
-        }
-    }
-
-    fn headers(&self, headers: &mut HeaderMap) {
-        if let InvokeError::RateLimited { limited, .. } = self {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(limited.retry_after_secs));
         }
     }
 }

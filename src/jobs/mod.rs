@@ -73,8 +73,11 @@ impl PublicError for JobError {
         }
     }
 
-    fn retry_after(&self) -> bool {
-        matches!(self, JobError::State(state) if state.retry_after())
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            JobError::State(state) => state.retry_after(),
+            _ => None,
+        }
     }
 }
 

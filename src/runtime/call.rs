@@ -128,8 +128,8 @@ impl crate::failure::PublicError for CallError {
         }
     }
 
-    fn retry_after(&self) -> bool {
-        matches!(self, CallError::NoCapacity)
+    fn retry_after(&self) -> Option<u64> {
+        matches!(self, CallError::NoCapacity).then_some(crate::failure::RETRY_SOON_SECS)
     }
 }
 

@@ -68,8 +68,8 @@ impl crate::failure::PublicError for StateError {
         }
     }
 
-    fn retry_after(&self) -> bool {
-        matches!(self, StateError::Unavailable(_))
+    fn retry_after(&self) -> Option<u64> {
+        matches!(self, StateError::Unavailable(_)).then_some(crate::failure::RETRY_SOON_SECS)
     }
 }
 
