@@ -87,6 +87,15 @@ fn listen_address<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<S
         .map_err(|message| serde::de::Error::custom(format!("listen: {message}")))
 }
 
+fn optional_listen_address<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    parse_listen(&text)
+        .map(Some)
+        .map_err(|message| serde::de::Error::custom(format!("admin.listen: {message}")))
+}
+
 /// Bounds on HTTP clients: how long one may take to send a request head or keep a connection
 /// idle, how many connections it may hold, and how large a request head may be. The defaults
 /// are for a node facing the internet; see each for its reason.
@@ -229,13 +238,18 @@ impl Default for ReconcileSettings {
     }
 }
 
-/// The REST admin API.
+/// The operator's surfaces: the REST admin API, MCP and metrics.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct AdminSettings {
     /// File holding the admin bearer token; when unset, a token is generated into
     /// `dataDir/admin.token` (mode 0600) on first start.
     pub token_file: Option<PathBuf>,
+    /// A second address, in the forms [`parse_listen`] takes, for the operator's surfaces
+    /// (`/_gojinn/v1`, `/_gojinn/metrics`, `/_gojinn/mcp`); when set, `listen` serves functions
+    /// and nothing of those. Unset: one address serves everything.
+    #[serde(deserialize_with = "optional_listen_address")]
+    pub listen: Option<SocketAddr>,
 }
 
 /// Execution receipts (DESIGN section 6; README "Receipts").

@@ -15,6 +15,7 @@
 //! `validate` checks a spec directory as a deploy on a node would; `backoff` is the one doubling
 //! retry delay. Secret env values are read by each node at deploy (`secrets`), never stored.
 //! `fuzz` (tests and scripts/fuzz.sh only) runs each decoder of untrusted input on arbitrary bytes.
+//! `dev` runs a whole cluster on loopback (`gojinn dev cluster`), child processes of real binaries.
 
 pub mod abi;
 pub mod api;
@@ -22,6 +23,7 @@ pub mod audit;
 pub mod backoff;
 pub mod config;
 pub mod deploy;
+pub mod dev;
 pub mod edge;
 pub mod failure;
 #[cfg(any(test, fuzzing))]

@@ -85,6 +85,42 @@ enum Command {
         #[command(subcommand)]
         command: gojinn::api::audit_cli::AuditCommand,
     },
+    /// Tools for trying Gojinn on one machine.
+    Dev {
+        #[command(subcommand)]
+        command: DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DevCommand {
+    /// Run a cluster on loopback: N nats-servers routed to each other with JetStream and N gojinn
+    /// nodes serving one spec directory through them; prints their URLs; one Ctrl-C (or SIGTERM)
+    /// stops all of them, a second at once.
+    Cluster(DevClusterArgs),
+}
+
+#[derive(clap::Args)]
+struct DevClusterArgs {
+    /// gojinn nodes and nats-servers, each (1 to 5).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Where the cluster keeps its data, configuration and logs (reused when it exists).
+    #[arg(long, default_value = "gojinn-cluster")]
+    dir: PathBuf,
+    /// The spec directory every node serves.
+    #[arg(long, default_value = "specs")]
+    specs: PathBuf,
+    /// The first node's HTTP port, the others following it; 0: free ports.
+    #[arg(long, default_value_t = 8080)]
+    port: u16,
+    /// The first nats-server's client port, the others following it (routes 2000 above,
+    /// monitoring 4000 above); 0: free ports.
+    #[arg(long, default_value_t = 4222)]
+    nats_port: u16,
+    /// The nats-server binary (default: nats-server on PATH).
+    #[arg(long, value_name = "PATH")]
+    nats_server: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -98,6 +134,10 @@ struct ServeArgs {
     /// Address to listen on: IP:PORT, [IPv6]:PORT, :PORT (every IPv4 interface) or localhost:PORT.
     #[arg(long, value_parser = gojinn::config::parse_listen)]
     listen: Option<SocketAddr>,
+    /// A second address for the admin API, metrics and MCP (`admin.listen`), which `--listen`
+    /// then no longer serves.
+    #[arg(long, value_parser = gojinn::config::parse_listen)]
+    admin_listen: Option<SocketAddr>,
     /// Where the node keeps its state.
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -240,6 +280,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&gojinn::spec::schema::schema())?);
             Ok(ExitCode::SUCCESS)
         }
+        Command::Dev { command: DevCommand::Cluster(args) } => dev_cluster(args),
         Command::Audit { command } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             Ok(runtime.block_on(gojinn::api::audit_cli::run(command)))
@@ -275,6 +316,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(listen) = args.listen {
         config.listen = listen;
+    }
+    if let Some(listen) = args.admin_listen {
+        config.admin.listen = Some(listen);
     }
     if let Some(data_dir) = args.data_dir {
         config.data_dir = data_dir;
@@ -317,6 +361,52 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 }
             },
         }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// `gojinn dev cluster`: starts it, prints where it is, runs until a signal.
+fn dev_cluster(args: DevClusterArgs) -> anyhow::Result<ExitCode> {
+    let options = gojinn::dev::ClusterOptions {
+        nodes: args.nodes,
+        dir: args.dir,
+        specs: args.specs,
+        port: args.port,
+        nats_port: args.nats_port,
+        gojinn: std::env::current_exe().context("finding the gojinn binary to run the nodes with")?,
+        nats_server: args.nats_server,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let mut signals = Signals::new()?;
+        let mut cluster = tokio::select! {
+            started = gojinn::dev::Cluster::start(&options) => started?,
+            () = signals.next() => return Ok(ExitCode::from(SECOND_SIGNAL_EXIT as u8)),
+        };
+        println!("{}", cluster.describe());
+        let exited = tokio::select! {
+            exited = cluster.exited() => Some(exited),
+            () = signals.next() => None,
+        };
+        match &exited {
+            Some(error) => eprintln!("error: {error}; stopping the rest"),
+            None => println!(
+                "stopping: the gojinn nodes, then the nats-servers (Ctrl-C again: kill them at once)"
+            ),
+        }
+        let interrupted = tokio::select! {
+            () = cluster.stop() => false,
+            () = signals.next() => true,
+        };
+        if interrupted {
+            cluster.kill();
+            eprintln!("a second signal: killed every process of the cluster");
+            return Ok(ExitCode::from(SECOND_SIGNAL_EXIT as u8));
+        }
+        if exited.is_some() {
+            return Ok(ExitCode::FAILURE);
+        }
+        println!("stopped");
         Ok(ExitCode::SUCCESS)
     })
 }

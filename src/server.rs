@@ -1,5 +1,6 @@
-//! Starts a node: configuration checked, port bound, then runtime, state backend, the reconcile
-//! controller's first pass and its loop, job workers and the HTTP server with the admin API; and
+//! Starts a node: configuration checked, ports bound, then runtime, state backend, the reconcile
+//! controller's first pass and its loop, job workers and the HTTP server with the admin API (on
+//! the one `listen` address, or the operator's surfaces on `admin.listen` apart); and
 //! stops it gracefully, within the node's `shutdownTimeout` (see [`Server::stop`]). The one
 //! place that hands each part what it uses (state backend, registry, runtime, node config). A
 //! configuration problem or a port in use is reported before anything is written (data dir,
@@ -14,7 +15,7 @@ use crate::api::{AdminToken, TokenError};
 use crate::audit::{Recorder, RecorderError};
 use crate::config::{InvalidConfig, NodeConfig};
 use crate::deploy::Deployment;
-use crate::edge::{self, Edge};
+use crate::edge::{self, Edge, Surfaces};
 use crate::invoke::Invoker;
 use crate::metrics::Metrics;
 use crate::reconcile::controller::{Controller, ControllerTask, PassReport, log_report};
@@ -26,7 +27,8 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -60,16 +62,33 @@ fn read_configured_keys(audit: &crate::config::AuditSettings) -> Result<(), Reco
     Ok(())
 }
 
+/// Binds `addr` (port 0: a free one), and says which address it got.
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| ServerError::Bind { addr, source })?;
+    Ok((listener, bound))
+}
+
+/// The deadline of a stop, once one is asked for; if the `Server` was dropped instead, now.
+async fn stop_requested(mut stop: watch::Receiver<Option<Instant>>) -> Instant {
+    match stop.wait_for(Option::is_some).await {
+        Ok(deadline) => deadline.unwrap_or_else(Instant::now),
+        Err(_) => Instant::now(),
+    }
+}
+
 /// A running node.
 pub struct Server {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     state: State,
     registry: RegistryHandle,
     first_deploy: PassReport,
     /// Tells the HTTP server to stop, and by when its requests must be done.
-    shutdown: Option<oneshot::Sender<Instant>>,
+    shutdown: watch::Sender<Option<Instant>>,
     shutdown_timeout: Duration,
-    requests: Arc<http::Requests>,
+    /// The requests of each listener.
+    requests: Vec<Arc<http::Requests>>,
     /// The HTTP server; `None` once it ended and was waited for.
     task: Option<tokio::task::JoinHandle<std::io::Result<http::Drained>>>,
     controller: Option<ControllerTask>,
@@ -80,11 +99,12 @@ pub struct Server {
 impl Server {
     pub async fn start(config: NodeConfig) -> Result<Self, ServerError> {
         config.validate()?;
-        let listener = tokio::net::TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let addr =
-            listener.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let (listener, addr) = bind(config.listen).await?;
+        let admin_listener = match config.admin.listen {
+            Some(admin) => Some(bind(admin).await?),
+            None => None,
+        };
+        let admin_addr = admin_listener.as_ref().map(|(_, addr)| *addr);
         read_configured_keys(&config.audit)?;
         let webhook_secret = match &config.reconcile.webhook.secret_file {
             Some(path) => Some(Arc::new(crate::api::webhook::WebhookSecret::load(path)?)),
@@ -125,23 +145,38 @@ impl Server {
             recorder: recorder.clone(),
             invoker,
         });
-        let (shutdown, stopped) = oneshot::channel::<Instant>();
-        let app = edge::router(edge);
-        let settings = config.http.clone();
-        let requests = Arc::new(http::Requests::default());
-        let counted = requests.clone();
-        let task = tokio::spawn(async move {
-            // Dropped unsent (the `Server` was dropped): stop at once.
-            let stop = async { stopped.await.unwrap_or_else(|_| Instant::now()) };
-            http::serve(listener, app, &settings, counted, stop).await
-        });
-        tracing::info!(%addr, source = %controller.source(), "gojinn is serving");
+        let (shutdown, stop) = watch::channel(None);
+        let settings = Arc::new(config.http.clone());
+        let mut requests = Vec::new();
+        let mut serve = |listener, surfaces| {
+            let counted = Arc::new(http::Requests::default());
+            requests.push(counted.clone());
+            let (router, settings, stop) =
+                (edge::router(edge.clone(), surfaces), settings.clone(), stop.clone());
+            async move { http::serve(listener, router, &settings, counted, stop_requested(stop)).await }
+        };
+        let task = match admin_listener {
+            None => tokio::spawn(serve(listener, Surfaces::All)),
+            Some((admin_listener, _)) => {
+                let functions = serve(listener, Surfaces::Functions);
+                let operator = serve(admin_listener, Surfaces::Operator);
+                tokio::spawn(async move {
+                    let (functions, operator) = tokio::try_join!(functions, operator)?;
+                    Ok(functions + operator)
+                })
+            }
+        };
+        match admin_addr {
+            Some(admin) => tracing::info!(%addr, %admin, source = %controller.source(), "gojinn is serving"),
+            None => tracing::info!(%addr, source = %controller.source(), "gojinn is serving"),
+        }
         Ok(Self {
             addr,
+            admin_addr,
             state,
             registry,
             first_deploy,
-            shutdown: Some(shutdown),
+            shutdown,
             shutdown_timeout: config.shutdown_timeout.0,
             requests,
             task: Some(task),
@@ -151,8 +186,14 @@ impl Server {
         })
     }
 
+    /// The address functions are served on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The address of the admin API, metrics and MCP, when they have their own (`admin.listen`).
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     /// The node's state backend.
@@ -170,7 +211,7 @@ impl Server {
         &self.first_deploy
     }
 
-    /// Stops the node within its `shutdownTimeout`: closes the listener and stops fetching jobs
+    /// Stops the node within its `shutdownTimeout`: closes the listeners and stops fetching jobs
     /// at once (and the spec watcher), lets requests in flight and running jobs finish until the
     /// deadline, then closes the connections still open and hands the running jobs back for
     /// redelivery; last stops the receipt recorder (every receipt queued is appended, every
@@ -180,13 +221,11 @@ impl Server {
         let started = Instant::now();
         let deadline = started + self.shutdown_timeout;
         tracing::info!(
-            requests_in_flight = self.requests.in_flight(),
+            requests_in_flight = self.requests.iter().map(|r| r.in_flight()).sum::<u64>(),
             timeout = %humantime::format_duration(self.shutdown_timeout),
             "stopping: no new connections or jobs; finishing requests and running jobs until the deadline"
         );
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(deadline);
-        }
+        self.shutdown.send_replace(Some(deadline));
         let workers = self.workers.take();
         let controller = self.controller.take();
         let (served, jobs, ()) = tokio::join!(

@@ -188,6 +188,15 @@ impl NodeConfig {
         if let Some(token_file) = &self.admin.token_file {
             checks.readable_file("admin.tokenFile", token_file, true);
         }
+        if let Some(admin) = self.admin.listen
+            && admin == self.listen
+            && admin.port() != 0
+        {
+            checks.fail(
+                "admin.listen",
+                format!("{admin} is also `listen`: the admin address must be another one"),
+            );
+        }
         if self.state.backend == BackendKind::Nats {
             checks.nats(&self.state);
         }
@@ -272,7 +281,7 @@ fn writable_dir(dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{AuditSettings, HttpSettings, LimitSettings, RuntimeSettings};
+    use crate::config::{AdminSettings, AuditSettings, HttpSettings, LimitSettings, RuntimeSettings};
 
     /// A configuration whose files and directories exist, in `dir`.
     fn valid(dir: &Path) -> NodeConfig {
@@ -418,6 +427,26 @@ mod tests {
             ["admin.tokenFile"],
             "keys are read only with receipts on"
         );
+    }
+
+    #[test]
+    fn the_admin_address_takes_the_listen_forms_and_must_differ_from_listen() {
+        let dir = tempfile::tempdir().unwrap();
+        let admin: AdminSettings = serde_norway::from_str("listen: localhost:9090").unwrap();
+        assert_eq!(admin.listen, Some("127.0.0.1:9090".parse().unwrap()));
+        let error = serde_norway::from_str::<AdminSettings>("listen: example.com:9090").unwrap_err();
+        assert!(error.to_string().contains("admin.listen: \"example.com\" in"), "{error}");
+
+        let mut config = valid(dir.path());
+        config.listen = "127.0.0.1:8080".parse().unwrap();
+        config.admin.listen = Some(config.listen);
+        let text = config.validate().unwrap_err().to_string();
+        assert!(text.contains("admin.listen: 127.0.0.1:8080 is also `listen`"), "{text}");
+        config.admin.listen = Some("127.0.0.1:9090".parse().unwrap());
+        assert!(config.validate().is_ok());
+        config.listen = "127.0.0.1:0".parse().unwrap();
+        config.admin.listen = Some(config.listen);
+        assert!(config.validate().is_ok(), "two free ports");
     }
 
     #[test]

@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::handler::Handler;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
 use jobs::AsyncCall;
@@ -63,11 +63,63 @@ struct Functions {
     invoker: Arc<Invoker>,
 }
 
-/// The whole HTTP surface of a node, composed here and only here. Outside in, a request meets:
+/// What one listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surfaces {
+    /// Functions and the operator's surfaces: a node with one address.
+    All,
+    /// Functions, health, readiness and job status (`listen`, when `admin.listen` is set).
+    Functions,
+    /// The admin API, the reconcile webhook, MCP, metrics, health and readiness (`admin.listen`).
+    Operator,
+}
+
+/// The HTTP surface of a listener, composed here and only here. Outside in, a request meets:
 /// the server's connection and head bounds (the `server` module: connections, header read,
-/// URL length); then its route. Each route lists its layers below, outermost first.
-pub fn router(edge: Arc<Edge>) -> Router {
-    let invoker = edge.invoker.clone();
+/// URL length); then its route. Each route lists its layers below, outermost first. Every path
+/// under `/_gojinn` a listener does not serve is a 404 `no_route`, whatever the method.
+pub fn router(edge: Arc<Edge>, surfaces: Surfaces) -> Router {
+    let functions = surfaces != Surfaces::Operator;
+    let operator = surfaces != Surfaces::Functions;
+    let mut router = Router::new()
+        // Liveness: the process answers.
+        .route("/_gojinn/health", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        // Readiness: whether calls can be served now.
+        .route("/_gojinn/ready", get(ready));
+    if functions {
+        // A job's status, for whoever holds its id (a capability URL): no token.
+        router = router.route(jobs::STATUS_PATH, allow_methods(get(jobs::status), "GET"));
+    }
+    if operator {
+        // Metrics, for the operator's scraper: no token (kept off the public network, or on
+        // `admin.listen`).
+        router = router.route(observe::METRICS_PATH, allow_methods(get(observe::metrics), "GET"));
+    }
+    let router = router
+        // Every other path under /_gojinn is no function's.
+        .route("/_gojinn", any(not_found))
+        .route("/_gojinn/{*rest}", any(not_found))
+        .with_state(edge.clone());
+    let router = if operator { router.merge(operator_routes(&edge)) } else { router };
+    if !functions {
+        return router.fallback(not_found);
+    }
+    // Function requests: span and metrics (`observe::layer`), route, method, body limit, then
+    // admission and the run (`serve_function`).
+    let functions = Arc::new(Functions {
+        registry: edge.registry.clone(),
+        state: edge.state.clone(),
+        invoker: edge.invoker.clone(),
+    });
+    router.fallback_service(
+        serve_function
+            .layer(middleware::from_fn_with_state(edge.metrics.clone(), observe::layer))
+            .with_state(functions),
+    )
+}
+
+/// The admin API, the reconcile webhook and MCP.
+fn operator_routes(edge: &Edge) -> Router {
     let admin = Arc::new(Admin {
         state: edge.state.clone(),
         registry: edge.registry.clone(),
@@ -75,24 +127,7 @@ pub fn router(edge: Arc<Edge>) -> Router {
         token: edge.admin_token.clone(),
         webhook: edge.webhook_secret.clone(),
     });
-    let functions = Arc::new(Functions {
-        registry: edge.registry.clone(),
-        state: edge.state.clone(),
-        invoker: invoker.clone(),
-    });
     Router::new()
-        // Liveness: the process answers.
-        .route("/_gojinn/health", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
-        // Readiness: whether calls can be served now.
-        .route("/_gojinn/ready", get(ready))
-        // A job's status, for whoever holds its id (a capability URL): no token.
-        .route(jobs::STATUS_PATH, allow_methods(get(jobs::status), "GET"))
-        // Metrics, for the operator's scraper: no token (kept off the public network).
-        .route(observe::METRICS_PATH, allow_methods(get(observe::metrics), "GET"))
-        // Every other path under /_gojinn is no function's.
-        .route("/_gojinn", get(not_found))
-        .route("/_gojinn/{*rest}", get(not_found))
-        .with_state(edge.clone())
         // The admin API: authentication (the admin bearer token), then its handlers.
         .merge(
             api::routes()
@@ -105,16 +140,9 @@ pub fn router(edge: Arc<Edge>) -> Router {
         // MCP: origin (a browser's cross-origin request is refused), authentication, then the
         // transport (its request size bound) and each tool call through the invocation path.
         .merge(
-            api::mcp::routes(invoker, admin.clone())
+            api::mcp::routes(edge.invoker.clone(), admin.clone())
                 .route_layer(middleware::from_fn_with_state(admin, api::require_token))
                 .route_layer(middleware::from_fn(api::mcp::same_origin)),
-        )
-        // Function requests: span and metrics (`observe::layer`), route, method, body limit,
-        // then admission and the run (`serve_function`).
-        .fallback_service(
-            serve_function
-                .layer(middleware::from_fn_with_state(edge.metrics.clone(), observe::layer))
-                .with_state(functions),
         )
 }
 

@@ -80,6 +80,14 @@ pub struct Drained {
     pub cut: u64,
 }
 
+impl std::ops::Add for Drained {
+    type Output = Drained;
+
+    fn add(self, other: Drained) -> Drained {
+        Drained { finished: self.finished + other.finished, cut: self.cut + other.cut }
+    }
+}
+
 /// Serves `router` on `listener` until `stop` resolves with a deadline, then closes the listener
 /// and waits until every connection has finished its request in flight and closed, or until the
 /// deadline, when it closes those still open. `requests` counts the requests as they go.

@@ -3,6 +3,7 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+mod admin_listen;
 mod backpressure;
 mod bodies;
 mod bounds;
@@ -10,6 +11,7 @@ mod cache;
 mod cli;
 mod connections;
 mod cpu;
+mod dev_cluster;
 mod errors;
 mod host_db;
 mod host_http;

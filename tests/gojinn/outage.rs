@@ -189,7 +189,10 @@ async fn readiness_is_503_until_the_first_reconcile_has_deployed() {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let serving = tokio::spawn(axum::serve(listener, gojinn::edge::router(Arc::new(edge))).into_future());
+    let serving = tokio::spawn(
+        axum::serve(listener, gojinn::edge::router(Arc::new(edge), gojinn::edge::Surfaces::All))
+            .into_future(),
+    );
 
     let (status, body) = readiness(&base).await;
     assert_eq!(status, 503, "{body:#}");
