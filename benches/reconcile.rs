@@ -500,6 +500,10 @@ impl Control for Counted<dyn Control> {
         self.timed(|| "release_lease".into(), |c| *c, self.inner.release_lease(name, holder)).await
     }
 
+    async fn record_changes(&self, key: &str) -> Result<gojinn::state::RecordChanges, StateError> {
+        self.inner.record_changes(key).await
+    }
+
     fn writes(&self) -> u64 {
         self.inner.writes()
     }

@@ -17,7 +17,7 @@ use crate::registry::{Deployed, Registry, RegistryHandle};
 use crate::runtime::Runtime;
 use crate::secrets::Secrets;
 use crate::spec::{Function, LoadReport, Location, SpecError};
-use crate::state::{State, StateError};
+use crate::state::{RecordChanges, State, StateError};
 use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -98,6 +98,10 @@ impl Deploy for Deployment {
         Ok(tokio::task::spawn_blocking(move || this.deploy(LoadReport { state, errors }))
             .await
             .expect("deploying panicked"))
+    }
+
+    async fn applied_changes(self: &Arc<Self>) -> Result<RecordChanges, StateError> {
+        self.state.control.record_changes(APPLIED_META).await
     }
 
     async fn follow_applied(self: &Arc<Self>, at: &Location) -> Option<PassReport> {

@@ -10,8 +10,9 @@
 //! node's own data dir, which may sit inside it, are not spec changes), a request
 //! ([`PassRequests`]: the reconcile webhook), a requeue falling due. Bursts of them (an editor's
 //! save, a build writing a module, a flurry of pushes) are one pass. Between passes the
-//! controller follows the applied state, so a node that does not hold the lease serves what the
-//! one that does applied. Two passes never run at once.
+//! controller follows the applied state, told of each apply by a watch on its record (and
+//! reading it every [`FOLLOW_EVERY`] besides), so a node that does not hold the lease serves what
+//! the one that does applied. Two passes never run at once.
 
 use super::lease::Lease;
 use super::source::Source;
@@ -20,7 +21,8 @@ use crate::backoff::Backoff;
 use crate::config::NodeConfig;
 use crate::metrics::{Metrics, ReconcileResult};
 use crate::spec::{Function, FunctionId, Location, SpecError};
-use crate::state::{State, StateError};
+use crate::state::{RecordChanges, State, StateError};
+use futures::StreamExt;
 use notify::{RecursiveMode, Watcher};
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -33,7 +35,11 @@ use tokio::time::Instant;
 /// Quiet time after the last request before a pass starts.
 const DEBOUNCE: Duration = Duration::from_millis(150);
 /// How often the applied state is checked for changes made by another node.
-const FOLLOW_EVERY: Duration = Duration::from_secs(1);
+/// How often the applied state is read even though no change was told of: a safety net under
+/// the watch ([`Deploy::applied_changes`]), which is what a follower reacts to.
+const FOLLOW_EVERY: Duration = Duration::from_secs(30);
+/// The pause before watching again after the watch could not start or broke.
+const REWATCH_AFTER: Duration = Duration::from_secs(1);
 /// Retries of a failed pass: after a second, doubling up to a minute.
 const PASS_BACKOFF: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
@@ -61,6 +67,10 @@ pub trait Deploy: Send + Sync + 'static {
         read: Option<&Admitted>,
         at: &Location,
     ) -> impl Future<Output = Result<PassReport, StateError>> + Send;
+
+    /// Tells of each apply made after the call, by any node (a watch of the applied state's
+    /// record); ends when the watch breaks.
+    fn applied_changes(self: &Arc<Self>) -> impl Future<Output = Result<RecordChanges, StateError>> + Send;
 
     /// Deploys what is applied if it changed since the last deploy (another node applied);
     /// `None` if it did not change or cannot be read now.
@@ -279,6 +289,7 @@ impl<D: Deploy> Controller<D> {
         let mut follow = tokio::time::interval(FOLLOW_EVERY);
         follow.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         follow.tick().await;
+        let mut changes: Option<RecordChanges> = None;
         let due = |controller: &Self| {
             let next = next_action(controller.failures.load(Ordering::Relaxed), poll);
             next.requeue_after().map(|delay| Instant::now() + delay)
@@ -296,6 +307,17 @@ impl<D: Deploy> Controller<D> {
                     while tokio::time::timeout(DEBOUNCE, self.requests.requested()).await.is_ok() {}
                 }
                 () = requeue => {}
+                watching = self.next_change(&mut changes) => {
+                    // Watching anew: a change between the last read and the new watch would go
+                    // untold, so the applied state is read now.
+                    if let Some(report) = self.follow().await {
+                        log_report(&report);
+                    }
+                    if !watching {
+                        follow.reset();
+                    }
+                    continue;
+                }
                 _ = follow.tick() => {
                     if let Some(report) = self.follow().await {
                         log_report(&report);
@@ -305,6 +327,33 @@ impl<D: Deploy> Controller<D> {
             }
             log_report(&self.pass().await);
             requeue_at = due(&self);
+        }
+    }
+
+    /// Waits for the next apply told by the watch on the applied state, starting the watch if
+    /// there is none (after [`REWATCH_AFTER`] when it broke or could not start). Returns true
+    /// for a change told by a running watch, false when the watch was (re)started: either way
+    /// the caller reads the applied state.
+    async fn next_change(&self, changes: &mut Option<RecordChanges>) -> bool {
+        if let Some(watch) = changes {
+            if watch.next().await.is_some() {
+                return true;
+            }
+            tracing::debug!("the watch on the applied state ended; watching anew");
+            *changes = None;
+            tokio::time::sleep(REWATCH_AFTER).await;
+        }
+        loop {
+            match self.deploy.applied_changes().await {
+                Ok(watch) => {
+                    *changes = Some(watch);
+                    return false;
+                }
+                Err(error) => {
+                    tracing::debug!("cannot watch the applied state: {error}; trying again");
+                    tokio::time::sleep(REWATCH_AFTER).await;
+                }
+            }
         }
     }
 

@@ -99,6 +99,9 @@ pub trait Provisioner: Send + Sync {
     async fn drift(&self, tenant: &TenantResources) -> Result<Vec<String>, StateError>;
 }
 
+/// Changes to a control record ([`Control::record_changes`]).
+pub type RecordChanges = futures::stream::BoxStream<'static, ()>;
+
 /// The reconciler's shared records (DESIGN section 5, "the desired/applied state in a control
 /// KV bucket"): applied resource records by key, module blobs by sha256, and leases. Every node
 /// of a cluster reads the same records, so any node can serve what one node applied.
@@ -127,6 +130,11 @@ pub trait Control: Send + Sync {
     async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StateError>;
     /// Gives the lease up if `holder` has it; true if it did.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StateError>;
+    /// Tells of changes to the record `key` made after this call, by any node: the stream yields
+    /// at least once after each write or delete of it (it may yield for others too, or twice),
+    /// and ends when the backend can no longer watch (the connection or stream went away): the
+    /// caller reads the record again and watches anew.
+    async fn record_changes(&self, key: &str) -> Result<RecordChanges, StateError>;
     /// Writes this backend object made through provisioning and control calls since it was
     /// opened: what tests and benchmarks count to prove an apply idempotent.
     fn writes(&self) -> u64;

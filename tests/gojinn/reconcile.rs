@@ -349,8 +349,10 @@ async fn one_node_reconciles_and_another_serves_what_it_applied() {
     leader_specs.write("acme.yaml", &specs("acme", "", &[("hello", "hello", "env: { GREETING: hey }")]));
     let changed = leader.eventually("/acme/hello", WITHIN, |r| revision_of(r) != old).await;
     let revision = revision_of(&changed);
+    // Told by the watch on the applied state: well before the follower's safety read, which
+    // comes every 30 s (the first 30 s after it started, later than this wait ends).
     follower
-        .eventually("/acme/hello", WITHIN, |r| {
+        .eventually("/acme/hello", Duration::from_secs(10), |r| {
             r.headers().get("gojinn-revision").is_some_and(|v| v.to_str().unwrap() == revision)
         })
         .await;

@@ -61,6 +61,7 @@ macro_rules! conformance_tests {
             fetch_wakes_on_enqueue,
             audit_append_read,
             control_records_put_list_delete,
+            control_record_changes_are_told_to_a_watcher,
             control_record_keys_are_validated,
             control_blobs_put_get_delete,
             control_lease_excludes_others_and_holder_renews,

@@ -10,9 +10,10 @@ use crate::state::validate::{
     check_new_blob, check_stored_blob, validate_lease, validate_record_key, validate_record_prefix,
     validate_record_value, validate_sha256,
 };
-use crate::state::{Control, StateError};
+use crate::state::{Control, RecordChanges, StateError};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use redb::ReadableTable;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -57,7 +58,7 @@ impl Control for EmbeddedBackend {
                 Ok((true, true))
             })
             .await?;
-        Ok(self.count(changed))
+        Ok(self.record_changed(self.count(changed)))
     }
 
     async fn delete_record(&self, key: &str) -> Result<bool, StateError> {
@@ -69,7 +70,18 @@ impl Control for EmbeddedBackend {
                 Ok((existed, existed))
             })
             .await?;
-        Ok(self.count(existed))
+        Ok(self.record_changed(self.count(existed)))
+    }
+
+    /// Yields after every changed record, not only `key`'s (the contract allows it): one
+    /// counter serves every watcher.
+    async fn record_changes(&self, key: &str) -> Result<RecordChanges, StateError> {
+        validate_record_key("record key", key)?;
+        let changes = self.records_changed.subscribe();
+        Ok(futures::stream::unfold(changes, |mut changes| async move {
+            changes.changed().await.ok().map(|()| ((), changes))
+        })
+        .boxed())
     }
 
     async fn blobs(&self) -> Result<BTreeSet<String>, StateError> {
@@ -177,6 +189,16 @@ impl Control for EmbeddedBackend {
 
     fn writes(&self) -> u64 {
         self.writes.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl EmbeddedBackend {
+    /// Tells record watchers of a change when `changed`; returns it.
+    fn record_changed(&self, changed: bool) -> bool {
+        if changed {
+            self.records_changed.send_modify(|count| *count += 1);
+        }
+        changed
     }
 }
 

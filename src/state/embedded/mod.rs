@@ -45,6 +45,9 @@ pub struct EmbeddedBackend {
     jobs_changed: Notify,
     /// Provisioning and control calls that changed something (`Control::writes`).
     writes: AtomicU64,
+    /// Counts changed control records: what `Control::record_changes` watches. This backend is
+    /// the database's only writer, so every change passes here.
+    records_changed: tokio::sync::watch::Sender<u64>,
 }
 
 /// A local file: reachable while the node runs.
@@ -94,6 +97,7 @@ impl EmbeddedBackend {
             clock: Clock::default(),
             jobs_changed: Notify::new(),
             writes: AtomicU64::new(0),
+            records_changed: tokio::sync::watch::Sender::new(0),
         }
     }
 

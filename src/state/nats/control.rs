@@ -28,7 +28,7 @@ use crate::state::validate::{
     MAX_BLOB_BYTES, check_new_blob, check_stored_blob, validate_lease, validate_record_key,
     validate_record_prefix, validate_record_value, validate_sha256,
 };
-use crate::state::{Control, StateError};
+use crate::state::{Control, RecordChanges, StateError};
 use async_nats::jetstream::kv::{Operation, Store};
 use async_nats::jetstream::object_store::{
     GetErrorKind, InfoErrorKind, ObjectInfo, ObjectMetadata, ObjectStore,
@@ -36,6 +36,7 @@ use async_nats::jetstream::object_store::{
 use async_nats::jetstream::stream::{Config, DiscardPolicy, RetentionPolicy};
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{PoisonError, RwLock};
@@ -448,6 +449,14 @@ impl Control for NatsBackend {
             })
             .await?;
         Ok(self.count(released))
+    }
+
+    /// A watch of the key's subject in the control bucket (an ordered consumer delivering new
+    /// writes only), ending at the first error.
+    async fn record_changes(&self, key: &str) -> Result<RecordChanges, StateError> {
+        validate_record_key("record key", key)?;
+        let watch = self.control_run(async { Ok(self.control_kv().await?.watch(key).await?) }).await?;
+        Ok(watch.take_while(|entry| std::future::ready(entry.is_ok())).map(drop).boxed())
     }
 
     fn writes(&self) -> u64 {

@@ -66,6 +66,28 @@ pub async fn control_records_put_list_delete(state: &State) {
     assert_eq!(c.records(&key("a")).await.unwrap(), records(&[(key("a").as_str(), "1")]));
 }
 
+pub async fn control_record_changes_are_told_to_a_watcher(state: &State) {
+    use futures::StreamExt;
+    let c = &state.control;
+    let key = format!("{}applied", prefix("watch"));
+    let mut changes = c.record_changes(&key).await.expect("watch a record");
+    async fn told(changes: &mut gojinn::state::RecordChanges) -> Option<()> {
+        tokio::time::timeout(PATIENCE, changes.next()).await.expect("a change told within the patience")
+    }
+    assert!(c.put_record(&key, bytes("1")).await.unwrap());
+    assert_eq!(told(&mut changes).await, Some(()), "a write is told");
+    assert!(c.put_record(&key, bytes("2")).await.unwrap());
+    assert_eq!(told(&mut changes).await, Some(()), "each write is told");
+    assert!(c.delete_record(&key).await.unwrap());
+    assert_eq!(told(&mut changes).await, Some(()), "a delete is told");
+
+    let mut second = c.record_changes(&key).await.expect("a second watcher");
+    assert!(c.put_record(&key, bytes("3")).await.unwrap());
+    assert_eq!(told(&mut second).await, Some(()), "every watcher is told");
+    assert_eq!(told(&mut changes).await, Some(()));
+    assert_invalid(c.record_changes("Not A Key").await.map(drop), "an invalid key is refused");
+}
+
 pub async fn control_record_keys_are_validated(state: &State) {
     let c = &state.control;
     let too_long = "k".repeat(257);
