@@ -4,7 +4,7 @@
 
 use super::capabilities::Capabilities;
 use super::work::Work;
-use super::{ErrorCode, HostError, HostView, Imports, memory};
+use super::{ErrorCode, HostError, HostView, Imports, Waits, memory};
 use crate::spec::Name;
 use crate::state::sql::{MAX_SQL_BYTES, SqlError, SqlManager, TenantDb, params_from_json};
 use bytes::Bytes;
@@ -15,8 +15,8 @@ use wasmtime::Caller;
 const MAX_PARAMS_BYTES: usize = 10 << 20;
 
 pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
-    imports.func_async("host_db_query", query::<T>)?;
-    imports.func_async("host_db_exec", exec::<T>)
+    imports.func_async("host_db_query", Waits::Database, query::<T>)?;
+    imports.func_async("host_db_exec", Waits::Database, exec::<T>)
 }
 
 /// Configures a revision's database: the tenant's own, opened now, with `grants.db: true`.

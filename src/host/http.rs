@@ -8,7 +8,7 @@
 //! `egress.maxResponse` is -3, an unreachable remote or the node's deadline is -5.
 
 use super::work::Work;
-use super::{ErrorCode, HostError, HostView, Imports, memory};
+use super::{ErrorCode, HostError, HostView, Imports, Waits, memory};
 use crate::spec::HttpGrant;
 use crate::state::egress::{AllowList, Egress, EgressError, Inbound, Outbound};
 use base64::Engine as _;
@@ -24,7 +24,7 @@ use wasmtime::Caller;
 const MAX_REQUEST_BYTES: usize = 10 << 20;
 
 pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
-    imports.func_async("host_http_fetch", fetch::<T>)
+    imports.func_async("host_http_fetch", Waits::Network, fetch::<T>)
 }
 
 /// Configures a revision's outbound HTTP: the node's egress client (made by `client` on first

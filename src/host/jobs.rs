@@ -6,7 +6,7 @@
 //! the job's parent. The target need not be deployed yet: its jobs wait.
 
 use super::work::Work;
-use super::{HostError, HostView, Imports, memory};
+use super::{HostError, HostView, Imports, Waits, memory};
 use crate::abi::GuestRequest;
 use crate::spec::{FunctionId, Name};
 use crate::state::NewJob;
@@ -21,7 +21,7 @@ pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
 const MAX_NAME_BYTES: usize = 1024;
 
 pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
-    imports.func_async("host_enqueue", enqueue::<T>)
+    imports.func_async("host_enqueue", Waits::StateBackend, enqueue::<T>)
 }
 
 /// Configures a revision's enqueue grant: the functions of its own tenant it may queue jobs for.

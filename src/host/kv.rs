@@ -10,7 +10,7 @@
 
 use super::capabilities::Capabilities;
 use super::work::Work;
-use super::{ErrorCode, HostError, HostView, Imports, memory};
+use super::{ErrorCode, HostError, HostView, Imports, Waits, memory};
 use crate::spec::KvGrant;
 use crate::state::{MAX_KEY_BYTES, MAX_VALUE_BYTES, validate_key};
 use bytes::Bytes;
@@ -21,11 +21,11 @@ use wasmtime::Caller;
 pub const MAX_LIST_KEYS: usize = 10_000;
 
 pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
-    imports.func_async("host_kv_get", get::<T>)?;
-    imports.func_async("host_kv_set", set::<T>)?;
-    imports.func_async("host_kv_delete", delete::<T>)?;
-    imports.func_async("host_kv_list", list::<T>)?;
-    imports.func_async("host_kv_cas", cas::<T>)
+    imports.func_async("host_kv_get", Waits::StateBackend, get::<T>)?;
+    imports.func_async("host_kv_set", Waits::StateBackend, set::<T>)?;
+    imports.func_async("host_kv_delete", Waits::StateBackend, delete::<T>)?;
+    imports.func_async("host_kv_list", Waits::StateBackend, list::<T>)?;
+    imports.func_async("host_kv_cas", Waits::StateBackend, cas::<T>)
 }
 
 /// Read or write access to a key.

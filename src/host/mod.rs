@@ -44,6 +44,8 @@ pub struct HostCtx {
     held: Option<work::Held>,
     /// Calls of each host function.
     calls: BTreeMap<&'static str, u32>,
+    /// The host function whose backend work is in flight, and what it waits on.
+    awaiting: Option<(&'static str, Waits)>,
     /// Whether the call is part of a sampled trace, so that each host call gets its span.
     traced: bool,
 }
@@ -59,7 +61,14 @@ impl HostCtx {
             mutex: mutex::PerCall::default(),
             held: None,
             calls: BTreeMap::new(),
+            awaiting: None,
         }
+    }
+
+    /// The host function the guest is blocked in, waiting for its backend, and what it waits on
+    /// (so a call whose deadline passes there can say why).
+    pub fn awaiting(&self) -> Option<(&'static str, Waits)> {
+        self.awaiting
     }
 
     /// The span of one call of the host function `name` (none when the call is not traced).
@@ -79,6 +88,17 @@ impl HostCtx {
 }
 
 /// Gives host functions access to their state inside the Store's data.
+/// What an asynchronous host function waits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Waits {
+    /// The state backend (KV, locks, the job queue): NATS or the embedded store.
+    StateBackend,
+    /// The tenant's SQL database.
+    Database,
+    /// A server on the network (`host_http_fetch`).
+    Network,
+}
+
 pub trait HostView: Send + 'static {
     fn host(&mut self) -> &mut HostCtx;
 }
@@ -166,12 +186,18 @@ impl<T: HostView> Imports<'_, T> {
         Ok(())
     }
 
-    /// Links the asynchronous host function `name`, made of `read` and the work it returns.
-    fn func_async<P>(&mut self, name: &'static str, read: work::Read<T, P>) -> wasmtime::Result<()>
+    /// Links the asynchronous host function `name`, made of `read` and the work it returns,
+    /// which `waits` on what it names.
+    fn func_async<P>(
+        &mut self,
+        name: &'static str,
+        waits: Waits,
+        read: work::Read<T, P>,
+    ) -> wasmtime::Result<()>
     where
         P: wasmtime::WasmTyList + Send + 'static,
     {
-        work::link_async(self.linker, name, read)?;
+        work::link_async(self.linker, name, waits, read)?;
         self.linked.push(name);
         Ok(())
     }

@@ -8,7 +8,7 @@
 
 use super::kv::{Access, granted_key};
 use super::work::Work;
-use super::{HostCtx, HostError, HostView, Imports};
+use super::{HostCtx, HostError, HostView, Imports, Waits};
 use std::time::Duration;
 use wasmtime::Caller;
 
@@ -16,8 +16,8 @@ use wasmtime::Caller;
 pub const MAX_TTL_MS: i64 = 3_600_000;
 
 pub(super) fn link<T: HostView>(imports: &mut Imports<'_, T>) -> wasmtime::Result<()> {
-    imports.func_async("host_mutex_lock", lock::<T>)?;
-    imports.func_async("host_mutex_unlock", unlock::<T>)
+    imports.func_async("host_mutex_lock", Waits::StateBackend, lock::<T>)?;
+    imports.func_async("host_mutex_unlock", Waits::StateBackend, unlock::<T>)
 }
 
 /// A call's own mutex state: the owner of the locks it takes, made on first use.

@@ -8,7 +8,7 @@
 //! inputs) it gets the kept answer without running again, so a retried fetch, enqueue or
 //! `INSERT ... RETURNING` happens once, and a retried list sees the same snapshot.
 
-use super::{HostError, HostView, finish, memory};
+use super::{HostError, HostView, Waits, finish, memory};
 use bytes::Bytes;
 use std::future::Future;
 use std::pin::Pin;
@@ -54,6 +54,7 @@ pub(super) type Read<T, P> = fn(&mut Caller<'_, T>, P) -> Result<Work, HostError
 pub(super) fn link_async<T, P>(
     linker: &mut Linker<T>,
     name: &'static str,
+    waits: Waits,
     read: Read<T, P>,
 ) -> wasmtime::Result<()>
 where
@@ -65,7 +66,12 @@ where
         let call = async move {
             caller.data_mut().host().count(name);
             let result = match read(&mut caller, params) {
-                Ok(work) => run(&mut caller, name, work).await,
+                Ok(work) => {
+                    caller.data_mut().host().awaiting = Some((name, waits));
+                    let result = run(&mut caller, name, work).await;
+                    caller.data_mut().host().awaiting = None;
+                    result
+                }
                 Err(error) => Err(error),
             };
             finish(&mut caller, result)

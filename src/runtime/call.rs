@@ -6,7 +6,7 @@
 use super::cpu::CpuAccount;
 use super::scheduler::Scheduler;
 use super::{CallState, Prepared, Runtime};
-use crate::host::{Capabilities, HostCtx};
+use crate::host::{Capabilities, HostCtx, Waits};
 use crate::metrics::Metrics;
 use crate::spec::FunctionLimits;
 use crate::telemetry::spans;
@@ -71,6 +71,14 @@ impl std::fmt::Display for OutputStream {
 pub enum CallError {
     #[error("the function did not finish within its timeout of {0:?}")]
     Timeout(Duration),
+    /// The deadline passed while the guest waited in a host call for the state backend: the
+    /// backend, not the function, is why (NATS unreachable, or a stream without quorum). A
+    /// write it was making may still be applied when the backend recovers.
+    #[error(
+        "the state backend did not answer {host_call} within the function's timeout of {timeout:?} \
+         (unreachable, or its stream has no quorum); a write may still be applied once it recovers"
+    )]
+    StateBackendTimeout { host_call: &'static str, timeout: Duration },
     #[error("the function used more than its CPU time limit of {0:?}")]
     CpuLimitExceeded(Duration),
     #[error("the function exceeded its memory limit of {0} bytes")]
@@ -94,6 +102,7 @@ impl crate::failure::PublicError for CallError {
         use http::StatusCode;
         match self {
             CallError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            CallError::StateBackendTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
             CallError::OutputTooLarge { .. } => StatusCode::BAD_GATEWAY,
             // As Cloudflare Workers (error 1102) and Fastly Compute answer a request whose
             // code ran out of CPU: the service could not produce the answer, and a retry of
@@ -110,6 +119,7 @@ impl crate::failure::PublicError for CallError {
     fn code(&self) -> &'static str {
         match self {
             CallError::Timeout(_) => "timeout",
+            CallError::StateBackendTimeout { .. } => "unavailable",
             CallError::CpuLimitExceeded(_) => "cpu_limit_exceeded",
             CallError::MemoryExhausted(_) => "memory_exhausted",
             CallError::StackOverflow => "stack_overflow",
@@ -129,7 +139,8 @@ impl crate::failure::PublicError for CallError {
     }
 
     fn retry_after(&self) -> Option<u64> {
-        matches!(self, CallError::NoCapacity).then_some(crate::failure::RETRY_SOON_SECS)
+        matches!(self, CallError::NoCapacity | CallError::StateBackendTimeout { .. })
+            .then_some(crate::failure::RETRY_SOON_SECS)
     }
 }
 
@@ -217,12 +228,18 @@ async fn run(
     let outcome = tokio::time::timeout(limits.timeout, scheduled).await;
     let memory_exhausted = store.data().limiter.memory_exhausted;
     let host_calls = store.data().host.calls().clone();
+    let awaiting = store.data().host.awaiting();
     drop(store);
     let stdout = take(stdout);
     let stderr = take(stderr);
 
     let result = match outcome {
-        Err(_elapsed) => Err(CallError::Timeout(limits.timeout)),
+        Err(_elapsed) => Err(match awaiting {
+            Some((host_call, Waits::StateBackend)) => {
+                CallError::StateBackendTimeout { host_call, timeout: limits.timeout }
+            }
+            _ => CallError::Timeout(limits.timeout),
+        }),
         Ok(_) if account.exceeded() => Err(CallError::CpuLimitExceeded(limits.cpu.unwrap_or_default())),
         Ok(_) if memory_exhausted => Err(CallError::MemoryExhausted(limits.memory)),
         Ok(_) if stdout.len() as u64 > limits.max_output => {

@@ -9,6 +9,7 @@ mod bodies;
 mod bounds;
 mod cache;
 mod cli;
+mod cluster_failures;
 mod connections;
 mod cpu;
 mod dev_cluster;

@@ -148,7 +148,7 @@ impl Drop for NatsServer {
 
 /// A cluster of nats-servers routed to each other on loopback.
 pub struct NatsCluster {
-    nodes: Vec<Option<NatsServer>>,
+    nodes: Vec<NatsServer>,
 }
 
 impl NatsCluster {
@@ -172,16 +172,26 @@ impl NatsCluster {
         for node in &mut nodes {
             node.wait_healthy("/healthz").await;
         }
-        Self { nodes: nodes.into_iter().map(Some).collect() }
+        Self { nodes }
     }
 
-    /// Client URLs of the live nodes, comma-separated (the seeds `NatsBackend::connect` takes).
+    /// Client URLs of the running nodes, comma-separated (the seeds `NatsBackend::connect` takes).
     pub fn url(&self) -> String {
-        self.nodes.iter().flatten().map(NatsServer::url).collect::<Vec<_>>().join(",")
+        self.nodes.iter().filter(|n| n.child.is_some()).map(NatsServer::url).collect::<Vec<_>>().join(",")
     }
 
-    /// Kills node `index` abruptly (SIGKILL), as a crash would.
+    /// Client URLs of every node, running or not: what a client configured with all of them has.
+    pub fn seeds(&self) -> String {
+        self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// Kills node `index` abruptly (SIGKILL), as a crash would; its store stays for a restart.
     pub fn kill(&mut self, index: usize) {
-        drop(self.nodes[index].take().expect("node already killed"));
+        self.nodes[index].stop();
+    }
+
+    /// Starts a killed node again on its port and store; returns once it serves JetStream.
+    pub async fn restart(&mut self, index: usize) {
+        self.nodes[index].restart().await;
     }
 }

@@ -1,0 +1,143 @@
+//! Rows of the cluster failure table (README "Cluster modes"), each on a real 3-node
+//! nats-server cluster with two gojinn nodes sharing it, printing what it observed (run with
+//! `--nocapture` to read it).
+
+use crate::support::api::Api;
+use crate::support::nats::NatsCluster;
+use crate::support::{Node, SpecDir, error_code, specs};
+use gojinn::config::{AuditSettings, BackendKind, Durability, NodeConfig};
+use gojinn::spec::Span;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// `state.timeout` of the nodes here: how long a call may wait for NATS.
+const BOUND: Duration = Duration::from_secs(2);
+/// The longest a call that needs NATS may take to be refused without quorum: its function's
+/// timeout (1 s, the default) and, with a sync receipt, two attempts to append it, each bounded
+/// by [`BOUND`] (the second failure in a row refuses the call and the ones after it at once).
+const CALL_BOUND: Duration = Duration::from_secs(6);
+/// How long service may take to resume once quorum is back (stream leaders elected again).
+const RESUME_WITHIN: Duration = Duration::from_secs(60);
+
+/// Tenant acme in CP mode (replicas 3): hello, and `state` (the guest-state test guest) with
+/// every KV grant.
+fn cp_specs() -> SpecDir {
+    let dir = SpecDir::new();
+    dir.module("hello").module("guest-state");
+    let functions = [
+        ("hello", "hello", ""),
+        ("state", "guest-state", r#"grants: { kv: { read: ["*"], write: ["*"] } }"#),
+    ];
+    dir.write("specs.yaml", &specs("acme", "replicas: 3", &functions));
+    dir
+}
+
+/// A node on the cluster at `seeds` whose calls wait at most [`BOUND`] for NATS.
+async fn node(specs: &Path, seeds: &str, name: &str, durability: Durability) -> Node {
+    let data = tempfile::tempdir().unwrap();
+    let mut config: NodeConfig = Node::config(specs, data.path());
+    config.state.backend = BackendKind::Nats;
+    config.state.nats_url = seeds.to_owned();
+    config.state.timeout = Span(BOUND);
+    config.audit = AuditSettings { node: Some(name.into()), durability, ..AuditSettings::default() };
+    let node = Node::start_config(config, data).await;
+    assert!(node.server.first_deploy().errors.is_empty(), "{:?}", node.server.first_deploy().errors);
+    node
+}
+
+/// Runs `state` on `node` with `ops`: the HTTP status, the guest's answer and how long it took.
+async fn state(node: &Node, ops: Value) -> (u16, Value, Duration) {
+    let started = Instant::now();
+    let response = node.post("/acme/state", ops.to_string()).await;
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null), started.elapsed())
+}
+
+fn kv_set(value: &str) -> Value {
+    json!({ "op": "kv_set", "key": "k", "value": value })
+}
+
+fn kv_get() -> Value {
+    json!({ "op": "kv_get", "key": "k" })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cp_without_quorum_refuses_writes_in_bounded_time_and_resumes_when_it_returns() {
+    let mut cluster = NatsCluster::start().await;
+    let seeds = cluster.seeds();
+    let dir = cp_specs();
+    let a = node(dir.path(), &seeds, "node-a", Durability::Async).await;
+    let b = node(dir.path(), &seeds, "node-b", Durability::Sync).await;
+    let (status, answer, _) = state(&a, kv_set("v1")).await;
+    assert_eq!((status, answer), (200, json!([{ "ok": null }])), "a write with quorum");
+    let (status, answer, _) = state(&b, kv_get()).await;
+    assert_eq!((status, answer), (200, json!([{ "ok": "v1" }])), "the other node reads it");
+
+    println!("2 of 3 nats-servers down (CP, replicas 3):");
+    cluster.kill(1);
+    cluster.kill(2);
+    // The function's timeout (1 s, the default) passes while its KV call waits for a stream
+    // that has no leader: the call is 503 `unavailable`, naming the host call, not a 504.
+    let (status, answer, took) = state(&a, kv_set("v2")).await;
+    println!("  KV write:            {status} {answer} in {took:?}");
+    assert_eq!((status, answer["code"].as_str()), (503, Some("unavailable")), "{answer}");
+    assert!(answer["message"].as_str().unwrap().contains("host_kv_set"), "{answer}");
+    assert!(took < CALL_BOUND, "a write without quorum took {took:?}");
+    let (status, answer, took) = state(&b, kv_get()).await;
+    println!("  KV read:             {status} {answer} in {took:?}");
+    assert_eq!((status, answer["code"].as_str()), (503, Some("unavailable")), "{answer}");
+    assert!(took < CALL_BOUND, "a read without quorum took {took:?}");
+
+    let started = Instant::now();
+    let enqueued = Api::of(&a).call_async("/acme/hello", &[], "").await;
+    let took = started.elapsed();
+    let (status, code, message) = error_code(enqueued).await;
+    println!("  enqueue:             {status} {code} in {took:?}: {message}");
+    assert_eq!((status, code.as_str()), (503, "unavailable"));
+    assert!(took < CALL_BOUND, "an enqueue without quorum took {took:?}");
+
+    let started = Instant::now();
+    let hello = a.get("/acme/hello").await.status().as_u16();
+    println!("  call, async receipt: {hello} in {:?}", started.elapsed());
+    assert_eq!(hello, 200, "a function without state keeps answering; its receipt waits in the queue");
+    let started = Instant::now();
+    let refused = b.get("/acme/hello").await;
+    let took = started.elapsed();
+    let (status, code, _) = error_code(refused).await;
+    println!("  call, sync receipt:  {status} {code} in {took:?}");
+    assert_eq!((status, code.as_str()), (503, "unavailable"), "a sync receipt needs the audit stream");
+    assert!(took < CALL_BOUND, "a call with a sync receipt took {took:?} to be refused");
+
+    println!("the servers return:");
+    let returned = Instant::now();
+    cluster.restart(1).await;
+    cluster.restart(2).await;
+    let deadline = Instant::now() + RESUME_WITHIN;
+    let value = loop {
+        let (status, answer, _) = state(&b, kv_get()).await;
+        if status == 200 && answer[0].get("ok").is_some() {
+            break answer[0]["ok"].clone();
+        }
+        assert!(Instant::now() < deadline, "reads did not resume within {RESUME_WITHIN:?}: {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("  reads resume after {:?}; k = {value}", returned.elapsed());
+    // v1 was acknowledged and is kept unless overwritten; the refused v2 may have reached the
+    // stream leader's log before quorum was lost, and then it is committed once quorum returns
+    // (the 503 says so): either, never anything else.
+    assert!(value == json!("v1") || value == json!("v2"), "k = {value}");
+    let deadline = Instant::now() + RESUME_WITHIN;
+    loop {
+        let (status, answer, _) = state(&a, kv_set("v3")).await;
+        if (status, &answer) == (200, &json!([{ "ok": null }])) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "writes did not resume within {RESUME_WITHIN:?}: {answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!("  writes resume after {:?}", returned.elapsed());
+    let (status, answer, _) = state(&b, kv_get()).await;
+    assert_eq!((status, answer), (200, json!([{ "ok": "v3" }])));
+    assert_eq!(b.get("/acme/hello").await.status(), 200, "sync receipts again");
+}
