@@ -4,12 +4,13 @@
 //! with another scope, tenant B's key, a wrong key, none}, each cell asserting the exact status
 //! and code; and a key, once used, nowhere after the edge: not in what the guest sees, the job's
 //! payload, the receipt or the node's logs; and a key change, applied, closing or opening a
-//! running tenant. Keys are made by `gojinn keys new`, as an operator would, and their lines
+//! running tenant, on the node that applied it and on a follower over NATS. Keys are made by `gojinn keys new`, as an operator would, and their lines
 //! pasted into the spec.
 
 use crate::support::api::Api;
 use crate::support::logs::Logs;
-use crate::support::{Node, SpecDir};
+use crate::support::nats::NatsServer;
+use crate::support::{Node, SpecDir, specs};
 use reqwest::Method;
 use serde_json::Value;
 use std::fmt::Write as _;
@@ -302,4 +303,33 @@ async fn a_key_added_to_a_running_tenant_closes_it_and_removing_it_opens_it_agai
     assert_eq!(with_key.status(), 200);
     specs.write("specs.yaml", &yaml);
     node.eventually("/open/probe", within, |response| response.status() == 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_follower_on_nats_enforces_the_keys_the_lease_holder_applied() {
+    let nats = NatsServer::start().await;
+    let leader_specs = SpecDir::new();
+    leader_specs.module("hello");
+    leader_specs.write("acme.yaml", &specs("acme", "", &[("hello", "hello", "")]));
+    // The follower's own spec dir is empty: it serves only what the lease holder applied.
+    let follower_specs = SpecDir::new();
+    let start = |specs: &SpecDir| {
+        let data = tempfile::tempdir().unwrap();
+        let mut config = Node::config(specs.path(), data.path());
+        config.state.backend = gojinn::config::BackendKind::Nats;
+        config.state.nats_url = nats.url();
+        Node::start_config(config, data)
+    };
+    let leader = start(&leader_specs).await;
+    let follower = start(&follower_specs).await;
+    let within = std::time::Duration::from_secs(30);
+    follower.eventually("/acme/hello", within, |r| r.status() == 200).await;
+
+    let (key, line) = new_key("acme", &[]);
+    leader_specs
+        .write("acme.yaml", &specs("acme", &format!("apiKeys: [{}]", &line[2..]), &[("hello", "hello", "")]));
+    leader.eventually("/acme/hello", within, |r| r.status() == 401).await;
+    follower.eventually("/acme/hello", within, |r| r.status() == 401).await;
+    let with_key = follower.client.get(follower.url("/acme/hello")).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(with_key.status(), 200);
 }
