@@ -13,7 +13,7 @@ use crate::reconcile::Admitted;
 use crate::reconcile::controller::{Deploy, PassReport};
 use crate::reconcile::desired::{APPLIED_META, APPLIED_PREFIX, Record, state_from_records};
 use crate::reconcile::status::AppliedMeta;
-use crate::registry::{Deployed, Registry, RegistryHandle};
+use crate::registry::{Deployed, DeployedKey, Registry, RegistryHandle};
 use crate::runtime::Runtime;
 use crate::secrets::Secrets;
 use crate::spec::{Function, LoadReport, Location, SpecError};
@@ -142,7 +142,9 @@ impl Deployment {
         let mut report = PassReport { errors: loaded.errors, ..PassReport::default() };
 
         let mut tenant_gates = HashMap::new();
+        let mut tenant_keys = HashMap::new();
         for tenant in loaded.state.tenants.values() {
+            tenant_keys.insert(tenant.name.clone(), DeployedKey::all(&tenant.api_keys));
             let quotas = &tenant.quotas;
             let limits = GateLimits {
                 max_concurrency: quotas.max_concurrency,
@@ -195,12 +197,16 @@ impl Deployment {
                 if let Some(gate) = old.tenant_gate(&deployed.id.tenant) {
                     tenant_gates.entry(deployed.id.tenant.clone()).or_insert_with(|| gate.clone());
                 }
+                // A function kept stays behind its tenant's keys.
+                if let Some(keys) = old.tenant_keys(&deployed.id.tenant) {
+                    tenant_keys.entry(deployed.id.tenant.clone()).or_insert_with(|| keys.clone());
+                }
             } else {
                 report.removed.push(id);
             }
         }
 
-        let registry = Registry::new(functions, tenant_gates).with_failures(failures);
+        let registry = Registry::new(functions, tenant_gates).with_keys(tenant_keys).with_failures(failures);
         self.runtime.retain_modules(&|sha| registry.functions().any(|d| d.spec.module.sha256 == sha));
         self.registry.publish(registry);
         report

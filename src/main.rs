@@ -85,10 +85,31 @@ enum Command {
         #[command(subcommand)]
         command: gojinn::api::audit_cli::AuditCommand,
     },
+    /// Make tenants' API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Tools for trying Gojinn on one machine.
     Dev {
         #[command(subcommand)]
         command: DevCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new API key for TENANT: prints the key once (it is kept nowhere) and the line to
+    /// paste under the Tenant's spec.apiKeys, which holds only its sha256.
+    New {
+        /// The tenant the key is for.
+        tenant: String,
+        /// The key's name, unique within the tenant (default: key- and the digest's first 8 digits).
+        #[arg(long)]
+        name: Option<String>,
+        /// What the key opens: invoke, jobs, receipts or mcp; repeat for more (default: all four).
+        #[arg(long = "scope")]
+        scopes: Vec<gojinn::spec::Scope>,
     },
 }
 
@@ -281,6 +302,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dev { command: DevCommand::Cluster(args) } => dev_cluster(args),
+        Command::Keys { command: KeysCommand::New { tenant, name, scopes } } => {
+            let tenant = gojinn::spec::Name::new(&tenant).map_err(|e| anyhow::anyhow!("tenant: {e}"))?;
+            let new = gojinn::api::keys::generate();
+            let name = name.unwrap_or_else(|| format!("key-{}", &new.sha256[..8]));
+            let name = gojinn::spec::Name::new(&name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
+            println!("API key {name} of tenant {tenant}, shown this once and kept nowhere:");
+            println!("  {}", new.key);
+            println!("Paste under spec.apiKeys of Tenant {tenant}:");
+            println!("  {}", gojinn::api::keys::spec_line(&name, &new.sha256, &scopes));
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit { command } => {
             let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
             Ok(runtime.block_on(gojinn::api::audit_cli::run(command)))

@@ -1,11 +1,13 @@
 //! The functions a node serves right now: an immutable snapshot, swapped whole on every deploy
 //! (the deploy module builds them) and read through a [`RegistryHandle`], one atomic load per read.
 //! A call holds an `Arc` of the function it runs, so it finishes on the revision it started on.
+//! It also holds each tenant's API keys as the edge checks them ([`DeployedKey`]; the checking
+//! is `crate::api::keys`'s).
 
 use crate::gate::Gate;
 use crate::host::Capabilities;
 use crate::runtime::{CallRequest, Prepared, Ran, Runtime};
-use crate::spec::{Function, FunctionId, Method, Name, Route, path_tenant};
+use crate::spec::{ApiKey, Function, FunctionId, Method, Name, Route, Scope, path_tenant};
 use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -44,6 +46,31 @@ impl Deployed {
     }
 }
 
+/// One of a tenant's API keys, as the edge checks it: its name, its sha256 (decoded) and its
+/// scopes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeployedKey {
+    pub name: Name,
+    pub digest: [u8; 32],
+    pub scopes: Vec<Scope>,
+}
+
+impl DeployedKey {
+    /// A tenant's keys, from its resolved spec (where every key lists its scopes; a key that
+    /// lists none would open nothing). A digest that is not 64 hex digits, which resolution
+    /// never lets through, is left out: it matches no key anyway.
+    pub fn all(keys: &[ApiKey]) -> Arc<[DeployedKey]> {
+        keys.iter()
+            .filter_map(|key| {
+                let mut digest = [0u8; 32];
+                hex::decode_to_slice(&key.sha256.0, &mut digest).ok()?;
+                let scopes = key.scopes.clone().unwrap_or_else(|| Scope::ALL.to_vec());
+                Some(DeployedKey { name: key.name.clone(), digest, scopes })
+            })
+            .collect()
+    }
+}
+
 /// Where a request path leads.
 pub enum Target {
     /// A declared route (`route` is its path template); `methods` empty means any method.
@@ -57,6 +84,8 @@ pub struct Registry {
     functions: HashMap<FunctionId, Arc<Deployed>>,
     routes: Routes,
     tenant_gates: HashMap<Name, Arc<Gate>>,
+    /// Each tenant's API keys; a tenant with none (or not listed) is open to calls.
+    tenant_keys: HashMap<Name, Arc<[DeployedKey]>>,
     /// The functions the deploy that built this registry could not prepare on this node, with
     /// the error: status shows them failed.
     failures: BTreeMap<FunctionId, String>,
@@ -72,7 +101,22 @@ impl Registry {
         ordered.sort_by(|a, b| a.id.cmp(&b.id));
         let declared = ordered.into_iter().map(|deployed| (&*deployed.id, &deployed.spec.routes[..]));
         let routes = Routes::new(tenants, declared);
-        Self { functions, routes, tenant_gates, failures: BTreeMap::new() }
+        Self { functions, routes, tenant_gates, tenant_keys: HashMap::new(), failures: BTreeMap::new() }
+    }
+
+    /// This registry, with each tenant's API keys.
+    pub fn with_keys(self, tenant_keys: HashMap<Name, Arc<[DeployedKey]>>) -> Self {
+        Self { tenant_keys, ..self }
+    }
+
+    /// `tenant`'s API keys (none for a tenant without keys).
+    pub fn tenant_keys(&self, tenant: &Name) -> Option<&Arc<[DeployedKey]>> {
+        self.tenant_keys.get(tenant).filter(|keys| !keys.is_empty())
+    }
+
+    /// Every tenant's API keys.
+    pub fn keys(&self) -> impl Iterator<Item = (&Name, &DeployedKey)> {
+        self.tenant_keys.iter().flat_map(|(tenant, keys)| keys.iter().map(move |key| (tenant, key)))
     }
 
     /// This registry, recording the functions its deploy could not prepare.

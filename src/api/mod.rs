@@ -1,12 +1,14 @@
 //! The REST admin API under `/_gojinn/v1/...`: a tenant's jobs (list, show, redrive),
 //! receipts (`receipts`), reconcile status and the reconcile webhook, behind the admin bearer
-//! token on every route; and the MCP endpoint ([`mcp`]) behind the same token. Handlers call the
+//! token on every route, a tenant's jobs and receipts also behind that tenant's API keys
+//! ([`keys`], [`require_access`]); and the MCP endpoint ([`mcp`]) behind the admin token. Handlers call the
 //! same service functions as the edge ([`crate::jobs`], [`crate::audit::log`]) and return
 //! [`Failure`]s, which the edge's error mapping turns into responses; this module never builds
 //! an error response itself and never imports the edge (the edge composes these routes). [`client`] is the other side, for `gojinn jobs` and `gojinn audit`.
 
 pub mod audit_cli;
 pub mod client;
+pub mod keys;
 pub mod mcp;
 mod receipts;
 pub mod token;
@@ -17,7 +19,7 @@ use crate::jobs::{self, JobId};
 use crate::reconcile::Status;
 use crate::reconcile::controller::PassRequests;
 use crate::registry::RegistryHandle;
-use crate::spec::Name;
+use crate::spec::{Name, Scope};
 use crate::state::{JobRecord, JobStatus};
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -25,6 +27,7 @@ use axum::http::{StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use keys::Need;
 use std::sync::Arc;
 pub use token::{AdminToken, TokenError};
 
@@ -36,8 +39,6 @@ pub const MAX_LIST_LIMIT: usize = 1000;
 /// Why an admin request was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("a valid admin bearer token is required")]
-    Unauthorized,
     #[error(
         "a valid admin bearer token is required, or, with reconcile.webhook.secretFile set, \
          X-Hub-Signature-256 (GitHub) or X-Gitlab-Token"
@@ -62,7 +63,7 @@ pub enum ApiError {
 impl PublicError for ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            ApiError::Unauthorized | ApiError::WebhookUnauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::WebhookUnauthorized => StatusCode::UNAUTHORIZED,
             ApiError::BadQuery(_) | ApiError::BadBody(_) => StatusCode::BAD_REQUEST,
             ApiError::BodyTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NoTenant(_) | ApiError::NoReceipt(_) => StatusCode::NOT_FOUND,
@@ -73,7 +74,7 @@ impl PublicError for ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            ApiError::Unauthorized | ApiError::WebhookUnauthorized => "unauthorized",
+            ApiError::WebhookUnauthorized => "unauthorized",
             ApiError::BadQuery(_) => "bad_query",
             ApiError::BodyTooLarge(_) => "body_too_large",
             ApiError::BadBody(_) => "bad_body",
@@ -99,7 +100,7 @@ impl PublicError for ApiError {
     }
 
     fn headers(&self, headers: &mut http::HeaderMap) {
-        if let ApiError::Unauthorized | ApiError::WebhookUnauthorized = self {
+        if let ApiError::WebhookUnauthorized = self {
             headers
                 .insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static(r#"Bearer realm="gojinn""#));
         }
@@ -118,7 +119,7 @@ pub struct Admin {
     pub webhook: Option<Arc<webhook::WebhookSecret>>,
 }
 
-/// The admin routes; the edge puts each behind [`require_token`] (the reconcile webhook, which
+/// The admin routes; the edge puts each behind [`require_access`] (the reconcile webhook, which
 /// takes other proofs too, is [`webhook::routes`]).
 pub fn routes() -> Router<Arc<Admin>> {
     Router::new()
@@ -129,11 +130,29 @@ pub fn routes() -> Router<Arc<Admin>> {
         .merge(receipts::routes())
 }
 
-/// Lets a request through only with `Authorization: Bearer <the admin token>`.
+/// Lets a request through only with the admin token (`Authorization: Bearer`); a tenant's API
+/// key is 403, anything else 401 (see [`keys`]).
 pub async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
-    match bearer(request.headers()) {
-        Some(token) if admin.token.verify(token) => next.run(request).await,
-        _ => Failure::from(ApiError::Unauthorized).into_response(),
+    let registry = admin.registry.current();
+    match keys::authorize(&admin.token, &registry, request.headers(), Need::Admin) {
+        Ok(_) => next.run(request).await,
+        Err(refused) => Failure::from(refused).into_response(),
+    }
+}
+
+/// Lets a request to an admin route through with what the route needs ([`need`]): a tenant's
+/// jobs and receipts also open to that tenant's API keys with the `jobs` or `receipts` scope;
+/// every other route takes the admin token only.
+pub async fn require_access(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
+    let registry = admin.registry.current();
+    let (tenant, scope) = need(request.uri().path());
+    let need = match &tenant {
+        Some(tenant) => Need::Tenant(tenant, scope),
+        None => Need::Admin,
+    };
+    match keys::authorize(&admin.token, &registry, request.headers(), need) {
+        Ok(_) => next.run(request).await,
+        Err(refused) => Failure::from(refused).into_response(),
     }
 }
 
@@ -142,9 +161,23 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
     headers
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.split_once(' '))
+        .and_then(|value| value.trim().split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())
+}
+
+/// The tenant and scope an admin route's path needs a key for: `tenants/{tenant}/jobs...` the
+/// tenant's `jobs`, `tenants/{tenant}/receipts` and `receipts/{id}` (the receipt's tenant) its
+/// `receipts`; `None` (the admin token only) for every other path. The path is read as sent,
+/// not percent-decoded: a tenant name is plain ASCII, so an encoded one needs the admin token.
+fn need(path: &str) -> (Option<Name>, Scope) {
+    let segments: Vec<&str> = path.split('/').collect();
+    match segments.as_slice() {
+        ["", "_gojinn", "v1", "tenants", tenant, "jobs", ..] => (Name::new(tenant).ok(), Scope::Jobs),
+        ["", "_gojinn", "v1", "tenants", tenant, "receipts"] => (Name::new(tenant).ok(), Scope::Receipts),
+        ["", "_gojinn", "v1", "receipts", id] => (crate::audit::id_tenant(id), Scope::Receipts),
+        _ => (None, Scope::Invoke),
+    }
 }
 
 /// `GET /_gojinn/v1/status` → the applied commit and every resource's status.
@@ -261,6 +294,29 @@ mod tests {
         assert!(refused("state=dead").contains("unknown field `state`"), "{}", refused("state=dead"));
         assert!(refused("limit=x").starts_with("limit: "), "{}", refused("limit=x"));
         assert_eq!(refused("limit=1001"), "limit must be 1 to 1000, not 1001");
+    }
+
+    #[test]
+    fn a_tenants_jobs_and_receipts_need_its_key_and_the_rest_the_admin_token() {
+        let need = |path: &str| match need(path) {
+            (Some(tenant), scope) => format!("{tenant} {scope}"),
+            (None, _) => "admin".to_owned(),
+        };
+        let receipt = "acme.0123456789abcdef0123456789abcdef";
+        for (path, expected) in [
+            ("/_gojinn/v1/tenants/acme/jobs", "acme jobs"),
+            ("/_gojinn/v1/tenants/acme/jobs/acme.x", "acme jobs"),
+            ("/_gojinn/v1/tenants/acme/jobs/acme.x/redrive", "acme jobs"),
+            ("/_gojinn/v1/tenants/acme/receipts", "acme receipts"),
+            (&format!("/_gojinn/v1/receipts/{receipt}"), "acme receipts"),
+            ("/_gojinn/v1/receipts/acme.short", "admin"),
+            ("/_gojinn/v1/tenants/acme/audit", "admin"),
+            ("/_gojinn/v1/tenants/%61cme/jobs", "admin"),
+            ("/_gojinn/v1/status", "admin"),
+            ("/_gojinn/v1/reconcile", "admin"),
+        ] {
+            assert_eq!(need(path), expected, "{path}");
+        }
     }
 
     #[test]

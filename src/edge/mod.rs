@@ -1,8 +1,9 @@
 //! The HTTP edge: routes a request to a function, enforces the body cap, turns the request into
 //! an invocation (`crate::invoke`, which admits, runs and records it) and the outcome into a
 //! response that names the call's signed receipt (`Gojinn-Receipt`), or queues the envelope as a
-//! job when the client asks for an asynchronous call (`jobs`). It owns every path under
-//! `/_gojinn`, composing the admin API's and MCP's routes with its own in one function
+//! job when the client asks for an asynchronous call (`jobs`). A tenant with API keys has its
+//! calls checked against them (`api::keys`) and their credential headers stripped. It owns every
+//! path under `/_gojinn`, composing the admin API's and MCP's routes with its own in one function
 //! ([`router`]). It knows nothing of how a guest is executed; the runtime knows nothing of sockets.
 
 pub mod jobs;
@@ -10,6 +11,7 @@ pub mod observe;
 pub mod respond;
 
 use crate::abi::GuestRequest;
+use crate::api::keys::{self, Need};
 use crate::api::{self, Admin, AdminToken};
 use crate::audit::Recorder;
 use crate::failure::{Failure, MethodNotAllowed, allow_methods};
@@ -17,6 +19,7 @@ use crate::invoke::{Admission, Answered, Invocation, InvokeError, Invoker, Trigg
 use crate::metrics::Metrics;
 use crate::reconcile::controller::PassRequests;
 use crate::registry::{Deployed, RegistryHandle, Target};
+use crate::spec::Scope;
 use crate::telemetry::spans;
 use axum::Router;
 use axum::body::Body;
@@ -56,10 +59,12 @@ pub struct Edge {
     pub invoker: Arc<Invoker>,
 }
 
-/// What the function handler needs: where functions are found, and the invocation path.
+/// What the function handler needs: where functions are found, the admin token (which opens
+/// every tenant's functions), and the invocation path.
 struct Functions {
     registry: RegistryHandle,
     state: crate::state::State,
+    admin_token: AdminToken,
     invoker: Arc<Invoker>,
 }
 
@@ -104,11 +109,12 @@ pub fn router(edge: Arc<Edge>, surfaces: Surfaces) -> Router {
     if !functions {
         return router.fallback(not_found);
     }
-    // Function requests: span and metrics (`observe::layer`), route, method, body limit, then
-    // admission and the run (`serve_function`).
+    // Function requests: span and metrics (`observe::layer`), route, method, the tenant's API
+    // keys when it has any, body limit, then admission and the run (`serve_function`).
     let functions = Arc::new(Functions {
         registry: edge.registry.clone(),
         state: edge.state.clone(),
+        admin_token: edge.admin_token.clone(),
         invoker: edge.invoker.clone(),
     });
     router.fallback_service(
@@ -128,16 +134,18 @@ fn operator_routes(edge: &Edge) -> Router {
         webhook: edge.webhook_secret.clone(),
     });
     Router::new()
-        // The admin API: authentication (the admin bearer token), then its handlers.
+        // The admin API: authentication (the admin bearer token; a tenant's jobs and receipts
+        // also take that tenant's API keys with the scope), then its handlers.
         .merge(
             api::routes()
-                .route_layer(middleware::from_fn_with_state(admin.clone(), api::require_token))
+                .route_layer(middleware::from_fn_with_state(admin.clone(), api::require_access))
                 .with_state(admin.clone()),
         )
         // The reconcile webhook: its own authentication, the admin token or a git host's proof
         // (`api::webhook`), so it stays outside the token layer.
         .merge(api::webhook::routes().with_state(admin.clone()))
-        // MCP: origin (a browser's cross-origin request is refused), authentication, then the
+        // MCP: origin (a browser's cross-origin request is refused), authentication (the admin
+        // token; a tenant's API key is 403), then the
         // transport (its request size bound) and each tool call through the invocation path.
         .merge(
             api::mcp::routes(edge.invoker.clone(), admin.clone())
@@ -204,10 +212,17 @@ async fn call_function(
         }
         None => return Err(EdgeError::NoRoute(path).into()),
     };
+    let (mut parts, body) = request.into_parts();
+    // A tenant with API keys: the call needs one with the `invoke` scope (or the admin token),
+    // and the credential headers go no further, not to the guest, a job or the receipt.
+    if registry.tenant_keys(&function.id.tenant).is_some() {
+        let need = Need::Tenant(&function.id.tenant, Scope::Invoke);
+        keys::authorize(&functions.admin_token, &registry, &parts.headers, need)?;
+        keys::strip_credentials(&mut parts.headers);
+    }
     drop(registry);
 
     let limits = &function.spec.limits;
-    let (parts, body) = request.into_parts();
     let async_call = AsyncCall::requested(&parts.headers)?;
     let body = read_body(body, parts.headers.get(header::CONTENT_LENGTH), limits.max_body).await?;
 

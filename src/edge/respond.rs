@@ -73,6 +73,7 @@ mod tests {
     use super::*;
     use crate::abi::InvalidResponse;
     use crate::api::ApiError;
+    use crate::api::keys::AccessError;
     use crate::gate::Rejected;
     use crate::invoke::InvokeError;
     use crate::jobs::JobError;
@@ -82,7 +83,7 @@ mod tests {
 
     #[test]
     fn each_failure_has_its_status() {
-        let cases: [(Failure, u16); 17] = [
+        let cases: [(Failure, u16); 18] = [
             (EdgeError::NoRoute("/x".into()).into(), 404),
             (InvokeError::BodyTooLarge(10).into(), 413),
             (EdgeError::UrlTooLong(10).into(), 414),
@@ -97,7 +98,8 @@ mod tests {
             (JobError::State(StateError::Unavailable("x".into())).into(), 503),
             (InvokeError::Unavailable("receipts cannot be recorded now").into(), 503),
             (InvokeError::ReceiptPending("acme.x".into()).into(), 503),
-            (ApiError::Unauthorized.into(), 401),
+            (AccessError::Missing.into(), 401),
+            (AccessError::AdminOnly.into(), 403),
             (ApiError::BadQuery("x".into()).into(), 400),
             (ApiError::ForbiddenOrigin("https://evil.example".into()).into(), 403),
         ];
@@ -140,7 +142,11 @@ mod tests {
             JobError::NotFound("x".into()).into(),
             JobError::NotDead { id: "x".into(), status: "running" }.into(),
             JobError::Conflict { id: "x".into(), reason: "x".into() }.into(),
-            ApiError::Unauthorized.into(),
+            AccessError::Missing.into(),
+            AccessError::Unknown.into(),
+            AccessError::NoAdminToken.into(),
+            AccessError::OtherTenant(crate::spec::Name::new("acme").unwrap()).into(),
+            AccessError::AdminOnly.into(),
             ApiError::WebhookUnauthorized.into(),
             ApiError::BadQuery("x".into()).into(),
             ApiError::BodyTooLarge(1).into(),
@@ -203,7 +209,7 @@ mod tests {
 
     #[test]
     fn a_refused_admin_request_asks_for_a_bearer_token() {
-        let response = Failure::from(ApiError::Unauthorized).into_response();
+        let response = Failure::from(AccessError::Missing).into_response();
         assert_eq!(response.status(), 401);
         assert!(response.headers()[header::WWW_AUTHENTICATE].to_str().unwrap().starts_with("Bearer"));
     }

@@ -280,25 +280,19 @@ pub fn resolve(root: &Path, docs: Vec<Document>, bounds: &Bounds) -> (DesiredSta
     (state, errors)
 }
 
-/// Fields a spec may not set yet: parsed, but nothing enforces them. Accepting them would let
-/// an operator believe a limit or a credential protects a tenant when nothing does.
-const NOT_ENFORCED: &str = "not enforced yet; remove it";
-
 fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>> {
     let quotas = doc.spec.quotas;
     let mut problems = Vec::new();
     let requests_per_second = per_second(quotas.requests_per_second, &at, "spec.quotas.requestsPerSecond")
         .map_err(|e| problems.push(e));
-    if !doc.spec.api_keys.is_empty() {
-        problems.push(SpecError::field(at.clone(), "spec.apiKeys", NOT_ENFORCED.into()));
-    }
+    let api_keys = api_keys(doc.spec.api_keys, &at).map_err(|e| problems.extend(e));
     let max_concurrency =
         positive(quotas.max_concurrency, DEFAULT_TENANT_CONCURRENCY, &at, "spec.quotas.maxConcurrency")
             .map_err(|e| problems.push(e));
     let kv_max_keys = positive(quotas.kv_max_keys, DEFAULT_KV_MAX_KEYS, &at, "spec.quotas.kvMaxKeys")
         .map_err(|e| problems.push(e));
-    let (Ok(max_concurrency), Ok(kv_max_keys), Ok(requests_per_second)) =
-        (max_concurrency, kv_max_keys, requests_per_second)
+    let (Ok(max_concurrency), Ok(kv_max_keys), Ok(requests_per_second), Ok(api_keys)) =
+        (max_concurrency, kv_max_keys, requests_per_second, api_keys)
     else {
         return Err(problems);
     };
@@ -316,11 +310,44 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
             kv_max_bytes: Some(quotas.kv_max_bytes.map_or(DEFAULT_KV_MAX_BYTES, ByteSize::bytes)),
             kv_max_keys: Some(kv_max_keys),
         },
-        api_keys: Vec::new(),
+        api_keys,
         route_prefixes: doc.spec.route_prefixes,
         keep: doc.metadata.keep,
         source: at,
     })
+}
+
+/// A tenant's `apiKeys`, normalized: at most [`MAX_API_KEYS`], names unique, no digest twice,
+/// and each key's scopes listed in full (every scope when the spec names none), sorted, once.
+fn api_keys(keys: Vec<ApiKey>, at: &Location) -> Result<Vec<ApiKey>, Vec<SpecError>> {
+    if keys.len() > MAX_API_KEYS {
+        let message = format!("at most {MAX_API_KEYS} keys, not {}", keys.len());
+        return Err(vec![SpecError::field(at.clone(), "spec.apiKeys", message)]);
+    }
+    let mut problems = Vec::new();
+    let mut normalized: Vec<ApiKey> = Vec::with_capacity(keys.len());
+    for (i, mut key) in keys.into_iter().enumerate() {
+        let field = |name: &str| format!("spec.apiKeys[{i}].{name}");
+        if normalized.iter().any(|earlier| earlier.name == key.name) {
+            let message = format!("{} names another key too: key names are unique within a tenant", key.name);
+            problems.push(SpecError::field(at.clone(), &field("name"), message));
+        }
+        if let Some(earlier) = normalized.iter().find(|earlier| earlier.sha256 == key.sha256) {
+            let message = format!("the same digest as key {}: one key, listed once", earlier.name);
+            problems.push(SpecError::field(at.clone(), &field("sha256"), message));
+        }
+        let mut scopes = key.scopes.take().unwrap_or_else(|| Scope::ALL.to_vec());
+        if scopes.is_empty() {
+            let message = "names no scope: leave it out for every scope, or list one or more of \
+                           invoke, jobs, receipts, mcp";
+            problems.push(SpecError::field(at.clone(), &field("scopes"), message.into()));
+        }
+        scopes.sort_unstable();
+        scopes.dedup();
+        key.scopes = Some(scopes);
+        normalized.push(key);
+    }
+    if problems.is_empty() { Ok(normalized) } else { Err(problems) }
 }
 
 /// A `requestsPerSecond`: absent, or 1 to [`MAX_REQUESTS_PER_SECOND`].
@@ -551,6 +578,41 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_keys_are_normalized_and_names_and_digests_unique() {
+        let at = Location::file("acme.yaml".into());
+        let key = |name: &str, digit: char, scopes: Option<Vec<Scope>>| ApiKey {
+            name: Name::new(name).unwrap(),
+            sha256: Sha256Hex(digit.to_string().repeat(64)),
+            scopes,
+        };
+        let keys = api_keys(
+            vec![key("all", '1', None), key("two", '2', Some(vec![Scope::Mcp, Scope::Jobs, Scope::Mcp]))],
+            &at,
+        )
+        .unwrap();
+        assert_eq!(keys[0].scopes, Some(Scope::ALL.to_vec()));
+        assert_eq!(keys[1].scopes, Some(vec![Scope::Jobs, Scope::Mcp]));
+        let messages = |keys| match api_keys(keys, &at) {
+            Err(problems) => problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>(),
+            Ok(keys) => panic!("accepted {keys:?}"),
+        };
+        assert_eq!(
+            messages(vec![key("ci", '1', None), key("ci", '2', None), key("other", '1', Some(vec![]))]),
+            [
+                "spec.apiKeys[1].name: ci names another key too: key names are unique within a tenant",
+                "spec.apiKeys[2].sha256: the same digest as key ci: one key, listed once",
+                "spec.apiKeys[2].scopes: names no scope: leave it out for every scope, or list one or more \
+                 of invoke, jobs, receipts, mcp",
+            ]
+        );
+        let many: Vec<_> = (0..=MAX_API_KEYS).map(|i| key(&format!("k{i}"), 'a', None)).collect();
+        assert_eq!(
+            messages(many),
+            [format!("spec.apiKeys: at most {MAX_API_KEYS} keys, not {}", MAX_API_KEYS + 1)]
+        );
+    }
 
     #[test]
     fn functions_that_run_the_same_module_share_one_copy_of_its_bytes() {

@@ -378,6 +378,10 @@ mod tests {
             "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {}",
             "apiVersion: gojinn.dev/v2\nkind: Tenant\nmetadata: { name: a }",
             "apiVersion: gojinn.dev/v1\nkind: Job\nmetadata: { name: a }",
+            "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n\
+             spec: { apiKeys: [{ name: ci, sha256: \"0000000000000000000000000000000000000000000000000000000000000000\", scope: invoke }] }",
+            "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n\
+             spec: { apiKeys: [{ name: ci, sha256: \"0000000000000000000000000000000000000000000000000000000000000000\", scopes: [admin] }] }",
             // A Tenant's spec under kind Function and vice versa.
             "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: { name: a }\nspec: { replicas: 3 }",
         ];
@@ -385,7 +389,9 @@ mod tests {
             assert!(!errors(&yaml(text)).is_empty(), "accepted:\n{text}");
         }
         let good = "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a, keep: true }\n\
-                    spec: { replicas: 5, quotas: { maxMemory: 1073741824, kvMaxBytes: 100Mi }, routePrefixes: [/api, /v2/shop/] }";
+                    spec: { replicas: 5, quotas: { maxMemory: 1073741824, kvMaxBytes: 100Mi }, routePrefixes: [/api, /v2/shop/],\
+                    apiKeys: [{ name: ci, sha256: \"0000000000000000000000000000000000000000000000000000000000000000\" },\
+                    { name: reader, sha256: \"1111111111111111111111111111111111111111111111111111111111111111\", scopes: [jobs, receipts] }] }";
         assert_eq!(errors(&yaml(good)), Vec::<String>::new());
     }
 

@@ -49,9 +49,10 @@ pub struct TenantSpec {
     pub replicas: Replicas,
     #[serde(default)]
     pub quotas: Quotas,
-    /// Refused until API keys are enforced; not offered to editors.
+    /// The tenant's API keys, as sha256 digests only (`gojinn keys new` makes one). When a
+    /// tenant has keys, calling its functions needs one of them (or the admin token).
     #[serde(default)]
-    #[schemars(skip)]
+    #[schemars(length(max = MAX_API_KEYS))]
     pub api_keys: Vec<ApiKey>,
     /// Path prefixes the operator grants this tenant for its functions' declared routes: `/api`
     /// grants `/api` and every path below it (not `/apix`). Paths under `/{tenant}/` always
@@ -96,11 +97,66 @@ pub struct Quotas {
     pub kv_max_keys: Option<u32>,
 }
 
+/// The most API keys one tenant may list.
+pub const MAX_API_KEYS: usize = 32;
+
+/// One of a tenant's API keys: a name (unique within the tenant), the sha256 of the key (never
+/// the key itself) and what it opens.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKey {
     pub name: Name,
+    /// The sha256 of the key, in hex.
     pub sha256: Sha256Hex,
+    /// What the key opens; absent: every scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub scopes: Option<Vec<Scope>>,
+}
+
+/// What a tenant's API key opens.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq, PartialOrd, Ord, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Calling the tenant's functions, synchronously or as a job.
+    Invoke,
+    /// The tenant's jobs in the admin API: list, show, redrive.
+    Jobs,
+    /// The tenant's receipts in the admin API: one by id, a time range.
+    Receipts,
+    /// The tenant's MCP tools.
+    Mcp,
+}
+
+impl Scope {
+    /// Every scope, the scopes of a key that names none.
+    pub const ALL: [Scope; 4] = [Scope::Invoke, Scope::Jobs, Scope::Receipts, Scope::Mcp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Invoke => "invoke",
+            Scope::Jobs => "jobs",
+            Scope::Receipts => "receipts",
+            Scope::Mcp => "mcp",
+        }
+    }
+}
+
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, String> {
+        Scope::ALL
+            .into_iter()
+            .find(|scope| scope.as_str() == raw)
+            .ok_or_else(|| format!("unknown scope {raw:?}: expected one of invoke, jobs, receipts, mcp"))
+    }
 }
 
 /// 64 lowercase hex digits.

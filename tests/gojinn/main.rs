@@ -4,6 +4,7 @@
 mod support;
 
 mod admin_listen;
+mod api_keys;
 mod backpressure;
 mod bodies;
 mod bounds;

@@ -1,6 +1,7 @@
 //! `gojinn validate` checks what a deploy would: every problem of every document with file and
 //! line, modules that are WebAssembly, compile and import only the host functions a node
-//! links, limits within the node's settings (`--config`), and no field that does nothing.
+//! links, limits within the node's settings (`--config`), and tenants' API keys (unique names
+//! and digests, known scopes).
 
 use crate::support::{SpecDir, specs};
 use std::process::Command;
@@ -78,20 +79,39 @@ fn every_problem_of_a_document_is_reported_with_its_file_and_line() {
 }
 
 #[test]
-fn fields_that_nothing_enforces_are_refused_with_that_reason() {
+fn api_keys_are_checked_naming_the_key_and_field_that_is_wrong() {
     let dir = SpecDir::new();
     dir.module("hello");
-    let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-    let tenant = format!("apiKeys: [{{ name: ci, sha256: \"{sha}\" }}]");
-    let mut yaml = specs("acme", &tenant, &[("hello", "hello", "")]);
-    yaml.push_str(
-        "---\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: beta }\nspec: { replicas: three }\n",
+    let (one, two) = ("1".repeat(64), "2".repeat(64));
+    let acme = format!(
+        "apiKeys: [{{ name: ci, sha256: \"{one}\" }}, {{ name: ci, sha256: \"{two}\", scopes: [jobs] }}, \
+         {{ name: again, sha256: \"{one}\", scopes: [] }}]"
     );
+    let mut yaml = specs("acme", &acme, &[("hello", "hello", "")]);
+    let beta = format!("apiKeys: [{{ name: ci, sha256: \"{one}\", scopes: [admin] }}]");
+    yaml.push_str(&format!("---\n{}", specs("beta", &beta, &[])));
+    let gamma = format!("apiKeys: [{{ name: ci, sha256: \"{two}\", scopes: [invoke, receipts] }}]");
+    yaml.push_str(&format!("---\n{}", specs("gamma", &gamma, &[])));
     dir.write("acme.yaml", &yaml);
     let (code, text) = validate(&dir, &[]);
     assert_eq!(code, 1, "{text}");
-    has(&text, "acme.yaml:1: spec.apiKeys: not enforced yet; remove it");
-    has_at(&text, "acme.yaml:15:", "spec.replicas: expected a whole number, got string \"three\"");
+    has(
+        &text,
+        "acme.yaml:1: spec.apiKeys[1].name: ci names another key too: key names are unique within a tenant",
+    );
+    has(&text, "acme.yaml:1: spec.apiKeys[2].sha256: the same digest as key ci: one key, listed once");
+    has(
+        &text,
+        "acme.yaml:1: spec.apiKeys[2].scopes: names no scope: leave it out for every scope, or list one or \
+         more of invoke, jobs, receipts, mcp",
+    );
+    has_at(
+        &text,
+        "acme.yaml:15:",
+        "spec.apiKeys[0].scopes[0]: unknown variant `admin`, expected one of `invoke`, `jobs`, `receipts`, `mcp`",
+    );
+    // Only gamma is valid; acme's function fails with its tenant.
+    assert!(text.contains("1 tenant(s), 0 function(s), 5 error(s)"), "{text}");
 }
 
 #[test]
