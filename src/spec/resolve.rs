@@ -203,6 +203,8 @@ pub fn resolve(root: &Path, docs: Vec<Document>, bounds: &Bounds) -> (DesiredSta
     let mut function_docs = Vec::new();
     // Every tenant a document names, valid or not: its `/{tenant}/...` is its own either way.
     let mut defined = BTreeMap::new();
+    // Which tenant each API key digest opens: the first tenant to list it.
+    let mut key_owners: BTreeMap<super::types::Sha256Hex, Name> = BTreeMap::new();
     for doc in docs {
         match doc {
             Document::Tenant(doc, at) => {
@@ -220,9 +222,12 @@ pub fn resolve(root: &Path, docs: Vec<Document>, bounds: &Bounds) -> (DesiredSta
                             "metadata.name",
                             format!("tenant {} is already defined at {}", tenant.name, first.source),
                         )),
-                        None => {
-                            state.tenants.insert(tenant.name.clone(), tenant);
-                        }
+                        None => match claim_keys(&tenant, &mut key_owners) {
+                            Ok(()) => {
+                                state.tenants.insert(tenant.name.clone(), tenant);
+                            }
+                            Err(error) => errors.push(error.about(resource)),
+                        },
                     },
                     Err(problems) => errors.extend(problems.into_iter().map(|e| e.about(resource.clone()))),
                 }
@@ -315,6 +320,25 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
         keep: doc.metadata.keep,
         source: at,
     })
+}
+
+/// Records `tenant`'s API key digests as its own, unless another tenant listed one of them
+/// first: a key opens one tenant, so the later tenant is invalid, naming the key and the other.
+fn claim_keys(
+    tenant: &Tenant,
+    owners: &mut BTreeMap<super::types::Sha256Hex, Name>,
+) -> Result<(), SpecError> {
+    for (i, key) in tenant.api_keys.iter().enumerate() {
+        if let Some(owner) = owners.get(&key.sha256).filter(|owner| **owner != tenant.name) {
+            let message = format!("tenant {owner} lists the same digest: a key opens one tenant");
+            let field = format!("spec.apiKeys[{i}].sha256");
+            return Err(SpecError::field(tenant.source.clone(), &field, message));
+        }
+    }
+    for key in &tenant.api_keys {
+        owners.insert(key.sha256.clone(), tenant.name.clone());
+    }
+    Ok(())
 }
 
 /// A tenant's `apiKeys`, normalized: at most [`MAX_API_KEYS`], names unique, no digest twice,

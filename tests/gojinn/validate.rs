@@ -92,6 +92,8 @@ fn api_keys_are_checked_naming_the_key_and_field_that_is_wrong() {
     yaml.push_str(&format!("---\n{}", specs("beta", &beta, &[])));
     let gamma = format!("apiKeys: [{{ name: ci, sha256: \"{two}\", scopes: [invoke, receipts] }}]");
     yaml.push_str(&format!("---\n{}", specs("gamma", &gamma, &[])));
+    let delta = format!("apiKeys: [{{ name: ops, sha256: \"{two}\" }}]");
+    yaml.push_str(&format!("---\n{}", specs("delta", &delta, &[])));
     dir.write("acme.yaml", &yaml);
     let (code, text) = validate(&dir, &[]);
     assert_eq!(code, 1, "{text}");
@@ -110,8 +112,12 @@ fn api_keys_are_checked_naming_the_key_and_field_that_is_wrong() {
         "acme.yaml:15:",
         "spec.apiKeys[0].scopes[0]: unknown variant `admin`, expected one of `invoke`, `jobs`, `receipts`, `mcp`",
     );
+    has(
+        &text,
+        "acme.yaml:22: spec.apiKeys[0].sha256: tenant gamma lists the same digest: a key opens one tenant",
+    );
     // Only gamma is valid; acme's function fails with its tenant.
-    assert!(text.contains("1 tenant(s), 0 function(s), 5 error(s)"), "{text}");
+    assert!(text.contains("1 tenant(s), 0 function(s), 6 error(s)"), "{text}");
 }
 
 #[test]
