@@ -5,6 +5,7 @@
 //! Every comparison takes constant time; without a configured secret only the token is accepted.
 //! The secret is read from a file, never from the config itself, and never logged.
 
+use super::keys::{self, AccessError, Need};
 use super::{Admin, ApiError};
 use crate::failure::{Failure, allow_methods};
 use axum::Router;
@@ -101,17 +102,21 @@ pub async fn request_reconcile(
 
 /// Whether the request proves it may ask for a pass: the admin token, or, with a configured
 /// secret, a GitLab token or a GitHub signature of its body.
-async fn authorized(admin: &Admin, request: Request) -> Result<bool, ApiError> {
+async fn authorized(admin: &Admin, request: Request) -> Result<bool, Failure> {
     let headers = request.headers();
-    if super::bearer(headers).is_some_and(|token| admin.token.verify(token)) {
-        return Ok(true);
+    // A tenant's API key is a valid credential that does not open this route: 403, as on the
+    // other admin routes; anything else unknown may still be a git host's proof.
+    match keys::authorize(&admin.token, &admin.registry.current(), headers, Need::Admin) {
+        Ok(_) => return Ok(true),
+        Err(refused @ AccessError::AdminOnly) => return Err(refused.into()),
+        Err(_) => {}
     }
     let Some(secret) = &admin.webhook else { return Ok(false) };
     if let Some(token) = headers.get(GITLAB_TOKEN) {
         return Ok(secret.verify_gitlab(token.as_bytes()));
     }
     let Some(signature) = headers.get(GITHUB_SIGNATURE).cloned() else { return Ok(false) };
-    let body = read_signed_body(request).await?;
+    let body = read_signed_body(request).await.map_err(Failure::from)?;
     Ok(secret.verify_github(signature.as_bytes(), &body))
 }
 

@@ -184,13 +184,13 @@ async fn every_route_opens_to_exactly_the_credentials_it_should() {
             "/_gojinn/v1/tenants/beta/jobs".into(),
             [OK, FORBIDDEN, FORBIDDEN, OK, UNAUTHORIZED, UNAUTHORIZED],
         ),
-        // The reconcile webhook takes its own proofs (the admin token or a git host's): any
-        // other credential is simply not one of them.
+        // The reconcile webhook takes the admin token or a git host's proof: a tenant's key is
+        // a credential it does not open (403), anything else unknown is not a proof (401).
         row(
             "reconcile webhook",
             Method::POST,
             "/_gojinn/v1/reconcile".into(),
-            [accepted, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED, UNAUTHORIZED],
+            [accepted, FORBIDDEN, FORBIDDEN, FORBIDDEN, UNAUTHORIZED, UNAUTHORIZED],
         ),
         // MCP: authenticated first; the admin token then meets the transport's 405 for GET.
         row(
