@@ -42,6 +42,7 @@ pub struct NodeConfig {
     pub http: HttpSettings,
     pub secrets: crate::secrets::SecretSettings,
     pub limits: LimitSettings,
+    pub cluster: ClusterSettings,
 }
 
 /// The accepted forms of a listen address, for error messages.
@@ -193,7 +194,30 @@ impl LimitSettings {
             routes_per_function: self.routes_per_function,
             env_per_function: self.env_per_function,
             env_bytes_per_function: self.env_bytes_per_function.bytes(),
+            default_replicas: 1,
         }
+    }
+}
+
+impl NodeConfig {
+    /// The bounds specs are loaded within, and the node's defaults for what they leave out.
+    pub fn spec_bounds(&self) -> crate::spec::Bounds {
+        crate::spec::Bounds { default_replicas: self.cluster.replicas, ..self.limits.spec_bounds() }
+    }
+}
+
+/// The node's part in a cluster.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ClusterSettings {
+    /// JetStream replicas of a tenant whose spec does not set `replicas`: 1 (one copy; AP, the
+    /// edge mode), 3 or 5 (Raft; CP). Read by the node that reconciles.
+    pub replicas: u8,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self { replicas: 1 }
     }
 }
 
@@ -342,6 +366,7 @@ impl Default for NodeConfig {
             http: HttpSettings::default(),
             secrets: crate::secrets::SecretSettings::default(),
             limits: LimitSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }

@@ -437,7 +437,7 @@ fn node_config(
     let quote = |path: &Path| serde_json::to_string(&path.display().to_string()).unwrap_or_default();
     format!(
         "# Written by `gojinn dev cluster`.\nlisten: 127.0.0.1:{port}\ndataDir: {}\nspecs: {}\n\
-         shutdownTimeout: {}s\nstate:\n  backend: nats\n  natsUrl: {nats_urls:?}\n  controlReplicas: {replicas}\n\
+         shutdownTimeout: {}s\ncluster:\n  replicas: {replicas}\nstate:\n  backend: nats\n  natsUrl: {nats_urls:?}\n  controlReplicas: {replicas}\n\
          admin:\n  tokenFile: {}\naudit:\n  keyFile: {}\n  node: node-{n}\n",
         quote(home),
         quote(specs),
@@ -511,5 +511,6 @@ mod tests {
         assert_eq!(parsed.admin.token_file.as_deref(), Some(Path::new("/d/admin.token")));
         assert_eq!(parsed.audit.key_file.as_deref(), Some(Path::new("/d/audit.key")));
         assert_eq!(parsed.audit.node.as_deref(), Some("node-2"));
+        assert_eq!((parsed.cluster.replicas, parsed.state.control_replicas), (3, 3));
     }
 }

@@ -510,8 +510,7 @@ fn plan(args: ReconcileArgs, detailed_exitcode: bool) -> anyhow::Result<ExitCode
         .transpose()
         .context("creating a temporary directory for the git checkout")?;
     let work_dir = scratch.as_ref().map_or(std::path::Path::new("."), |dir| dir.path());
-    let admitted =
-        Admitted::read(&source, work_dir, !args.no_default_policies, &config.limits.spec_bounds())?;
+    let admitted = Admitted::read(&source, work_dir, !args.no_default_policies, &config.spec_bounds())?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let state = runtime
         .block_on(gojinn::state::open_read_only(&config.state, &config.data_dir))
@@ -538,7 +537,7 @@ fn plan(args: ReconcileArgs, detailed_exitcode: bool) -> anyhow::Result<ExitCode
 fn apply(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     let config = reconcile_config(&args)?;
     let source = Source::parse(&args.source, args.reference.as_deref());
-    let bounds = config.limits.spec_bounds();
+    let bounds = config.spec_bounds();
     let admitted =
         Admitted::read(&source, &config.data_dir.join("sources"), !args.no_default_policies, &bounds)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

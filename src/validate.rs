@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// Loads the specs under `specs` and checks every function's module against `config`'s
 /// runtime. Functions whose module does not load are errors and leave the returned state.
 pub fn validate(specs: &Path, config: &NodeConfig) -> Result<LoadReport, RuntimeError> {
-    let mut report = load_dir(specs, &config.limits.spec_bounds());
+    let mut report = load_dir(specs, &config.spec_bounds());
     let runtime = Runtime::new(config.runtime.pool(), None, Arc::new(Metrics::new()))?;
     let mut checked: HashMap<(String, u64), Result<(), String>> = HashMap::new();
     let mut unloadable = Vec::new();

@@ -151,6 +151,9 @@ impl NodeConfig {
 
         let runtime = &self.runtime;
         checks.range("runtime.maxInstances", runtime.max_instances.into(), 1, MAX_INSTANCES);
+        if ![1, 3, 5].contains(&self.cluster.replicas) {
+            checks.fail("cluster.replicas", format!("must be 1, 3 or 5, not {}", self.cluster.replicas));
+        }
         checks.bytes(
             "runtime.maxMemoryPerInstance",
             runtime.max_memory_per_instance,
@@ -427,6 +430,19 @@ mod tests {
             ["admin.tokenFile"],
             "keys are read only with receipts on"
         );
+    }
+
+    #[test]
+    fn cluster_replicas_are_1_3_or_5() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = valid(dir.path());
+        for replicas in [1, 3, 5] {
+            config.cluster.replicas = replicas;
+            assert!(config.validate().is_ok(), "{replicas}");
+        }
+        config.cluster.replicas = 2;
+        let text = config.validate().unwrap_err().to_string();
+        assert!(text.contains("cluster.replicas: must be 1, 3 or 5, not 2"), "{text}");
     }
 
     #[test]

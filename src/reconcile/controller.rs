@@ -168,7 +168,7 @@ impl<D: Deploy> Controller<D> {
             lease: Lease::node(settings.interval.0),
             default_policies: settings.default_policies.unwrap_or(matches!(source, Source::Git { .. })),
             source,
-            bounds: config.limits.spec_bounds(),
+            bounds: config.spec_bounds(),
             checkouts: config.data_dir.join("sources"),
             interval: settings.interval.0,
             data_dir: config.data_dir.clone(),

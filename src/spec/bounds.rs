@@ -29,7 +29,8 @@ pub const DEFAULT_MAX_ENV_PER_FUNCTION: u32 = 256;
 /// `limits.envBytesPerFunction` is not set: the environment is copied into every call's sandbox.
 pub const DEFAULT_MAX_ENV_BYTES_PER_FUNCTION: u64 = 64 << 10;
 
-/// Bounds on what the specs a node loads may declare.
+/// Bounds on what the specs a node loads may declare, and the one default a spec leaves to the
+/// node (`default_replicas`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bounds {
     pub bytes_per_spec_file: u64,
@@ -39,6 +40,8 @@ pub struct Bounds {
     pub routes_per_function: u32,
     pub env_per_function: u32,
     pub env_bytes_per_function: u64,
+    /// The replicas of a tenant whose spec does not set them (`cluster.replicas`): 1, 3 or 5.
+    pub default_replicas: u8,
 }
 
 impl Default for Bounds {
@@ -51,6 +54,7 @@ impl Default for Bounds {
             routes_per_function: DEFAULT_MAX_ROUTES_PER_FUNCTION,
             env_per_function: DEFAULT_MAX_ENV_PER_FUNCTION,
             env_bytes_per_function: DEFAULT_MAX_ENV_BYTES_PER_FUNCTION,
+            default_replicas: 1,
         }
     }
 }

@@ -215,7 +215,7 @@ pub fn resolve(root: &Path, docs: Vec<Document>, bounds: &Bounds) -> (DesiredSta
                 };
                 defined.entry(doc.metadata.name.clone()).or_insert_with(|| at.clone());
                 let resource = super::tenant_resource(&doc.metadata.name);
-                match admitted.and_then(|()| resolve_tenant(doc, at)) {
+                match admitted.and_then(|()| resolve_tenant(doc, at, bounds.default_replicas)) {
                     Ok(tenant) => match state.tenants.get(&tenant.name) {
                         Some(first) => errors.push(SpecError::field(
                             tenant.source.clone(),
@@ -285,7 +285,7 @@ pub fn resolve(root: &Path, docs: Vec<Document>, bounds: &Bounds) -> (DesiredSta
     (state, errors)
 }
 
-fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>> {
+fn resolve_tenant(doc: TenantDoc, at: Location, default_replicas: u8) -> Result<Tenant, Vec<SpecError>> {
     let quotas = doc.spec.quotas;
     let mut problems = Vec::new();
     let requests_per_second = per_second(quotas.requests_per_second, &at, "spec.quotas.requestsPerSecond")
@@ -306,7 +306,7 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
     }
     Ok(Tenant {
         name: doc.metadata.name,
-        replicas: doc.spec.replicas.0,
+        replicas: doc.spec.replicas.map_or(default_replicas, |replicas| replicas.0),
         quotas: TenantQuotas {
             max_concurrency,
             max_queue: quotas.max_queue.unwrap_or(DEFAULT_TENANT_QUEUE),
@@ -656,6 +656,21 @@ mod tests {
         let bytes: Vec<_> = loaded.state.functions.values().map(|f| f.module.bytes.clone()).collect();
         assert_eq!(bytes.len(), 2);
         assert!(Arc::ptr_eq(&bytes[0], &bytes[1]), "one allocation for both functions");
+    }
+
+    #[test]
+    fn a_tenant_without_replicas_gets_the_nodes_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let specs = "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\nspec: {}\n---\n\
+                     apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: b }\nspec: { replicas: 1 }\n";
+        std::fs::write(dir.path().join("specs.yaml"), specs).unwrap();
+        let replicas = |default_replicas| {
+            let loaded = load_dir(dir.path(), &Bounds { default_replicas, ..Bounds::default() });
+            assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+            loaded.state.tenants.values().map(|t| (t.name.to_string(), t.replicas)).collect::<Vec<_>>()
+        };
+        assert_eq!(replicas(1), [("a".into(), 1), ("b".into(), 1)]);
+        assert_eq!(replicas(3), [("a".into(), 3), ("b".into(), 1)], "a spec's own replicas win");
     }
 
     #[test]

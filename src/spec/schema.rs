@@ -101,10 +101,9 @@ value_schemas! {
     }
 
     Replicas as "Replicas" => {
-        "description": "JetStream replicas for the tenant's streams and buckets.",
+        "description": "JetStream replicas for the tenant's streams and buckets; absent: the reconciling node's cluster.replicas (default 1).",
         "type": "integer",
         "enum": [1, 3, 5],
-        "default": 1,
     }
 
     Sha256Hex as "Sha256" => {

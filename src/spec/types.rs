@@ -45,8 +45,9 @@ pub struct TenantMeta {
 #[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct TenantSpec {
-    #[serde(default)]
-    pub replicas: Replicas,
+    /// Absent: the reconciling node's `cluster.replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<Replicas>,
     #[serde(default)]
     pub quotas: Quotas,
     /// The tenant's API keys, as sha256 digests only (`gojinn keys new` makes one). When a
@@ -65,12 +66,6 @@ pub struct TenantSpec {
 #[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Replicas(pub u8);
-
-impl Default for Replicas {
-    fn default() -> Self {
-        Replicas(1)
-    }
-}
 
 impl<'de> Deserialize<'de> for Replicas {
     fn deserialize<D: serde::Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
