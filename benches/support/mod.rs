@@ -174,3 +174,35 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Provisions `count` fresh tenants with `replicas` concurrently on `state`; per-tenant p50 and
+/// p99 and the total, in milliseconds.
+pub async fn provision_many(
+    state: &gojinn::state::State,
+    count: usize,
+    replicas: u8,
+) -> anyhow::Result<(f64, f64, f64)> {
+    use gojinn::state::TenantResources;
+    let run = rand::random::<u32>();
+    let started = Instant::now();
+    let handles: Vec<_> = (0..count)
+        .map(|i| {
+            let provisioner = state.provisioner.clone();
+            tokio::spawn(async move {
+                let name = gojinn::spec::Name::new(&format!("t{run:x}-{i}")).map_err(anyhow::Error::msg)?;
+                let began = Instant::now();
+                let tenant = TenantResources { name, replicas, kv_max_bytes: None, kv_max_keys: None };
+                provisioner.ensure_tenant(&tenant).await?;
+                anyhow::Ok(began.elapsed())
+            })
+        })
+        .collect();
+    let mut times: Vec<Duration> = Vec::with_capacity(count);
+    for handle in handles {
+        times.push(handle.await??);
+    }
+    let total = started.elapsed();
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    Ok((ms(times[count / 2]), ms(times[count * 99 / 100]), ms(total)))
+}
