@@ -236,6 +236,9 @@ pub struct AdminSettings {
     /// File holding the admin bearer token; when unset, a token is generated into
     /// `dataDir/admin.token` (mode 0600) on first start.
     pub token_file: Option<PathBuf>,
+    /// Browser origins (`https://host[:port]`) the MCP endpoint takes besides the node's own,
+    /// for a node behind a proxy that serves it under another name.
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 /// Execution receipts (DESIGN section 6; README "Receipts").

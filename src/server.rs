@@ -124,6 +124,7 @@ impl Server {
             metrics,
             recorder: recorder.clone(),
             invoker,
+            mcp_origins: crate::api::mcp::AllowedOrigins::new(&config.admin.mcp_allowed_origins),
         });
         let (shutdown, stopped) = oneshot::channel::<Instant>();
         let app = edge::router(edge);
