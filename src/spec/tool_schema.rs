@@ -8,8 +8,9 @@ use boon::{CompileError, Compiler, Draft, ErrorKind, SchemaIndex, Schemas, UrlLo
 use serde_json::Value;
 use std::error::Error;
 
-/// Where the schema is placed for the compiler: a name only, never loaded.
-const LOCATION: &str = "urn:gojinn:input-schema";
+/// Where the schema is placed for the compiler: a name only, never loaded (a base that relative
+/// references resolve against, so that they reach [`NoLoading`] and are refused by name).
+const LOCATION: &str = "gojinn:///inputSchema.json";
 
 /// A compiled `inputSchema`.
 pub struct ToolSchema {
@@ -62,11 +63,7 @@ impl ToolSchema {
 /// The innermost reason of a validation error, as `{pointer}: {what}`; a missing or unexpected
 /// property is named in the pointer.
 fn describe(error: &ValidationError) -> String {
-    let mut error = error;
-    while matches!(error.kind, ErrorKind::Group | ErrorKind::Schema { .. } | ErrorKind::Reference { .. }) {
-        let Some(cause) = error.causes.first() else { break };
-        error = cause;
-    }
+    let error = innermost(error);
     let mut pointer = error.instance_location.to_string();
     let named = match &error.kind {
         ErrorKind::Required { want } => want.first().map(|field| field.to_string()),
@@ -77,10 +74,26 @@ fn describe(error: &ValidationError) -> String {
         pointer.push('/');
         pointer.push_str(&field.replace('~', "~0").replace('/', "~1"));
     }
+    // "anyOf failed" alone says nothing: add what the first alternative wanted.
+    let reason = match (&error.kind, error.causes.first()) {
+        (ErrorKind::AnyOf | ErrorKind::OneOf(None), Some(first)) => {
+            format!("{} ({})", error.kind, innermost(first).kind)
+        }
+        (kind, _) => kind.to_string(),
+    };
     match pointer.as_str() {
-        "" => format!("(the whole value): {}", error.kind),
-        _ => format!("{pointer}: {}", error.kind),
+        "" => format!("(the whole value): {reason}"),
+        _ => format!("{pointer}: {reason}"),
     }
+}
+
+/// The error below the wrappers (a group of errors, the schema, a `$ref`) that says what is wrong.
+fn innermost<'e, 's, 'v>(mut error: &'e ValidationError<'s, 'v>) -> &'e ValidationError<'s, 'v> {
+    while matches!(error.kind, ErrorKind::Group | ErrorKind::Schema { .. } | ErrorKind::Reference { .. }) {
+        let Some(cause) = error.causes.first() else { break };
+        error = cause;
+    }
+    error
 }
 
 #[cfg(test)]
@@ -138,7 +151,10 @@ mod tests {
         for reference in ["file:///etc/passwd", "https://example.com/schema.json", "other.json"] {
             let schema = json!({ "type": "object", "properties": { "a": { "$ref": reference } } });
             let error = ToolSchema::compile(&schema).unwrap_err();
-            assert!(error.contains("not loaded") || error.contains("error loading"), "{reference}: {error}");
+            assert!(
+                error.contains("is not loaded: an inputSchema's $ref must point inside"),
+                "{reference}: {error}"
+            );
         }
     }
 
