@@ -274,6 +274,9 @@ pub struct AdminSettings {
     /// and nothing of those. Unset: one address serves everything.
     #[serde(deserialize_with = "optional_listen_address")]
     pub listen: Option<SocketAddr>,
+    /// Browser origins (`https://host[:port]`) the MCP endpoint takes besides the node's own,
+    /// for a node behind a proxy that serves it under another name.
+    pub mcp_allowed_origins: Vec<String>,
 }
 
 /// Execution receipts (DESIGN section 6; README "Receipts").

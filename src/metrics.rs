@@ -2,7 +2,8 @@
 //! encoding in the text exposition format served at `GET /_gojinn/metrics`.
 //!
 //! Label values come only from bounded sets: `tenant` and `function` name a deployed function
-//! (a request that reaches none is counted under [`UNROUTED`], never under its path), `status`
+//! (a request that reaches none is counted under [`UNROUTED`], never under its path, and an MCP
+//! request under [`MCP`], never under the tool or method it names), `status`
 //! is a numeric HTTP status, `state` and `result` are fixed words. A label is never a request
 //! path, header, query or body. Recording is a few atomic operations and one map lookup under a
 //! read lock; nothing here allocates per request.
@@ -21,6 +22,9 @@ use std::time::Duration;
 
 /// The `tenant` and `function` label value of a request no deployed function serves.
 pub const UNROUTED: &str = "_unrouted";
+
+/// The `tenant` and `function` label value of a request to the MCP endpoint.
+pub const MCP: &str = "_mcp";
 
 /// The content type of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -97,7 +101,7 @@ impl Metrics {
         let requests = Family::default();
         registry.register(
             "requests",
-            "Function requests by tenant, function and HTTP status",
+            "Requests by tenant, function and HTTP status (MCP requests under tenant and function _mcp)",
             requests.clone(),
         );
         let request_duration = Family::new_with_constructor(Buckets(&LATENCY_BUCKETS));
@@ -179,7 +183,12 @@ impl Metrics {
     pub fn request(&self, function: Option<&Arc<FunctionId>>, status: u16, took: Duration) {
         let function = FunctionLabels(function.cloned());
         self.request_duration.get_or_create(&function).observe(took.as_secs_f64());
-        self.requests.get_or_create(&RequestLabels { function, status }).inc();
+        self.requests.get_or_create(&RequestLabels { endpoint: Endpoint::Function(function), status }).inc();
+    }
+
+    /// A request to the MCP endpoint was answered with `status`.
+    pub fn mcp_request(&self, status: u16) {
+        self.requests.get_or_create(&RequestLabels { endpoint: Endpoint::Mcp, status }).inc();
     }
 
     /// A call of `function` used `cpu` of CPU time.
@@ -276,15 +285,28 @@ impl EncodeLabelSet for FunctionLabels {
     }
 }
 
+/// What a request reached: a function (or none), or the MCP endpoint ([`MCP`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Endpoint {
+    Function(FunctionLabels),
+    Mcp,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct RequestLabels {
-    function: FunctionLabels,
+    endpoint: Endpoint,
     status: u16,
 }
 
 impl EncodeLabelSet for RequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        self.function.encode(encoder)?;
+        match &self.endpoint {
+            Endpoint::Function(function) => function.encode(encoder)?,
+            Endpoint::Mcp => {
+                ("tenant", MCP).encode(encoder.encode_label())?;
+                ("function", MCP).encode(encoder.encode_label())?;
+            }
+        }
         ("status", self.status).encode(encoder.encode_label())
     }
 }
@@ -353,13 +375,24 @@ mod tests {
     }
 
     #[test]
-    fn requests_are_labelled_by_function_and_status_and_unrouted_ones_by_a_fixed_value() {
+    fn requests_are_labelled_by_function_and_status_and_unrouted_and_mcp_ones_by_fixed_values() {
         let metrics = Metrics::new();
         let hello = id("acme", "hello");
         metrics.request(Some(&hello), 200, Duration::from_millis(2));
         metrics.request(Some(&hello), 200, Duration::from_millis(3));
         metrics.request(None, 404, Duration::from_micros(50));
+        metrics.mcp_request(200);
+        metrics.mcp_request(200);
+        metrics.mcp_request(401);
         let text = metrics.encode();
+        assert!(
+            text.contains(r#"gojinn_requests_total{tenant="_mcp",function="_mcp",status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"gojinn_requests_total{tenant="_mcp",function="_mcp",status="401"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains(r#"gojinn_requests_total{tenant="acme",function="hello",status="200"} 2"#),
             "{text}"

@@ -144,6 +144,7 @@ impl Server {
             metrics,
             recorder: recorder.clone(),
             invoker,
+            mcp_origins: crate::api::mcp::AllowedOrigins::new(&config.admin.mcp_allowed_origins),
         });
         let (shutdown, stop) = watch::channel(None);
         let settings = Arc::new(config.http.clone());

@@ -47,6 +47,35 @@ const PARSER_MAX_URL: u64 = u16::MAX as u64 - 1;
 /// A stop that takes longer than an hour is a hung node to whoever manages it.
 const MAX_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3600);
 
+/// Ok when `origin` is a browser origin, `http://` or `https://` then a host and an optional
+/// port, nothing more (no path, not even `/`, as the `Origin` header has none).
+fn check_origin(origin: &str) -> Result<(), String> {
+    let authority = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"))
+        .ok_or_else(|| format!("{origin:?} is not an origin: it starts with http:// or https://"))?;
+    let (host, port) = match authority.strip_prefix('[') {
+        // An IPv6 address: [::1] or [::1]:8080.
+        Some(rest) => match rest.split_once(']') {
+            Some((address, port)) if address.parse::<std::net::Ipv6Addr>().is_ok() => {
+                ("ipv6", (!port.is_empty()).then(|| port.strip_prefix(':').unwrap_or(port)))
+            }
+            _ => ("", None),
+        },
+        None => authority.split_once(':').map_or((authority, None), |(host, port)| (host, Some(port))),
+    };
+    if host.is_empty() || !host.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-') {
+        return Err(format!(
+            "{origin:?} is not an origin: scheme://host[:port], with no path, query or user \
+             (e.g. https://tools.example.com)"
+        ));
+    }
+    if port.is_some_and(|port| port.parse::<u16>().is_err()) {
+        return Err(format!("{origin:?} is not an origin: its port is not a number from 0 to 65535"));
+    }
+    Ok(())
+}
+
 /// Collects problems, one call per setting.
 #[derive(Default)]
 struct Checks(Vec<ConfigProblem>);
@@ -199,6 +228,11 @@ impl NodeConfig {
                 "admin.listen",
                 format!("{admin} is also `listen`: the admin address must be another one"),
             );
+        }
+        for origin in &self.admin.mcp_allowed_origins {
+            if let Err(problem) = check_origin(origin) {
+                checks.fail("admin.mcpAllowedOrigins", problem);
+            }
         }
         if self.state.backend == BackendKind::Nats {
             checks.nats(&self.state);
@@ -401,6 +435,39 @@ mod tests {
         );
         assert!(text.contains("limits.tenants: must be 1 to 1000000, not 1000001"), "{text}");
         assert!(text.contains("limits.bytesPerSpecFile: must be 1Ki to 256Mi, not 1023"), "{text}");
+    }
+
+    #[test]
+    fn mcp_allowed_origins_are_bare_http_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |origins: &[&str]| {
+            let mut config = valid(dir.path());
+            config.admin.mcp_allowed_origins = origins.iter().map(|o| o.to_string()).collect();
+            config.validate()
+        };
+        with(&[
+            "https://tools.example.com",
+            "http://localhost:3000",
+            "http://[::1]:8080",
+            "https://10.0.0.1",
+        ])
+        .unwrap();
+        for refused in [
+            "tools.example.com",
+            "ftp://tools.example.com",
+            "https://tools.example.com/",
+            "https://tools.example.com/app",
+            "https://user@tools.example.com",
+            "https://tools.example.com:99999",
+            "https://",
+            "https://[nope]:80",
+        ] {
+            let text = with(&[refused]).unwrap_err().to_string();
+            assert!(
+                text.contains("admin.mcpAllowedOrigins: ") && text.contains("is not an origin"),
+                "{refused}: {text}"
+            );
+        }
     }
 
     #[test]

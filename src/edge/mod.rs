@@ -57,6 +57,8 @@ pub struct Edge {
     pub recorder: Arc<Recorder>,
     /// The invocation path, shared with the job workers.
     pub invoker: Arc<Invoker>,
+    /// Browser origins MCP takes besides the node's own (`admin.mcpAllowedOrigins`).
+    pub mcp_origins: api::mcp::AllowedOrigins,
 }
 
 /// What the function handler needs: where functions are found, the admin token (which opens
@@ -144,13 +146,15 @@ fn operator_routes(edge: &Edge) -> Router {
         // The reconcile webhook: its own authentication, the admin token or a git host's proof
         // (`api::webhook`), so it stays outside the token layer.
         .merge(api::webhook::routes().with_state(admin.clone()))
-        // MCP: origin (a browser's cross-origin request is refused), authentication (the admin
-        // token; a tenant's API key is 403), then the
-        // transport (its request size bound) and each tool call through the invocation path.
+        // MCP: its count in the metrics, origin (a browser's cross-origin request is refused),
+        // authentication (the admin token; a tenant's API key is 403), then the message's
+        // envelope (`api::mcp` answers a malformed one with a JSON-RPC error), the transport and
+        // each tool call through the invocation path.
         .merge(
             api::mcp::routes(edge.invoker.clone(), admin.clone())
                 .route_layer(middleware::from_fn_with_state(admin, api::require_token))
-                .route_layer(middleware::from_fn(api::mcp::same_origin)),
+                .route_layer(middleware::from_fn_with_state(edge.mcp_origins.clone(), api::mcp::same_origin))
+                .route_layer(middleware::from_fn_with_state(edge.metrics.clone(), api::mcp::count)),
         )
 }
 

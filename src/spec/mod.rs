@@ -11,6 +11,7 @@ mod quantity;
 mod resolve;
 mod routes;
 pub mod schema;
+mod tool_schema;
 mod types;
 
 pub use bounds::{
@@ -26,6 +27,7 @@ pub use resolve::{
     MAX_REQUESTS_PER_SECOND, ModuleBlob, Tenant, TenantQuotas, load_dir, resolve,
 };
 pub use routes::path_tenant;
+pub use tool_schema::ToolSchema;
 pub use types::*;
 
 use std::fmt;

@@ -408,12 +408,17 @@ fn resolve_function(
     let limits = resolve_limits(&spec.limits, &at, tenant, &mut problems);
     let env: BTreeMap<String, EnvValue> = spec.env.into_iter().map(|(k, v)| (k.0, v)).collect();
     bounds.function_spec(spec.routes.len(), &env, &at, &mut problems);
-    // MCP tools take an object of arguments, so their schema must describe one.
-    if let Some(schema) = spec.mcp.as_ref().and_then(|mcp| mcp.input_schema.as_ref())
-        && schema.get("type") != Some(&serde_json::Value::from("object"))
-    {
-        let message = "must be a JSON Schema with `type: object` (tool arguments are an object)";
-        problems.push(SpecError::field(at.clone(), "spec.mcp.inputSchema", message.into()));
+    // MCP tools take an object of arguments, so their schema must describe one; and it must
+    // compile, or no call could be checked against it.
+    if let Some(schema) = spec.mcp.as_ref().and_then(|mcp| mcp.input_schema.as_ref()) {
+        let problem = if schema.get("type") != Some(&serde_json::Value::from("object")) {
+            Some("must be a JSON Schema with `type: object` (tool arguments are an object)".to_owned())
+        } else {
+            super::ToolSchema::compile(schema).err()
+        };
+        if let Some(message) = problem {
+            problems.push(SpecError::field(at.clone(), "spec.mcp.inputSchema", message));
+        }
     }
     let module = read_module(root, &spec.module, &at).map_err(|e| problems.push(e));
     let Ok(module) = module else { return Err(problems) };

@@ -234,3 +234,199 @@ async fn the_admin_tools_answer_as_the_rest_api_does() {
         (Some(true), Some("no_job"))
     );
 }
+
+/// POSTs `body` as is, with the headers an MCP client sends; returns the status and the JSON-RPC
+/// error object of the answer, which must be `application/json`.
+async fn raw(mcp: &Mcp, body: &str) -> (u16, Value) {
+    let request =
+        mcp.request().header("mcp-protocol-version", VERSION).header("content-type", "application/json");
+    json_rpc(request.body(body.to_owned()).send().await.unwrap()).await
+}
+
+/// The status and the JSON-RPC answer of `response`, checking its type and `jsonrpc`.
+async fn json_rpc(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(response.headers()["content-type"], "application/json", "{status}");
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(answer["jsonrpc"], "2.0", "{answer}");
+    (status, answer)
+}
+
+/// The `gojinn_requests_total` samples of the node's metrics whose labels contain `labels`.
+async fn requests_total(node: &Node, labels: &str) -> Vec<String> {
+    let text = node.get("/_gojinn/metrics").await.text().await.unwrap();
+    let prefix = format!("gojinn_requests_total{{{labels}");
+    let mut samples: Vec<String> =
+        text.lines().filter(|line| line.starts_with(&prefix)).map(str::to_owned).collect();
+    samples.sort();
+    samples
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_json_rpc_errors_with_the_status_the_specification_names() {
+    let (_specs, _node, mcp) = start().await;
+    let call = |arguments: &str| {
+        format!(
+            r#"{{"jsonrpc":"2.0","id":9,"method":"tools/call","params":{{"name":"acme.echo","arguments":{arguments}}}}}"#
+        )
+    };
+    let cases: [(&str, String, u16, Value, i64); 12] = [
+        ("not JSON", "{\"jsonrpc\": \"2.0\",".into(), 400, Value::Null, -32700),
+        ("a batch", r#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#.into(), 400, Value::Null, -32600),
+        ("an empty batch", "[]".into(), 400, Value::Null, -32600),
+        ("not an object", "42".into(), 400, Value::Null, -32600),
+        ("no jsonrpc", r#"{"id":5,"method":"ping"}"#.into(), 400, json!(5), -32600),
+        ("a null id", r#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#.into(), 400, Value::Null, -32600),
+        ("no method", r#"{"jsonrpc":"2.0","id":"m"}"#.into(), 400, json!("m"), -32600),
+        ("string arguments", call(r#""name=gojinn""#), 200, json!(9), -32602),
+        ("array arguments", call(r#"["gojinn"]"#), 200, json!(9), -32602),
+        ("number arguments", call("5"), 200, json!(9), -32602),
+        (
+            "an unknown method",
+            r#"{"jsonrpc":"2.0","id":11,"method":"tools/explode"}"#.into(),
+            200,
+            json!(11),
+            -32601,
+        ),
+        (
+            "a notification's bad params",
+            r#"{"jsonrpc":"2.0","method":"notifications/progress","params":7}"#.into(),
+            400,
+            Value::Null,
+            -32602,
+        ),
+    ];
+    for (what, body, status, id, code) in cases {
+        let (answered, answer) = raw(&mcp, &body).await;
+        assert_eq!(
+            (answered, &answer["id"], answer["error"]["code"].as_i64()),
+            (status, &id, Some(code)),
+            "{what}: {answer}"
+        );
+        assert!(answer["error"]["message"].as_str().is_some_and(|m| !m.is_empty()), "{what}: {answer}");
+        assert!(answer.get("result").is_none(), "{what}: {answer}");
+    }
+    let (_, answer) = raw(&mcp, &call(r#""text""#)).await;
+    assert_eq!(
+        answer["error"]["message"],
+        "invalid params: tools/call `arguments` must be an object of named arguments, not a string"
+    );
+    let (_, answer) = raw(&mcp, "[]").await;
+    assert!(answer["error"]["message"].as_str().unwrap().contains("no JSON-RPC batching"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_content_type_accept_or_protocol_version_is_a_json_rpc_error() {
+    let (_specs, _node, mcp) = start().await;
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let untyped = mcp.request().header("mcp-protocol-version", VERSION).body(ping).send().await.unwrap();
+    let (status, answer) = json_rpc(untyped).await;
+    assert_eq!(
+        (status, &answer["id"], &answer["error"]["code"]),
+        (415, &Value::Null, &json!(-32600)),
+        "{answer}"
+    );
+    let text = mcp.request().header("content-type", "text/plain").body(ping).send().await.unwrap();
+    let (status, answer) = json_rpc(text).await;
+    assert_eq!(status, 415);
+    assert!(answer["error"]["message"].as_str().unwrap().contains("\"text/plain\""), "{answer}");
+
+    let json_only =
+        mcp.api.http.post(&mcp.url).bearer_auth(&mcp.api.token).header("accept", "application/json");
+    let (status, answer) =
+        json_rpc(json_only.header("content-type", "application/json").body(ping).send().await.unwrap()).await;
+    assert_eq!((status, &answer["error"]["code"]), (406, &json!(-32600)), "{answer}");
+
+    let unsupported =
+        mcp.request().header("mcp-protocol-version", "1999-01-01").header("content-type", "application/json");
+    let (status, answer) = json_rpc(unsupported.body(ping).send().await.unwrap()).await;
+    assert_eq!(
+        (status, &answer["id"], &answer["error"]["code"]),
+        (400, &json!(1), &json!(-32600)),
+        "{answer}"
+    );
+    assert!(answer["error"]["message"].as_str().unwrap().contains("1999-01-01"), "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arguments_that_break_the_input_schema_are_refused_before_the_function_runs() {
+    let (_specs, node, mcp) = start().await;
+    let admitted = "gojinn_admission_wait_seconds_count{tenant=\"acme\",function=\"echo\"}";
+    let cases = [
+        (json!({}), "invalid arguments for acme.echo: /name: missing properties 'name'"),
+        (json!({ "name": 5 }), "invalid arguments for acme.echo: /name: want string, but got number"),
+    ];
+    for (arguments, expected) in cases {
+        let error = mcp.call_error("acme.echo", arguments.clone()).await;
+        assert_eq!(
+            (error["code"].as_i64(), error["message"].as_str()),
+            (Some(-32602), Some(expected)),
+            "{arguments}"
+        );
+    }
+    let metrics = node.get("/_gojinn/metrics").await.text().await.unwrap();
+    assert!(!metrics.contains(admitted), "the function was never admitted, so never ran: {metrics}");
+
+    let result = mcp.call("acme.echo", json!({ "name": "gojinn", "extra": [1] })).await;
+    assert_eq!(result["isError"], false, "{result}");
+    receipt_of(&result);
+    let metrics = node.get("/_gojinn/metrics").await.text().await.unwrap();
+    assert!(metrics.contains(&format!("{admitted} 1")), "a valid call runs: {metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_requests_are_counted_under_a_fixed_label_and_not_as_the_functions() {
+    let (_specs, node, mcp) = start().await;
+    assert_eq!(requests_total(&node, "tenant=\"_mcp\"").await, Vec::<String>::new());
+    mcp.rpc("ping", json!({})).await;
+    mcp.call("acme.echo", json!({ "name": "counted" })).await;
+    raw(&mcp, "not json").await;
+    let anonymous = node.client.post(&mcp.url).json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }));
+    assert_eq!(anonymous.send().await.unwrap().status(), 401);
+    assert_eq!(
+        requests_total(&node, "tenant=\"_mcp\"").await,
+        [
+            r#"gojinn_requests_total{tenant="_mcp",function="_mcp",status="200"} 2"#,
+            r#"gojinn_requests_total{tenant="_mcp",function="_mcp",status="400"} 1"#,
+            r#"gojinn_requests_total{tenant="_mcp",function="_mcp",status="401"} 1"#,
+        ]
+    );
+    assert_eq!(
+        requests_total(&node, "tenant=\"acme\"").await,
+        Vec::<String>::new(),
+        "a tool call counts once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_origin_is_allowed_and_a_schema_that_does_not_compile_is_refused_at_deploy() {
+    let dir = SpecDir::new();
+    dir.module("echo");
+    let broken = "mcp: { tool: true, inputSchema: { type: object, properties: { n: { type: strnig } } } }";
+    dir.write(
+        "specs.yaml",
+        &specs("acme", "", &[("echo", "echo", "mcp: { tool: true }"), ("broken", "echo", broken)]),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut config = Node::config(dir.path(), data.path());
+    config.admin.mcp_allowed_origins = vec!["https://tools.example.com".to_owned()];
+    let node = Node::start_config(config, data).await;
+    let errors = &node.server.first_deploy().errors;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].location.file, std::path::Path::new("specs.yaml"), "{errors:?}");
+    assert!(
+        errors[0].message.starts_with("spec.mcp.inputSchema: not a valid JSON Schema: /properties/n/type: "),
+        "{errors:?}"
+    );
+
+    let mcp = Mcp::of(&node);
+    let ping = json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" });
+    let listed =
+        mcp.request().header("origin", "https://tools.example.com").json(&ping).send().await.unwrap();
+    assert_eq!(listed.status(), 200);
+    let unlisted =
+        mcp.request().header("origin", "https://other.example.com").json(&ping).send().await.unwrap();
+    assert_eq!(error_code(unlisted).await.1, "forbidden_origin");
+    let tools = mcp.rpc("tools/list", json!({})).await["result"]["tools"].clone();
+    assert!(!tools.to_string().contains("acme.broken"), "{tools}");
+}

@@ -186,6 +186,7 @@ async fn readiness_is_503_until_the_first_reconcile_has_deployed() {
         metrics,
         recorder,
         invoker: Arc::new(invoker),
+        mcp_origins: Default::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -1,24 +1,37 @@
 //! The MCP endpoint, `POST /_gojinn/mcp`: the Model Context Protocol's Streamable HTTP transport
 //! (the official SDK, `rmcp`), stateless, every answer `application/json`; a GET has no stream to
 //! open here and is a 405. The edge puts it behind the admin bearer token
-//! ([`super::require_token`]) and a same-origin check ([`same_origin`]).
+//! ([`super::require_token`]) and an origin check ([`same_origin`]: the node's own origin and
+//! `admin.mcpAllowedOrigins`), and counts every request ([`count`]). In front of the transport,
+//! [`envelope`] answers every malformed message with a JSON-RPC error.
+//!
+//! Metrics: each MCP request counts once in `gojinn_requests_total`, under the fixed
+//! `tenant`/`function` value `_mcp` and its HTTP status (a refusal by the token or origin check
+//! too). A tool call that runs a function is that request and nothing more: it is not also
+//! counted as a request of the function (its receipt, CPU time and admission wait are the
+//! function's, as for any call).
 //!
 //! Tools: every deployed function whose spec says `mcp.tool: true`, named `{tenant}.{function}`,
 //! which a call runs through the one invocation path ([`Invoker::invoke`], trigger `mcp` on its
 //! receipt, whose id the result's `_meta` names); and the admin tools `gojinn.status`,
-//! `gojinn.job` and `gojinn.receipt`, which call the REST API's service functions. This module
-//! never runs a guest, reads state or maps an error any other way.
+//! `gojinn.job` and `gojinn.receipt`, which call the REST API's service functions. A function
+//! tool's arguments are checked against its `mcp.inputSchema` (compiled once per revision)
+//! before the function runs: a mismatch is -32602 naming the field. This module never runs a
+//! guest, reads state or maps an error any other way.
+
+mod envelope;
 
 use crate::abi::GuestRequest;
 use crate::api::{Admin, ApiError};
 use crate::failure::{self, Failure, PublicError};
 use crate::invoke::{Invocation, InvokeError, Invoked, Invoker, Trigger};
+use crate::metrics::Metrics;
 use crate::registry::{Deployed, Registry};
-use crate::spec::{FunctionId, Name};
+use crate::spec::{FunctionId, Name, ToolSchema};
 use crate::telemetry::spans;
 use axum::Router;
-use axum::extract::Request;
-use axum::middleware::Next;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, header};
 use rmcp::model::{
@@ -35,7 +48,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use tracing::Instrument;
 
 /// Where the endpoint is served.
@@ -54,7 +68,8 @@ const INSTRUCTIONS: &str = "Gojinn runs WebAssembly functions. Each tool named {
     calls that function with the arguments as its JSON body; the result is its response body, and \
     _meta[\"gojinn/receipt\"] names the signed receipt of the call, which gojinn.receipt shows.";
 
-/// The MCP route; the edge puts it behind the admin token and [`same_origin`].
+/// The MCP route, its messages checked ([`envelope`]) before the transport reads them; the edge
+/// puts it behind the admin token, [`same_origin`] and [`count`].
 pub fn routes(invoker: Arc<Invoker>, admin: Arc<Admin>) -> Router {
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
@@ -64,30 +79,60 @@ pub fn routes(invoker: Arc<Invoker>, admin: Arc<Admin>) -> Router {
         // Origin check below and everyone else by the token, so no Host allowlist.
         .disable_allowed_hosts()
         .with_max_request_body_bytes(MAX_REQUEST_BYTES);
+    let schemas = Arc::new(CompiledSchemas::default());
     let service = StreamableHttpService::new(
-        move || Ok(Gateway { admin: admin.clone(), invoker: invoker.clone() }),
+        move || Ok(Gateway { admin: admin.clone(), invoker: invoker.clone(), schemas: schemas.clone() }),
         Arc::new(NeverSessionManager::default()),
         config,
     );
-    Router::new().route_service(PATH, service)
+    let screen = |request: Request, next: Next| envelope::screen(request, next, MAX_REQUEST_BYTES as u64);
+    Router::new().route_service(PATH, service).route_layer(middleware::from_fn(screen))
+}
+
+/// Counts an MCP request in `gojinn_requests_total` once it is answered (see the module doc).
+pub async fn count(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    metrics.mcp_request(response.status().as_u16());
+    response
+}
+
+/// The browser origins allowed besides the node's own (`admin.mcpAllowedOrigins`): each
+/// `scheme://host[:port]`, as a browser sends it, for a node behind a proxy that answers under
+/// another name than the `Host` the node sees.
+#[derive(Clone, Debug, Default)]
+pub struct AllowedOrigins(Arc<[String]>);
+
+impl AllowedOrigins {
+    pub fn new(origins: &[String]) -> Self {
+        Self(origins.into())
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        self.0.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin))
+    }
 }
 
 /// Refuses a browser's cross-origin request (the transport requires servers to validate
-/// `Origin`, against DNS rebinding): an `Origin`, when present, must name the host the request
-/// was sent to. Requests without one (every non-browser client) pass.
-pub async fn same_origin(request: Request, next: Next) -> Response {
+/// `Origin`, against DNS rebinding, and answer 403): an `Origin`, when present, must name the
+/// host the request was sent to or be one of `allowed`. Requests without one (every
+/// non-browser client) pass.
+pub async fn same_origin(State(allowed): State<AllowedOrigins>, request: Request, next: Next) -> Response {
     let host = request.headers().get(header::HOST).and_then(|v| v.to_str().ok());
     let host = host.or_else(|| request.uri().authority().map(|a| a.as_str()));
-    match check_origin(request.headers(), host) {
+    match check_origin(request.headers(), host, &allowed) {
         Ok(()) => next.run(request).await,
         Err(refused) => Failure::from(refused).into_response(),
     }
 }
 
-/// Ok when `headers` carry no `Origin`, or one whose host and port are `host`.
-fn check_origin(headers: &HeaderMap, host: Option<&str>) -> Result<(), ApiError> {
+/// Ok when `headers` carry no `Origin`, or one that `allowed` lists or whose host and port
+/// are `host`.
+fn check_origin(headers: &HeaderMap, host: Option<&str>, allowed: &AllowedOrigins) -> Result<(), ApiError> {
     let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
     let origin = origin.to_str().unwrap_or("(not text)");
+    if allowed.allows(origin) {
+        return Ok(());
+    }
     let authority = origin
         .split_once("://")
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https"))
@@ -103,6 +148,36 @@ struct Gateway {
     /// What the admin API reads: the state backend and the functions served now.
     admin: Arc<Admin>,
     invoker: Arc<Invoker>,
+    schemas: Arc<CompiledSchemas>,
+}
+
+/// The function tools' compiled `inputSchema`s, by revision: compiled on a revision's first
+/// call, dropped once no deployed function has that revision.
+#[derive(Default)]
+struct CompiledSchemas(Mutex<HashMap<String, Arc<ToolSchema>>>);
+
+impl CompiledSchemas {
+    /// `function`'s compiled schema; `None` when it has none (any object of arguments will do).
+    fn of(&self, function: &Deployed, registry: &Registry) -> Result<Option<Arc<ToolSchema>>, ErrorData> {
+        let Some(schema) = function.spec.mcp.as_ref().and_then(|mcp| mcp.input_schema.as_ref()) else {
+            return Ok(None);
+        };
+        let mut compiled = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(found) = compiled.get(&function.spec.revision) {
+            return Ok(Some(found.clone()));
+        }
+        // Deploys refuse a schema that does not compile, so this is a node's own fault.
+        let schema = ToolSchema::compile(schema).map_err(|error| {
+            ErrorData::internal_error(
+                format!("the inputSchema of {} does not compile: {error}", function.id),
+                None,
+            )
+        })?;
+        let schema = Arc::new(schema);
+        compiled.retain(|revision, _| registry.functions().any(|f| &f.spec.revision == revision));
+        compiled.insert(function.spec.revision.clone(), schema.clone());
+        Ok(Some(schema))
+    }
 }
 
 impl ServerHandler for Gateway {
@@ -134,10 +209,17 @@ impl ServerHandler for Gateway {
         if let Some(admin) = AdminTool::named(&request.name) {
             return Ok(admin.call(&self.admin, arguments).await?.into());
         }
-        let function = tool_function(&self.admin.registry.current(), &request.name)
+        let registry = self.admin.registry.current();
+        let function = tool_function(&registry, &request.name)
             .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool {:?}", request.name), None))?;
+        let arguments = Value::Object(arguments);
+        if let Some(schema) = self.schemas.of(&function, &registry)? {
+            schema.check(&arguments).map_err(|mismatch| {
+                ErrorData::invalid_params(format!("invalid arguments for {}: {mismatch}", request.name), None)
+            })?;
+        }
         let parts = context.extensions.get::<http::request::Parts>();
-        Ok(call_function(&self.invoker, &function, arguments, parts).await.into())
+        Ok(call_function(&self.invoker, &function, &arguments, parts).await.into())
     }
 }
 
@@ -180,7 +262,7 @@ fn tool_function(registry: &Registry, name: &str) -> Option<Arc<Deployed>> {
 async fn call_function(
     invoker: &Invoker,
     function: &Deployed,
-    arguments: JsonObject,
+    arguments: &Value,
     parts: Option<&http::request::Parts>,
 ) -> CallToolResult {
     let span = parts.map_or_else(tracing::Span::none, spans::request);
@@ -188,7 +270,7 @@ async fn call_function(
         spans::record_function(&span, &parts.method, PATH, &function.id, &function.spec.revision);
     }
     let run = async {
-        let body = Value::Object(arguments).to_string();
+        let body = arguments.to_string();
         let max = function.spec.limits.max_body;
         if body.len() as u64 > max {
             return Invoked { outcome: Err(InvokeError::BodyTooLarge(max)), receipt: None };
@@ -336,11 +418,15 @@ fn parse_arguments<T: DeserializeOwned>(tool: AdminTool, arguments: JsonObject) 
     })
 }
 
-/// Decodes an MCP message as the endpoint does and, for a call of an admin tool, its arguments
-/// as the tool does, without running anything (`fuzz` target `mcp_request`).
+/// Checks and decodes an MCP message as the endpoint does ([`envelope`], then the transport)
+/// and, for a call of an admin tool, its arguments as the tool does, without running anything
+/// (`fuzz` target `mcp_request`).
 #[cfg(any(test, fuzzing))]
 pub(crate) fn decode_request(bytes: &[u8]) {
     use rmcp::model::{ClientJsonRpcMessage, ClientRequest, JsonRpcMessage};
+    if envelope::check_message(bytes).is_err() {
+        return;
+    }
     let Ok(JsonRpcMessage::Request(request)) = serde_json::from_slice::<ClientJsonRpcMessage>(bytes) else {
         return;
     };
@@ -369,14 +455,30 @@ mod tests {
 
     #[test]
     fn only_a_same_origin_browser_request_passes() {
-        assert!(check_origin(&HeaderMap::new(), Some("node:8080")).is_ok(), "no Origin: not a browser");
-        assert!(check_origin(&origin("http://node:8080"), Some("node:8080")).is_ok());
-        assert!(check_origin(&origin("https://NODE:8080"), Some("node:8080")).is_ok());
+        let none = AllowedOrigins::default();
+        assert!(
+            check_origin(&HeaderMap::new(), Some("node:8080"), &none).is_ok(),
+            "no Origin: not a browser"
+        );
+        assert!(check_origin(&origin("http://node:8080"), Some("node:8080"), &none).is_ok());
+        assert!(check_origin(&origin("https://NODE:8080"), Some("node:8080"), &none).is_ok());
         for refused in ["https://evil.example", "http://node:8081", "null", "file://node:8080", "node:8080"] {
-            let checked = check_origin(&origin(refused), Some("node:8080"));
+            let checked = check_origin(&origin(refused), Some("node:8080"), &none);
             assert!(matches!(checked, Err(ApiError::ForbiddenOrigin(_))), "{refused}");
         }
-        assert!(check_origin(&origin("http://node:8080"), None).is_err(), "no host to compare with");
+        assert!(check_origin(&origin("http://node:8080"), None, &none).is_err(), "no host to compare with");
+    }
+
+    #[test]
+    fn a_listed_origin_passes_besides_the_nodes_own() {
+        let allowed = AllowedOrigins::new(&["https://Tools.example.com".to_owned()]);
+        for passes in ["https://tools.example.com", "HTTPS://TOOLS.EXAMPLE.COM", "http://node:8080"] {
+            assert!(check_origin(&origin(passes), Some("node:8080"), &allowed).is_ok(), "{passes}");
+        }
+        for refused in ["http://tools.example.com", "https://tools.example.com:8443", "https://evil.example"]
+        {
+            assert!(check_origin(&origin(refused), Some("node:8080"), &allowed).is_err(), "{refused}");
+        }
     }
 
     fn answered(status: u16, body: &str) -> Invoked {
