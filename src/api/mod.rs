@@ -130,16 +130,6 @@ pub fn routes() -> Router<Arc<Admin>> {
         .merge(receipts::routes())
 }
 
-/// Lets a request through only with the admin token (`Authorization: Bearer`); a tenant's API
-/// key is 403, anything else 401 (see [`keys`]).
-pub async fn require_token(State(admin): State<Arc<Admin>>, request: Request, next: Next) -> Response {
-    let registry = admin.registry.current();
-    match keys::authorize(&admin.token, &registry, request.headers(), Need::Admin) {
-        Ok(_) => next.run(request).await,
-        Err(refused) => Failure::from(refused).into_response(),
-    }
-}
-
 /// Lets a request to an admin route through with what the route needs ([`need`]): a tenant's
 /// jobs and receipts also open to that tenant's API keys with the `jobs` or `receipts` scope;
 /// every other route takes the admin token only.
@@ -168,7 +158,8 @@ fn bearer(headers: &axum::http::HeaderMap) -> Option<&str> {
 
 /// The tenant and scope an admin route's path needs a key for: `tenants/{tenant}/jobs...` the
 /// tenant's `jobs`, `tenants/{tenant}/receipts` and `receipts/{id}` (the receipt's tenant) its
-/// `receipts`; `None` (the admin token only) for every other path. The path is read as sent,
+/// `receipts`, `/_gojinn/mcp/{tenant}` (the tenant's MCP endpoint) its `mcp`; `None` (the admin
+/// token only) for every other path. The path is read as sent,
 /// not percent-decoded: a tenant name is plain ASCII, so an encoded one needs the admin token.
 fn need(path: &str) -> (Option<Name>, Scope) {
     let segments: Vec<&str> = path.split('/').collect();
@@ -176,6 +167,7 @@ fn need(path: &str) -> (Option<Name>, Scope) {
         ["", "_gojinn", "v1", "tenants", tenant, "jobs", ..] => (Name::new(tenant).ok(), Scope::Jobs),
         ["", "_gojinn", "v1", "tenants", tenant, "receipts"] => (Name::new(tenant).ok(), Scope::Receipts),
         ["", "_gojinn", "v1", "receipts", id] => (crate::audit::id_tenant(id), Scope::Receipts),
+        ["", "_gojinn", "mcp", tenant] => (Name::new(tenant).ok(), Scope::Mcp),
         _ => (None, Scope::Invoke),
     }
 }

@@ -147,12 +147,13 @@ fn operator_routes(edge: &Edge) -> Router {
         // (`api::webhook`), so it stays outside the token layer.
         .merge(api::webhook::routes().with_state(admin.clone()))
         // MCP: its count in the metrics, origin (a browser's cross-origin request is refused),
-        // authentication (the admin token; a tenant's API key is 403), then the message's
+        // authentication (the admin token; at a tenant's endpoint also its keys with the `mcp`
+        // scope; any other key is 403), then the message's
         // envelope (`api::mcp` answers a malformed one with a JSON-RPC error), the transport and
         // each tool call through the invocation path.
         .merge(
             api::mcp::routes(edge.invoker.clone(), admin.clone())
-                .route_layer(middleware::from_fn_with_state(admin, api::require_token))
+                .route_layer(middleware::from_fn_with_state(admin, api::require_access))
                 .route_layer(middleware::from_fn_with_state(edge.mcp_origins.clone(), api::mcp::same_origin))
                 .route_layer(middleware::from_fn_with_state(edge.metrics.clone(), api::mcp::count)),
         )

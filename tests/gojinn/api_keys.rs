@@ -333,3 +333,74 @@ async fn a_follower_on_nats_enforces_the_keys_the_lease_holder_applied() {
     let with_key = follower.client.get(follower.url("/acme/hello")).bearer_auth(&key).send().await.unwrap();
     assert_eq!(with_key.status(), 200);
 }
+
+/// POSTs one JSON-RPC request to an MCP endpoint with `credential`: the HTTP status and the body.
+async fn mcp(node: &Node, path: &str, key: &str, method: &str, params: Value) -> (u16, Value) {
+    let message = serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let response = node
+        .client
+        .post(node.url(path))
+        .header("x-gojinn-key", key)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2025-06-18")
+        .json(&message)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_mcp_endpoint_offers_its_tools_only_to_its_keys_with_the_mcp_scope() {
+    let (alpha, alpha_line) = new_key("alpha", &["--name", "agent", "--scope", "mcp"]);
+    let (alpha_invoke, invoke_line) = new_key("alpha", &["--name", "app", "--scope", "invoke"]);
+    let (beta, beta_line) = new_key("beta", &[]);
+    let dir = SpecDir::new();
+    dir.module("echo");
+    let mut yaml = String::new();
+    for (tenant, keys) in [("alpha", vec![alpha_line, invoke_line]), ("beta", vec![beta_line])] {
+        let keys: String = keys.iter().map(|line| format!("    {line}\n")).collect();
+        write!(
+            yaml,
+            "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {tenant} }}\nspec:\n  apiKeys:\n{keys}---\n\
+             apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: {{ name: echo, tenant: {tenant} }}\n\
+             spec: {{ module: {{ path: modules/echo.wasm }}, mcp: {{ tool: true }} }}\n---\n"
+        )
+        .unwrap();
+    }
+    dir.write("specs.yaml", &yaml);
+    let node = Node::start(&dir).await;
+    let admin = Api::of(&node).token;
+    let names = |listed: &Value| -> Vec<String> {
+        let tools = listed["result"]["tools"].as_array().cloned().unwrap_or_default();
+        tools.iter().map(|tool| tool["name"].as_str().unwrap().to_owned()).collect()
+    };
+
+    let (status, listed) =
+        mcp(&node, "/_gojinn/mcp/alpha", &alpha, "tools/list", serde_json::json!({})).await;
+    assert_eq!((status, names(&listed)), (200, vec!["alpha.echo".to_owned()]), "{listed}");
+    let (_, listed) = mcp(&node, "/_gojinn/mcp/alpha", &admin, "tools/list", serde_json::json!({})).await;
+    assert_eq!(names(&listed), ["alpha.echo"], "the admin token sees the tenant's endpoint as its keys do");
+    let (_, listed) = mcp(&node, "/_gojinn/mcp", &admin, "tools/list", serde_json::json!({})).await;
+    assert!(names(&listed).contains(&"beta.echo".to_owned()), "the node's endpoint lists every tool");
+
+    let call = |name: &str| serde_json::json!({ "name": name, "arguments": { "hi": 1 } });
+    let (status, called) = mcp(&node, "/_gojinn/mcp/alpha", &alpha, "tools/call", call("alpha.echo")).await;
+    assert_eq!((status, &called["result"]["isError"]), (200, &Value::Bool(false)), "{called}");
+    for other in ["beta.echo", "gojinn.status"] {
+        let (status, refused) = mcp(&node, "/_gojinn/mcp/alpha", &alpha, "tools/call", call(other)).await;
+        assert_eq!((status, &refused["error"]["code"]), (200, &Value::from(-32602)), "{other}: {refused}");
+        assert!(refused["error"]["message"].as_str().unwrap().contains("unknown tool"), "{refused}");
+    }
+
+    for (path, key, expected) in [
+        ("/_gojinn/mcp/alpha", &alpha_invoke, (403, "forbidden")),
+        ("/_gojinn/mcp/alpha", &beta, (403, "forbidden")),
+        ("/_gojinn/mcp", &alpha, (403, "forbidden")),
+        ("/_gojinn/mcp/alpha", &format!("gjk_{}", "0".repeat(64)), (401, "unauthorized")),
+    ] {
+        let (status, refused) = mcp(&node, path, key, "tools/list", serde_json::json!({})).await;
+        assert_eq!((status, refused["code"].as_str().unwrap_or_default()), expected, "{path}: {refused}");
+    }
+}

@@ -1,7 +1,8 @@
-//! The MCP endpoint, `POST /_gojinn/mcp`: the Model Context Protocol's Streamable HTTP transport
-//! (the official SDK, `rmcp`), stateless, every answer `application/json`; a GET has no stream to
-//! open here and is a 405. The edge puts it behind the admin bearer token
-//! ([`super::require_token`]) and an origin check ([`same_origin`]: the node's own origin and
+//! The MCP endpoints, `POST /_gojinn/mcp` (the node's) and `POST /_gojinn/mcp/{tenant}` (one
+//! tenant's): the Model Context Protocol's Streamable HTTP transport (the official SDK, `rmcp`),
+//! stateless, every answer `application/json`; a GET has no stream to open here and is a 405. The
+//! edge puts them behind [`super::require_access`] (the node's: the admin token; a tenant's: also
+//! that tenant's API keys with the `mcp` scope) and an origin check ([`same_origin`]: the node's own origin and
 //! `admin.mcpAllowedOrigins`), and counts every request ([`count`]). In front of the transport,
 //! [`envelope`] answers every malformed message with a JSON-RPC error.
 //!
@@ -16,7 +17,8 @@
 //! receipt, whose id the result's `_meta` names); and the admin tools `gojinn.status`,
 //! `gojinn.job` and `gojinn.receipt`, which call the REST API's service functions. A function
 //! tool's arguments are checked against its `mcp.inputSchema` (compiled once per revision)
-//! before the function runs: a mismatch is -32602 naming the field. This module never runs a
+//! before the function runs: a mismatch is -32602 naming the field. A tenant's endpoint offers
+//! that tenant's function tools only: no admin tool, no other tenant's function. This module never runs a
 //! guest, reads state or maps an error any other way.
 
 mod envelope;
@@ -54,6 +56,8 @@ use tracing::Instrument;
 
 /// Where the endpoint is served.
 pub const PATH: &str = "/_gojinn/mcp";
+/// Where one tenant's endpoint is served.
+pub const TENANT_PATH: &str = "/_gojinn/mcp/{tenant}";
 /// The largest request the endpoint reads: a function's default request body cap. A tool call's
 /// arguments are also held to the called function's own `limits.maxBody`.
 const MAX_REQUEST_BYTES: usize = crate::spec::DEFAULT_MAX_BODY as usize;
@@ -86,7 +90,10 @@ pub fn routes(invoker: Arc<Invoker>, admin: Arc<Admin>) -> Router {
         config,
     );
     let screen = |request: Request, next: Next| envelope::screen(request, next, MAX_REQUEST_BYTES as u64);
-    Router::new().route_service(PATH, service).route_layer(middleware::from_fn(screen))
+    Router::new()
+        .route_service(PATH, service.clone())
+        .route_service(TENANT_PATH, service)
+        .route_layer(middleware::from_fn(screen))
 }
 
 /// Counts an MCP request in `gojinn_requests_total` once it is answered (see the module doc).
@@ -195,9 +202,10 @@ impl ServerHandler for Gateway {
     async fn list_tools(
         &self,
         _request: Option<PaginatedRequestParams>,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
-        Ok(ListToolsResult::with_all_items(tools(&self.admin.registry.current())))
+        let tenant = endpoint_tenant(&context);
+        Ok(ListToolsResult::with_all_items(tools(&self.admin.registry.current(), tenant.as_deref())))
     }
 
     async fn call_tool(
@@ -206,12 +214,18 @@ impl ServerHandler for Gateway {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let arguments = request.arguments.unwrap_or_default();
+        let tenant = endpoint_tenant(&context);
+        let unknown = || ErrorData::invalid_params(format!("unknown tool {:?}", request.name), None);
         if let Some(admin) = AdminTool::named(&request.name) {
+            if tenant.is_some() {
+                return Err(unknown());
+            }
             return Ok(admin.call(&self.admin, arguments).await?.into());
         }
         let registry = self.admin.registry.current();
         let function = tool_function(&registry, &request.name)
-            .ok_or_else(|| ErrorData::invalid_params(format!("unknown tool {:?}", request.name), None))?;
+            .filter(|function| tenant.as_deref().is_none_or(|tenant| function.id.tenant.as_str() == tenant))
+            .ok_or_else(unknown)?;
         let arguments = Value::Object(arguments);
         if let Some(schema) = self.schemas.of(&function, &registry)? {
             schema.check(&arguments).map_err(|mismatch| {
@@ -223,11 +237,22 @@ impl ServerHandler for Gateway {
     }
 }
 
-/// Every tool, ordered by name: the admin tools, then the functions' tools.
-fn tools(registry: &Registry) -> Vec<Tool> {
-    let mut functions: Vec<Tool> = registry.functions().filter_map(|f| function_tool(f)).collect();
+/// The tenant whose endpoint (`/_gojinn/mcp/{tenant}`) the request came to, as its path names
+/// it; `None` at the node's endpoint.
+fn endpoint_tenant(context: &RequestContext<RoleServer>) -> Option<String> {
+    let path = context.extensions.get::<http::request::Parts>()?.uri.path();
+    path.strip_prefix(PATH)?.strip_prefix('/').map(str::to_owned)
+}
+
+/// Every tool, ordered by name: at the node's endpoint the admin tools, then the functions'
+/// tools; at `tenant`'s, that tenant's function tools only.
+fn tools(registry: &Registry, tenant: Option<&str>) -> Vec<Tool> {
+    let of_tenant = |f: &&Arc<Deployed>| tenant.is_none_or(|tenant| f.id.tenant.as_str() == tenant);
+    let mut functions: Vec<Tool> =
+        registry.functions().filter(of_tenant).filter_map(|f| function_tool(f)).collect();
     functions.sort_by(|a, b| a.name.cmp(&b.name));
-    AdminTool::ALL.iter().map(|tool| tool.describe()).chain(functions).collect()
+    let admin = AdminTool::ALL.iter().filter(|_| tenant.is_none()).map(|tool| tool.describe());
+    admin.chain(functions).collect()
 }
 
 /// The tool of a function that opted in, unless an admin tool has its name (tenant `gojinn`).
