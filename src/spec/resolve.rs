@@ -4,6 +4,7 @@
 //! hash per function that changes whenever anything the function runs with changes.
 
 use super::bounds::Bounds;
+use super::cors::Cors;
 use super::files::SpecRoot;
 use super::load::{Document, load_documents};
 use super::names::{FunctionId, Name};
@@ -63,6 +64,9 @@ pub struct Tenant {
     /// `/{tenant}/...`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_prefixes: Vec<RoutePrefix>,
+    /// `spec.cors`, normalized; absent: no cross-origin calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
     /// `metadata.keep`: never pruned once applied.
     #[serde(skip)]
     pub keep: bool,
@@ -291,13 +295,14 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
     let requests_per_second = per_second(quotas.requests_per_second, &at, "spec.quotas.requestsPerSecond")
         .map_err(|e| problems.push(e));
     let api_keys = api_keys(doc.spec.api_keys, &at).map_err(|e| problems.extend(e));
+    let cors = doc.spec.cors.map(|cors| (*cors).checked(&at)).transpose().map_err(|e| problems.extend(e));
     let max_concurrency =
         positive(quotas.max_concurrency, DEFAULT_TENANT_CONCURRENCY, &at, "spec.quotas.maxConcurrency")
             .map_err(|e| problems.push(e));
     let kv_max_keys = positive(quotas.kv_max_keys, DEFAULT_KV_MAX_KEYS, &at, "spec.quotas.kvMaxKeys")
         .map_err(|e| problems.push(e));
-    let (Ok(max_concurrency), Ok(kv_max_keys), Ok(requests_per_second), Ok(api_keys)) =
-        (max_concurrency, kv_max_keys, requests_per_second, api_keys)
+    let (Ok(max_concurrency), Ok(kv_max_keys), Ok(requests_per_second), Ok(api_keys), Ok(cors)) =
+        (max_concurrency, kv_max_keys, requests_per_second, api_keys, cors)
     else {
         return Err(problems);
     };
@@ -317,6 +322,7 @@ fn resolve_tenant(doc: TenantDoc, at: Location) -> Result<Tenant, Vec<SpecError>
         },
         api_keys,
         route_prefixes: doc.spec.route_prefixes,
+        cors,
         keep: doc.metadata.keep,
         source: at,
     })
