@@ -77,6 +77,7 @@ impl Cors {
     pub(super) fn checked(self, at: &Location) -> Result<Cors, Vec<SpecError>> {
         let mut problems = Vec::new();
         let credentials = self.allow_credentials;
+        let (no_origins, no_methods) = (self.allow_origins.is_empty(), self.allow_methods.is_empty());
         let mut problem =
             |field: String, message: String| problems.push(SpecError::field(at.clone(), &field, message));
 
@@ -114,11 +115,11 @@ impl Cors {
         };
         let allow_headers = header_list(self.allow_headers, "allowHeaders");
         let expose_headers = header_list(self.expose_headers, "exposeHeaders");
-        if allow_origins.is_empty() && problems.is_empty() {
+        if no_origins {
             let message = "lists no origin: list the origins allowed, or leave cors out".to_owned();
             problems.push(SpecError::field(at.clone(), "spec.cors.allowOrigins", message));
         }
-        if allow_methods.is_empty() && problems.is_empty() {
+        if no_methods {
             let message = "lists no method: list the methods cross-origin calls may use".to_owned();
             problems.push(SpecError::field(at.clone(), "spec.cors.allowMethods", message));
         }
