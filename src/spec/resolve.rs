@@ -706,4 +706,32 @@ mod tests {
         assert_eq!(errors[2].0, Some("function/c/three"));
         assert!(errors[2].1.contains("tenant \"c\" is invalid (see specs.yaml:11)"), "{errors:#?}");
     }
+
+    #[test]
+    fn a_cors_policy_is_part_of_the_tenants_record_and_a_bad_one_fails_its_tenant_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let specs = "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: web }\n\
+                     spec: { cors: { allowOrigins: [HTTPS://App.Example], allowMethods: [GET], maxAge: 10m } }\n---\n\
+                     apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: plain }\nspec: {}\n---\n\
+                     apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: bad }\n\
+                     spec: { cors: { allowOrigins: ['*'], allowMethods: [GET], allowCredentials: true } }\n";
+        std::fs::write(dir.path().join("specs.yaml"), specs).unwrap();
+        let loaded = load_dir(dir.path(), &Bounds::default());
+        let record =
+            |name: &str| serde_json::to_value(&loaded.state.tenants[&Name::new(name).unwrap()]).unwrap();
+        assert_eq!(
+            record("web")["cors"],
+            serde_json::json!({ "allowOrigins": ["https://app.example"], "allowMethods": ["GET"], "allowHeaders": [], "maxAge": "10m" })
+        );
+        assert!(record("plain").get("cors").is_none(), "a tenant without cors keeps the record it had");
+        assert!(!loaded.state.tenants.contains_key(&Name::new("bad").unwrap()));
+        let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].starts_with(
+                "specs.yaml:11: spec.cors.allowOrigins[0]: \"*\" cannot be combined with allowCredentials"
+            ),
+            "{errors:#?}"
+        );
+    }
 }
