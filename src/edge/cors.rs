@@ -72,6 +72,8 @@ fn is_preflight(request: &Request<Body>) -> bool {
 
 /// The response to `request` under a tenant's policy `cors`: a preflight's from the layer alone
 /// (`serve` is not called), any other request's from `serve`, with the policy's headers added.
+/// The layer was built at deploy; putting it around one request clones it, which copies its
+/// reference-counted header values, not the policy.
 pub async fn answer<Serve, Served>(cors: &CorsLayer, request: Request<Body>, mut serve: Serve) -> Response
 where
     Serve: FnMut(Request<Body>) -> Served,

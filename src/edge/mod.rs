@@ -203,8 +203,10 @@ async fn call_function(
         // The tenant's CORS policy, first after the route: a preflight is answered by it
         // alone (before the method and API key checks, without the guest); every other
         // response, errors included, gets its headers (`cors`).
+        // The closure owns the registry: the service that holds it is dropped once called, so
+        // the call does not keep this registry alive past the key check.
         Some(policy) if cors::applies(&request) => {
-            let response = cors::answer(&policy, request, |request| {
+            let response = cors::answer(&policy, request, move |request| {
                 let (registry, routed) = (registry.clone(), routed.clone());
                 async move {
                     invoke_routed(functions, registry, routed, request, arrival)
