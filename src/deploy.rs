@@ -7,6 +7,7 @@
 //! controller's decision (`crate::reconcile::controller`), never this module's.
 
 use crate::config::NodeConfig;
+use crate::edge;
 use crate::gate::{Gate, Limits as GateLimits};
 use crate::host::{Backends, Capabilities};
 use crate::reconcile::Admitted;
@@ -143,8 +144,12 @@ impl Deployment {
 
         let mut tenant_gates = HashMap::new();
         let mut tenant_keys = HashMap::new();
+        let mut tenant_cors = HashMap::new();
         for tenant in loaded.state.tenants.values() {
             tenant_keys.insert(tenant.name.clone(), DeployedKey::all(&tenant.api_keys));
+            if let Some(policy) = &tenant.cors {
+                tenant_cors.insert(tenant.name.clone(), edge::cors::layer(policy));
+            }
             let quotas = &tenant.quotas;
             let limits = GateLimits {
                 max_concurrency: quotas.max_concurrency,
@@ -197,16 +202,24 @@ impl Deployment {
                 if let Some(gate) = old.tenant_gate(&deployed.id.tenant) {
                     tenant_gates.entry(deployed.id.tenant.clone()).or_insert_with(|| gate.clone());
                 }
-                // A function kept stays behind its tenant's keys.
+                // A function kept stays behind its tenant's keys, and keeps its CORS policy.
                 if let Some(keys) = old.tenant_keys(&deployed.id.tenant) {
                     tenant_keys.entry(deployed.id.tenant.clone()).or_insert_with(|| keys.clone());
+                }
+                if let Some(cors) = old.tenant_cors(&deployed.id.tenant)
+                    && !loaded.state.tenants.contains_key(&deployed.id.tenant)
+                {
+                    tenant_cors.entry(deployed.id.tenant.clone()).or_insert_with(|| cors.clone());
                 }
             } else {
                 report.removed.push(id);
             }
         }
 
-        let registry = Registry::new(functions, tenant_gates).with_keys(tenant_keys).with_failures(failures);
+        let registry = Registry::new(functions, tenant_gates)
+            .with_keys(tenant_keys)
+            .with_cors(tenant_cors)
+            .with_failures(failures);
         self.runtime.retain_modules(&|sha| registry.functions().any(|d| d.spec.module.sha256 == sha));
         self.registry.publish(registry);
         report

@@ -2,7 +2,8 @@
 //! (the deploy module builds them) and read through a [`RegistryHandle`], one atomic load per read.
 //! A call holds an `Arc` of the function it runs, so it finishes on the revision it started on.
 //! It also holds each tenant's API keys as the edge checks them ([`DeployedKey`]; the checking
-//! is `crate::api::keys`'s).
+//! is `crate::api::keys`'s), and each tenant's CORS policy as the edge applies it (built by
+//! `crate::edge::cors`).
 
 use crate::gate::Gate;
 use crate::host::Capabilities;
@@ -12,6 +13,7 @@ use arc_swap::ArcSwap;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use tokio::sync::watch;
+use tower_http::cors::CorsLayer;
 
 /// A function revision ready to serve.
 pub struct Deployed {
@@ -86,6 +88,8 @@ pub struct Registry {
     tenant_gates: HashMap<Name, Arc<Gate>>,
     /// Each tenant's API keys; a tenant with none (or not listed) is open to calls.
     tenant_keys: HashMap<Name, Arc<[DeployedKey]>>,
+    /// The CORS policy of each tenant that has one (`spec.cors`), built once per deploy.
+    tenant_cors: HashMap<Name, CorsLayer>,
     /// The functions the deploy that built this registry could not prepare on this node, with
     /// the error: status shows them failed.
     failures: BTreeMap<FunctionId, String>,
@@ -101,7 +105,14 @@ impl Registry {
         ordered.sort_by(|a, b| a.id.cmp(&b.id));
         let declared = ordered.into_iter().map(|deployed| (&*deployed.id, &deployed.spec.routes[..]));
         let routes = Routes::new(tenants, declared);
-        Self { functions, routes, tenant_gates, tenant_keys: HashMap::new(), failures: BTreeMap::new() }
+        Self {
+            functions,
+            routes,
+            tenant_gates,
+            tenant_keys: HashMap::new(),
+            tenant_cors: HashMap::new(),
+            failures: BTreeMap::new(),
+        }
     }
 
     /// This registry, with each tenant's API keys.
@@ -112,6 +123,16 @@ impl Registry {
     /// `tenant`'s API keys (none for a tenant without keys).
     pub fn tenant_keys(&self, tenant: &Name) -> Option<&Arc<[DeployedKey]>> {
         self.tenant_keys.get(tenant).filter(|keys| !keys.is_empty())
+    }
+
+    /// This registry, with each tenant's CORS policy.
+    pub fn with_cors(self, tenant_cors: HashMap<Name, CorsLayer>) -> Self {
+        Self { tenant_cors, ..self }
+    }
+
+    /// `tenant`'s CORS policy, if it has one.
+    pub fn tenant_cors(&self, tenant: &Name) -> Option<&CorsLayer> {
+        self.tenant_cors.get(tenant)
     }
 
     /// Every tenant's API keys.

@@ -2,10 +2,12 @@
 //! an invocation (`crate::invoke`, which admits, runs and records it) and the outcome into a
 //! response that names the call's signed receipt (`Gojinn-Receipt`), or queues the envelope as a
 //! job when the client asks for an asynchronous call (`jobs`). A tenant with API keys has its
-//! calls checked against them (`api::keys`) and their credential headers stripped. It owns every
+//! calls checked against them (`api::keys`) and their credential headers stripped; a tenant with
+//! a CORS policy has it applied around its calls, preflights answered by it alone (`cors`). It owns every
 //! path under `/_gojinn`, composing the admin API's and MCP's routes with its own in one function
 //! ([`router`]). It knows nothing of how a guest is executed; the runtime knows nothing of sockets.
 
+pub mod cors;
 pub mod jobs;
 pub mod observe;
 pub mod respond;
@@ -18,8 +20,8 @@ use crate::failure::{Failure, MethodNotAllowed, allow_methods};
 use crate::invoke::{Admission, Answered, Invocation, InvokeError, Invoker, Trigger};
 use crate::metrics::Metrics;
 use crate::reconcile::controller::PassRequests;
-use crate::registry::{Deployed, RegistryHandle, Target};
-use crate::spec::Scope;
+use crate::registry::{Deployed, Registry, RegistryHandle, Target};
+use crate::spec::{Method, Scope};
 use crate::telemetry::spans;
 use axum::Router;
 use axum::body::Body;
@@ -111,8 +113,9 @@ pub fn router(edge: Arc<Edge>, surfaces: Surfaces) -> Router {
     if !functions {
         return router.fallback(not_found);
     }
-    // Function requests: span and metrics (`observe::layer`), route, method, the tenant's API
-    // keys when it has any, body limit, then admission and the run (`serve_function`).
+    // Function requests: span and metrics (`observe::layer`), route, the tenant's CORS policy
+    // when it has one (which answers a preflight itself), method, the tenant's API keys when it
+    // has any, body limit, then admission and the run (`serve_function`).
     let functions = Arc::new(Functions {
         registry: edge.registry.clone(),
         state: edge.state.clone(),
@@ -199,24 +202,68 @@ async fn call_function(
     request: Request<Body>,
     arrival: Instant,
 ) -> Result<Response, Failure> {
-    let path = request.uri().path().to_owned();
     let registry = functions.registry.current();
-    let function = match registry.route(&path) {
+    let routed = route(&registry, &request)?;
+    match registry.tenant_cors(&routed.function.id.tenant).cloned() {
+        // The tenant's CORS policy, first after the route: a preflight is answered by it
+        // alone (before the method and API key checks, without the guest); every other
+        // response, errors included, gets its headers (`cors`).
+        // The closure owns the registry: the service that holds it is dropped once called, so
+        // the call does not keep this registry alive past the key check.
+        Some(policy) if cors::applies(&request) => {
+            let response = cors::answer(&policy, request, move |request| {
+                let (registry, routed) = (registry.clone(), routed.clone());
+                async move {
+                    invoke_routed(functions, registry, routed, request, arrival)
+                        .await
+                        .unwrap_or_else(IntoResponse::into_response)
+                }
+            })
+            .await;
+            Ok(response)
+        }
+        _ => invoke_routed(functions, registry, routed, request, arrival).await,
+    }
+}
+
+/// A request's function, and the methods its declared route allows (empty: any).
+#[derive(Clone)]
+struct Routed {
+    function: Arc<Deployed>,
+    methods: Vec<Method>,
+}
+
+/// The function a request's path leads to, named on the request's span.
+fn route(registry: &Registry, request: &Request<Body>) -> Result<Routed, Failure> {
+    let path = request.uri().path();
+    match registry.route(path) {
         Some(Target::Direct(function)) => {
             let (tenant, name) = (&function.id.tenant, &function.id.function);
-            observe::routed(&request, &function, format_args!("/{tenant}/{name}/{{*rest}}"));
-            function
+            observe::routed(request, &function, format_args!("/{tenant}/{name}/{{*rest}}"));
+            Ok(Routed { function, methods: Vec::new() })
         }
         Some(Target::Route { function, methods, route }) => {
-            observe::routed(&request, &function, &route);
-            if !methods.is_empty() && !methods.iter().any(|m| m.as_str() == request.method().as_str()) {
-                let allow = methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
-                return Err(MethodNotAllowed { method: request.method().to_string(), allow }.into());
-            }
-            function
+            observe::routed(request, &function, &route);
+            Ok(Routed { function, methods })
         }
-        None => return Err(EdgeError::NoRoute(path).into()),
-    };
+        None => Err(EdgeError::NoRoute(path.to_owned()).into()),
+    }
+}
+
+/// Runs a routed request: the route's methods, the tenant's API keys, the body limit, then
+/// admission and the run.
+async fn invoke_routed(
+    functions: &Functions,
+    registry: Arc<Registry>,
+    routed: Routed,
+    request: Request<Body>,
+    arrival: Instant,
+) -> Result<Response, Failure> {
+    let Routed { function, methods } = routed;
+    if !methods.is_empty() && !methods.iter().any(|m| m.as_str() == request.method().as_str()) {
+        let allow = methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ");
+        return Err(MethodNotAllowed { method: request.method().to_string(), allow }.into());
+    }
     let (mut parts, body) = request.into_parts();
     // A tenant with API keys: the call needs one with the `invoke` scope (or the admin token),
     // and the credential headers go no further, not to the guest, a job or the receipt.

@@ -433,6 +433,7 @@ mod tests {
             },
             api_keys: Vec::new(),
             route_prefixes: Vec::new(),
+            cors: None,
             keep: false,
             source: crate::spec::Location::file("tenants.yaml".into()),
         }

@@ -3,6 +3,7 @@
 //! the reconciler both build on it.
 
 mod bounds;
+mod cors;
 mod depth;
 mod files;
 mod load;
@@ -17,6 +18,10 @@ mod types;
 pub use bounds::{
     Bounds, DEFAULT_MAX_ENV_BYTES_PER_FUNCTION, DEFAULT_MAX_ENV_PER_FUNCTION,
     DEFAULT_MAX_FUNCTIONS_PER_TENANT, DEFAULT_MAX_ROUTES_PER_FUNCTION, DEFAULT_MAX_TENANTS, env_entry_bytes,
+};
+pub use cors::{
+    Cors, CorsHeader, CorsMethod, CorsOrigin, MAX_CORS_HEADERS, MAX_CORS_MAX_AGE, MAX_CORS_METHODS,
+    MAX_CORS_ORIGINS, WILDCARD as CORS_WILDCARD,
 };
 pub use files::SpecRoot;
 pub use load::{Document, MAX_NESTING, load_documents, parse_file, spec_files};

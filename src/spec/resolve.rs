@@ -4,6 +4,7 @@
 //! hash per function that changes whenever anything the function runs with changes.
 
 use super::bounds::Bounds;
+use super::cors::Cors;
 use super::files::SpecRoot;
 use super::load::{Document, load_documents};
 use super::names::{FunctionId, Name};
@@ -63,6 +64,9 @@ pub struct Tenant {
     /// `/{tenant}/...`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_prefixes: Vec<RoutePrefix>,
+    /// `spec.cors`, normalized; absent: no cross-origin calls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Cors>,
     /// `metadata.keep`: never pruned once applied.
     #[serde(skip)]
     pub keep: bool,
@@ -291,13 +295,14 @@ fn resolve_tenant(doc: TenantDoc, at: Location, default_replicas: u8) -> Result<
     let requests_per_second = per_second(quotas.requests_per_second, &at, "spec.quotas.requestsPerSecond")
         .map_err(|e| problems.push(e));
     let api_keys = api_keys(doc.spec.api_keys, &at).map_err(|e| problems.extend(e));
+    let cors = doc.spec.cors.map(|cors| (*cors).checked(&at)).transpose().map_err(|e| problems.extend(e));
     let max_concurrency =
         positive(quotas.max_concurrency, DEFAULT_TENANT_CONCURRENCY, &at, "spec.quotas.maxConcurrency")
             .map_err(|e| problems.push(e));
     let kv_max_keys = positive(quotas.kv_max_keys, DEFAULT_KV_MAX_KEYS, &at, "spec.quotas.kvMaxKeys")
         .map_err(|e| problems.push(e));
-    let (Ok(max_concurrency), Ok(kv_max_keys), Ok(requests_per_second), Ok(api_keys)) =
-        (max_concurrency, kv_max_keys, requests_per_second, api_keys)
+    let (Ok(max_concurrency), Ok(kv_max_keys), Ok(requests_per_second), Ok(api_keys), Ok(cors)) =
+        (max_concurrency, kv_max_keys, requests_per_second, api_keys, cors)
     else {
         return Err(problems);
     };
@@ -317,6 +322,7 @@ fn resolve_tenant(doc: TenantDoc, at: Location, default_replicas: u8) -> Result<
         },
         api_keys,
         route_prefixes: doc.spec.route_prefixes,
+        cors,
         keep: doc.metadata.keep,
         source: at,
     })
@@ -719,5 +725,33 @@ mod tests {
         );
         assert_eq!(errors[2].0, Some("function/c/three"));
         assert!(errors[2].1.contains("tenant \"c\" is invalid (see specs.yaml:11)"), "{errors:#?}");
+    }
+
+    #[test]
+    fn a_cors_policy_is_part_of_the_tenants_record_and_a_bad_one_fails_its_tenant_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let specs = "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: web }\n\
+                     spec: { cors: { allowOrigins: [HTTPS://App.Example], allowMethods: [GET], maxAge: 10m } }\n---\n\
+                     apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: plain }\nspec: {}\n---\n\
+                     apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: bad }\n\
+                     spec: { cors: { allowOrigins: ['*'], allowMethods: [GET], allowCredentials: true } }\n";
+        std::fs::write(dir.path().join("specs.yaml"), specs).unwrap();
+        let loaded = load_dir(dir.path(), &Bounds::default());
+        let record =
+            |name: &str| serde_json::to_value(&loaded.state.tenants[&Name::new(name).unwrap()]).unwrap();
+        assert_eq!(
+            record("web")["cors"],
+            serde_json::json!({ "allowOrigins": ["https://app.example"], "allowMethods": ["GET"], "allowHeaders": [], "maxAge": "10m" })
+        );
+        assert!(record("plain").get("cors").is_none(), "a tenant without cors keeps the record it had");
+        assert!(!loaded.state.tenants.contains_key(&Name::new("bad").unwrap()));
+        let errors: Vec<String> = loaded.errors.iter().map(ToString::to_string).collect();
+        assert_eq!(errors.len(), 1, "{errors:#?}");
+        assert!(
+            errors[0].starts_with(
+                "specs.yaml:11: spec.cors.allowOrigins[0]: \"*\" cannot be combined with allowCredentials"
+            ),
+            "{errors:#?}"
+        );
     }
 }

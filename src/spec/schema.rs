@@ -9,6 +9,7 @@
 //! after parsing (an explicit `maxConcurrency` must be at least 1) are in the schema too. What
 //! needs the whole spec set (references, quotas, route conflicts) is not.
 
+use super::cors::{CorsHeader, CorsMethod, CorsOrigin};
 use super::names::Name;
 use super::quantity::{ByteSize, Span};
 use super::types::{
@@ -39,6 +40,12 @@ pub const RESERVED_ROUTE_PATTERN: &str = "^/_gojinn(/|$)";
 pub const ROUTE_PREFIX_PATTERN: &str = r"^(/[A-Za-z0-9._~-]+)+/?$";
 /// Prefixes the platform reserves, refused by [`RoutePrefix`] in any letter case.
 pub const RESERVED_PREFIX_PATTERN: &str = "^/_[Gg][Oo][Jj][Ii][Nn][Nn](/|$)";
+/// A [`CorsOrigin`]: `scheme://host[:port]` (a DNS name, an IPv4 or a bracketed IPv6 address),
+/// or `*`.
+pub const CORS_ORIGIN_PATTERN: &str =
+    r"^(\*|[A-Za-z][A-Za-z0-9+.-]*://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?)$";
+/// A [`CorsMethod`] or [`CorsHeader`]: an HTTP token (which `*` is too).
+pub const HTTP_TOKEN_PATTERN: &str = r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$";
 /// An [`EnvName`].
 pub const ENV_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]*$";
 
@@ -124,6 +131,24 @@ value_schemas! {
         "type": "string",
         "pattern": ROUTE_PREFIX_PATTERN,
         "not": { "pattern": RESERVED_PREFIX_PATTERN },
+    }
+
+    CorsOrigin as "CorsOrigin" => {
+        "description": "An origin allowed to call the tenant's functions: scheme://host[:port], without a path (not even a trailing '/'); or '*' alone, any origin (never with allowCredentials).",
+        "type": "string",
+        "pattern": CORS_ORIGIN_PATTERN,
+    }
+
+    CorsMethod as "CorsMethod" => {
+        "description": "An HTTP method name, case-sensitive (standard methods in uppercase); or '*' alone, any method (never with allowCredentials).",
+        "type": "string",
+        "pattern": HTTP_TOKEN_PATTERN,
+    }
+
+    CorsHeader as "CorsHeader" => {
+        "description": "An HTTP header name; or '*' alone, any header (never with allowCredentials).",
+        "type": "string",
+        "pattern": HTTP_TOKEN_PATTERN,
     }
 
     EnvName as "EnvName" => {
@@ -248,6 +273,14 @@ mod tests {
                 }
             }
         }
+        if let Value::Array(items) = value {
+            let len = items.len() as u64;
+            if schema.get("minItems").and_then(Value::as_u64).is_some_and(|min| len < min)
+                || schema.get("maxItems").and_then(Value::as_u64).is_some_and(|max| len > max)
+            {
+                errors.push(format!("{path}: {len} items are out of bounds"));
+            }
+        }
         if let (Value::Array(items), Some(item_schema)) = (value, schema.get("items")) {
             for (i, item) in items.iter().enumerate() {
                 validate(root, item_schema, item, &format!("{path}[{i}]"), errors);
@@ -337,6 +370,9 @@ mod tests {
         assert_eq!(defs["Sha256"]["pattern"], SHA256_PATTERN);
         assert_eq!(defs["RoutePath"]["pattern"], ROUTE_PATH_PATTERN);
         assert_eq!(defs["RoutePrefix"]["pattern"], ROUTE_PREFIX_PATTERN);
+        assert_eq!(defs["CorsOrigin"]["pattern"], CORS_ORIGIN_PATTERN);
+        assert_eq!(defs["CorsHeader"]["pattern"], HTTP_TOKEN_PATTERN);
+        assert_eq!(defs["Cors"]["required"], json!(["allowOrigins", "allowMethods"]));
         let env = &defs["FunctionSpec"]["properties"]["env"];
         assert_eq!(env["additionalProperties"], false, "{env}");
         assert!(env["patternProperties"].get(ENV_NAME_PATTERN).is_some(), "{env}");
@@ -381,6 +417,14 @@ mod tests {
              spec: { apiKeys: [{ name: ci, sha256: \"0000000000000000000000000000000000000000000000000000000000000000\", scope: invoke }] }",
             "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n\
              spec: { apiKeys: [{ name: ci, sha256: \"0000000000000000000000000000000000000000000000000000000000000000\", scopes: [admin] }] }",
+            "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n\
+             spec: { cors: { allowOrigins: [https://a.example], allowMethods: [GET], allowOrigin: [x] } }",
+            "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n\
+             spec: { cors: { allowOrigins: [], allowMethods: [GET] } }",
+            "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n\
+             spec: { cors: { allowOrigins: [https://a.example] } }",
+            "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n\
+             spec: { cors: { allowOrigins: [https://a.example], allowMethods: [GET], maxAge: 10 } }",
             // A Tenant's spec under kind Function and vice versa.
             "apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: { name: a }\nspec: { replicas: 3 }",
         ];
@@ -392,6 +436,14 @@ mod tests {
                     apiKeys: [{ name: ci, sha256: \"0000000000000000000000000000000000000000000000000000000000000000\" },\
                     { name: reader, sha256: \"1111111111111111111111111111111111111111111111111111111111111111\", scopes: [jobs, receipts] }] }";
         assert_eq!(errors(&yaml(good)), Vec::<String>::new());
+        let cors = "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n\
+                    spec: { cors: { allowOrigins: ['https://app.example.com', 'http://localhost:5173', 'https://[::1]:8443'], \
+                    allowMethods: [GET, POST], allowHeaders: [content-type], exposeHeaders: [gojinn-receipt], \
+                    maxAge: 10m, allowCredentials: true } }";
+        assert_eq!(errors(&yaml(cors)), Vec::<String>::new());
+        let any = "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: { name: a }\n\
+                   spec: { cors: { allowOrigins: ['*'], allowMethods: ['*'] } }";
+        assert_eq!(errors(&yaml(any)), Vec::<String>::new());
     }
 
     /// The duration pattern lists exactly units humantime parses (the other patterns are

@@ -2,6 +2,7 @@
 //! (`apiVersion: gojinn.dev/v1`). Unknown fields are errors; every value that can be checked on
 //! its own is checked while parsing, so the error carries the line and field.
 
+use super::cors::Cors;
 use super::names::Name;
 use super::quantity::{ByteSize, Span};
 use schemars::JsonSchema;
@@ -60,6 +61,10 @@ pub struct TenantSpec {
     /// belong to the tenant and need no grant.
     #[serde(default)]
     pub route_prefixes: Vec<RoutePrefix>,
+    /// Which browser origins may call the tenant's functions (CORS); absent: none. Boxed: most
+    /// tenants have none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<Box<Cors>>,
 }
 
 /// JetStream replicas for a tenant's streams and buckets: 1, 3 or 5.

@@ -17,7 +17,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 
 /// Runs `gojinn keys new TENANT ARGS`: the key and the line to paste under `apiKeys`.
-fn new_key(tenant: &str, args: &[&str]) -> (String, String) {
+pub(crate) fn new_key(tenant: &str, args: &[&str]) -> (String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_gojinn"))
         .args(["keys", "new", tenant])
         .args(args)

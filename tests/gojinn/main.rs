@@ -12,6 +12,7 @@ mod cache;
 mod cli;
 mod cluster_failures;
 mod connections;
+mod cors;
 mod cpu;
 mod dev_cluster;
 mod errors;
