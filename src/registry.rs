@@ -1,9 +1,9 @@
 //! The functions a node serves right now: an immutable snapshot, swapped whole on every deploy
 //! (the deploy module builds them) and read through a [`RegistryHandle`], one atomic load per read.
 //! A call holds an `Arc` of the function it runs, so it finishes on the revision it started on.
-//! It also holds each tenant's API keys as the edge checks them ([`DeployedKey`]; the checking
-//! is `crate::api::keys`'s), and each tenant's CORS policy as the edge applies it (built by
-//! `crate::edge::cors`).
+//! It also holds each tenant's API keys as the edge checks them ([`DeployedKey`]; the API's
+//! `keys` module does the checking), and each tenant's CORS policy as the edge applies it (its
+//! `cors` module builds it).
 
 use crate::gate::Gate;
 use crate::host::Capabilities;

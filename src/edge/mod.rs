@@ -326,7 +326,7 @@ fn name_receipt(response: &mut Response, id: &str) {
 }
 
 /// Reads the whole body, refusing it as soon as it is known to exceed `max` bytes.
-pub(crate) async fn read_body(
+async fn read_body(
     body: Body,
     content_length: Option<&HeaderValue>,
     max: u64,

@@ -29,13 +29,18 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use rmcp::model::{
     CallToolRequestParams, ClientJsonRpcMessage, ErrorCode, InitializeRequestParams, PaginatedRequestParams,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+/// How long a client may take to send a message.
+const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `application/json`, the only body the endpoint reads and the type of every answer.
 const JSON: &str = "application/json";
@@ -88,20 +93,9 @@ pub(super) async fn screen(request: Request, next: Next, max_bytes: u64) -> Resp
         return refusal.into_response();
     }
     let (parts, body) = request.into_parts();
-    let length = parts.headers.get(header::CONTENT_LENGTH);
-    let bytes = match crate::edge::read_body(body, length, max_bytes).await {
+    let bytes = match read_message(body, parts.headers.get(header::CONTENT_LENGTH), max_bytes).await {
         Ok(bytes) => bytes,
-        Err(failure) => {
-            let error = failure.error();
-            let message = format!("{}: {error}", error.code());
-            return Refusal {
-                status: error.status(),
-                id: Value::Null,
-                code: ErrorCode::INVALID_REQUEST,
-                message,
-            }
-            .into_response();
-        }
+        Err(refusal) => return refusal.into_response(),
     };
     let id = match check_message(&bytes) {
         Ok(id) => id,
@@ -109,6 +103,37 @@ pub(super) async fn screen(request: Request, next: Next, max_bytes: u64) -> Resp
     };
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     json_rpc_refusal(response, id).await
+}
+
+/// The whole body, refused (413) as soon as it is known to exceed `max_bytes`, or (400) when it
+/// does not arrive within [`BODY_READ_TIMEOUT`].
+async fn read_message(body: Body, declared: Option<&HeaderValue>, max_bytes: u64) -> Result<Bytes, Refusal> {
+    let refusal = |status, message: String| Refusal {
+        status,
+        id: Value::Null,
+        code: ErrorCode::INVALID_REQUEST,
+        message,
+    };
+    let too_large = || {
+        let message = format!(
+            "body_too_large: the request body is larger than this endpoint's limit of {max_bytes} bytes"
+        );
+        refusal(StatusCode::PAYLOAD_TOO_LARGE, message)
+    };
+    let declared = declared.and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_bytes) {
+        return Err(too_large());
+    }
+    let limited = Limited::new(body, usize::try_from(max_bytes).unwrap_or(usize::MAX));
+    match tokio::time::timeout(BODY_READ_TIMEOUT, limited.collect()).await {
+        Err(_) => Err(refusal(
+            StatusCode::BAD_REQUEST,
+            format!("bad_body: the request body was not received within {BODY_READ_TIMEOUT:?}"),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
+        Ok(Err(error)) => Err(refusal(StatusCode::BAD_REQUEST, format!("bad_body: {error}"))),
+    }
 }
 
 /// Ok when the client accepts both answer types and sends JSON.
