@@ -1,10 +1,11 @@
-//! Rows of the cluster failure table (README "Cluster modes"), each on a real 3-node
-//! nats-server cluster with two gojinn nodes sharing it, printing what it observed (run with
-//! `--nocapture` to read it).
+//! Rows of the failure table (README "Cluster modes and failures"), each on real processes (a
+//! 3-node nats-server cluster with two gojinn nodes sharing it, or a `gojinn` child process),
+//! printing what it observed (run with `--nocapture` to read it).
 
-use crate::support::api::Api;
+use crate::support::api::{Api, ChildNode};
 use crate::support::nats::NatsCluster;
 use crate::support::{Node, SpecDir, error_code, specs};
+use futures::StreamExt;
 use gojinn::config::{AuditSettings, BackendKind, Durability, NodeConfig};
 use gojinn::spec::Span;
 use serde_json::{Value, json};
@@ -154,4 +155,56 @@ async fn cp_without_quorum_refuses_writes_in_bounded_time_and_resumes_when_it_re
     let (status, answer, _) = state(&b, kv_get()).await;
     assert_eq!((status, answer), (200, json!([{ "ok": "v3" }])));
     assert_eq!(b.get("/acme/hello").await.status(), 200, "sync receipts again");
+}
+
+/// A node's resident memory after `calls` calls of a guest that allocates until its memory cap,
+/// and before them (after a warm-up that fills the instance pool's slots once): each call ends
+/// at the cap, and what the guest took is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaking_guest_is_stopped_at_its_cap_every_time_and_the_nodes_memory_stays_flat() {
+    const CALLS: usize = 1000;
+    const AT_ONCE: usize = 8;
+    let dir = SpecDir::new();
+    dir.module("guest-membomb");
+    dir.write(
+        "specs.yaml",
+        &specs("acme", "", &[("bomb", "guest-membomb", "limits: { memory: 16Mi, timeout: 5s }")]),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let node = ChildNode::start(dir.path(), data.path(), None).await;
+    let url = format!("{}/acme/bomb", node.api.base);
+    let run = |calls: usize| {
+        let (http, url) = (node.api.http.clone(), url.clone());
+        async move {
+            let mut statuses = std::collections::BTreeMap::<String, usize>::new();
+            let mut batches = futures::stream::iter(0..calls)
+                .map(|_| {
+                    let request = http.get(&url).send();
+                    async move {
+                        let response = request.await.expect("an answer");
+                        let status = response.status().as_u16();
+                        let body: Value = response.json().await.unwrap_or_default();
+                        format!("{status} {}", body["code"].as_str().unwrap_or_default())
+                    }
+                })
+                .buffer_unordered(AT_ONCE);
+            while let Some(outcome) = batches.next().await {
+                *statuses.entry(outcome).or_default() += 1;
+            }
+            statuses
+        }
+    };
+    run(100).await;
+    let before = node.resident_bytes();
+    let outcomes = run(CALLS).await;
+    let after = node.resident_bytes();
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    println!(
+        "a guest leaking to its 16 MiB cap, {CALLS} calls ({AT_ONCE} at once): {outcomes:?}; node RSS {:.1} MiB before, {:.1} MiB after ({:+.1}%)",
+        mib(before),
+        mib(after),
+        (after as f64 / before as f64 - 1.0) * 100.0
+    );
+    assert_eq!(outcomes, [("500 memory_exhausted".to_owned(), CALLS)].into(), "each call stopped at its cap");
+    assert!(after <= before + before / 10, "RSS grew from {before} to {after} bytes");
 }

@@ -162,6 +162,15 @@ impl ChildNode {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The process's resident memory (`VmRSS`), in bytes.
+    pub fn resident_bytes(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("read its status");
+        let line = status.lines().find(|line| line.starts_with("VmRSS:")).expect("a VmRSS line");
+        let kib: u64 = line.split_whitespace().nth(1).and_then(|n| n.parse().ok()).expect("VmRSS in kB");
+        kib * 1024
+    }
+
     /// SIGKILL, as a crash would; waits for the process to be gone.
     pub fn kill_9(mut self) {
         self.child.kill().expect("kill -9 gojinn");
