@@ -10,6 +10,8 @@ use gojinn::config::{AuditSettings, BackendKind, Durability, NodeConfig};
 use gojinn::spec::Span;
 use serde_json::{Value, json};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// `state.timeout` of the nodes here: how long a call may wait for NATS.
@@ -207,4 +209,77 @@ async fn a_leaking_guest_is_stopped_at_its_cap_every_time_and_the_nodes_memory_s
     );
     assert_eq!(outcomes, [("500 memory_exhausted".to_owned(), CALLS)].into(), "each call stopped at its cap");
     assert!(after <= before + before / 10, "RSS grew from {before} to {after} bytes");
+}
+
+/// Two `gojinn` nodes on a 3-node nats-server cluster sharing one audit key; one of them is
+/// killed (SIGKILL) while 2,000 queued jobs run: every job succeeds on the survivor (those cut
+/// by the kill after a redelivery), and the tenant's audit chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_during_a_flood_of_jobs_loses_none_and_the_chain_verifies() {
+    const JOBS: usize = 2000;
+    let cluster = NatsCluster::start().await;
+    let dir = SpecDir::new();
+    dir.module("guest-slow");
+    let function = "limits: { timeout: 5s }\njobs: { ackWait: 2s, maxDeliver: 5, backoff: [50ms] }";
+    dir.write("specs.yaml", &specs("acme", "", &[("slow", "guest-slow", function)]));
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("audit.key");
+    std::fs::write(&key, "7".repeat(64)).unwrap();
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let start = |name: &'static str| {
+        let (data, seeds, key) = (tempfile::tempdir().unwrap(), cluster.seeds(), key.clone());
+        let specs = dir.path().to_path_buf();
+        async move {
+            let config = format!("audit: {{ keyFile: {key:?}, node: {name} }}\n");
+            let node =
+                ChildNode::start_configured(&specs, data.path(), Some(&seeds), &[], Some(&config)).await;
+            (node, data)
+        }
+    };
+    let (a, _a_data) = start("node-a").await;
+    let (b, _b_data) = start("node-b").await;
+
+    // A tenth of the jobs, done by both nodes; then the rest queued through node b while node a
+    // is killed, running some of them.
+    let mut ids = Vec::with_capacity(JOBS);
+    for _ in 0..JOBS / 10 {
+        ids.push(b.api.enqueue("/acme/slow?sleep=20", &[], "").await);
+    }
+    b.api.wait_for(&ids[JOBS / 10 - 1], "succeeded").await;
+    let api = Api { base: b.api.base.clone(), token: b.api.token.clone(), http: b.api.http.clone() };
+    let queued = Arc::new(AtomicUsize::new(0));
+    let counted = queued.clone();
+    let flood = tokio::spawn(async move {
+        let mut ids = Vec::new();
+        for _ in JOBS / 10..JOBS {
+            ids.push(api.enqueue("/acme/slow?sleep=100", &[], "").await);
+            counted.fetch_add(1, Ordering::Relaxed);
+        }
+        ids
+    });
+    // Jobs of 100 ms, 32 at once per node: with hundreds queued, node a runs its share.
+    while queued.load(Ordering::Relaxed) < JOBS / 4 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let killed = Instant::now();
+    a.kill_9();
+    ids.extend(flood.await.unwrap());
+
+    let mut retried = 0;
+    for id in &ids {
+        let job = b.api.wait_for(id, "succeeded").await;
+        if job["attempts"].as_u64() > Some(1) {
+            retried += 1;
+        }
+    }
+    println!(
+        "a node killed during {JOBS} jobs: all succeeded on the survivor {:?} after the kill, {retried} after more than one attempt",
+        killed.elapsed()
+    );
+    assert!(b.terminate().await.success(), "the survivor stops cleanly, its receipts appended");
+    let (code, report) = crate::receipts::verify_nats(&cluster.url(), &key);
+    println!("  gojinn audit verify: exit {code}, {report}");
+    assert_eq!(code, 0, "{report:#}");
+    assert!(report["checked"].as_u64() >= Some(JOBS as u64), "a receipt for every job: {report:#}");
+    assert!(retried > 0, "node a ran jobs when it was killed: they came back as further attempts");
 }
