@@ -283,3 +283,56 @@ async fn a_node_killed_during_a_flood_of_jobs_loses_none_and_the_chain_verifies(
     assert!(report["checked"].as_u64() >= Some(JOBS as u64), "a receipt for every job: {report:#}");
     assert!(retried > 0, "node a ran jobs when it was killed: they came back as further attempts");
 }
+
+/// A receipt forged into a tenant's audit stream on NATS (by whoever can publish to it): `gojinn
+/// audit verify --nats` fails and names it; one deleted from it: JetStream refuses, for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receipt_forged_into_the_nats_audit_stream_is_named_and_one_cannot_be_deleted() {
+    let nats = crate::support::nats::NatsServer::start().await;
+    let dir = SpecDir::new();
+    dir.module("hello");
+    dir.write("specs.yaml", &specs("acme", "", &[("hello", "hello", "")]));
+    let node = node(dir.path(), &nats.url(), "node-a", Durability::Sync).await;
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(crate::receipts::call(&node, "/acme/hello").await.1);
+    }
+    let data = crate::receipts::stop(node).await;
+    let key = data.path().join("audit.key");
+    let (code, report) = crate::receipts::verify_nats(&nats.url(), &key);
+    assert_eq!((code, report["checked"].as_u64()), (0, Some(4)), "{report:#}");
+
+    let jetstream = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let tenant = gojinn::spec::Name::new("acme").unwrap();
+    let stream = jetstream.get_stream(gojinn::state::names::audit_stream(&tenant)).await.unwrap();
+    // Sync receipts, one call at a time: message n is receipt n, then the checkpoint.
+    let second = stream.get_raw_message(2).await.unwrap().payload;
+    let forged =
+        String::from_utf8(second.to_vec()).unwrap().replace("\"http_status\":200", "\"http_status\":500");
+    assert_ne!(forged.as_bytes(), &second[..], "the receipt names its status");
+    jetstream
+        .publish(gojinn::state::names::audit_subject(&tenant), forged.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let (code, report) = crate::receipts::verify_nats(&nats.url(), &key);
+    println!("a receipt forged into the audit stream: verify exits {code}: {}", report["first_bad"]);
+    assert_eq!(
+        (code, report["first_bad"]["subject"]["id"].as_str()),
+        (1, Some(ids[1].as_str())),
+        "{report:#}"
+    );
+
+    // Deleting is refused by the stream itself (`deny_delete`), and NATS will not lift that.
+    let refused = stream.delete_message(3).await;
+    println!("deleting a receipt from the audit stream: {refused:?}");
+    assert!(refused.is_err(), "the audit stream refuses deletes");
+    let mut config = stream.cached_info().config.clone();
+    config.deny_delete = false;
+    let lifted = jetstream.update_stream(config).await;
+    println!("allowing deletes on the audit stream: {:?}", lifted.as_ref().map(drop));
+    assert!(lifted.is_err(), "deny_delete cannot be lifted");
+    let (code, _) = crate::receipts::verify_nats(&nats.url(), &key);
+    assert_eq!(code, 1, "the forged receipt is still found");
+}
