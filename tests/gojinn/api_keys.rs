@@ -313,15 +313,8 @@ async fn a_follower_on_nats_enforces_the_keys_the_lease_holder_applied() {
     leader_specs.write("acme.yaml", &specs("acme", "", &[("hello", "hello", "")]));
     // The follower's own spec dir is empty: it serves only what the lease holder applied.
     let follower_specs = SpecDir::new();
-    let start = |specs: &SpecDir| {
-        let data = tempfile::tempdir().unwrap();
-        let mut config = Node::config(specs.path(), data.path());
-        config.state.backend = gojinn::config::BackendKind::Nats;
-        config.state.nats_url = nats.url();
-        Node::start_config(config, data)
-    };
-    let leader = start(&leader_specs).await;
-    let follower = start(&follower_specs).await;
+    let leader = Node::start_on_nats(leader_specs.path(), &nats.url()).await;
+    let follower = Node::start_on_nats(follower_specs.path(), &nats.url()).await;
     let within = std::time::Duration::from_secs(30);
     follower.eventually("/acme/hello", within, |r| r.status() == 200).await;
 

@@ -2,23 +2,20 @@
 //! 3-node nats-server cluster with two gojinn nodes sharing it, or a `gojinn` child process),
 //! printing what it observed (run with `--nocapture` to read it).
 
+use crate::outage::start;
 use crate::support::api::{Api, ChildNode};
 use crate::support::nats::NatsCluster;
 use crate::support::{Node, SpecDir, error_code, specs};
 use futures::StreamExt;
-use gojinn::config::{AuditSettings, BackendKind, Durability, NodeConfig};
-use gojinn::spec::Span;
+use gojinn::config::Durability;
 use serde_json::{Value, json};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// `state.timeout` of the nodes here: how long a call may wait for NATS.
-const BOUND: Duration = Duration::from_secs(2);
 /// The longest a call that needs NATS may take to be refused without quorum: its function's
 /// timeout (1 s, the default) and, with a sync receipt, two attempts to append it, each bounded
-/// by [`BOUND`] (the second failure in a row refuses the call and the ones after it at once).
+/// by the nodes' `state.timeout` (`outage::BOUND`, 2 s; the second failure in a row refuses the call and the ones after it at once).
 const CALL_BOUND: Duration = Duration::from_secs(6);
 /// How long service may take to resume once quorum is back (stream leaders elected again).
 const RESUME_WITHIN: Duration = Duration::from_secs(60);
@@ -34,19 +31,6 @@ fn cp_specs() -> SpecDir {
     ];
     dir.write("specs.yaml", &specs("acme", "replicas: 3", &functions));
     dir
-}
-
-/// A node on the cluster at `seeds` whose calls wait at most [`BOUND`] for NATS.
-async fn node(specs: &Path, seeds: &str, name: &str, durability: Durability) -> Node {
-    let data = tempfile::tempdir().unwrap();
-    let mut config: NodeConfig = Node::config(specs, data.path());
-    config.state.backend = BackendKind::Nats;
-    config.state.nats_url = seeds.to_owned();
-    config.state.timeout = Span(BOUND);
-    config.audit = AuditSettings { node: Some(name.into()), durability, ..AuditSettings::default() };
-    let node = Node::start_config(config, data).await;
-    assert!(node.server.first_deploy().errors.is_empty(), "{:?}", node.server.first_deploy().errors);
-    node
 }
 
 /// Runs `state` on `node` with `ops`: the HTTP status, the guest's answer and how long it took.
@@ -87,8 +71,8 @@ async fn cp_without_quorum_refuses_writes_in_bounded_time_and_resumes_when_it_re
     let mut cluster = NatsCluster::start().await;
     let seeds = cluster.seeds();
     let dir = cp_specs();
-    let a = node(dir.path(), &seeds, "node-a", Durability::Async).await;
-    let b = node(dir.path(), &seeds, "node-b", Durability::Sync).await;
+    let a = start(dir.path(), &seeds, "node-a", Durability::Async).await;
+    let b = start(dir.path(), &seeds, "node-b", Durability::Sync).await;
     let (status, answer, _) = state(&a, kv_set("v1")).await;
     assert_eq!((status, answer), (200, json!([{ "ok": null }])), "a write with quorum");
     let (status, answer, _) = state(&b, kv_get()).await;
@@ -292,7 +276,7 @@ async fn a_receipt_forged_into_the_nats_audit_stream_is_named_and_one_cannot_be_
     let dir = SpecDir::new();
     dir.module("hello");
     dir.write("specs.yaml", &specs("acme", "", &[("hello", "hello", "")]));
-    let node = node(dir.path(), &nats.url(), "node-a", Durability::Sync).await;
+    let node = start(dir.path(), &nats.url(), "node-a", Durability::Sync).await;
     let mut ids = Vec::new();
     for _ in 0..4 {
         ids.push(crate::receipts::call(&node, "/acme/hello").await.1);

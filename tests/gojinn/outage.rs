@@ -9,7 +9,7 @@ use crate::support::api::{Api, WITHIN};
 use crate::support::nats::NatsServer;
 use crate::support::{Node, SpecDir, error_code, specs};
 use gojinn::audit::{ReceiptDraft, Record, Recorder, Trigger, log};
-use gojinn::config::{AuditSettings, BackendKind, Durability, NodeConfig};
+use gojinn::config::{AuditSettings, Durability, NodeConfig};
 use gojinn::metrics::Metrics;
 use gojinn::spec::{Name, Span};
 use gojinn::state::nats::NatsBackend;
@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// `state.timeout` of the nodes here: how long a call may wait for NATS.
-const BOUND: Duration = Duration::from_secs(2);
+pub(crate) const BOUND: Duration = Duration::from_secs(2);
 /// The longest a call that needs NATS may take while it is down: a host call, then its receipt,
 /// each bounded by [`BOUND`], and the guest's own time.
 const CALL_BOUND: Duration = Duration::from_secs(6);
@@ -43,14 +43,12 @@ fn spec_dir() -> SpecDir {
     dir
 }
 
-/// A node on NATS at `url` whose calls wait at most [`BOUND`] for it.
-async fn start(specs: &Path, url: &str, durability: Durability) -> Node {
+/// A node named `name` on NATS at `url` whose calls wait at most [`BOUND`] for it.
+pub(crate) async fn start(specs: &Path, url: &str, name: &str, durability: Durability) -> Node {
     let data = tempfile::tempdir().unwrap();
-    let mut config: NodeConfig = Node::config(specs, data.path());
-    config.state.backend = BackendKind::Nats;
-    config.state.nats_url = url.to_owned();
+    let mut config: NodeConfig = Node::nats_config(specs, data.path(), url);
     config.state.timeout = Span(BOUND);
-    config.audit = AuditSettings { node: Some("node-a".into()), durability, ..AuditSettings::default() };
+    config.audit = AuditSettings { node: Some(name.into()), durability, ..AuditSettings::default() };
     let node = Node::start_config(config, data).await;
     assert!(node.server.first_deploy().errors.is_empty(), "{:?}", node.server.first_deploy().errors);
     node
@@ -92,7 +90,7 @@ async fn state(node: &Node, ops: &str) -> (u16, Value, Duration) {
 async fn while_nats_is_down_readiness_says_why_and_calls_needing_it_fail_at_once() {
     let mut nats = NatsServer::start().await;
     let dir = spec_dir();
-    let node = start(dir.path(), &nats.url(), Durability::Async).await;
+    let node = start(dir.path(), &nats.url(), "node-a", Durability::Async).await;
     let base = node.url("");
     let (status, body) = readiness(&base).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ready")), "{body:#}");
@@ -139,7 +137,7 @@ async fn while_nats_is_down_readiness_says_why_and_calls_needing_it_fail_at_once
 async fn with_sync_receipts_a_call_is_refused_before_it_runs_while_nats_is_down() {
     let mut nats = NatsServer::start().await;
     let dir = spec_dir();
-    let node = start(dir.path(), &nats.url(), Durability::Sync).await;
+    let node = start(dir.path(), &nats.url(), "node-a", Durability::Sync).await;
     nats.stop();
     until_readiness(&node.url(""), 503).await;
     let started = Instant::now();
@@ -253,7 +251,7 @@ async fn answered(node: &Node, path: &str, body: &str) -> Answered {
 async fn restart_under_load(window: Option<Duration>, outage: Duration) {
     let mut nats = NatsServer::start().await;
     let dir = spec_dir();
-    let node = start(dir.path(), &nats.url(), Durability::Sync).await;
+    let node = start(dir.path(), &nats.url(), "node-a", Durability::Sync).await;
     let tenant = Name::new("acme").unwrap();
     if let Some(window) = window {
         set_duplicate_window(&nats, &tenant, window).await;

@@ -331,16 +331,9 @@ async fn one_node_reconciles_and_another_serves_what_it_applied() {
     leader_specs.write("acme.yaml", &specs("acme", "", &[("hello", "hello", "")]));
     // The follower's own spec dir is empty: it serves only what the lease holder applied.
     let follower_specs = SpecDir::new();
-    let start = |specs: &SpecDir| {
-        let data = tempfile::tempdir().unwrap();
-        let mut config = Node::config(specs.path(), data.path());
-        config.state.backend = gojinn::config::BackendKind::Nats;
-        config.state.nats_url = nats.url();
-        Node::start_config(config, data)
-    };
-    let leader = start(&leader_specs).await;
+    let leader = Node::start_on_nats(leader_specs.path(), &nats.url()).await;
     assert_eq!(leader.get("/acme/hello").await.status(), 200);
-    let follower = start(&follower_specs).await;
+    let follower = Node::start_on_nats(follower_specs.path(), &nats.url()).await;
     follower.eventually("/acme/hello", WITHIN, |r| r.status() == 200).await;
 
     // A change applied by the leader reaches the follower.

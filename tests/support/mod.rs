@@ -162,6 +162,21 @@ impl Node {
         }
     }
 
+    /// The configuration of a test node ([`Node::config`]) keeping its state in NATS at `url`
+    /// (comma-separated seeds).
+    pub fn nats_config(specs: &Path, data: &Path, url: &str) -> NodeConfig {
+        let mut config = Self::config(specs, data);
+        config.state.backend = gojinn::config::BackendKind::Nats;
+        config.state.nats_url = url.to_owned();
+        config
+    }
+
+    /// A test node serving `specs` with its state in NATS at `url`, in a fresh data dir.
+    pub async fn start_on_nats(specs: &Path, url: &str) -> Self {
+        let data = tempfile::tempdir().expect("data dir");
+        Self::start_config(Self::nats_config(specs, data.path(), url), data).await
+    }
+
     /// A node with `config`, whose data dir is `data`.
     pub async fn start_config(config: NodeConfig, data: tempfile::TempDir) -> Self {
         let server = Server::start(config).await.expect("start node");
