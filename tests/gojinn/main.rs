@@ -11,6 +11,7 @@ mod bounds;
 mod cache;
 mod cli;
 mod cluster_failures;
+mod cluster_modes;
 mod connections;
 mod cors;
 mod cpu;

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod conformance;
 pub mod host;
+pub mod link;
 pub mod logs;
 pub mod nats;
 pub mod otlp;

@@ -31,7 +31,7 @@ fn binary() -> PathBuf {
 /// port from that range can meanwhile be handed to any outgoing connection or `:0` listener (CI
 /// saw a restarted nats-server find its port taken). Ports from here are handed out in turn, so
 /// the tests of one process never probe the same one twice.
-fn free_ports(count: usize) -> Vec<u16> {
+pub fn free_ports(count: usize) -> Vec<u16> {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const LOW: u32 = 10_000;
     let high = ephemeral_start().clamp(LOW + 1_000, 32_768);
@@ -174,7 +174,8 @@ impl Drop for NatsServer {
     }
 }
 
-/// A cluster of nats-servers routed to each other on loopback.
+/// A cluster of nats-servers routed to each other on loopback. They do not advertise each
+/// other's client URLs (`no_advertise`): a client knows the servers it was given, no more.
 pub struct NatsCluster {
     nodes: Vec<NatsServer>,
 }
@@ -190,7 +191,7 @@ impl NatsCluster {
         let mut nodes: Vec<NatsServer> = (0..SIZE)
             .map(|i| {
                 let cluster = format!(
-                    "cluster {{ name: gojinn-test, listen: 127.0.0.1:{}, routes: [{}] }}\n",
+                    "cluster {{ name: gojinn-test, listen: 127.0.0.1:{}, routes: [{}], no_advertise: true }}\n",
                     ports[3 * i + 2],
                     routes.join(", ")
                 );
