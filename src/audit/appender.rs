@@ -1,6 +1,6 @@
-//! The recorder's background appender: one task that takes queued drafts in arrival order, seals
-//! them on this node's chains and appends them to their tenants' audit logs, so each chain is
-//! appended in the order it was sealed. Everything queued at once is sealed and appended as one
+//! The recorder's background appender: a task per tenant (the recorder's lane) that takes
+//! queued drafts in arrival order, seals them on this node's chain and appends them to the
+//! tenant's audit log, so the chain is appended in the order it was sealed. Everything queued at once is sealed and appended as one
 //! batch per tenant (a record of up to [`RECEIPTS_PER_RECORD`] receipts), so a slow append (an
 //! fsync, a replicated publish) is paid once per batch, not once per receipt.
 //!

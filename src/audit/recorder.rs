@@ -1,6 +1,7 @@
 //! The recorder: takes the draft of every execution's receipt, gives it its id at once, and
-//! queues it for the appender (see `appender`), which seals and appends in order off the request
-//! path. With `durability: sync` the caller waits until its receipt is in the log; with `async`
+//! queues it for its tenant's appender (see `appender`), which seals and appends in order off the
+//! request path. Each tenant has an appender of its own (a lane), so a tenant whose audit log
+//! cannot be written (its stream's servers down, say) holds up no other tenant's receipts. With `durability: sync` the caller waits until its receipt is in the log; with `async`
 //! it goes on as soon as the receipt is queued, and the appender lingers between appends to
 //! make each one larger.
 //!
@@ -10,12 +11,12 @@
 //! while the others' go on. Stopping appends everything queued and writes a
 //! checkpoint of every chain that moved.
 //!
-//! Nobody waits on a failing backend: once the appender's appends keep failing (the backend
+//! Nobody waits on a failing log: once a tenant's appends keep failing (the backend
 //! unreachable, say; a single failure is retried first), a caller waiting for its receipt
 //! (`sync`) is told that it is not in the log yet (its receipt stays queued and is appended
-//! once the backend is back), a caller waiting for room in a full queue is refused, and
-//! [`Recorder::refuses_executions`] tells the edge to refuse executions whose receipts could
-//! not be recorded before they run.
+//! once the log can be written), a caller waiting for room in a full queue is refused, and
+//! [`Recorder::refuses_executions`] tells the edge to refuse that tenant's executions whose
+//! receipts could not be recorded before they run.
 
 use super::appender::{Appender, Command, Queued};
 use super::chain::Chains;
@@ -68,29 +69,51 @@ pub enum RecordError {
 
 /// Records this node's receipts. Share it; stop it once nothing executes any more.
 pub struct Recorder {
-    /// The appender and its queue; `None` when receipts are off (`audit.enabled: false`).
+    /// The lanes and what makes them; `None` when receipts are off (`audit.enabled: false`).
     running: Option<Running>,
 }
 
-/// A started appender: its queue, the room left in it, and how callers wait.
+/// A started recorder: a lane per tenant, opened as the tenant records its first receipt (or
+/// at the start for the tenants deployed then), and what a new lane is made of.
 struct Running {
     durability: Durability,
+    /// The room left in the node's queue, which every lane shares.
+    room: Arc<Semaphore>,
+    /// The size of each tenant's part of the queue.
+    share: u32,
+    /// The lanes by tenant, as many as the tenants that recorded since the start; `None` once
+    /// the recorder has stopped.
+    lanes: Mutex<Option<HashMap<String, Lane>>>,
+    audit: Arc<dyn AuditLog>,
+    metrics: Arc<Metrics>,
+    node: String,
+    keys: Keyring,
+    checkpoint_interval: Duration,
+    linger: Duration,
+    stop_by: watch::Sender<Option<Instant>>,
+}
+
+/// A tenant's appender: its queue, the room left in the tenant's part of the node's queue, and
+/// why its appends fail, while they do.
+struct Lane {
     queue: mpsc::UnboundedSender<Command>,
     room: Arc<Semaphore>,
-    /// The room left in each tenant's part of the queue (`share` receipts), by tenant: one
-    /// entry per tenant that has recorded since the start, as few as the tenants deployed.
-    tenant_rooms: Mutex<HashMap<String, Arc<Semaphore>>>,
-    share: u32,
-    /// Why appends fail, while they do.
     trouble: watch::Receiver<Option<String>>,
-    stop_by: watch::Sender<Option<Instant>>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    task: JoinHandle<()>,
+}
+
+/// What a caller needs of its tenant's lane.
+struct LaneHandle {
+    queue: mpsc::UnboundedSender<Command>,
+    room: Arc<Semaphore>,
+    trouble: watch::Receiver<Option<String>>,
 }
 
 impl Recorder {
-    /// Loads the node's keys (generating the key file on first start), resumes the chains of
-    /// `tenants` from their logs and starts the appender, which counts appended receipts in
-    /// `metrics`. With `audit.enabled: false` it does none of that and records nothing.
+    /// Loads the node's keys (generating the key file on first start) and opens a lane for each
+    /// of `tenants`, which resumes the tenant's chain from its log; appended receipts are
+    /// counted in `metrics`. With `audit.enabled: false` it does none of that and records
+    /// nothing.
     pub async fn start(
         settings: &AuditSettings,
         data_dir: &Path,
@@ -109,28 +132,27 @@ impl Recorder {
         let generate = settings.key_file.is_none();
         let keys = read_keyring(&key_file(settings, data_dir), &settings.previous_key_files, generate)?;
         let node = node_id(settings.node.as_deref())?;
-        let (stop_by, stopping) = watch::channel(None);
-        let (troubled, trouble) = watch::channel(None);
-        let chains = Chains::new(node.clone(), keys);
-        let mut appender = Appender::new(audit, metrics, chains, stopping, troubled);
-        appender.resume_all(tenants).await;
-        let (queue, queued) = mpsc::unbounded_channel();
         let linger = match settings.durability {
             Durability::Sync => Duration::ZERO,
             Durability::Async => ASYNC_LINGER,
         };
-        let task = tokio::spawn(appender.run(queued, settings.checkpoint_interval.0, linger));
         tracing::info!(%node, durability = ?settings.durability, "recording receipts");
         let running = Running {
             durability: settings.durability,
-            queue,
             room: Arc::new(Semaphore::new(settings.max_queued.max(1) as usize)),
-            tenant_rooms: Mutex::new(HashMap::new()),
             share: settings.tenant_share(),
-            trouble,
-            stop_by,
-            task: Mutex::new(Some(task)),
+            lanes: Mutex::new(Some(HashMap::new())),
+            audit,
+            metrics,
+            node,
+            keys,
+            checkpoint_interval: settings.checkpoint_interval.0,
+            linger,
+            stop_by: watch::channel(None).0,
         };
+        for tenant in tenants {
+            running.lane(tenant.as_str()).expect("not stopped yet");
+        }
         Ok(Self { running: Some(running) })
     }
 
@@ -140,14 +162,15 @@ impl Recorder {
     }
 
     /// Records the receipt of a finished execution; returns its id once it is queued (async) or
-    /// appended (sync), or `None` when receipts are off. While appends fail, it does not wait:
-    /// a full queue is `Unavailable` (the receipt is not recorded), and a `sync` receipt that
-    /// is queued but not appended is `NotYetAppended`.
+    /// appended (sync), or `None` when receipts are off. While its tenant's appends fail, it
+    /// does not wait: a full queue is `Unavailable` (the receipt is not recorded), and a `sync`
+    /// receipt that is queued but not appended is `NotYetAppended`.
     pub async fn record(&self, draft: ReceiptDraft) -> Result<Option<String>, RecordError> {
         let Some(running) = &self.running else { return Ok(None) };
+        let lane = running.lane(&draft.tenant)?;
         // The tenant's part first: a tenant waiting for it holds none of the node's room.
-        let tenant = running.room_in(running.tenant_room(&draft.tenant)).await?;
-        let room = [running.room_in(running.room.clone()).await?, tenant];
+        let tenant = room_in(lane.room.clone(), &lane.trouble).await?;
+        let room = [room_in(running.room.clone(), &lane.trouble).await?, tenant];
         let id = new_id(&draft.tenant);
         let (appended, was_appended) = match running.durability {
             Durability::Sync => {
@@ -157,7 +180,7 @@ impl Recorder {
             Durability::Async => (None, None),
         };
         let queued = Queued { id: id.clone(), draft, appended, room };
-        running.queue.send(Command::Record(Box::new(queued))).map_err(|_| RecordError::Stopped)?;
+        lane.queue.send(Command::Record(Box::new(queued))).map_err(|_| RecordError::Stopped)?;
         if let Some(was_appended) = was_appended {
             tokio::select! {
                 biased;
@@ -166,7 +189,7 @@ impl Recorder {
                         return Err(RecordError::NotAppended(id));
                     }
                 }
-                reason = failing(running.trouble.clone()) => {
+                reason = failing(lane.trouble.clone()) => {
                     return Err(RecordError::NotYetAppended { id, reason });
                 }
             }
@@ -174,11 +197,12 @@ impl Recorder {
         Ok(Some(id))
     }
 
-    /// Whether an execution must not start now because its receipt could not be recorded:
-    /// appends fail, and its caller would wait for it (`sync`) or the queue is full.
-    pub fn refuses_executions(&self) -> bool {
+    /// Whether an execution of `tenant` must not start now because its receipt could not be
+    /// recorded: the tenant's appends fail, and its caller would wait for it (`sync`) or the
+    /// node's queue is full.
+    pub fn refuses_executions(&self, tenant: &str) -> bool {
         self.running.as_ref().is_some_and(|running| {
-            running.trouble.borrow().is_some()
+            running.trouble(tenant).is_some()
                 && (running.durability == Durability::Sync || running.room.available_permits() == 0)
         })
     }
@@ -188,54 +212,84 @@ impl Recorder {
         self.running.as_ref().is_some_and(|running| running.durability == Durability::Sync)
     }
 
-    /// Why appends to the audit log fail, while they do.
-    pub fn trouble(&self) -> Option<String> {
-        self.running.as_ref().and_then(|running| running.trouble.borrow().clone())
+    /// Why appends to `tenant`'s audit log fail, while they do.
+    pub fn trouble(&self, tenant: &str) -> Option<String> {
+        self.running.as_ref().and_then(|running| running.trouble(tenant))
     }
 
-    /// Appends everything queued, checkpoints every chain and stops the appender. Receipts
+    /// Appends everything queued, checkpoints every chain and stops every lane. Receipts
     /// recorded afterwards are refused.
     pub async fn stop(&self) {
         let Some(running) = &self.running else { return };
-        let Some(task) = running.task.lock().expect("recorder lock").take() else { return };
+        let Some(lanes) = running.lanes.lock().expect("recorder lock").take() else { return };
         running.stop_by.send_replace(Some(Instant::now() + STOP_GRACE));
-        let (ack, acked) = oneshot::channel();
-        if running.queue.send(Command::Stop(ack)).is_ok() {
-            let _ = acked.await;
-        }
+        let acknowledgements: Vec<_> = lanes
+            .values()
+            .filter_map(|lane| {
+                let (ack, acked) = oneshot::channel();
+                lane.queue.send(Command::Stop(ack)).is_ok().then_some(acked)
+            })
+            .collect();
+        futures::future::join_all(acknowledgements).await;
         running.room.close();
-        running.tenant_rooms.lock().expect("recorder lock").values().for_each(|room| room.close());
-        if let Err(error) = task.await {
-            tracing::error!("the receipt appender failed: {error}");
+        for (tenant, lane) in lanes {
+            lane.room.close();
+            if let Err(error) = lane.task.await {
+                tracing::error!(%tenant, "the receipt appender failed: {error}");
+            }
         }
     }
 }
 
 impl Running {
-    /// The room left in `tenant`'s part of the queue.
-    fn tenant_room(&self, tenant: &str) -> Arc<Semaphore> {
-        let mut rooms = self.tenant_rooms.lock().expect("recorder lock");
-        match rooms.get(tenant) {
-            Some(room) => room.clone(),
-            None => {
-                let room = Arc::new(Semaphore::new(self.share as usize));
-                rooms.insert(tenant.to_owned(), room.clone());
-                room
-            }
-        }
+    /// `tenant`'s lane, opened if it has none yet; `Stopped` once the recorder has stopped.
+    fn lane(&self, tenant: &str) -> Result<LaneHandle, RecordError> {
+        let mut lanes = self.lanes.lock().expect("recorder lock");
+        let lanes = lanes.as_mut().ok_or(RecordError::Stopped)?;
+        let lane = lanes.entry(tenant.to_owned()).or_insert_with(|| self.open_lane(tenant));
+        Ok(LaneHandle { queue: lane.queue.clone(), room: lane.room.clone(), trouble: lane.trouble.clone() })
     }
 
-    /// A place in `room`, waiting for one while appends succeed; `Unavailable` as soon as they
-    /// fail, `Stopped` once the recorder has stopped.
-    async fn room_in(&self, room: Arc<Semaphore>) -> Result<OwnedSemaphorePermit, RecordError> {
-        match room.clone().try_acquire_owned() {
-            Ok(place) => Ok(place),
-            Err(TryAcquireError::Closed) => Err(RecordError::Stopped),
-            Err(TryAcquireError::NoPermits) => tokio::select! {
-                place = room.acquire_owned() => place.map_err(|_| RecordError::Stopped),
-                reason = failing(self.trouble.clone()) => Err(RecordError::Unavailable(reason)),
-            },
-        }
+    /// Starts `tenant`'s appender, which first resumes the tenant's chain from its log.
+    fn open_lane(&self, tenant: &str) -> Lane {
+        let (troubled, trouble) = watch::channel(None);
+        let chains = Chains::new(self.node.clone(), self.keys.clone());
+        let mut appender = Appender::new(
+            self.audit.clone(),
+            self.metrics.clone(),
+            chains,
+            self.stop_by.subscribe(),
+            troubled,
+        );
+        let (queue, queued) = mpsc::unbounded_channel();
+        let (interval, linger) = (self.checkpoint_interval, self.linger);
+        let name = Name::new(tenant).ok();
+        let task = tokio::spawn(async move {
+            appender.resume_all(name).await;
+            appender.run(queued, interval, linger).await
+        });
+        Lane { queue, room: Arc::new(Semaphore::new(self.share as usize)), trouble, task }
+    }
+
+    fn trouble(&self, tenant: &str) -> Option<String> {
+        let lanes = self.lanes.lock().expect("recorder lock");
+        lanes.as_ref()?.get(tenant)?.trouble.borrow().clone()
+    }
+}
+
+/// A place in `room`, waiting for one while the lane's appends succeed; `Unavailable` as soon
+/// as they fail, `Stopped` once the recorder has stopped.
+async fn room_in(
+    room: Arc<Semaphore>,
+    trouble: &watch::Receiver<Option<String>>,
+) -> Result<OwnedSemaphorePermit, RecordError> {
+    match room.clone().try_acquire_owned() {
+        Ok(place) => Ok(place),
+        Err(TryAcquireError::Closed) => Err(RecordError::Stopped),
+        Err(TryAcquireError::NoPermits) => tokio::select! {
+            place = room.acquire_owned() => place.map_err(|_| RecordError::Stopped),
+            reason = failing(trouble.clone()) => Err(RecordError::Unavailable(reason)),
+        },
     }
 }
 
@@ -435,19 +489,19 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let faulty = Arc::new(FaultyLog { down: true.into(), ..FaultyLog::default() });
         let recorder = start_on(dir.path(), faulty.clone()).await;
-        assert!(!recorder.refuses_executions(), "nothing has failed yet");
+        assert!(!recorder.refuses_executions("acme"), "nothing has failed yet");
         let Err(RecordError::NotYetAppended { id, .. }) = recorder.record(draft(1)).await else {
             panic!("a sync receipt the log cannot take is reported, not waited for")
         };
-        assert!(recorder.refuses_executions() && recorder.trouble().is_some());
+        assert!(recorder.refuses_executions("acme") && recorder.trouble("acme").is_some());
 
         faulty.down.store(false, std::sync::atomic::Ordering::SeqCst);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while recorder.trouble().is_some() {
+        while recorder.trouble("acme").is_some() {
             assert!(Instant::now() < deadline, "the appender never retried");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert!(!recorder.refuses_executions());
+        assert!(!recorder.refuses_executions("acme"));
         recorder.record(draft(2)).await.unwrap();
         recorder.stop().await;
         let records = faulty.stored();
@@ -455,6 +509,64 @@ mod tests {
         assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 2, 0));
         let first = crate::audit::Record::decode(&records[0]).unwrap();
         assert!(matches!(first, crate::audit::Record::Receipts(r) if r[0].id == id), "queued, then appended");
+    }
+
+    /// The embedded log, except that `down`'s appends and reads fail as an unreachable stream's do.
+    struct OneTenantDown {
+        down: Name,
+        log: Arc<EmbeddedBackend>,
+    }
+
+    impl OneTenantDown {
+        fn check(&self, tenant: &Name) -> Result<(), StateError> {
+            match *tenant == self.down {
+                true => Err(StateError::Unavailable(format!("{tenant}'s audit stream has no leader"))),
+                false => Ok(()),
+            }
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl AuditLog for OneTenantDown {
+        async fn append(&self, tenant: &Name, record: bytes::Bytes) -> Result<u64, StateError> {
+            self.check(tenant)?;
+            self.log.append(tenant, record).await
+        }
+
+        async fn read(&self, tenant: &Name, from: u64, limit: usize) -> Result<Vec<log::Stored>, StateError> {
+            self.check(tenant)?;
+            self.log.read(tenant, from, limit).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_tenant_whose_log_cannot_be_written_holds_up_no_other_tenants_receipts() {
+        let dir = tempfile::tempdir().unwrap();
+        let (backend, acme) = backend(dir.path()).await;
+        let beta = Name::new("beta").unwrap();
+        let resources =
+            TenantResources { name: beta.clone(), replicas: 1, kv_max_bytes: None, kv_max_keys: None };
+        backend.ensure_tenant(&resources).await.unwrap();
+        let log = Arc::new(OneTenantDown { down: beta.clone(), log: backend.clone() });
+        let metrics = Arc::new(Metrics::new());
+        let tenants = [acme.clone(), beta.clone()];
+        let recorder =
+            Recorder::start(&settings(Durability::Sync), dir.path(), log, metrics, tenants).await.unwrap();
+
+        let of_beta = ReceiptDraft { tenant: "beta".into(), ..draft(1) };
+        let refused = recorder.record(of_beta).await;
+        assert!(matches!(refused, Err(RecordError::NotYetAppended { .. })), "{refused:?}");
+        assert!(recorder.refuses_executions("beta"));
+        for i in 0..3 {
+            recorder.record(draft(i)).await.unwrap().expect("acme's receipts are appended meanwhile");
+        }
+        assert!(!recorder.refuses_executions("acme") && recorder.trouble("acme").is_none());
+        recorder.stop().await;
+        let records: Vec<_> =
+            log::read_all(&*backend, &acme).await.unwrap().into_iter().map(|(_, r)| r).collect();
+        let keys = read_keyring(&dir.path().join(KEY_FILE_NAME), &[], false).unwrap();
+        let verdict = verify(&keys, "acme", &records, Window::ALL);
+        assert_eq!((verdict.checked, verdict.first_bad), (3, None));
     }
 
     /// A log whose appends wait until the test lets them through: a backend that cannot keep up.

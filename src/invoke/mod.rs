@@ -167,7 +167,7 @@ impl Invoker {
     pub async fn run(&self, _permit: &Permit, invocation: Invocation<'_>) -> Invoked {
         let Invocation { function, envelope, trigger } = invocation;
         let waits = trigger.answer_waits_for_receipt();
-        if waits && self.refuses_calls() {
+        if waits && self.refuses_calls(function.id.tenant.as_str()) {
             return Invoked { outcome: Err(InvokeError::Unavailable(NO_RECEIPTS)), receipt: None };
         }
         let stdin = envelope.to_json();
@@ -239,9 +239,10 @@ impl Invoker {
         }
     }
 
-    /// True while a client's call would be refused because its receipt cannot be recorded.
-    fn refuses_calls(&self) -> bool {
-        self.recorder.refuses_executions()
+    /// True while a client's call to `tenant` would be refused because its receipt cannot be
+    /// recorded.
+    fn refuses_calls(&self, tenant: &str) -> bool {
+        self.recorder.refuses_executions(tenant)
             || (self.recorder.waits_for_append() && self.reachability.unreachable().is_some())
     }
 }

@@ -147,8 +147,10 @@ pub(super) fn base_stream(
 
 /// The stream of KV bucket `bucket`, laid out as NATS KV clients expect: one value per key,
 /// rollups, deletes only as markers, and discard-new so a full bucket refuses writes (the
-/// quota). No direct gets: any replica may answer one, a lagging follower too, so a read could
-/// miss an acknowledged write; reads go through the stream leader instead.
+/// quota). Direct gets only with one replica: with more, any replica may answer one, a lagging
+/// follower too, so a read could miss an acknowledged write, and reads go through the stream
+/// leader instead; with one, the only server answers either way, and a direct get needs no
+/// JetStream meta leader, so reads go on while a majority of the servers is down (AP mode).
 pub(super) fn bucket_stream_config(bucket: &str, replicas: u8, max_bytes: Option<u64>) -> Config {
     let limit = max_bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX));
     Config {
@@ -156,6 +158,7 @@ pub(super) fn bucket_stream_config(bucket: &str, replicas: u8, max_bytes: Option
         max_bytes: limit,
         discard: DiscardPolicy::New,
         allow_rollup: true,
+        allow_direct: replicas <= 1,
         deny_delete: true,
         ..base_stream(
             bucket_stream(bucket),
