@@ -65,7 +65,20 @@ pub fn body(error: &dyn PublicError) -> serde_json::Value {
         }
         None => error.to_string(),
     };
-    serde_json::json!({ "code": error.code(), "message": message })
+    serde_json::to_value(ErrorBody { code: error.code().to_owned(), message })
+        .expect("an error body serializes")
+}
+
+/// The one JSON body of every error answer, as [`body`] writes it; the OpenAPI document
+/// describes every error response with it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// The stable code of the error (the README's errors table).
+    #[schema(example = "no_tenant")]
+    pub code: String,
+    /// What was wrong and where; "internal error" for an internal one, whose detail is logged.
+    pub message: String,
 }
 
 /// A request with a method its route does not serve.
@@ -96,9 +109,10 @@ impl PublicError for MethodNotAllowed {
 /// `route`, answering any method it does not serve with [`MethodNotAllowed`] naming `allow`.
 pub fn allow_methods<S: Clone + Send + Sync + 'static>(
     route: MethodRouter<S>,
-    allow: &'static str,
+    allow: String,
 ) -> MethodRouter<S> {
+    let allow: std::sync::Arc<str> = allow.into();
     route.fallback(move |request: Request<axum::body::Body>| async move {
-        Failure::from(MethodNotAllowed { method: request.method().to_string(), allow: allow.into() })
+        Failure::from(MethodNotAllowed { method: request.method().to_string(), allow: allow.to_string() })
     })
 }

@@ -2,7 +2,7 @@
 //! `X-Gojinn-Key: KEY` or else `Authorization: Bearer KEY` ([`credential`]); [`authorize`]
 //! decides, for what the request needs ([`Need`]), whether it passes: the admin token passes
 //! everywhere; a tenant's key passes where the need is that tenant's and one of the key's
-//! scopes; any other key is 403 `forbidden`; no credential, or one that is neither the admin
+//! scopes, or that tenant's with any scope (what it deployed); any other key is 403 `forbidden`; no credential, or one that is neither the admin
 //! token nor any tenant's key, is 401 `unauthorized` (asking for the admin token where only it
 //! opens). Keys are known only by their sha256
 //! (the spec lists digests, the registry holds them decoded), compared in constant time with
@@ -30,6 +30,9 @@ pub enum Need<'a> {
     Admin,
     /// The admin token, or a key of this tenant with this scope.
     Tenant(&'a Name, Scope),
+    /// The admin token, or any key of this tenant, whatever its scopes: routes that only
+    /// describe what the tenant deployed (`api::deployed`).
+    AnyScope(&'a Name),
 }
 
 /// Who passed.
@@ -118,11 +121,13 @@ pub fn authorize(
     let (tenant, key) = found.ok_or_else(|| unauthorized(AccessError::Unknown))?;
     match need {
         Need::Admin => Err(AccessError::AdminOnly),
-        Need::Tenant(wanted, _) if wanted != tenant => Err(AccessError::OtherTenant(wanted.clone())),
+        Need::Tenant(wanted, _) | Need::AnyScope(wanted) if wanted != tenant => {
+            Err(AccessError::OtherTenant(wanted.clone()))
+        }
         Need::Tenant(_, scope) if !key.scopes.contains(&scope) => {
             Err(AccessError::NoScope { key: key.name.clone(), scope })
         }
-        Need::Tenant(..) => Ok(Access::Key(key.name.clone())),
+        Need::Tenant(..) | Need::AnyScope(_) => Ok(Access::Key(key.name.clone())),
     }
 }
 
@@ -240,6 +245,16 @@ mod tests {
             Err(AccessError::OtherTenant(alpha.clone()))
         );
         assert_eq!(decide(&[("x-gojinn-key", "alpha-all")], Need::Admin), Err(AccessError::AdminOnly));
+        // What a tenant deployed: any of its keys, whatever the scopes; no other tenant's.
+        let described = Need::AnyScope(&alpha);
+        assert_eq!(decide(&[("x-gojinn-key", "alpha-jobs")], described), Ok(Access::Key(name("jobs-only"))));
+        assert_eq!(decide(&[("authorization", &bearer(ADMIN))], described), Ok(Access::Admin));
+        assert_eq!(
+            decide(&[("x-gojinn-key", "beta-all")], described),
+            Err(AccessError::OtherTenant(alpha.clone()))
+        );
+        assert_eq!(decide(&[("x-gojinn-key", "alpha-al")], described), Err(AccessError::Unknown));
+        assert_eq!(decide(&[], described), Err(AccessError::Missing));
         assert_eq!(decide(&[("x-gojinn-key", "alpha-al")], invoke), Err(AccessError::Unknown));
         assert_eq!(decide(&[("x-gojinn-key", "alpha-al")], Need::Admin), Err(AccessError::NoAdminToken));
         assert_eq!(decide(&[], Need::Admin), Err(AccessError::NoAdminToken));

@@ -6,19 +6,20 @@
 //! The secret is read from a file, never from the config itself, and never logged.
 
 use super::keys::{self, AccessError, Need};
+use super::openapi::strict;
 use super::{Admin, ApiError};
-use crate::failure::{Failure, allow_methods};
-use axum::Router;
+use crate::failure::{ErrorBody, Failure};
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Limited};
 use sha2::Sha256;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// The largest body whose signature is checked. GitHub lists at most 2048 commits in a push
 /// event, a few MiB; the body is only read when a signature comes with it.
@@ -83,12 +84,29 @@ impl WebhookSecret {
 }
 
 /// The webhook's route; it authenticates its requests itself.
-pub fn routes() -> Router<Arc<Admin>> {
-    Router::new().route("/_gojinn/v1/reconcile", allow_methods(post(request_reconcile), "POST"))
+pub fn routes() -> OpenApiRouter<Arc<Admin>> {
+    OpenApiRouter::new().routes(strict(routes!(request_reconcile)))
 }
 
 /// `POST /_gojinn/v1/reconcile` → 202 `{"queued": true}`: a pass is queued; requests arriving
 /// while one is pending are one pass. Its outcome shows in `GET /_gojinn/v1/status`.
+#[utoipa::path(
+    post,
+    path = "/_gojinn/v1/reconcile",
+    tag = "reconcile",
+    summary = "Queue a reconcile pass",
+    description = "Queues a reconcile pass; requests arriving while one is pending are one pass. Takes the admin \
+        token, or, with reconcile.webhook.secretFile set, GitHub's X-Hub-Signature-256 over the body or GitLab's \
+        X-Gitlab-Token, so a git host can call it directly. The body is read only to check a GitHub signature.",
+    security(("admin_token" = []), ("github_signature" = []), ("gitlab_token" = [])),
+    responses(
+        (status = 202, description = "`{queued: true}`: a pass is queued", body = inline(serde_json::Value)),
+        (status = 400, description = "`bad_body`: the signed body could not be read in time", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: none of the proofs, or a wrong one", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a tenant's API key, which this route does not take", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: a signed body over 8 MiB", body = ErrorBody),
+    ),
+)]
 pub async fn request_reconcile(
     State(admin): State<Arc<Admin>>,
     request: Request,

@@ -92,6 +92,23 @@ fn status_path(id: &JobId) -> String {
 }
 
 /// `GET /_gojinn/v1/jobs/{id}`: the job's status, attempts, result or error, and timestamps.
+#[utoipa::path(
+    get,
+    path = STATUS_PATH,
+    operation_id = "job_status",
+    tag = "jobs",
+    summary = "A job's status (capability URL)",
+    description = "The job's status, attempts, result or error, and timestamps, for whoever holds its id: the \
+        Location of an asynchronous call's 202. No credential; Cache-Control: no-store.",
+    params(("id" = String, Path, description = "The job's id, `{tenant}.{key}`")),
+    security(),
+    responses(
+        (status = 200, description = "`{id, tenant, function, status, attempts, result, error, created_ms, updated_ms}`", body = inline(serde_json::Value)),
+        (status = 404, description = "`no_job`: no job of that id", body = crate::failure::ErrorBody),
+        (status = 503, description = "`unavailable`: the state backend cannot be read now (Retry-After)", body = crate::failure::ErrorBody),
+        (status = 500, description = "`internal`: the state backend failed (the detail is logged)", body = crate::failure::ErrorBody),
+    ),
+)]
 pub async fn status(State(edge): State<Arc<Edge>>, Path(id): Path<String>) -> Result<Response, Failure> {
     let job = jobs::status(&edge.state, &JobId::parse(&id)?).await?;
     let mut response = axum::Json(job).into_response();

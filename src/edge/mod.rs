@@ -16,7 +16,7 @@ use crate::abi::GuestRequest;
 use crate::api::keys::{self, Need};
 use crate::api::{self, Admin, AdminToken};
 use crate::audit::Recorder;
-use crate::failure::{Failure, MethodNotAllowed, allow_methods};
+use crate::failure::{Failure, MethodNotAllowed};
 use crate::invoke::{Admission, Answered, Invocation, InvokeError, Invoker, Trigger};
 use crate::metrics::Metrics;
 use crate::reconcile::controller::PassRequests;
@@ -29,13 +29,15 @@ use axum::extract::State;
 use axum::handler::Handler;
 use axum::middleware;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{any, get};
+use axum::routing::any;
 use http::{HeaderValue, Request, header};
 use http_body_util::{BodyExt, Limited};
 use jobs::AsyncCall;
 use respond::EdgeError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// How long a client may take to send a request body.
 const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -86,30 +88,36 @@ pub enum Surfaces {
 /// The HTTP surface of a listener, composed here and only here. Outside in, a request meets:
 /// the server's connection and head bounds (the `server` module: connections, header read,
 /// URL length); then its route. Each route lists its layers below, outermost first. Every path
-/// under `/_gojinn` a listener does not serve is a 404 `no_route`, whatever the method.
+/// under `/_gojinn` a listener does not serve is a 404 `no_route`, whatever the method. Every
+/// route is declared with its OpenAPI operation (`api::openapi`): the operator surface serves
+/// the document of exactly the routes this listener serves.
 pub fn router(edge: Arc<Edge>, surfaces: Surfaces) -> Router {
+    use api::openapi::strict;
     let functions = surfaces != Surfaces::Operator;
     let operator = surfaces != Surfaces::Functions;
-    let mut router = Router::new()
+    let mut router = OpenApiRouter::new()
         // Liveness: the process answers.
-        .route("/_gojinn/health", get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }))
+        .routes(strict(routes!(health)))
         // Readiness: whether calls can be served now.
-        .route("/_gojinn/ready", get(ready));
+        .routes(strict(routes!(ready)));
     if functions {
         // A job's status, for whoever holds its id (a capability URL): no token.
-        router = router.route(jobs::STATUS_PATH, allow_methods(get(jobs::status), "GET"));
+        router = router.routes(strict(routes!(jobs::status)));
     }
     if operator {
         // Metrics, for the operator's scraper: no token (kept off the public network, or on
         // `admin.listen`).
-        router = router.route(observe::METRICS_PATH, allow_methods(get(observe::metrics), "GET"));
+        router = router.routes(strict(routes!(observe::metrics)));
     }
+    let router: OpenApiRouter = router.with_state(edge.clone());
+    let router = if operator { router.merge(operator_routes(&edge)) } else { router };
+    let (router, paths) = router.split_for_parts();
+    // The OpenAPI document of every route above, itself included, on the operator surface.
+    let router = if operator { router.merge(api::openapi::routes(paths)) } else { router };
     let router = router
         // Every other path under /_gojinn is no function's.
         .route("/_gojinn", any(not_found))
-        .route("/_gojinn/{*rest}", any(not_found))
-        .with_state(edge.clone());
-    let router = if operator { router.merge(operator_routes(&edge)) } else { router };
+        .route("/_gojinn/{*rest}", any(not_found));
     if !functions {
         return router.fallback(not_found);
     }
@@ -130,7 +138,7 @@ pub fn router(edge: Arc<Edge>, surfaces: Surfaces) -> Router {
 }
 
 /// The admin API, the reconcile webhook and MCP.
-fn operator_routes(edge: &Edge) -> Router {
+fn operator_routes(edge: &Edge) -> OpenApiRouter {
     let admin = Arc::new(Admin {
         state: edge.state.clone(),
         registry: edge.registry.clone(),
@@ -138,9 +146,10 @@ fn operator_routes(edge: &Edge) -> Router {
         token: edge.admin_token.clone(),
         webhook: edge.webhook_secret.clone(),
     });
-    Router::new()
+    OpenApiRouter::new()
         // The admin API: authentication (the admin bearer token; a tenant's jobs and receipts
-        // also take that tenant's API keys with the scope), then its handlers.
+        // also take that tenant's API keys with the scope, what it deployed any of its keys),
+        // then its handlers.
         .merge(
             api::routes()
                 .route_layer(middleware::from_fn_with_state(admin.clone(), api::require_access))
@@ -162,9 +171,34 @@ fn operator_routes(edge: &Edge) -> Router {
         )
 }
 
+/// 200 `{"status": "ok"}`: the process answers.
+#[utoipa::path(
+    get,
+    path = "/_gojinn/health",
+    tag = "meta",
+    summary = "Liveness",
+    security(),
+    responses((status = 200, description = "`{status: \"ok\"}`", body = inline(serde_json::Value))),
+)]
+async fn health() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
 /// 200 `{"status": "ready"}` once the first reconcile pass has deployed, while the state
 /// backend is reachable; else 503 `{"status": "not_ready",
 /// "reasons": [...]}`. The reasons name no tenant and no address: anyone can read this route.
+#[utoipa::path(
+    get,
+    path = "/_gojinn/ready",
+    tag = "meta",
+    summary = "Readiness",
+    description = "Whether calls can be served now. The reasons name no tenant and no address.",
+    security(),
+    responses(
+        (status = 200, description = "`{status: \"ready\", functions}`", body = inline(serde_json::Value)),
+        (status = 503, description = "`{status: \"not_ready\", reasons, functions}` (not the error body)", body = inline(serde_json::Value)),
+    ),
+)]
 async fn ready(State(edge): State<Arc<Edge>>) -> Response {
     let functions = edge.registry.current().functions().count();
     let mut reasons = Vec::new();

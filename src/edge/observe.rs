@@ -50,6 +50,16 @@ pub fn routed(request: &Request, function: &Deployed, route: impl Display) {
 }
 
 /// `GET /_gojinn/metrics`: every metric, in the text format Prometheus scrapes.
+#[utoipa::path(
+    get,
+    path = METRICS_PATH,
+    tag = "meta",
+    summary = "Metrics",
+    description = "Every metric, in the text format Prometheus scrapes. No credential: keep it off the public \
+        network, or on admin.listen.",
+    security(),
+    responses((status = 200, description = "The Prometheus text format", body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], edge.metrics.encode()).into_response()
 }

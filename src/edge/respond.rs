@@ -153,6 +153,7 @@ mod tests {
             ApiError::BadBody("x".into()).into(),
             ApiError::NoTenant("x".into()).into(),
             ApiError::NoReceipt("x".into()).into(),
+            ApiError::NoFunction("x".into()).into(),
             ApiError::ForbiddenOrigin("x".into()).into(),
         ];
         all.extend(

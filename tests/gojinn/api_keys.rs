@@ -1,6 +1,7 @@
 //! Tenants' API keys on a real node: an authorization matrix over every route a credential
-//! decides (function calls, sync and async; a tenant's jobs and receipts; the admin-only routes;
-//! the job status capability URL; a tenant without keys) × {admin token, tenant A's key, A's key
+//! decides (function calls, sync and async; a tenant's jobs and receipts; what a tenant deployed,
+//! open to any of its keys; the admin-only routes; the job status capability URL and the OpenAPI
+//! document; a tenant without keys) × {admin token, tenant A's key, A's key
 //! with another scope, tenant B's key, a wrong key, none}, each cell asserting the exact status
 //! and code; and a key, once used, nowhere after the edge: not in what the guest sees, the job's
 //! payload, the receipt or the node's logs; and a key change, applied, closing or opening a
@@ -147,6 +148,8 @@ async fn every_route_opens_to_exactly_the_credentials_it_should() {
     let jobs = invoke;
     let receipts = [OK, OK, OK, FORBIDDEN, UNAUTHORIZED, UNAUTHORIZED];
     let open = [OK; 6];
+    // What a tenant deployed: the admin token and any of the tenant's keys, whatever its scopes.
+    let deployed = [OK, OK, OK, FORBIDDEN, UNAUTHORIZED, UNAUTHORIZED];
     let accepted = (202, "");
     let not_dead = (409, "not_dead");
     let rows = [
@@ -178,6 +181,17 @@ async fn every_route_opens_to_exactly_the_credentials_it_should() {
         row("show receipt", Method::GET, format!("/_gojinn/v1/receipts/{receipt}"), receipts),
         row("audit log", Method::GET, "/_gojinn/v1/tenants/alpha/audit".into(), admin_only),
         row("status", Method::GET, "/_gojinn/v1/status".into(), admin_only),
+        row("list tenants", Method::GET, "/_gojinn/v1/tenants".into(), admin_only),
+        row("show tenant", Method::GET, "/_gojinn/v1/tenants/alpha".into(), deployed),
+        row("list functions", Method::GET, "/_gojinn/v1/tenants/alpha/functions".into(), deployed),
+        row("show function", Method::GET, "/_gojinn/v1/tenants/alpha/functions/probe".into(), deployed),
+        row(
+            "beta's functions",
+            Method::GET,
+            "/_gojinn/v1/tenants/beta/functions".into(),
+            [OK, FORBIDDEN, FORBIDDEN, OK, UNAUTHORIZED, UNAUTHORIZED],
+        ),
+        row("OpenAPI document", Method::GET, "/_gojinn/v1/openapi.json".into(), open),
         row(
             "beta's jobs",
             Method::GET,

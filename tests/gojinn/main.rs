@@ -32,6 +32,7 @@ mod mcp;
 mod metrics;
 mod nats_security;
 mod node_config;
+mod openapi;
 mod outage;
 mod rate_limits;
 mod receipts;

@@ -25,13 +25,12 @@ mod envelope;
 
 use crate::abi::GuestRequest;
 use crate::api::{Admin, ApiError};
-use crate::failure::{self, Failure, PublicError};
+use crate::failure::{self, ErrorBody, Failure, PublicError};
 use crate::invoke::{Invocation, InvokeError, Invoked, Invoker, Trigger};
 use crate::metrics::Metrics;
 use crate::registry::{Deployed, Registry};
 use crate::spec::{FunctionId, Name, ToolSchema};
 use crate::telemetry::spans;
-use axum::Router;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -53,6 +52,8 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use tracing::Instrument;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Where the endpoint is served.
 pub const PATH: &str = "/_gojinn/mcp";
@@ -72,9 +73,13 @@ const INSTRUCTIONS: &str = "Gojinn runs WebAssembly functions. Each tool named {
     calls that function with the arguments as its JSON body; the result is its response body, and \
     _meta[\"gojinn/receipt\"] names the signed receipt of the call, which gojinn.receipt shows.";
 
-/// The MCP route, its messages checked ([`envelope`]) before the transport reads them; the edge
-/// puts it behind the admin token, [`same_origin`] and [`count`].
-pub fn routes(invoker: Arc<Invoker>, admin: Arc<Admin>) -> Router {
+/// The MCP transport, stateless, serving every request of both endpoints.
+type Transport = StreamableHttpService<Gateway, NeverSessionManager>;
+
+/// The MCP routes, their messages checked ([`envelope`]) before the transport reads them; the
+/// edge puts them behind the admin token, [`same_origin`] and [`count`].
+pub fn routes(invoker: Arc<Invoker>, admin: Arc<Admin>) -> OpenApiRouter {
+    use crate::api::openapi::strict;
     let config = StreamableHttpServerConfig::default()
         .with_legacy_session_mode(false)
         .with_json_response(true)
@@ -90,10 +95,65 @@ pub fn routes(invoker: Arc<Invoker>, admin: Arc<Admin>) -> Router {
         config,
     );
     let screen = |request: Request, next: Next| envelope::screen(request, next, MAX_REQUEST_BYTES as u64);
-    Router::new()
-        .route_service(PATH, service.clone())
-        .route_service(TENANT_PATH, service)
+    OpenApiRouter::new()
+        .routes(strict(routes!(node_endpoint)))
+        .routes(strict(routes!(tenant_endpoint)))
         .route_layer(middleware::from_fn(screen))
+        .with_state(service)
+}
+
+/// `POST /_gojinn/mcp`: the node's MCP endpoint.
+#[utoipa::path(
+    post,
+    path = PATH,
+    tag = "mcp",
+    summary = "The node's MCP endpoint",
+    description = "Model Context Protocol, Streamable HTTP transport, stateless, every answer application/json: \
+        every function that opted in as a tool and the admin tools (gojinn.status, gojinn.job, gojinn.receipt). \
+        The admin token only. A malformed message is answered with a JSON-RPC error (400, 406, 413, 415); a \
+        browser's request from another origin than the node's own or admin.mcpAllowedOrigins is 403 \
+        forbidden_origin.",
+    request_body(content = inline(serde_json::Value), content_type = "application/json", description = "A JSON-RPC message"),
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "The JSON-RPC answer", body = inline(serde_json::Value)),
+        (status = 202, description = "A notification or response, accepted"),
+        (status = 400, description = "A JSON-RPC error: the message is not one", body = inline(serde_json::Value)),
+        (status = 401, description = "`unauthorized`: no admin token", body = ErrorBody),
+        (status = 403, description = "`forbidden`: a tenant's API key; `forbidden_origin`: a browser's cross-origin request", body = ErrorBody),
+        (status = 406, description = "A JSON-RPC error: the request does not accept application/json", body = inline(serde_json::Value)),
+        (status = 413, description = "A JSON-RPC error: the message is over 1 MiB", body = inline(serde_json::Value)),
+        (status = 415, description = "A JSON-RPC error: the message is not application/json", body = inline(serde_json::Value)),
+    ),
+)]
+async fn node_endpoint(State(transport): State<Transport>, request: Request) -> Response {
+    transport.handle(request).await.into_response()
+}
+
+/// `POST /_gojinn/mcp/{tenant}`: one tenant's MCP endpoint.
+#[utoipa::path(
+    post,
+    path = TENANT_PATH,
+    tag = "mcp",
+    summary = "A tenant's MCP endpoint",
+    description = "As the node's endpoint, with that tenant's function tools only. Open to the admin token and \
+        to the tenant's keys with the `mcp` scope.",
+    params(("tenant" = String, Path, description = "The tenant's name")),
+    request_body(content = inline(serde_json::Value), content_type = "application/json", description = "A JSON-RPC message"),
+    security(("admin_token" = []), ("tenant_key" = []), ("tenant_key_header" = [])),
+    responses(
+        (status = 200, description = "The JSON-RPC answer", body = inline(serde_json::Value)),
+        (status = 202, description = "A notification or response, accepted"),
+        (status = 400, description = "A JSON-RPC error: the message is not one", body = inline(serde_json::Value)),
+        (status = 401, description = "`unauthorized`: no credential, or one that is neither the admin token nor any tenant's key", body = ErrorBody),
+        (status = 403, description = "`forbidden`: another tenant's key, or a key without the `mcp` scope; `forbidden_origin`: a browser's cross-origin request", body = ErrorBody),
+        (status = 406, description = "A JSON-RPC error: the request does not accept application/json", body = inline(serde_json::Value)),
+        (status = 413, description = "A JSON-RPC error: the message is over 1 MiB", body = inline(serde_json::Value)),
+        (status = 415, description = "A JSON-RPC error: the message is not application/json", body = inline(serde_json::Value)),
+    ),
+)]
+async fn tenant_endpoint(State(transport): State<Transport>, request: Request) -> Response {
+    transport.handle(request).await.into_response()
 }
 
 /// Counts an MCP request in `gojinn_requests_total` once it is answered (see the module doc).
