@@ -334,7 +334,13 @@ mod tests {
         let actual = Config { deny_delete: false, ..actual };
         assert_eq!(
             Settings::of(&actual).differences(&Settings::of(&desired)),
-            ["replicas 1, want 3", "max_bytes 4096, want unlimited", "deny_delete false, want true"]
+            [
+                "replicas 1, want 3",
+                "max_bytes 4096, want unlimited",
+                // Direct gets go with one replica (see `bucket_stream_config`).
+                "allow_direct true, want false",
+                "deny_delete false, want true"
+            ]
         );
         assert!(Settings::of(&desired).differences(&Settings::of(&desired)).is_empty());
         let [_, _, jobs, ..] = desired_streams(&acme(3, None));
