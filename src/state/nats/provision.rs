@@ -147,10 +147,8 @@ pub(super) fn base_stream(
 
 /// The stream of KV bucket `bucket`, laid out as NATS KV clients expect: one value per key,
 /// rollups, deletes only as markers, and discard-new so a full bucket refuses writes (the
-/// quota). Direct gets only with one replica: with more, any replica may answer one, a lagging
-/// follower too, so a read could miss an acknowledged write, and reads go through the stream
-/// leader instead; with one, the only server answers either way, and a direct get needs no
-/// JetStream meta leader, so reads go on while a majority of the servers is down (AP mode).
+/// quota). No direct gets: any replica may answer one, a lagging follower too, so a read could
+/// miss an acknowledged write; reads go through the stream leader instead.
 pub(super) fn bucket_stream_config(bucket: &str, replicas: u8, max_bytes: Option<u64>) -> Config {
     let limit = max_bytes.map_or(-1, |b| i64::try_from(b).unwrap_or(i64::MAX));
     Config {
@@ -158,7 +156,6 @@ pub(super) fn bucket_stream_config(bucket: &str, replicas: u8, max_bytes: Option
         max_bytes: limit,
         discard: DiscardPolicy::New,
         allow_rollup: true,
-        allow_direct: replicas <= 1,
         deny_delete: true,
         ..base_stream(
             bucket_stream(bucket),
@@ -334,13 +331,7 @@ mod tests {
         let actual = Config { deny_delete: false, ..actual };
         assert_eq!(
             Settings::of(&actual).differences(&Settings::of(&desired)),
-            [
-                "replicas 1, want 3",
-                "max_bytes 4096, want unlimited",
-                // Direct gets go with one replica (see `bucket_stream_config`).
-                "allow_direct true, want false",
-                "deny_delete false, want true"
-            ]
+            ["replicas 1, want 3", "max_bytes 4096, want unlimited", "deny_delete false, want true"]
         );
         assert!(Settings::of(&desired).differences(&Settings::of(&desired)).is_empty());
         let [_, _, jobs, ..] = desired_streams(&acme(3, None));
