@@ -345,6 +345,16 @@ fn without_times(seen: &BTreeMap<Cell, (Seen, Duration)>) -> BTreeMap<Cell, Seen
     seen.iter().map(|(cell, (seen, _))| (*cell, seen.clone())).collect()
 }
 
+/// A 3-node nats-server cluster and the two nodes on it, serving [`mode_specs`] (kept alive by
+/// the returned directory).
+async fn on_the_cluster() -> (NatsCluster, SpecDir, Nodes) {
+    let cluster = NatsCluster::start().await;
+    let dir = mode_specs();
+    let seeds = cluster.seeds();
+    let nodes = Nodes::start(dir.path(), (&seeds, &seeds)).await;
+    (cluster, dir, nodes)
+}
+
 /// Where each of a tenant's streams leads: the index of its leader's server (`n<index>`).
 async fn leaders(cluster: &NatsCluster, tenant: &str) -> BTreeMap<Stream, usize> {
     let jetstream = jetstream(cluster).await;
@@ -398,10 +408,7 @@ async fn move_leaders_off(cluster: &NatsCluster, tenant: &str, server: usize) {
 /// server is refused until it returns. Acknowledged writes are kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_a_streams_leader_dies() {
-    let mut cluster = NatsCluster::start().await;
-    let dir = mode_specs();
-    let seeds = cluster.seeds();
-    let nodes = Nodes::start(dir.path(), (&seeds, &seeds)).await;
+    let (mut cluster, _dir, nodes) = on_the_cluster().await;
     let before = nodes.try_all().await;
     assert_eq!(without_times(&before), expected(|_, _| true), "everything answered first");
 
@@ -477,10 +484,7 @@ async fn when_a_streams_leader_dies() {
 /// answers everything at once; AP as its streams' places say.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_a_minority_of_servers_is_down() {
-    let mut cluster = NatsCluster::start().await;
-    let dir = mode_specs();
-    let seeds = cluster.seeds();
-    let nodes = Nodes::start(dir.path(), (&seeds, &seeds)).await;
+    let (mut cluster, _dir, nodes) = on_the_cluster().await;
     // The server holding the fewest of ap's streams.
     let ap = leaders(&cluster, "ap").await;
     let server = (0..3).min_by_key(|server| ap.values().filter(|leader| *leader == server).count()).unwrap();
@@ -514,10 +518,7 @@ async fn when_a_minority_of_servers_is_down() {
 /// (KV reads may be refused: see below).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_a_majority_of_servers_is_down() {
-    let mut cluster = NatsCluster::start().await;
-    let dir = mode_specs();
-    let seeds = cluster.seeds();
-    let nodes = Nodes::start(dir.path(), (&seeds, &seeds)).await;
+    let (mut cluster, _dir, nodes) = on_the_cluster().await;
     let ap = leaders(&cluster, "ap").await;
     let left = ap[&Stream::Kv];
     let downed: Vec<usize> = (0..3).filter(|server| *server != left).collect();
