@@ -34,6 +34,7 @@ mod node_config;
 mod outage;
 mod rate_limits;
 mod receipts;
+mod receipts_crash;
 mod reconcile;
 mod reconcile_policy;
 mod reconcile_props;

@@ -531,6 +531,23 @@ mod tests {
     }
 
     #[test]
+    fn the_index_of_a_million_records_holds_one_offset_per_index_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("acme.log");
+        let million = 1_000_000;
+        create_with(&path, (1..=million).map(|sequence| Ok::<_, ()>(record(sequence)))).unwrap().unwrap();
+        let started = std::time::Instant::now();
+        let log = open(&path);
+        let opened = started.elapsed();
+        let index = log.read_published().index.capacity() * std::mem::size_of::<u64>();
+        eprintln!("1M records ({} bytes): opened in {opened:?}, index {index} bytes", length(&path));
+        assert_eq!(log.read_published().index.len() as u64, million / INDEX_EVERY);
+        assert!(index <= 256 * 1024, "{index} bytes");
+        assert_eq!(log.read(million - 1, 5).unwrap(), records(million - 1..=million));
+        assert_eq!(log.append(&record(million + 1)).unwrap(), million + 1);
+    }
+
+    #[test]
     fn a_torn_tail_is_cut_on_open_and_the_records_before_it_stay() {
         let dir = tempfile::tempdir().unwrap();
         let (path, log) = log_of(dir.path(), 3);
