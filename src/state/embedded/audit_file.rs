@@ -5,8 +5,14 @@
 //!
 //! One writer appends each record with one `write` and one `fdatasync`, and only then publishes
 //! the new end: readers, which share the file and read by position, never see a partial frame.
-//! Opening scans every frame and checks its checksum. A bad frame with nothing valid after it is
-//! a torn tail (a write cut short by a crash, so never acknowledged): it is cut off and logged.
+//! The file is grown ahead of the records with written zeros (see [`growth`]), so that an
+//! append's `fdatasync` has only the record's pages to flush: appending past the file's end
+//! would change its size, a metadata change that makes each `fdatasync` wait for a journal commit
+//! (on ext4, together with every other file's data written meanwhile).
+//!
+//! Opening scans every frame and checks its checksum; zeros to the end of the file are the space
+//! grown ahead. A bad frame with nothing but zeros after it is a torn tail (a write cut short by
+//! a crash, so never acknowledged): it is cut off and logged.
 //! A bad frame with data after it is corruption: the records before it stay readable, and every
 //! read that reaches it and every append fail naming the file, the record and the byte offset;
 //! nothing is ever dropped silently.
@@ -32,6 +38,9 @@ const HEADER_LEN: u64 = 8;
 pub(super) const INDEX_EVERY: u64 = 64;
 /// Bytes read at once when scanning.
 const SCAN_BUFFER: usize = 1 << 20;
+/// The least and the most a log grows by at once.
+const MIN_GROWTH: u64 = 64 << 10;
+const MAX_GROWTH: u64 = 8 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ChainLogError {
@@ -88,6 +97,8 @@ pub(super) struct ChainLog {
 struct Writer {
     /// Byte offset where the next frame goes.
     end: u64,
+    /// The file's length: zeros from `end` on.
+    allocated: u64,
     records: u64,
     /// The last record, to drop a retried append of it.
     last: Option<Bytes>,
@@ -150,10 +161,13 @@ impl ChainLog {
         }
         let length = length.max(MAGIC.len() as u64);
         let scan = scan(&file, length).map_err(failed(&path, "read"))?;
-        if scan.end < length && scan.corrupt.is_none() {
+        let mut allocated = length;
+        if scan.torn {
             cut_torn_tail(&tenant, &file, &path, scan.end, length, access)?;
+            allocated = scan.end;
         }
-        let writer = Writer { end: scan.end, records: scan.records, last: scan.last, removed: false };
+        let writer =
+            Writer { end: scan.end, allocated, records: scan.records, last: scan.last, removed: false };
         let published =
             Published { end: scan.end, records: scan.records, index: scan.index, corrupt: scan.corrupt };
         Ok(Some(Self { tenant, path, file, writer: Mutex::new(writer), published: RwLock::new(published) }))
@@ -173,12 +187,30 @@ impl ChainLog {
             return Ok(writer.records);
         }
         let frame = frame(record)?;
-        let written = self.file.write_all_at(&frame, writer.end).and_then(|()| self.file.sync_data());
-        if let Err(source) = written {
-            // Whatever part of the frame reached the file lies past the published end: the next
-            // append overwrites it, a reopen cuts it off as a torn tail.
-            let _ = self.file.set_len(writer.end);
-            return Err(ChainLogError::Io { path: self.path.clone(), action: "append to", source });
+        let needed = writer.end + frame.len() as u64;
+        let grown = if needed > writer.allocated {
+            let grown = needed.max(writer.end + growth(writer.end));
+            let zeros =
+                vec![0; usize::try_from(grown - writer.allocated).expect("at most a frame more than 8 MiB")];
+            self.file.write_all_at(&zeros, writer.allocated).map(|()| grown)
+        } else {
+            Ok(writer.allocated)
+        };
+        let written = grown.and_then(|grown| {
+            self.file.write_all_at(&frame, writer.end)?;
+            self.file.sync_data()?;
+            Ok(grown)
+        });
+        match written {
+            Ok(grown) => writer.allocated = grown,
+            Err(source) => {
+                // Whatever part of the frame reached the file lies past the published end: the
+                // next append overwrites it, a reopen cuts it off as a torn tail.
+                if self.file.set_len(writer.end).is_ok() {
+                    writer.allocated = writer.end;
+                }
+                return Err(ChainLogError::Io { path: self.path.clone(), action: "append to", source });
+            }
         }
         let offset = writer.end;
         writer.end += frame.len() as u64;
@@ -290,6 +322,13 @@ pub(super) fn create_with<E>(
     Ok(Ok(()))
 }
 
+/// How far a log whose records end at `end` grows ahead of them: as much as it holds, within
+/// [`MIN_GROWTH`] and [`MAX_GROWTH`], so that a small log stays small and a large one grows a
+/// few times a second at most (8 MiB is a second of 10,000 receipts/s in records of one).
+fn growth(end: u64) -> u64 {
+    end.clamp(MIN_GROWTH, MAX_GROWTH)
+}
+
 /// Deletes the log at `path`, if there is one.
 pub(super) fn remove_file(path: &Path) -> Result<(), ChainLogError> {
     match std::fs::remove_file(path) {
@@ -362,6 +401,8 @@ fn cut_torn_tail(
 struct Scan {
     /// Where the valid frames end.
     end: u64,
+    /// Whether a torn tail follows them.
+    torn: bool,
     records: u64,
     index: Vec<u64>,
     last: Option<Bytes>,
@@ -372,7 +413,8 @@ struct Scan {
 fn scan(file: &File, length: u64) -> io::Result<Scan> {
     let mut offset = MAGIC.len() as u64;
     let mut reader = BufReader::with_capacity(SCAN_BUFFER, Positioned { file, offset, end: length });
-    let mut scan = Scan { end: offset, records: 0, index: Vec::new(), last: None, corrupt: None };
+    let mut scan =
+        Scan { end: offset, torn: false, records: 0, index: Vec::new(), last: None, corrupt: None };
     loop {
         match read_frame(&mut reader, offset, length)? {
             Frame::Record(record) => {
@@ -384,11 +426,19 @@ fn scan(file: &File, length: u64) -> io::Result<Scan> {
                 scan.end = offset;
                 scan.last = Some(Bytes::from(record));
             }
-            Frame::End | Frame::Short => return Ok(scan),
+            Frame::End => return Ok(scan),
+            // Space grown ahead of the records.
+            Frame::Short | Frame::BadChecksum { .. } if zeros(file, offset, length)? => return Ok(scan),
+            Frame::Short => {
+                scan.torn = true;
+                return Ok(scan);
+            }
             Frame::BadChecksum { length: record } => {
                 let framed_end = offset + HEADER_LEN + record;
                 if framed_end < length && !zeros(file, framed_end, length)? {
                     scan.corrupt = Some(Corruption { offset, after: length - framed_end });
+                } else {
+                    scan.torn = true;
                 }
                 return Ok(scan);
             }
@@ -547,32 +597,59 @@ mod tests {
         assert_eq!(log.append(&record(million + 1)).unwrap(), million + 1);
     }
 
+    /// Where the frames of records 1 to `count` end.
+    fn frames_end(count: u64) -> u64 {
+        MAGIC.len() as u64
+            + (1..=count).map(|sequence| HEADER_LEN + record(sequence).len() as u64).sum::<u64>()
+    }
+
+    #[test]
+    fn the_file_grows_ahead_of_its_records_and_reopens_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, log) = log_of(dir.path(), 3);
+        drop(log);
+        let grown = MAGIC.len() as u64 + MIN_GROWTH;
+        assert_eq!(length(&path), grown, "zeros ahead of the records");
+        let log = open(&path);
+        assert_eq!(length(&path), grown, "grown space is no torn tail");
+        assert_eq!(log.read(1, 10).unwrap(), records(1..=3));
+        let big = Bytes::from(vec![b'x'; MIN_GROWTH as usize * 2]);
+        assert_eq!(log.append(&big).unwrap(), 4);
+        assert_eq!(length(&path), frames_end(3) + HEADER_LEN + big.len() as u64, "grown to fit");
+        drop(log);
+        assert_eq!(open(&path).read(4, 1).unwrap(), [(4, big)]);
+    }
+
     #[test]
     fn a_torn_tail_is_cut_on_open_and_the_records_before_it_stay() {
         let dir = tempfile::tempdir().unwrap();
         let (path, log) = log_of(dir.path(), 3);
         drop(log);
-        let whole = length(&path);
-
-        // The last frame cut short, then garbage after the last frame, then a last frame whose
-        // bytes are wrong, then zeros a crash left after it: each is cut off.
         let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.set_len(whole - 2).unwrap();
+
+        // A last frame whose write a crash cut short (in grown space, or at the file's end), then
+        // garbage after the last frame, then a last frame whose bytes are wrong: each is cut off.
+        file.write_all_at(&vec![0; 5], frames_end(3) - 5).unwrap();
         let log = open(&path);
+        assert_eq!(length(&path), frames_end(2), "cut");
         assert_eq!(log.read(1, 10).unwrap(), records(1..=2));
         assert_eq!(log.append(&record(3)).unwrap(), 3);
         drop(log);
-        assert_eq!(length(&path), whole);
-
-        file.write_all_at(b"\x07garbage", whole).unwrap();
+        file.set_len(frames_end(3) - 2).unwrap();
         let log = open(&path);
+        assert_eq!(length(&path), frames_end(2), "cut");
+        assert_eq!(log.append(&record(3)).unwrap(), 3);
+        drop(log);
+
+        file.write_all_at(b"\x07garbage", frames_end(3)).unwrap();
+        let log = open(&path);
+        assert_eq!(length(&path), frames_end(3), "cut");
         assert_eq!(log.read(1, 10).unwrap(), records(1..=3));
         drop(log);
-        assert_eq!(length(&path), whole);
 
-        file.write_all_at(b"X", whole - 1).unwrap();
-        file.write_all_at(&[0; 100], whole).unwrap();
+        file.write_all_at(b"X", frames_end(3) - 1).unwrap();
         let log = open(&path);
+        assert_eq!(length(&path), frames_end(2), "cut");
         assert_eq!(log.read(1, 10).unwrap(), records(1..=2));
         assert_eq!(log.append(&record(3)).unwrap(), 3);
         assert_eq!(log.append(&record(4)).unwrap(), 4);
@@ -587,16 +664,14 @@ mod tests {
         drop(log);
         let whole = length(&path);
         // The second record's last byte flipped.
-        let second_end = MAGIC.len() as u64 + 2 * (HEADER_LEN + record(1).len() as u64);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(b"X", second_end - 1).unwrap();
+        file.write_all_at(b"X", frames_end(2) - 1).unwrap();
 
         let log = open(&path);
         assert_eq!(length(&path), whole, "nothing is cut");
         assert_eq!(log.read(1, 1).unwrap(), records(1..=1), "the records before it are readable");
         let read = log.read(1, 10).unwrap_err().to_string();
-        let offset = MAGIC.len() as u64 + HEADER_LEN + record(1).len() as u64;
-        let after = whole - second_end;
+        let (offset, after) = (frames_end(1), whole - frames_end(2));
         assert!(
             read.contains(&format!("record 2 (byte {offset}) fails its checksum and {after} bytes")),
             "{read}"
@@ -629,7 +704,7 @@ mod tests {
         let (path, log) = log_of(dir.path(), 2);
         drop(log);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.write_all_at(b"\x01\x02", length(&path)).unwrap();
+        file.write_all_at(b"\x01\x02", frames_end(2)).unwrap();
         let torn = length(&path);
         let reader = ChainLog::open(tenant(), path.clone(), Access::Read).unwrap().unwrap();
         assert_eq!(reader.read(1, 10).unwrap(), records(1..=2));
