@@ -40,7 +40,7 @@ pub(super) const INDEX_EVERY: u64 = 64;
 const SCAN_BUFFER: usize = 1 << 20;
 /// The least and the most a log grows by at once.
 const MIN_GROWTH: u64 = 64 << 10;
-const MAX_GROWTH: u64 = 8 << 20;
+const MAX_GROWTH: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ChainLogError {
@@ -191,7 +191,7 @@ impl ChainLog {
         let grown = if needed > writer.allocated {
             let grown = needed.max(writer.end + growth(writer.end));
             let zeros =
-                vec![0; usize::try_from(grown - writer.allocated).expect("at most a frame more than 8 MiB")];
+                vec![0; usize::try_from(grown - writer.allocated).expect("at most a frame more than 1 MiB")];
             self.file.write_all_at(&zeros, writer.allocated).map(|()| grown)
         } else {
             Ok(writer.allocated)
@@ -323,8 +323,9 @@ pub(super) fn create_with<E>(
 }
 
 /// How far a log whose records end at `end` grows ahead of them: as much as it holds, within
-/// [`MIN_GROWTH`] and [`MAX_GROWTH`], so that a small log stays small and a large one grows a
-/// few times a second at most (8 MiB is a second of 10,000 receipts/s in records of one).
+/// [`MIN_GROWTH`] and [`MAX_GROWTH`], so that a small log stays small, and the append that grows
+/// a large one (its `fdatasync` flushes the zeros too) stalls the callers waiting for it by a few
+/// milliseconds at most.
 fn growth(end: u64) -> u64 {
     end.clamp(MIN_GROWTH, MAX_GROWTH)
 }
