@@ -630,7 +630,7 @@ mod tests {
 
         // A last frame whose write a crash cut short (in grown space, or at the file's end), then
         // garbage after the last frame, then a last frame whose bytes are wrong: each is cut off.
-        file.write_all_at(&vec![0; 5], frames_end(3) - 5).unwrap();
+        file.write_all_at(&[0; 5], frames_end(3) - 5).unwrap();
         let log = open(&path);
         assert_eq!(length(&path), frames_end(2), "cut");
         assert_eq!(log.read(1, 10).unwrap(), records(1..=2));
