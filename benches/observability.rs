@@ -10,7 +10,10 @@
 //!      over OTLP/gRPC to a receiver in this process, and `/_gojinn/metrics` scraped every
 //!      second;
 //!    - `receipts+tracing 1% sync`: the same with `telemetry.sampleRatio: 0.01`, head sampling
-//!      as a busy production node would run it.
+//!      as a busy production node would run it;
+//!    - `receipts async 64c` / `receipts sync 64c`: receipts again with 64 connections, where
+//!      sync should reach at least 70% of async's throughput (batches grow with the waiting
+//!      callers).
 //!
 //!    Then each one's cost against `off` (goal for everything on: <= 5%), in throughput and in
 //!    the node's CPU time per request (read from `/proc`; other load on the machine moves it far
@@ -44,20 +47,59 @@ struct Setup {
     config: &'static str,
     /// Whether spans are exported to the receiver and metrics scraped.
     observed: bool,
+    /// wrk's connections, if not GOJINN_BENCH_CONNECTIONS.
+    connections: Option<u64>,
 }
 
 const SETUPS: &[Setup] = &[
-    Setup { name: "off", config: "audit: { enabled: false }", observed: false },
-    Setup { name: "receipts async", config: "audit: { durability: async }", observed: false },
-    Setup { name: "receipts sync", config: "audit: { durability: sync }", observed: false },
-    Setup { name: "receipts+tracing async", config: "audit: { durability: async }", observed: true },
-    Setup { name: "receipts+tracing sync", config: "audit: { durability: sync }", observed: true },
+    Setup { name: "off", config: "audit: { enabled: false }", observed: false, connections: None },
+    Setup {
+        name: "receipts async",
+        config: "audit: { durability: async }",
+        observed: false,
+        connections: None,
+    },
+    Setup {
+        name: "receipts sync",
+        config: "audit: { durability: sync }",
+        observed: false,
+        connections: None,
+    },
+    Setup {
+        name: "receipts+tracing async",
+        config: "audit: { durability: async }",
+        observed: true,
+        connections: None,
+    },
+    Setup {
+        name: "receipts+tracing sync",
+        config: "audit: { durability: sync }",
+        observed: true,
+        connections: None,
+    },
     Setup {
         name: "receipts+tracing 1% sync",
         config: "audit: { durability: sync }\ntelemetry: { sampleRatio: 0.01 }",
         observed: true,
+        connections: None,
+    },
+    Setup {
+        name: "receipts async 64c",
+        config: "audit: { durability: async }",
+        observed: false,
+        connections: Some(SYNC_GOAL_CONNECTIONS),
+    },
+    Setup {
+        name: "receipts sync 64c",
+        config: "audit: { durability: sync }",
+        observed: false,
+        connections: Some(SYNC_GOAL_CONNECTIONS),
     },
 ];
+
+/// The connections at which sync receipts should reach [`SYNC_GOAL`] of async's throughput.
+const SYNC_GOAL_CONNECTIONS: u64 = 64;
+const SYNC_GOAL: f64 = 0.7;
 
 /// What the runs of one setup measured.
 #[derive(Default)]
@@ -84,7 +126,10 @@ fn main() -> anyhow::Result<()> {
     let receiver = runtime.block_on(otlp::Receiver::counting());
     let configs = tempfile::tempdir()?;
 
-    println!("\n== hello throughput: wrk -t2 -c{connections} -d{secs}s, {rounds} round(s) of each setup");
+    println!(
+        "\n== hello throughput: wrk -t2 -c{connections} (64c: -c{SYNC_GOAL_CONNECTIONS}) -d{secs}s, {rounds} \
+         round(s) of each setup"
+    );
     let mut measured: Vec<Measured> = SETUPS.iter().map(|_| Measured::default()).collect();
     let mut rows = Vec::new();
     for _ in 0..rounds {
@@ -103,6 +148,7 @@ fn main() -> anyhow::Result<()> {
             let (node, addr, _data) = support::start_gojinn(specs.path(), &args, env)?;
             let scraper =
                 setup.observed.then(|| runtime.spawn(scrape(format!("http://{addr}/_gojinn/metrics"))));
+            let connections = setup.connections.unwrap_or(connections);
             let (run, cpu) = load(&node, &format!("http://{addr}/demo/hello"), secs, connections)?;
             if let Some(scraper) = scraper {
                 scraper.abort();
@@ -135,6 +181,21 @@ fn main() -> anyhow::Result<()> {
         );
     }
     println!("(cost against `off`, goal <= 5% with everything on; on a busy machine trust the CPU figure)");
+    let rate_of = |name: &str| {
+        SETUPS
+            .iter()
+            .zip(&measured)
+            .find(|(setup, _)| setup.name == name)
+            .map(|(_, m)| mean(&m.requests_per_sec))
+    };
+    if let (Some(async_rate), Some(sync_rate)) = (rate_of("receipts async 64c"), rate_of("receipts sync 64c"))
+    {
+        println!(
+            "sync receipts at {SYNC_GOAL_CONNECTIONS} connections: {:.0}% of async's requests/s (goal >= {:.0}%)",
+            sync_rate / async_rate * 100.0,
+            SYNC_GOAL * 100.0
+        );
+    }
     println!(
         "(spans per request: request, instantiate, host.log, and the receipts' batched audit.append; \
          a span is dropped, never waited for, when the export queue is full)"

@@ -39,7 +39,7 @@ pub const KEY_FILE_NAME: &str = "audit.key";
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// With `durability: async`, how long the appender waits after each append before taking the
 /// next batch: nobody waits for those receipts, and one append of many costs far less than many
-/// appends of few (each is a committed transaction or a replicated publish).
+/// appends of few (each is a synced file append or a replicated publish).
 const ASYNC_LINGER: Duration = Duration::from_millis(10);
 /// The longest node id.
 const MAX_NODE_ID: usize = 64;

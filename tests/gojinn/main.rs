@@ -36,6 +36,7 @@ mod openapi;
 mod outage;
 mod rate_limits;
 mod receipts;
+mod receipts_crash;
 mod reconcile;
 mod reconcile_policy;
 mod reconcile_props;

@@ -177,53 +177,63 @@ async fn each_job_attempt_gets_a_receipt_with_its_attempt_number() {
     assert!(listed["receipts"].as_array().unwrap().iter().all(|r| r["execution"]["job_id"] == job.as_str()));
 }
 
-/// Overwrites, deletes or swaps records of the embedded audit log of a stopped node.
+/// Overwrites, deletes or swaps records of the embedded audit log of a stopped node: acme's
+/// chain log, `state/audit/acme.log`, an 8-byte magic then frames of the record's length (u32,
+/// little endian), the CRC-32 of those 4 bytes and the record, and the record; then zeros (the
+/// space the file grows ahead of its records).
 mod tamper {
-    use redb::{Database, ReadableTable, TableDefinition};
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
-    const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
+    const MAGIC_LEN: usize = 8;
 
-    fn with_log<T>(data: &Path, change: impl FnOnce(&mut redb::Table<(&str, u64), &[u8]>) -> T) -> T {
-        let db = Database::open(data.join("state/state.redb")).expect("open the stopped node's store");
-        let txn = db.begin_write().unwrap();
-        let done = change(&mut txn.open_table(AUDIT).unwrap());
-        txn.commit().unwrap();
-        done
-    }
-
-    pub fn read(data: &Path, sequence: u64) -> Vec<u8> {
-        with_log(data, |log| log.get(("acme", sequence)).unwrap().expect("a record").value().to_vec())
-    }
-
-    pub fn write(data: &Path, sequence: u64, record: &[u8]) {
-        with_log(data, |log| {
-            log.insert(("acme", sequence), record).unwrap();
-        });
-    }
-
-    pub fn delete(data: &Path, sequence: u64) {
-        with_log(data, |log| {
-            log.remove(("acme", sequence)).unwrap();
-        });
+    fn path(data: &Path) -> PathBuf {
+        data.join("state/audit/acme.log")
     }
 
     /// The whole log, record 1 first.
     pub fn all(data: &Path) -> Vec<Vec<u8>> {
-        with_log(data, |log| {
-            let range = log.range(("acme", 0)..=("acme", u64::MAX)).unwrap();
-            range.map(|entry| entry.unwrap().1.value().to_vec()).collect()
-        })
+        let file = std::fs::read(path(data)).expect("read the stopped node's audit log");
+        let mut records = Vec::new();
+        let mut rest = &file[MAGIC_LEN..];
+        while rest.len() >= 8 && rest[..8] != [0; 8] {
+            let length = u32::from_le_bytes(rest[..4].try_into().unwrap()) as usize;
+            records.push(rest[8..8 + length].to_vec());
+            rest = &rest[8 + length..];
+        }
+        records
     }
 
     /// Replaces the whole log with `records`, numbered from 1.
     pub fn replace(data: &Path, records: &[Vec<u8>]) {
-        with_log(data, |log| {
-            log.retain_in(("acme", 0)..=("acme", u64::MAX), |_, _| false).unwrap();
-            for (i, record) in records.iter().enumerate() {
-                log.insert(("acme", i as u64 + 1), record.as_slice()).unwrap();
-            }
-        });
+        let mut file = std::fs::read(path(data)).expect("read the stopped node's audit log");
+        file.truncate(MAGIC_LEN);
+        for record in records {
+            let length = u32::try_from(record.len()).unwrap().to_le_bytes();
+            let mut checksum = crc32fast::Hasher::new();
+            checksum.update(&length);
+            checksum.update(record);
+            file.extend_from_slice(&length);
+            file.extend_from_slice(&checksum.finalize().to_le_bytes());
+            file.extend_from_slice(record);
+        }
+        std::fs::write(path(data), file).expect("write the stopped node's audit log");
+    }
+
+    pub fn read(data: &Path, sequence: u64) -> Vec<u8> {
+        all(data).swap_remove(sequence as usize - 1)
+    }
+
+    pub fn write(data: &Path, sequence: u64, record: &[u8]) {
+        let mut records = all(data);
+        records[sequence as usize - 1] = record.to_vec();
+        replace(data, &records);
+    }
+
+    /// Deletes record `sequence`; the ones after it move up.
+    pub fn delete(data: &Path, sequence: u64) {
+        let mut records = all(data);
+        records.remove(sequence as usize - 1);
+        replace(data, &records);
     }
 }
 
@@ -253,9 +263,7 @@ async fn audit_verify_passes_on_an_untouched_log_and_names_the_receipt_a_tamperi
 
     // Sync durability, one call at a time: record n is receipt n (from 1), then the checkpoint.
     let original: Vec<Vec<u8>> = (1..=5).map(|sequence| tamper::read(data.path(), sequence)).collect();
-    let restore = || {
-        (1..=5).for_each(|sequence| tamper::write(data.path(), sequence, &original[sequence as usize - 1]))
-    };
+    let restore = || tamper::replace(data.path(), &original);
 
     let modified =
         String::from_utf8(original[1].clone()).unwrap().replace("\"http_status\":500", "\"http_status\":200");

@@ -1,12 +1,14 @@
 //! The embedded state backend: every state capability in one local redb database,
-//! `state.redb` under the data dir, for a single node with no external service.
+//! `state.redb` under the data dir, for a single node with no external service; except the
+//! audit logs, each tenant's an append-only file under `audit/` beside it (see `audit`).
 //!
-//! Every acknowledged write is a committed redb transaction (immediate durability: fsync'd
-//! before the call returns), so it survives a crash of the process. redb blocks, so each
+//! Every acknowledged write is a committed redb transaction or a synced append (immediate
+//! durability: fsync'd before the call returns), so it survives a crash of the process. redb blocks, so each
 //! transaction runs on tokio's blocking pool and never on the async executor. Tenant isolation is
 //! structural: every table is keyed by a tuple whose first element is the tenant (see `tables`).
 
 mod audit;
+mod audit_file;
 mod control;
 mod error;
 mod jobs;
@@ -17,6 +19,8 @@ mod tables;
 mod tenants;
 
 use crate::state::{Reachability, StateError};
+use audit::ChainLogs;
+use audit_file::Access;
 use redb::{
     ConcurrencyMode, Database, ReadOnlyDatabase, ReadTransaction, ReadableDatabase, WriteTransaction,
 };
@@ -37,6 +41,8 @@ pub const DEFAULT_MAX_JOB_BYTES: usize = 8 << 20;
 /// The embedded backend. Wrap it with [`crate::state::State::from_backend`].
 pub struct EmbeddedBackend {
     db: Arc<Handle>,
+    /// The tenants' audit logs.
+    chain_logs: ChainLogs,
     /// [`crate::state::Jobs::max_job_bytes`].
     max_job_bytes: usize,
     clock: Clock,
@@ -58,7 +64,8 @@ impl Reachability for EmbeddedBackend {
 }
 
 impl EmbeddedBackend {
-    /// Opens `dir/state.redb`, creating the directory and the database if needed. Blocks on file
+    /// Opens `dir/state.redb` and the audit logs in `dir/audit/`, creating the directory and the
+    /// database if needed (each audit log on its first use). Blocks on file
     /// I/O: call it at startup or from a blocking task. Fails with `Unavailable` if another
     /// backend (in this or another process) has the same database open for writing; readers
     /// ([`Self::open_read_only`]) may share it.
@@ -68,21 +75,21 @@ impl EmbeddedBackend {
         })?;
         let db = Database::builder().set_concurrency_mode(SHARING).create(dir.join(FILE_NAME))?;
         create_tables(&db)?;
-        Ok(Self::with_handle(Handle::Writable(db)))
+        Ok(Self::with_handle(Handle::Writable(db), ChainLogs::new(dir, Access::Write)))
     }
 
-    /// Opens `dir/state.redb` for reading only, beside the node that may have it open for
-    /// writing (`gojinn plan`). Writes nothing to disk: without a database yet, the store is an
+    /// Opens `dir/state.redb` and the audit logs for reading only, beside the node that may have
+    /// them open for writing (`gojinn plan`). Writes nothing to disk: without a database yet, the store is an
     /// empty one in memory. Every write fails with `Unavailable`.
     pub fn open_read_only(dir: &Path) -> Result<Self, StateError> {
         let path = dir.join(FILE_NAME);
         if !path.exists() {
             let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
             create_tables(&db)?;
-            return Ok(Self::with_handle(Handle::Empty(db)));
+            return Ok(Self::with_handle(Handle::Empty(db), ChainLogs::new(dir, Access::Read)));
         }
         let db = Database::builder().set_concurrency_mode(SHARING).open_read_only(path)?;
-        Ok(Self::with_handle(Handle::ReadOnly(db)))
+        Ok(Self::with_handle(Handle::ReadOnly(db), ChainLogs::new(dir, Access::Read)))
     }
 
     /// The same backend, storing jobs (payloads, results) of at most `bytes`.
@@ -90,9 +97,10 @@ impl EmbeddedBackend {
         Self { max_job_bytes: bytes, ..self }
     }
 
-    fn with_handle(db: Handle) -> Self {
+    fn with_handle(db: Handle, chain_logs: ChainLogs) -> Self {
         Self {
             db: Arc::new(db),
+            chain_logs,
             max_job_bytes: DEFAULT_MAX_JOB_BYTES,
             clock: Clock::default(),
             jobs_changed: Notify::new(),

@@ -30,7 +30,8 @@ pub(super) const JOB_ORDER: TableDefinition<(&str, u64), &str> = TableDefinition
 pub(super) const JOB_QUEUE: TableDefinition<(&str, &str, u64, &str), ()> = TableDefinition::new("job_queue");
 /// (tenant, job id) → when it died, in Unix ms: the dead-letter queue.
 pub(super) const DEAD_LETTERS: TableDefinition<(&str, &str), u64> = TableDefinition::new("dead_letters");
-/// (tenant, sequence from 1) → audit record.
+/// (tenant, sequence from 1) → audit record: where data dirs from before the chain logs (see
+/// `audit`) hold them, until the first open of each tenant's log moves them there.
 pub(super) const AUDIT: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("audit");
 
 /// Control record key → value: the reconciler's applied records, shared by every tenant (see
@@ -82,6 +83,11 @@ pub(super) fn remove_tenant_rows(txn: &WriteTransaction, tenant: &str) -> Result
     txn.open_table(KV_USAGE)?.remove(tenant)?;
     txn.open_table(KV_KEYS)?.remove(tenant)?;
     Ok(txn.open_table(TENANTS)?.remove(tenant)?.is_some())
+}
+
+/// Deletes `tenant`'s rows in `AUDIT`.
+pub(super) fn remove_audit_rows(txn: &WriteTransaction, tenant: &str) -> Result<(), StateError> {
+    clear_sequence(txn, AUDIT, tenant)
 }
 
 fn clear_pairs<V: Value + 'static>(

@@ -92,7 +92,10 @@ impl Provisioner for EmbeddedBackend {
         })
     }
 
+    /// Deletes the tenant's audit log first: a crash before its rows are gone leaves a
+    /// registered tenant with an empty log, never an old log for a tenant provisioned anew.
     async fn remove_tenant(&self, tenant: &Name) -> Result<bool, StateError> {
+        let _no_log_opened_meanwhile = self.chain_logs.remove(tenant).await?;
         let name = tenant.clone();
         let removed = self.write(move |txn| tables::remove_tenant_rows(txn, name.as_str())).await?;
         Ok(self.count(removed))
