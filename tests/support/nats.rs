@@ -201,7 +201,35 @@ impl NatsCluster {
         for node in &mut nodes {
             node.wait_healthy("/healthz").await;
         }
-        Self { nodes }
+        let cluster = Self { nodes };
+        cluster.wait_meta_complete().await;
+        cluster
+    }
+
+    /// Waits until the JetStream meta leader counts every other server as a current peer: a
+    /// server can be healthy (it knows the leader) while the leader still has it offline, and a
+    /// stream with three replicas is then refused ("no suitable peers for placement").
+    async fn wait_meta_complete(&self) {
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(2)).build().unwrap();
+        let deadline = Instant::now() + READY_WITHIN;
+        loop {
+            for (index, node) in self.nodes.iter().enumerate() {
+                let url = format!("http://127.0.0.1:{}/jsz", node.monitor);
+                let Ok(response) = client.get(&url).send().await else { continue };
+                let Ok(jsz) = response.json::<serde_json::Value>().await else { continue };
+                let meta = &jsz["meta_cluster"];
+                if meta["leader"] != format!("n{index}").as_str() {
+                    continue;
+                }
+                let peers = meta["replicas"].as_array().cloned().unwrap_or_default();
+                let current = |peer: &serde_json::Value| peer["current"] == true && peer["offline"] != true;
+                if peers.len() == self.nodes.len() - 1 && peers.iter().all(current) {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "the meta leader never had every peer current");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Client URLs of the running nodes, comma-separated (the seeds `NatsBackend::connect` takes).
