@@ -1,8 +1,9 @@
 //! The recorder's background appender: a task per tenant (the recorder's lane) that takes
 //! queued drafts in arrival order, seals them on this node's chain and appends them to the
-//! tenant's audit log, so the chain is appended in the order it was sealed. Everything queued at once is sealed and appended as one
-//! batch per tenant (a record of up to [`RECEIPTS_PER_RECORD`] receipts), so a slow append (an
-//! fsync, a replicated publish) is paid once per batch, not once per receipt.
+//! tenant's audit log, so the chain is appended in the order it was sealed. Everything queued at
+//! once is sealed and appended as one batch (a record of up to [`RECEIPTS_PER_RECORD`]
+//! receipts), so a slow append (an fsync, a replicated publish) is paid once per batch, not once
+//! per receipt.
 //!
 //! It resumes a tenant's chain from the tenant's log before sealing its first receipt (at start
 //! for the tenants deployed then), writes checkpoints every interval and when it stops, and

@@ -1,9 +1,10 @@
 //! The recorder: takes the draft of every execution's receipt, gives it its id at once, and
 //! queues it for its tenant's appender (see `appender`), which seals and appends in order off the
 //! request path. Each tenant has an appender of its own (a lane), so a tenant whose audit log
-//! cannot be written (its stream's servers down, say) holds up no other tenant's receipts. With `durability: sync` the caller waits until its receipt is in the log; with `async`
-//! it goes on as soon as the receipt is queued, and the appender lingers between appends to
-//! make each one larger.
+//! cannot be written (its stream's servers down, say) holds up no other tenant's receipts. With
+//! `durability: sync` the caller waits until its receipt is in the log; with `async` it goes on
+//! as soon as the receipt is queued, and the appender lingers between appends to make each one
+//! larger.
 //!
 //! The queue is bounded (`audit.maxQueued`), and so is each tenant's part of it
 //! (`audit.maxQueuedPerTenant`): when the backend cannot keep up, executions wait for room
