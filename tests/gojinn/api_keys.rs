@@ -411,3 +411,103 @@ async fn a_tenants_mcp_endpoint_offers_its_tools_only_to_its_keys_with_the_mcp_s
         assert_eq!((status, refused["code"].as_str().unwrap_or_default()), expected, "{path}: {refused}");
     }
 }
+
+/// The authorization matrix of MCP: every method on both endpoints with each credential. The
+/// node's endpoint takes the admin token only; a tenant's takes the admin token and the tenant's
+/// keys with the `mcp` scope, and offers that tenant's function tools only. A cell is the HTTP
+/// status and what the body is: a JSON-RPC `result`, a JSON-RPC error code, or the node's error
+/// code.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_mcp_method_on_both_endpoints_opens_to_exactly_the_credentials_it_should() {
+    let (alpha, alpha_line) = new_key("alpha", &["--name", "agent", "--scope", "mcp"]);
+    let (alpha_invoke, invoke_line) = new_key("alpha", &["--name", "app", "--scope", "invoke"]);
+    let (beta, beta_line) = new_key("beta", &[]);
+    let dir = SpecDir::new();
+    dir.module("echo");
+    let mut yaml = String::new();
+    for (tenant, keys) in [("alpha", vec![alpha_line, invoke_line]), ("beta", vec![beta_line])] {
+        let keys: String = keys.iter().map(|line| format!("    {line}\n")).collect();
+        write!(
+            yaml,
+            "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {tenant} }}\nspec:\n  apiKeys:\n{keys}---\n\
+             apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: {{ name: echo, tenant: {tenant} }}\n\
+             spec: {{ module: {{ path: modules/echo.wasm }}, mcp: {{ tool: true }} }}\n---\n"
+        )
+        .unwrap();
+    }
+    dir.write("specs.yaml", &yaml);
+    let node = Node::start(&dir).await;
+    let admin = Api::of(&node).token;
+    let wrong = format!("gjk_{}", "0".repeat(64));
+    let credentials: [(&str, Option<&str>); 6] = [
+        ("admin", Some(&admin)),
+        ("alpha mcp", Some(&alpha)),
+        ("alpha invoke", Some(&alpha_invoke)),
+        ("beta", Some(&beta)),
+        ("wrong", Some(&wrong)),
+        ("none", None),
+    ];
+    let initialize = serde_json::json!({
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "matrix", "version": "1" }
+    });
+    let call = |name: &str| serde_json::json!({ "name": name, "arguments": { "hi": 1 } });
+    let methods: [(&str, &str, Value); 4] = [
+        ("initialize", "initialize", initialize),
+        ("tools/list", "tools/list", serde_json::json!({})),
+        ("call alpha.echo", "tools/call", call("alpha.echo")),
+        ("call gojinn.status", "tools/call", serde_json::json!({ "name": "gojinn.status", "arguments": {} })),
+    ];
+    const RESULT: (u16, &str) = (200, "result");
+    const UNKNOWN_TOOL: (u16, &str) = (200, "-32602");
+    const REFUSED: (u16, &str) = (403, "forbidden");
+    const NO_CREDENTIAL: (u16, &str) = (401, "unauthorized");
+    // In `credentials` order.
+    let expected = |path: &str, method: &str| -> [(u16, &str); 6] {
+        let admin_only = [RESULT, REFUSED, REFUSED, REFUSED, NO_CREDENTIAL, NO_CREDENTIAL];
+        let tenants = [RESULT, RESULT, REFUSED, REFUSED, NO_CREDENTIAL, NO_CREDENTIAL];
+        match (path, method) {
+            ("/_gojinn/mcp", _) => admin_only,
+            // A tenant's endpoint offers its function tools, not the admin tools.
+            (_, "call gojinn.status") => {
+                [UNKNOWN_TOOL, UNKNOWN_TOOL, REFUSED, REFUSED, NO_CREDENTIAL, NO_CREDENTIAL]
+            }
+            _ => tenants,
+        }
+    };
+
+    let mut table = String::new();
+    let mut wrong_cells = 0;
+    for path in ["/_gojinn/mcp", "/_gojinn/mcp/alpha"] {
+        for (label, method, params) in &methods {
+            write!(table, "{path:20} {label:20}").unwrap();
+            for ((credential, key), wanted) in credentials.iter().zip(expected(path, label)) {
+                let message =
+                    serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+                let mut request = node
+                    .client
+                    .post(node.url(path))
+                    .header("accept", "application/json, text/event-stream")
+                    .header("mcp-protocol-version", "2025-06-18")
+                    .json(&message);
+                if let Some(key) = key {
+                    request = request.header("x-gojinn-key", *key);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                let body: Value = response.json().await.unwrap_or_default();
+                let seen = if body.get("result").is_some() {
+                    "result".to_owned()
+                } else if let Some(code) = body["error"]["code"].as_i64() {
+                    code.to_string()
+                } else {
+                    body["code"].as_str().unwrap_or("(none)").to_owned()
+                };
+                let ok = (status, seen.as_str()) == wanted;
+                wrong_cells += usize::from(!ok);
+                write!(table, " | {}{credential} {status} {seen}", if ok { " " } else { "!" }).unwrap();
+            }
+            table.push('\n');
+        }
+    }
+    assert_eq!(wrong_cells, 0, "{wrong_cells} cells differ (marked !):\n{table}");
+}
