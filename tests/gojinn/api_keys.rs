@@ -358,8 +358,18 @@ async fn mcp(node: &Node, path: &str, key: &str, method: &str, params: Value) ->
     (status, response.json().await.unwrap_or_default())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_tenants_mcp_endpoint_offers_its_tools_only_to_its_keys_with_the_mcp_scope() {
+/// The keys of [`mcp_node`]: the admin token, alpha's with the `mcp` scope and with `invoke`
+/// only, and beta's with every scope.
+struct McpKeys {
+    admin: String,
+    alpha: String,
+    alpha_invoke: String,
+    beta: String,
+}
+
+/// A node serving tenants alpha and beta, each with keys and the echo example as an MCP tool;
+/// and its spec dir.
+async fn mcp_node() -> (Node, McpKeys, SpecDir) {
     let (alpha, alpha_line) = new_key("alpha", &["--name", "agent", "--scope", "mcp"]);
     let (alpha_invoke, invoke_line) = new_key("alpha", &["--name", "app", "--scope", "invoke"]);
     let (beta, beta_line) = new_key("beta", &[]);
@@ -379,6 +389,12 @@ async fn a_tenants_mcp_endpoint_offers_its_tools_only_to_its_keys_with_the_mcp_s
     dir.write("specs.yaml", &yaml);
     let node = Node::start(&dir).await;
     let admin = Api::of(&node).token;
+    (node, McpKeys { admin, alpha, alpha_invoke, beta }, dir)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenants_mcp_endpoint_offers_its_tools_only_to_its_keys_with_the_mcp_scope() {
+    let (node, McpKeys { admin, alpha, alpha_invoke, beta }, _dir) = mcp_node().await;
     let names = |listed: &Value| -> Vec<String> {
         let tools = listed["result"]["tools"].as_array().cloned().unwrap_or_default();
         tools.iter().map(|tool| tool["name"].as_str().unwrap().to_owned()).collect()
@@ -419,25 +435,7 @@ async fn a_tenants_mcp_endpoint_offers_its_tools_only_to_its_keys_with_the_mcp_s
 /// code.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_mcp_method_on_both_endpoints_opens_to_exactly_the_credentials_it_should() {
-    let (alpha, alpha_line) = new_key("alpha", &["--name", "agent", "--scope", "mcp"]);
-    let (alpha_invoke, invoke_line) = new_key("alpha", &["--name", "app", "--scope", "invoke"]);
-    let (beta, beta_line) = new_key("beta", &[]);
-    let dir = SpecDir::new();
-    dir.module("echo");
-    let mut yaml = String::new();
-    for (tenant, keys) in [("alpha", vec![alpha_line, invoke_line]), ("beta", vec![beta_line])] {
-        let keys: String = keys.iter().map(|line| format!("    {line}\n")).collect();
-        write!(
-            yaml,
-            "apiVersion: gojinn.dev/v1\nkind: Tenant\nmetadata: {{ name: {tenant} }}\nspec:\n  apiKeys:\n{keys}---\n\
-             apiVersion: gojinn.dev/v1\nkind: Function\nmetadata: {{ name: echo, tenant: {tenant} }}\n\
-             spec: {{ module: {{ path: modules/echo.wasm }}, mcp: {{ tool: true }} }}\n---\n"
-        )
-        .unwrap();
-    }
-    dir.write("specs.yaml", &yaml);
-    let node = Node::start(&dir).await;
-    let admin = Api::of(&node).token;
+    let (node, McpKeys { admin, alpha, alpha_invoke, beta }, _dir) = mcp_node().await;
     let wrong = format!("gjk_{}", "0".repeat(64));
     let credentials: [(&str, Option<&str>); 6] = [
         ("admin", Some(&admin)),
