@@ -23,6 +23,7 @@ use super::lease::{self, Owned, RACE_RETRIES};
 use super::provision::{base_stream, bucket_stream_config, is_stream_not_found};
 use super::scan::Scan;
 use super::{NatsBackend, NatsResult, errors};
+use crate::backoff::Backoff;
 use crate::spec::Name;
 use crate::state::validate::{
     MAX_BLOB_BYTES, check_new_blob, check_stored_blob, validate_lease, validate_record_key,
@@ -55,6 +56,10 @@ const DIGEST_ATTEMPTS: usize = 5;
 const DIGEST_RETRY_PAUSE: Duration = Duration::from_millis(50);
 /// Longest wait for the next chunk of a blob being read.
 const READ_STALL: Duration = Duration::from_secs(10);
+/// How often a control operation that found a control stream missing runs again (creating or
+/// finding it), and the pause before each time: 50 ms, doubling.
+const MISSING_STREAM_ATTEMPTS: u32 = 4;
+const MISSING_STREAM_BACKOFF: Backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
 
 /// The opened control bucket and module store, and what to create them with.
 pub(super) struct Handles {
@@ -161,22 +166,39 @@ impl NatsBackend {
     }
 
     /// Runs a control operation, turning its error into the trait's error (`Unavailable` at once
-    /// while disconnected; not bounded as a call is: a module upload may take longer). A missing
-    /// control stream (deleted by an operator) drops the cached handles, so the next call
-    /// recreates it.
-    async fn control_run<T>(&self, work: impl Future<Output = NatsResult<T>>) -> Result<T, StateError> {
-        self.connected()?;
-        let err = match work.await {
-            Ok(done) => return Ok(done),
-            Err(err) => err,
+    /// while disconnected; not bounded as a call is: a module upload may take longer).
+    ///
+    /// A control stream that is missing drops the cached handles and the operation runs again,
+    /// which creates the stream again (an operator deleted it), or finds it once the cluster has
+    /// placed it: right after one node created a replicated stream, another's first read may be
+    /// told it does not exist yet. Every control operation may run again: each reads before it
+    /// writes, or writes by compare-and-set.
+    async fn control_run<T, F>(&self, work: impl Fn() -> F) -> Result<T, StateError>
+    where
+        F: Future<Output = NatsResult<T>>,
+    {
+        let mut missing = 0;
+        let err = loop {
+            self.connected()?;
+            let err = match work().await {
+                Ok(done) => return Ok(done),
+                Err(err) => err,
+            };
+            if !errors::is_stream_missing(&err) || missing == MISSING_STREAM_ATTEMPTS {
+                break err;
+            }
+            missing += 1;
+            self.control.forget();
+            tracing::debug!("a control stream is missing, trying again: {err}");
+            tokio::time::sleep(MISSING_STREAM_BACKOFF.delay(missing)).await;
         };
         let Ok(owner) = Name::new("control") else { return Err(StateError::Internal(err.to_string())) };
         Err(match errors::to_state_error(&owner, err) {
             StateError::NoTenant(_) => {
                 self.control.forget();
                 StateError::Unavailable(format!(
-                    "the control bucket {CONTROL_BUCKET} or module store {MODULES_BUCKET} is missing; \
-                     it is created again on the next call"
+                    "the control bucket {CONTROL_BUCKET} or module store {MODULES_BUCKET} is still \
+                     missing after {MISSING_STREAM_ATTEMPTS} tries to create or find it"
                 ))
             }
             StateError::Quota(why) => StateError::Quota(format!("the control streams are full: {why}")),
@@ -288,7 +310,7 @@ impl Control for NatsBackend {
     /// when the consumer lands on a lagging replica (see `Scan::run_complete`).
     async fn records(&self, prefix: &str) -> Result<BTreeMap<String, Bytes>, StateError> {
         validate_record_prefix(prefix)?;
-        self.control_run(async {
+        self.control_run(|| async {
             let kv = self.control_kv().await?;
             let filter = format!("{}{}", kv.prefix, record_filter(prefix));
             let scanned = Scan::latest(filter, false).run_complete(&kv.stream).await?;
@@ -309,13 +331,13 @@ impl Control for NatsBackend {
         validate_record_key("record key", key)?;
         validate_record_value(key, &value)?;
         let changed = self
-            .control_run(async {
+            .control_run(|| async {
                 let kv = self.control_kv().await?;
                 let current = kv.entry(key).await?.filter(|e| e.operation == Operation::Put);
                 if current.is_some_and(|e| e.value == value) {
                     return Ok(false);
                 }
-                kv.put(key, value).await?;
+                kv.put(key, value.clone()).await?;
                 Ok(true)
             })
             .await?;
@@ -325,7 +347,7 @@ impl Control for NatsBackend {
     async fn delete_record(&self, key: &str) -> Result<bool, StateError> {
         validate_record_key("record key", key)?;
         let existed = self
-            .control_run(async {
+            .control_run(|| async {
                 let kv = self.control_kv().await?;
                 for _ in 0..RACE_RETRIES {
                     let Some(current) = kv.entry(key).await?.filter(|e| e.operation == Operation::Put) else {
@@ -342,7 +364,7 @@ impl Control for NatsBackend {
     }
 
     async fn blobs(&self) -> Result<BTreeSet<String>, StateError> {
-        self.control_run(async {
+        self.control_run(|| async {
             self.modules().await?;
             let stream = self.js.get_stream_no_info(format!("OBJ_{MODULES_BUCKET}")).await?;
             let scanned =
@@ -363,7 +385,7 @@ impl Control for NatsBackend {
     async fn put_blob(&self, sha256: &str, bytes: Bytes) -> Result<bool, StateError> {
         check_new_blob(sha256, &bytes).await?;
         let wrote = self
-            .control_run(async {
+            .control_run(|| async {
                 let store = self.modules().await?;
                 if live_object(&store, sha256).await?.is_some() {
                     return Ok(false);
@@ -386,7 +408,7 @@ impl Control for NatsBackend {
     async fn blob(&self, sha256: &str) -> Result<Option<Bytes>, StateError> {
         validate_sha256(sha256)?;
         let found = self
-            .control_run(async {
+            .control_run(|| async {
                 let store = self.modules().await?;
                 let mut attempts = 0;
                 loop {
@@ -417,7 +439,7 @@ impl Control for NatsBackend {
     async fn delete_blob(&self, sha256: &str) -> Result<bool, StateError> {
         validate_sha256(sha256)?;
         let existed = self
-            .control_run(async {
+            .control_run(|| async {
                 let store = self.modules().await?;
                 if live_object(&store, sha256).await?.is_none() {
                     return Ok(false);
@@ -432,7 +454,7 @@ impl Control for NatsBackend {
     async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StateError> {
         validate_lease(name, holder, Some(ttl))?;
         let took = self
-            .control_run(async {
+            .control_run(|| async {
                 lease::take::<Lease>(&self.control_kv().await?, &lease_key(name), holder, ttl).await
             })
             .await?;
@@ -444,7 +466,7 @@ impl Control for NatsBackend {
     async fn release_lease(&self, name: &str, holder: &str) -> Result<bool, StateError> {
         validate_lease(name, holder, None)?;
         let released = self
-            .control_run(async {
+            .control_run(|| async {
                 lease::release::<Lease>(&self.control_kv().await?, &lease_key(name), holder).await
             })
             .await?;
@@ -455,7 +477,7 @@ impl Control for NatsBackend {
     /// writes only), ending at the first error.
     async fn record_changes(&self, key: &str) -> Result<RecordChanges, StateError> {
         validate_record_key("record key", key)?;
-        let watch = self.control_run(async { Ok(self.control_kv().await?.watch(key).await?) }).await?;
+        let watch = self.control_run(async || Ok(self.control_kv().await?.watch(key).await?)).await?;
         Ok(watch.take_while(|entry| std::future::ready(entry.is_ok())).map(drop).boxed())
     }
 

@@ -46,6 +46,15 @@ pub(super) fn to_state_error(tenant: &Name, err: async_nats::Error) -> StateErro
     }
 }
 
+/// Whether `err` says a stream or bucket does not exist (what [`to_state_error`] turns into
+/// `NoTenant`).
+pub(super) fn is_stream_missing(err: &async_nats::Error) -> bool {
+    match err.downcast_ref::<StateError>() {
+        Some(state) => matches!(state, StateError::NoTenant(_)),
+        None => chain(&**err).find_map(class_of) == Some(Class::Missing),
+    }
+}
+
 /// The tenant setting a full bucket's error is about: the server says "maximum messages" when
 /// the key count (the bucket's `max_msgs`) is reached and "maximum bytes" for its size.
 fn quota_setting(message: &str) -> &'static str {

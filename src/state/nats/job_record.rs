@@ -132,6 +132,12 @@ pub(super) fn judge(job: &StoredJob, generation: u32, attempt: u32, policy: &Job
     }
 }
 
+/// The attempt a delivery of `generation` would be: one more than the job's recorded attempts,
+/// or the first of a newer generation (a redrive whose record update was lost).
+pub(super) fn next_attempt(job: &StoredJob, generation: u32) -> u32 {
+    if generation > job.generation { 1 } else { job.record.attempts.saturating_add(1) }
+}
+
 /// Wait before the retry that follows failed attempt `attempt` (from 1); the last repeats.
 pub(super) fn backoff(policy: &JobPolicy, attempt: u32) -> Duration {
     let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
@@ -232,6 +238,15 @@ mod tests {
         // A redrive whose record update was lost: the newer message wins over the dead record.
         assert_eq!(judge(&stored(JobStatus::Dead, 0), 1, 1, &policy), Verdict::Run);
         assert_eq!(judge(&stored(JobStatus::Dead, 1), 1, 1, &policy), Verdict::Stale);
+    }
+
+    #[test]
+    fn attempts_count_from_the_record_and_start_again_with_a_newer_generation() {
+        let mut job = stored(JobStatus::Running, 1);
+        job.record.attempts = 2;
+        assert_eq!(next_attempt(&job, 1), 3);
+        assert_eq!(next_attempt(&job, 2), 1);
+        assert_eq!(next_attempt(&stored(JobStatus::Queued, 0), 0), 1);
     }
 
     #[test]

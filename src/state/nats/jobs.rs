@@ -2,12 +2,14 @@
 //! one durable pull consumer per function with explicit acks, and a status record per job in the
 //! job-state bucket (see `job_record`).
 //!
-//! The consumer's own `max_deliver` is unlimited: workers count attempts from each message's
-//! delivery count, so a job whose last attempt crashed is still dead-lettered when it comes back.
+//! The consumer's own `max_deliver` is unlimited: attempts are counted in the job's record, one
+//! more each time a delivery is recorded as running, so a delivery that could not be recorded
+//! (the job-state bucket unavailable while the jobs stream delivers) is no attempt, and a job
+//! whose last attempt crashed is still dead-lettered when it comes back.
 //! A dead job's payload lives only in the dead-letter stream (the record keeps its sequence);
 //! `redrive` republishes it from there as a new generation and deletes the dead letter.
 
-use super::job_record::{self, JobHeaders, StoredJob, Verdict, backoff, job_id, judge, modify};
+use super::job_record::{self, JobHeaders, StoredJob, Verdict, backoff, job_id, judge, modify, next_attempt};
 use super::scan::Scan;
 use super::{NatsBackend, NatsResult};
 use crate::spec::Name;
@@ -301,14 +303,14 @@ impl NatsBackend {
         policy: &JobPolicy,
         message: Message,
     ) -> NatsResult<Option<Delivery>> {
-        let attempt = u32::try_from(message.info()?.delivered).unwrap_or(u32::MAX);
         let Some(headers) = JobHeaders::parse(message.headers.as_ref()) else {
             tracing::warn!(%tenant, %function, "dropping a job message without job headers");
             message.ack_with(AckKind::Term).await?;
             return Ok(None);
         };
-        let mut verdict = Verdict::Stale;
+        let (mut verdict, mut attempt) = (Verdict::Stale, 0);
         let job = modify(store, &headers.id, |job| {
+            attempt = next_attempt(job, headers.generation);
             verdict = judge(job, headers.generation, attempt, policy);
             if verdict == Verdict::Run {
                 (job.record.status, job.record.attempts) = (JobStatus::Running, attempt);
