@@ -198,16 +198,19 @@ async fn main() -> anyhow::Result<()> {
         let leader = kv_leader(&cluster, &tenant).await?;
         let (kv, writing) = (state.kv.clone(), tenant.clone());
         let writer = tokio::spawn(async move {
-            let (mut acknowledged, mut refused) = (Vec::new(), 0u64);
+            let (mut acknowledged, mut refused) = (Vec::new(), Vec::new());
             let started = Instant::now();
             let mut i = 0u64;
             while started.elapsed() < Duration::from_secs(10) {
                 i += 1;
+                let sent = Instant::now();
                 match kv.put(&writing, &format!("k{}", i % 100), Bytes::from(i.to_string())).await {
                     Ok(()) => acknowledged.push(Instant::now()),
-                    Err(_) => refused += 1,
+                    Err(error) => refused.push((sent.elapsed(), error.to_string())),
                 }
             }
+            // The end counts as an acknowledgement: writes still refused then are part of a gap.
+            acknowledged.push(Instant::now());
             (acknowledged, refused)
         });
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -221,10 +224,14 @@ async fn main() -> anyhow::Result<()> {
             .max()
             .unwrap_or_default();
         println!(
-            "killed n{leader}: longest time without an acknowledged write {:.0} ms; {} writes acknowledged, {refused} refused",
+            "killed n{leader}: longest time without an acknowledged write {:.0} ms; {} writes acknowledged, {} refused",
             gap.as_secs_f64() * 1e3,
-            acknowledged.len()
+            acknowledged.len(),
+            refused.len()
         );
+        for (took, error) in refused.iter().filter(|(took, _)| *took > Duration::from_millis(100)).take(4) {
+            println!("  refused after {:.0} ms: {error}", took.as_secs_f64() * 1e3);
+        }
         gaps.push(gap.as_secs_f64() * 1e3);
         cluster.restart(leader).await;
         replicas_current(&cluster, &tenant).await?;
