@@ -14,15 +14,19 @@
 //!
 //! Nobody waits on a failing log: once a tenant's appends keep failing (the backend
 //! unreachable, say; a single failure is retried first), a caller waiting for its receipt
-//! (`sync`) is told that it is not in the log yet (its receipt stays queued and is appended
-//! once the log can be written), a caller waiting for room in a full queue is refused, and
+//! (`sync`) is told that it is not in the log yet (its receipt is kept and appended once the
+//! log can be written), a caller waiting for room in a full queue is refused, and
 //! [`Recorder::refuses_executions`] tells the edge to refuse that tenant's executions whose
-//! receipts could not be recorded before they run.
+//! receipts could not be recorded before they run. Meanwhile the appender keeps the tenant's
+//! sealed receipts in a spool on the node's disk (`dataDir/audit-spool`, at most
+//! `audit.maxSpoolBytes` per tenant) and frees their room in the queue, so that `async`
+//! executions go on through an outage and their receipts survive a crash of the node.
 
-use super::appender::{Appender, Command, Queued};
+use super::appender::{Appender, Command, Queued, SpoolSettings};
 use super::chain::Chains;
 use super::keys::{KeyError, Keyring, MasterKey};
 use super::receipt::{ReceiptDraft, new_id};
+use super::spool::SPOOL_DIR;
 use crate::config::{AuditSettings, Durability};
 use crate::metrics::Metrics;
 use crate::spec::Name;
@@ -89,6 +93,9 @@ struct Running {
     metrics: Arc<Metrics>,
     node: String,
     keys: Keyring,
+    /// Where the lanes spool records their logs cannot take (`dataDir/audit-spool`).
+    spool_dir: PathBuf,
+    max_spool_bytes: u64,
     checkpoint_interval: Duration,
     linger: Duration,
     stop_by: watch::Sender<Option<Instant>>,
@@ -147,6 +154,8 @@ impl Recorder {
             metrics,
             node,
             keys,
+            spool_dir: data_dir.join(SPOOL_DIR),
+            max_spool_bytes: settings.max_spool_bytes.bytes(),
             checkpoint_interval: settings.checkpoint_interval.0,
             linger,
             stop_by: watch::channel(None).0,
@@ -259,6 +268,7 @@ impl Running {
             self.audit.clone(),
             self.metrics.clone(),
             chains,
+            SpoolSettings { dir: self.spool_dir.clone(), max_bytes: self.max_spool_bytes },
             self.stop_by.subscribe(),
             troubled,
         );
