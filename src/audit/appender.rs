@@ -84,10 +84,11 @@ pub(super) struct SpoolSettings {
 /// What became of a record [`Appender::append`] was given.
 enum Appended {
     InLog,
-    /// Appends failed twice in a row (and the caller asked to be told): the record may have been
-    /// stored all the same.
+    /// Appends failed twice in a row, the last time with `error` (and the caller asked to be
+    /// told rather than retry on): the record may have been stored all the same.
     Failing {
         maybe_stored: bool,
+        error: StateError,
     },
 }
 
@@ -243,19 +244,26 @@ impl Appender {
         }
         let appended = match self.append(name, record.clone(), true, false).await {
             Ok(Appended::InLog) => Ok(()),
-            Ok(Appended::Failing { maybe_stored }) => match self.spool(name, &record, waiting).await {
-                Ok(()) => {
-                    let spool = self.spools.get_mut(tenant).expect("it took the record");
-                    spool.maybe_stored = maybe_stored;
-                    spool.failures = 2;
-                    spool.next_try = Some(tokio::time::Instant::now() + RETRY_BACKOFF.delay(2));
-                    return;
+            Ok(Appended::Failing { maybe_stored, error }) => {
+                // Spooled first, troubled then: a caller waiting for room finds the room the
+                // spooled receipts freed rather than being refused.
+                let spooled = self.spool(name, &record, waiting).await;
+                let trouble = format!("appending to the audit log of tenant {tenant} failed: {error}");
+                self.trouble.send_replace(Some(trouble));
+                match spooled {
+                    Ok(()) => {
+                        let spool = self.spools.get_mut(tenant).expect("it took the record");
+                        spool.maybe_stored = maybe_stored;
+                        spool.failures = 2;
+                        spool.next_try = Some(tokio::time::Instant::now() + RETRY_BACKOFF.delay(2));
+                        return;
+                    }
+                    Err(back) => {
+                        waiting = back;
+                        self.append(name, record, false, maybe_stored).await.map(|_| ())
+                    }
                 }
-                Err(back) => {
-                    waiting = back;
-                    self.append(name, record, false, maybe_stored).await.map(|_| ())
-                }
-            },
+            }
             Err(error) => Err(error),
         };
         match appended {
@@ -491,8 +499,7 @@ impl Appender {
                     // A failed read leaves the question open; a failed append may open it.
                     maybe_stored |= transient(&error);
                     if spill && retry.failures == 1 && transient(&error) {
-                        retry.failed(&error);
-                        return Ok(Appended::Failing { maybe_stored });
+                        return Ok(Appended::Failing { maybe_stored, error });
                     }
                     if let Err(error) = retry.after(error).await {
                         self.settled();
@@ -591,20 +598,15 @@ impl Retry<'_> {
         if !transient(&error) || overdue {
             return Err(error);
         }
-        self.failed(&error);
+        self.failures += 1;
         let pause = RETRY_BACKOFF.delay(self.failures);
         tracing::warn!(tenant = %self.tenant, "{} failed, retrying in {pause:?}: {error}", self.what);
-        tokio::time::sleep(pause).await;
-        Ok(())
-    }
-
-    /// Counts a failure; from the second in a row on, says why appends fail.
-    fn failed(&mut self, error: &StateError) {
-        self.failures += 1;
         if self.failures > 1 {
             let trouble = format!("{} of tenant {} failed: {error}", self.what, self.tenant);
             self.trouble.send_replace(Some(trouble));
         }
+        tokio::time::sleep(pause).await;
+        Ok(())
     }
 }
 
