@@ -363,6 +363,7 @@ pub(crate) fn host_name() -> String {
 mod tests {
     use super::*;
     use crate::audit::receipt::tests::draft;
+    use crate::audit::{Chains, MasterKey};
     use crate::audit::{Verdict, Window, log, verify};
     use crate::state::embedded::EmbeddedBackend;
     use crate::state::{Provisioner, StateError, TenantResources};
@@ -657,6 +658,50 @@ mod tests {
         assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 5, 0));
         let receipts = records.iter().filter(|record| record.starts_with(b"{\"receipts\"")).count();
         assert_eq!(receipts, 5, "one record per receipt, none twice");
+    }
+
+    #[tokio::test]
+    async fn a_full_spool_takes_no_more_and_receipts_wait_in_the_queue_as_without_one() {
+        // Room in the spool for one record of one receipt, not two.
+        let length = {
+            let keys = Keyring::new(MasterKey::from_bytes(vec![7; 32]), vec![]);
+            let mut chains = Chains::new("node-a".into(), keys);
+            chains.seal(new_id("acme"), draft(10));
+            let (_, json) = chains.seal_encoded(new_id("acme"), draft(11));
+            crate::audit::Record::encode_receipts(&[json]).len() as u64
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyLog::default());
+        let settings = AuditSettings {
+            max_queued: 8,
+            max_queued_per_tenant: Some(2),
+            max_spool_bytes: crate::spec::ByteSize(8 + length + length / 2),
+            ..settings(Durability::Async)
+        };
+        let metrics = Arc::new(Metrics::new());
+        let tenants = [Name::new("acme").unwrap()];
+        let recorder =
+            Recorder::start(&settings, dir.path(), faulty.clone(), metrics.clone(), tenants).await.unwrap();
+        recorder.record(draft(10)).await.unwrap();
+        until("the first receipt is appended", || faulty.stored().len() == 1).await;
+        set_down(&faulty, true);
+        recorder.record(draft(11)).await.unwrap();
+        until("the receipt is spooled", || spooled(&metrics) == 1).await;
+
+        // The spool is full: these two hold the tenant's part of the queue, the next is refused.
+        recorder.record(draft(12)).await.unwrap();
+        recorder.record(draft(13)).await.unwrap();
+        let refused = recorder.record(draft(14)).await;
+        assert!(matches!(refused, Err(RecordError::Unavailable(_))), "{refused:?}");
+        assert_eq!(spooled(&metrics), 1);
+
+        set_down(&faulty, false);
+        until("the spool and the queue are appended", || recorder.trouble("acme").is_none()).await;
+        assert!(!spool_file(dir.path()).exists());
+        recorder.record(draft(15)).await.unwrap();
+        recorder.stop().await;
+        let verdict = verified(dir.path(), &faulty.stored());
+        assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 5, 0));
     }
 
     #[tokio::test]
