@@ -390,7 +390,7 @@ impl Appender {
     async fn drain_oldest(&mut self, name: &Name) -> Result<(), StateError> {
         let tenant = name.as_str();
         if !self.logs.contains_key(tenant) {
-            self.skip_landed(name).await?;
+            self.skip_landed(name, false).await?;
         }
         let spool = self.spools.get(tenant).expect("the caller found it");
         let Some(record) = spool.oldest().await? else { return Ok(()) };
@@ -423,10 +423,20 @@ impl Appender {
 
     /// Reads `name`'s log after a restart that resumed the chain from its spool, and drops the
     /// spooled records whose receipts the log holds already (appended before a crash left them
-    /// in the spool).
-    async fn skip_landed(&mut self, name: &Name) -> Result<(), StateError> {
+    /// in the spool). Before anything was sealed on the chain since (`unsealed`), a log whose
+    /// chain goes on after the spool's (an emptied spool that could not be deleted) moves the
+    /// chain on to the log's last receipt.
+    async fn skip_landed(&mut self, name: &Name, unsealed: bool) -> Result<(), StateError> {
         let state = chain_state(&*self.audit, name, self.chains.node()).await?;
-        let in_log = state.last_receipt.map_or(0, |head| head.seq);
+        let in_log = state.last_receipt.as_ref().map_or(0, |head| head.seq);
+        let spooled_head = self.chains.head(name.as_str()).map_or(0, |head| head.seq);
+        if unsealed
+            && in_log > spooled_head
+            && let Some(head) = state.last_receipt
+        {
+            tracing::warn!(tenant = %name, seq = head.seq, "the audit log goes on after this node's spool: continuing after the log");
+            self.chains.resume(name.as_str(), head);
+        }
         let checkpointed = state.last_checkpoint.map_or(0, |head| head.seq);
         let log = TenantLog { name: name.clone(), end: state.end, checkpointed };
         self.logs.insert(name.to_string(), log);
@@ -549,6 +559,13 @@ impl Appender {
                 tracing::info!(tenant = %name, seq = head.seq, spooled, "resumed this node's receipt chain from its audit spool");
                 self.metrics.receipts_spooled(name, spooled);
                 self.chains.resume(name.as_str(), head);
+                self.spools.insert(name.to_string(), spool);
+                // Nothing is sealed yet: if the log can be read now, what it holds already is
+                // skipped before the chain goes on.
+                if let Err(error) = self.skip_landed(name, true).await {
+                    tracing::info!(tenant = %name, "the audit log cannot be read yet; the spool waits for it: {error}");
+                }
+                return Ok(());
             }
             self.spools.insert(name.to_string(), spool);
         }

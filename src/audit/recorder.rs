@@ -559,6 +559,50 @@ mod tests {
         dir.join(SPOOL_DIR).join("acme.log")
     }
 
+    /// The records in the spool file at `path`, and where they end.
+    fn spool_records(path: &Path) -> (Vec<bytes::Bytes>, u64) {
+        let file = std::fs::read(path).unwrap();
+        let mut offset = 8;
+        let mut records = Vec::new();
+        loop {
+            let length = u32::from_le_bytes(file[offset..offset + 4].try_into().unwrap()) as usize;
+            if length == 0 {
+                return (records, offset as u64);
+            }
+            records.push(bytes::Bytes::copy_from_slice(&file[offset + 8..offset + 8 + length]));
+            offset += 8 + length;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_with_the_log_back_skips_what_a_crash_left_in_the_spool_after_appending_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyLog::default());
+        let (recorder, metrics) = start_async(dir.path(), faulty.clone(), 4).await;
+        recorder.record(draft(0)).await.unwrap();
+        until("the first receipt is appended", || faulty.stored().len() == 1).await;
+        set_down(&faulty, true);
+        for i in 1..=2 {
+            recorder.record(draft(i)).await.unwrap();
+            until("the receipt is spooled", || spooled(&metrics) == i).await;
+        }
+        recorder.stop().await;
+        let (spooled_records, _) = spool_records(&spool_file(dir.path()));
+        faulty.records.lock().unwrap().push(spooled_records[0].clone());
+
+        set_down(&faulty, false);
+        let (recorder, metrics) = start_async(dir.path(), faulty.clone(), 4).await;
+        recorder.record(draft(3)).await.unwrap();
+        until("the spool is appended", || !spool_file(dir.path()).exists()).await;
+        recorder.stop().await;
+        assert_eq!(spooled(&metrics), 0);
+        let records = faulty.stored();
+        let verdict = verified(dir.path(), &records);
+        assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 4, 0));
+        let receipts = records.iter().filter(|record| record.starts_with(b"{\"receipts\"")).count();
+        assert_eq!(receipts, 4, "one record per receipt, none twice");
+    }
+
     fn set_down(log: &FaultyLog, down: bool) {
         log.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
@@ -626,22 +670,9 @@ mod tests {
         // A crash after the first spooled record was appended, before the spool was deleted,
         // and during a write to the spool.
         let path = spool_file(dir.path());
-        let spooled_records: Vec<bytes::Bytes> = {
-            let file = std::fs::read(&path).unwrap();
-            let mut offset = 8;
-            let mut records = Vec::new();
-            loop {
-                let length = u32::from_le_bytes(file[offset..offset + 4].try_into().unwrap()) as usize;
-                if length == 0 {
-                    break;
-                }
-                records.push(bytes::Bytes::copy_from_slice(&file[offset + 8..offset + 8 + length]));
-                offset += 8 + length;
-            }
-            let torn = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            torn.write_all_at(&[0xff, 0xff, 0xff, 0x00, 7, 7], offset as u64).unwrap();
-            records
-        };
+        let (spooled_records, end) = spool_records(&path);
+        let torn = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        torn.write_all_at(&[0xff, 0xff, 0xff, 0x00, 7, 7], end).unwrap();
         assert_eq!(spooled_records.len(), 3, "each receipt was spooled on its own");
         faulty.records.lock().unwrap().push(spooled_records[0].clone());
 
