@@ -13,7 +13,7 @@ use super::chain::Head;
 use super::record::Record;
 use crate::spec::Name;
 use crate::state::StateError;
-use crate::state::embedded::audit_file::{self, Access, ChainLog, ChainLogError};
+use crate::state::embedded::audit_file::{self, Access, ChainLog, ChainLogError, HEADER_LEN};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::fs::{DirBuilder, OpenOptions};
@@ -25,8 +25,6 @@ use tokio::sync::oneshot;
 
 /// The directory of the spools under the data dir.
 pub const SPOOL_DIR: &str = "audit-spool";
-/// A frame's header in a chain log file: what a record takes on top of its own bytes.
-const FRAME_HEADER: u64 = 8;
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum SpoolError {
@@ -157,7 +155,7 @@ impl Spool {
     /// Whether a record of `length` bytes fits within the spool's bound.
     pub fn has_room(&self, length: usize) -> bool {
         let used = self.file.as_ref().map_or(0, |file| file.extent().1);
-        used + FRAME_HEADER + length as u64 <= self.max_bytes
+        used + HEADER_LEN + length as u64 <= self.max_bytes
     }
 
     /// The path of the spool's file.

@@ -34,7 +34,7 @@ use std::sync::{Mutex, RwLock};
 /// The first bytes of every chain log: what it is and the version of its format.
 const MAGIC: &[u8; 8] = b"GJAUDIT1";
 /// A frame's header: length and checksum.
-const HEADER_LEN: u64 = 8;
+pub(crate) const HEADER_LEN: u64 = 8;
 /// Records per offset kept in memory.
 pub(super) const INDEX_EVERY: u64 = 64;
 /// Bytes read at once when scanning.
