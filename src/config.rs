@@ -303,6 +303,10 @@ pub struct AuditSettings {
     /// Receipts of one tenant waiting to be appended, at most (default: a quarter of
     /// `max_queued`); past that, that tenant's executions wait for room while others go on.
     pub max_queued_per_tenant: Option<u32>,
+    /// Bytes of one tenant's receipts that this node keeps on its disk
+    /// (`dataDir/audit-spool/<tenant>.log`) while its audit log cannot be written, at most;
+    /// past that, they wait in the queue (`max_queued`).
+    pub max_spool_bytes: ByteSize,
 }
 
 impl AuditSettings {
@@ -323,6 +327,7 @@ impl Default for AuditSettings {
             checkpoint_interval: Span(std::time::Duration::from_secs(60)),
             max_queued: 10_000,
             max_queued_per_tenant: None,
+            max_spool_bytes: ByteSize(256 << 20),
         }
     }
 }

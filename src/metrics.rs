@@ -85,6 +85,7 @@ pub struct Metrics {
     reconciles: Family<ReconcileLabels, Counter>,
     deploy_failures: Family<TenantLabels, Counter>,
     receipts: Family<TenantLabels, Counter>,
+    spooled_receipts: Family<TenantLabels, Gauge>,
     guest_cpu: Family<FunctionLabels, Counter<f64, AtomicU64>>,
     rate_limited: Family<RateLimitedLabels, Counter>,
 }
@@ -141,6 +142,12 @@ impl Metrics {
         );
         let receipts = Family::default();
         registry.register("receipts", "Receipts appended to a tenant's audit log", receipts.clone());
+        let spooled_receipts = Family::default();
+        registry.register(
+            "audit_spooled_receipts",
+            "Receipts kept in this node's spool (on its disk) until the tenant's audit log takes them",
+            spooled_receipts.clone(),
+        );
         let guest_cpu = Family::default();
         registry.register_with_unit(
             "guest_cpu",
@@ -166,6 +173,7 @@ impl Metrics {
             reconciles,
             deploy_failures,
             receipts,
+            spooled_receipts,
             guest_cpu,
             rate_limited,
         }
@@ -240,6 +248,13 @@ impl Metrics {
     /// A receipt was appended to `tenant`'s audit log.
     pub fn receipt_appended(&self, tenant: &Name) {
         self.receipts.get_or_create(&TenantLabels(tenant.clone())).inc();
+    }
+
+    /// `tenant` has `count` receipts in this node's spool now.
+    pub fn receipts_spooled(&self, tenant: &Name, count: u64) {
+        self.spooled_receipts
+            .get_or_create(&TenantLabels(tenant.clone()))
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 }
 

@@ -24,6 +24,7 @@ pub mod log;
 mod receipt;
 mod record;
 pub(crate) mod recorder;
+mod spool;
 mod verify;
 
 pub use chain::{Chains, Head};

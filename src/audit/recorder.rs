@@ -14,15 +14,19 @@
 //!
 //! Nobody waits on a failing log: once a tenant's appends keep failing (the backend
 //! unreachable, say; a single failure is retried first), a caller waiting for its receipt
-//! (`sync`) is told that it is not in the log yet (its receipt stays queued and is appended
-//! once the log can be written), a caller waiting for room in a full queue is refused, and
+//! (`sync`) is told that it is not in the log yet (its receipt is kept and appended once the
+//! log can be written), a caller waiting for room in a full queue is refused, and
 //! [`Recorder::refuses_executions`] tells the edge to refuse that tenant's executions whose
-//! receipts could not be recorded before they run.
+//! receipts could not be recorded before they run. Meanwhile the appender keeps the tenant's
+//! sealed receipts in a spool on the node's disk (`dataDir/audit-spool`, at most
+//! `audit.maxSpoolBytes` per tenant) and frees their room in the queue, so that `async`
+//! executions go on through an outage and their receipts survive a crash of the node.
 
-use super::appender::{Appender, Command, Queued};
+use super::appender::{Appender, Command, Queued, SpoolSettings};
 use super::chain::Chains;
 use super::keys::{KeyError, Keyring, MasterKey};
 use super::receipt::{ReceiptDraft, new_id};
+use super::spool::SPOOL_DIR;
 use crate::config::{AuditSettings, Durability};
 use crate::metrics::Metrics;
 use crate::spec::Name;
@@ -89,6 +93,9 @@ struct Running {
     metrics: Arc<Metrics>,
     node: String,
     keys: Keyring,
+    /// Where the lanes spool records their logs cannot take (`dataDir/audit-spool`).
+    spool_dir: PathBuf,
+    max_spool_bytes: u64,
     checkpoint_interval: Duration,
     linger: Duration,
     stop_by: watch::Sender<Option<Instant>>,
@@ -147,6 +154,8 @@ impl Recorder {
             metrics,
             node,
             keys,
+            spool_dir: data_dir.join(SPOOL_DIR),
+            max_spool_bytes: settings.max_spool_bytes.bytes(),
             checkpoint_interval: settings.checkpoint_interval.0,
             linger,
             stop_by: watch::channel(None).0,
@@ -259,6 +268,7 @@ impl Running {
             self.audit.clone(),
             self.metrics.clone(),
             chains,
+            SpoolSettings { dir: self.spool_dir.clone(), max_bytes: self.max_spool_bytes },
             self.stop_by.subscribe(),
             troubled,
         );
@@ -353,9 +363,11 @@ pub(crate) fn host_name() -> String {
 mod tests {
     use super::*;
     use crate::audit::receipt::tests::draft;
+    use crate::audit::{Chains, MasterKey};
     use crate::audit::{Verdict, Window, log, verify};
     use crate::state::embedded::EmbeddedBackend;
     use crate::state::{Provisioner, StateError, TenantResources};
+    use std::os::unix::fs::PermissionsExt;
 
     async fn backend(dir: &Path) -> (Arc<EmbeddedBackend>, Name) {
         let backend = Arc::new(EmbeddedBackend::open(&dir.join("state")).unwrap());
@@ -510,6 +522,237 @@ mod tests {
         assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 2, 0));
         let first = crate::audit::Record::decode(&records[0]).unwrap();
         assert!(matches!(first, crate::audit::Record::Receipts(r) if r[0].id == id), "queued, then appended");
+    }
+
+    /// An async recorder of tenant acme on `log` whose tenant's part of the queue holds `share`
+    /// receipts, and its metrics.
+    async fn start_async(dir: &Path, log: Arc<FaultyLog>, share: u32) -> (Recorder, Arc<Metrics>) {
+        let settings = AuditSettings {
+            max_queued: share * 4,
+            max_queued_per_tenant: Some(share),
+            ..settings(Durability::Async)
+        };
+        let metrics = Arc::new(Metrics::new());
+        let tenants = [Name::new("acme").unwrap()];
+        let recorder = Recorder::start(&settings, dir, log, metrics.clone(), tenants).await.unwrap();
+        (recorder, metrics)
+    }
+
+    /// Waits until `done` holds, failing the test after 10 s.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "never: {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// The receipts of acme in the spool, as the metric says.
+    fn spooled(metrics: &Metrics) -> u64 {
+        let text = metrics.encode();
+        let line =
+            text.lines().find(|line| line.starts_with("gojinn_audit_spooled_receipts{tenant=\"acme\"}"));
+        line.and_then(|line| line.rsplit(' ').next()?.parse().ok()).unwrap_or(0)
+    }
+
+    fn spool_file(dir: &Path) -> PathBuf {
+        dir.join(SPOOL_DIR).join("acme.log")
+    }
+
+    /// The records in the spool file at `path`, and where they end.
+    fn spool_records(path: &Path) -> (Vec<bytes::Bytes>, u64) {
+        let file = std::fs::read(path).unwrap();
+        let mut offset = 8;
+        let mut records = Vec::new();
+        loop {
+            let length = u32::from_le_bytes(file[offset..offset + 4].try_into().unwrap()) as usize;
+            if length == 0 {
+                return (records, offset as u64);
+            }
+            records.push(bytes::Bytes::copy_from_slice(&file[offset + 8..offset + 8 + length]));
+            offset += 8 + length;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_restart_with_the_log_back_skips_what_a_crash_left_in_the_spool_after_appending_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyLog::default());
+        let (recorder, metrics) = start_async(dir.path(), faulty.clone(), 4).await;
+        recorder.record(draft(0)).await.unwrap();
+        until("the first receipt is appended", || faulty.stored().len() == 1).await;
+        set_down(&faulty, true);
+        for i in 1..=2 {
+            recorder.record(draft(i)).await.unwrap();
+            until("the receipt is spooled", || spooled(&metrics) == i).await;
+        }
+        recorder.stop().await;
+        let (spooled_records, _) = spool_records(&spool_file(dir.path()));
+        faulty.records.lock().unwrap().push(spooled_records[0].clone());
+
+        set_down(&faulty, false);
+        let (recorder, metrics) = start_async(dir.path(), faulty.clone(), 4).await;
+        recorder.record(draft(3)).await.unwrap();
+        until("the spool is appended", || !spool_file(dir.path()).exists()).await;
+        recorder.stop().await;
+        assert_eq!(spooled(&metrics), 0);
+        let records = faulty.stored();
+        let verdict = verified(dir.path(), &records);
+        assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 4, 0));
+        let receipts = records.iter().filter(|record| record.starts_with(b"{\"receipts\"")).count();
+        assert_eq!(receipts, 4, "one record per receipt, none twice");
+    }
+
+    fn set_down(log: &FaultyLog, down: bool) {
+        log.down.store(down, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    #[tokio::test]
+    async fn receipts_are_spooled_while_the_log_is_down_and_appended_in_chain_order_once_it_is_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyLog::default());
+        let (recorder, metrics) = start_async(dir.path(), faulty.clone(), 4).await;
+        recorder.record(draft(0)).await.unwrap();
+        until("the first receipt is appended", || faulty.stored().len() == 1).await;
+
+        set_down(&faulty, true);
+        // Three times the tenant's part of the queue: the spooled receipts free their room.
+        for round in 1..=3u64 {
+            for i in 0..4 {
+                recorder.record(draft(round * 10 + i)).await.unwrap().expect("queued");
+            }
+            until("the receipts are spooled", || spooled(&metrics) == round * 4).await;
+        }
+        assert!(spool_file(dir.path()).exists());
+        assert!(recorder.trouble("acme").is_some(), "the log still cannot be written");
+        assert!(!recorder.refuses_executions("acme"), "async executions go on meanwhile");
+        let mode = std::fs::metadata(spool_file(dir.path())).unwrap().permissions().mode() & 0o777;
+        let dir_mode = std::fs::metadata(dir.path().join(SPOOL_DIR)).unwrap().permissions().mode() & 0o777;
+        assert_eq!((mode, dir_mode), (0o600, 0o700));
+
+        set_down(&faulty, false);
+        until("the spool is appended", || recorder.trouble("acme").is_none()).await;
+        assert_eq!(spooled(&metrics), 0);
+        assert!(!spool_file(dir.path()).exists(), "an empty spool is deleted");
+        recorder.record(draft(99)).await.unwrap();
+        recorder.stop().await;
+        let records = faulty.stored();
+        let verdict = verified(dir.path(), &records);
+        assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 14, 0));
+        let seqs: Vec<u64> = records
+            .iter()
+            .filter_map(|record| match crate::audit::Record::decode(record).unwrap() {
+                crate::audit::Record::Receipts(receipts) => Some(receipts),
+                crate::audit::Record::Checkpoint(_) => None,
+            })
+            .flatten()
+            .map(|receipt| receipt.seq)
+            .collect();
+        assert_eq!(seqs, (1..=14).collect::<Vec<_>>(), "the log took the chain in order");
+    }
+
+    #[tokio::test]
+    async fn a_restart_resumes_from_the_spool_cuts_its_torn_tail_and_appends_nothing_twice() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyLog::default());
+        let (recorder, metrics) = start_async(dir.path(), faulty.clone(), 4).await;
+        recorder.record(draft(0)).await.unwrap();
+        until("the first receipt is appended", || faulty.stored().len() == 1).await;
+        set_down(&faulty, true);
+        for i in 1..=3 {
+            recorder.record(draft(i)).await.unwrap();
+            until("the receipt is spooled", || spooled(&metrics) == i).await;
+        }
+        recorder.stop().await;
+        assert_eq!(faulty.stored().len(), 1, "nothing more reached the log");
+
+        // A crash after the first spooled record was appended, before the spool was deleted,
+        // and during a write to the spool.
+        let path = spool_file(dir.path());
+        let (spooled_records, end) = spool_records(&path);
+        let torn = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        torn.write_all_at(&[0xff, 0xff, 0xff, 0x00, 7, 7], end).unwrap();
+        assert_eq!(spooled_records.len(), 3, "each receipt was spooled on its own");
+        faulty.records.lock().unwrap().push(spooled_records[0].clone());
+
+        // Restarted while the log is still down: the chain goes on after the spooled receipts.
+        let (recorder, metrics) = start_async(dir.path(), faulty.clone(), 4).await;
+        recorder.record(draft(4)).await.unwrap();
+        until("the new receipt is spooled after the others", || spooled(&metrics) == 4).await;
+        set_down(&faulty, false);
+        until("the spool is appended", || recorder.trouble("acme").is_none() && spooled(&metrics) == 0).await;
+        assert!(!path.exists());
+        recorder.stop().await;
+        let records = faulty.stored();
+        let verdict = verified(dir.path(), &records);
+        assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 5, 0));
+        let receipts = records.iter().filter(|record| record.starts_with(b"{\"receipts\"")).count();
+        assert_eq!(receipts, 5, "one record per receipt, none twice");
+    }
+
+    #[tokio::test]
+    async fn a_full_spool_takes_no_more_and_receipts_wait_in_the_queue_as_without_one() {
+        // Room in the spool for one record of one receipt, not two.
+        let length = {
+            let keys = Keyring::new(MasterKey::from_bytes(vec![7; 32]), vec![]);
+            let mut chains = Chains::new("node-a".into(), keys);
+            chains.seal(new_id("acme"), draft(10));
+            let (_, json) = chains.seal_encoded(new_id("acme"), draft(11));
+            crate::audit::Record::encode_receipts(&[json]).len() as u64
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let faulty = Arc::new(FaultyLog::default());
+        let settings = AuditSettings {
+            max_queued: 8,
+            max_queued_per_tenant: Some(2),
+            max_spool_bytes: crate::spec::ByteSize(8 + length + length / 2),
+            ..settings(Durability::Async)
+        };
+        let metrics = Arc::new(Metrics::new());
+        let tenants = [Name::new("acme").unwrap()];
+        let recorder =
+            Recorder::start(&settings, dir.path(), faulty.clone(), metrics.clone(), tenants).await.unwrap();
+        recorder.record(draft(10)).await.unwrap();
+        until("the first receipt is appended", || faulty.stored().len() == 1).await;
+        set_down(&faulty, true);
+        recorder.record(draft(11)).await.unwrap();
+        until("the receipt is spooled", || spooled(&metrics) == 1).await;
+
+        // The spool is full: these two hold the tenant's part of the queue, the next is refused.
+        recorder.record(draft(12)).await.unwrap();
+        recorder.record(draft(13)).await.unwrap();
+        let refused = recorder.record(draft(14)).await;
+        assert!(matches!(refused, Err(RecordError::Unavailable(_))), "{refused:?}");
+        assert_eq!(spooled(&metrics), 1);
+
+        set_down(&faulty, false);
+        until("the spool and the queue are appended", || recorder.trouble("acme").is_none()).await;
+        assert!(!spool_file(dir.path()).exists());
+        recorder.record(draft(15)).await.unwrap();
+        recorder.stop().await;
+        let verdict = verified(dir.path(), &faulty.stored());
+        assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 5, 0));
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_spool_is_reported_by_file_and_offset_and_nothing_is_appended_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = spool_file(dir.path());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut bytes = b"GJAUDIT1".to_vec();
+        bytes.extend_from_slice(&[4, 0, 0, 0, 1, 2, 3, 4, b'{', b'}', b'{', b'}']);
+        bytes.extend_from_slice(b"more bytes after the bad frame");
+        std::fs::write(&path, &bytes).unwrap();
+        let faulty = Arc::new(FaultyLog::default());
+        let (recorder, _metrics) = start_async(dir.path(), faulty.clone(), 4).await;
+        let recorded = recorder.record(draft(1)).await;
+        assert!(recorded.is_ok(), "queued: {recorded:?}");
+        until("the lane says why", || recorder.trouble("acme").is_some()).await;
+        let trouble = recorder.trouble("acme").unwrap();
+        assert!(trouble.contains(&path.display().to_string()) && trouble.contains("byte 8"), "{trouble}");
+        assert!(faulty.stored().is_empty(), "no receipt is sealed on a chain whose end is unknown");
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "the spool is left as it was");
     }
 
     /// The embedded log, except that `down`'s appends and reads fail as an unreachable stream's do.

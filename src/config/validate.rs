@@ -210,6 +210,7 @@ impl NodeConfig {
             if let Some(share) = audit.max_queued_per_tenant {
                 checks.range("audit.maxQueuedPerTenant", share.into(), 1, audit.max_queued.into());
             }
+            checks.bytes("audit.maxSpoolBytes", audit.max_spool_bytes, 1 << 20, 1 << 40);
             if let Some(key_file) = &audit.key_file {
                 checks.readable_file("audit.keyFile", key_file, true);
             }
@@ -357,6 +358,7 @@ mod tests {
             audit: AuditSettings {
                 max_queued: 10,
                 max_queued_per_tenant: Some(11),
+                max_spool_bytes: ByteSize(1 << 10),
                 ..AuditSettings::default()
             },
             ..valid(dir.path())
@@ -368,6 +370,7 @@ mod tests {
                 "runtime.maxInstances",
                 "runtime.maxMemoryPerInstance",
                 "audit.maxQueuedPerTenant",
+                "audit.maxSpoolBytes",
                 "http.maxConnectionsPerClient",
                 "http.maxHeaders",
                 "http.maxUrlLength"
@@ -378,6 +381,7 @@ mod tests {
         assert!(text.contains("runtime.maxMemoryPerInstance: must be 64Ki to 4Gi, not 8Gi"), "{text}");
         assert!(text.contains("http.maxConnectionsPerClient: must be 1 to 10, not 11"), "{text}");
         assert!(text.contains("audit.maxQueuedPerTenant: must be 1 to 10, not 11"), "{text}");
+        assert!(text.contains("audit.maxSpoolBytes: must be 1Mi to 1024Gi, not 1Ki"), "{text}");
         assert!(
             text.contains("http.maxUrlLength: must be 1 to 32767 (less than http.maxHeaderBytes"),
             "{text}"

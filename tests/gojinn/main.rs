@@ -37,6 +37,7 @@ mod outage;
 mod rate_limits;
 mod receipts;
 mod receipts_crash;
+mod receipts_spool;
 mod reconcile;
 mod reconcile_policy;
 mod reconcile_props;

@@ -1,7 +1,8 @@
 //! A tenant's chain log: its audit records in an append-only file, `<tenant>.log`, framed one
 //! after another after an 8-byte magic. A frame is the record's length (u32, little endian), the
 //! CRC-32 of those 4 bytes and the record (u32, little endian), then the record; a record's
-//! sequence is its position from 1.
+//! sequence is its position from 1. The recorder's spool (`audit::spool`) keeps the records a
+//! tenant's log could not take yet in a file of the same format.
 //!
 //! One writer appends each record with one `write` and one `fdatasync`, and only then publishes
 //! the new end: readers, which share the file and read by position, never see a partial frame.
@@ -33,7 +34,7 @@ use std::sync::{Mutex, RwLock};
 /// The first bytes of every chain log: what it is and the version of its format.
 const MAGIC: &[u8; 8] = b"GJAUDIT1";
 /// A frame's header: length and checksum.
-const HEADER_LEN: u64 = 8;
+pub(crate) const HEADER_LEN: u64 = 8;
 /// Records per offset kept in memory.
 pub(super) const INDEX_EVERY: u64 = 64;
 /// Bytes read at once when scanning.
@@ -43,7 +44,7 @@ const MIN_GROWTH: u64 = 64 << 10;
 const MAX_GROWTH: u64 = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
-pub(super) enum ChainLogError {
+pub(crate) enum ChainLogError {
     #[error("audit log {path}: cannot {action}: {source}")]
     Io { path: PathBuf, action: &'static str, source: io::Error },
     #[error(
@@ -79,13 +80,13 @@ impl From<ChainLogError> for StateError {
 
 /// Whether an open may change the file (cut a torn tail, create it) and append.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Access {
+pub(crate) enum Access {
     Write,
     Read,
 }
 
 /// An open chain log.
-pub(super) struct ChainLog {
+pub(crate) struct ChainLog {
     tenant: Name,
     path: PathBuf,
     file: File,
@@ -275,6 +276,12 @@ impl ChainLog {
         }
     }
 
+    /// The records the log holds, and the bytes their frames take.
+    pub fn extent(&self) -> (u64, u64) {
+        let published = self.read_published();
+        (published.records, published.end - MAGIC.len() as u64)
+    }
+
     /// Marks the log removed (every later append fails) and deletes its file.
     pub fn remove(&self) -> Result<(), ChainLogError> {
         let mut writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -331,7 +338,7 @@ fn growth(end: u64) -> u64 {
 }
 
 /// Deletes the log at `path`, if there is one.
-pub(super) fn remove_file(path: &Path) -> Result<(), ChainLogError> {
+pub(crate) fn remove_file(path: &Path) -> Result<(), ChainLogError> {
     match std::fs::remove_file(path) {
         Ok(()) => sync_directory(path),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -8,7 +8,7 @@
 //! structural: every table is keyed by a tuple whose first element is the tenant (see `tables`).
 
 mod audit;
-mod audit_file;
+pub(crate) mod audit_file;
 mod control;
 mod error;
 mod jobs;
