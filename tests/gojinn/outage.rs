@@ -108,7 +108,8 @@ async fn while_nats_is_down_readiness_says_why_and_calls_needing_it_fail_at_once
     let (status, answer, took) = state(&node, r#"{"op":"kv_get","key":"k"}"#).await;
     assert_eq!((status, answer[0]["error"].as_str()), (200, Some("unavailable")), "{answer:#}");
     assert!(took < BOUND, "a KV call waited {took:?} for a NATS that is down");
-    // What needs no state keeps serving; with async receipts, its receipt waits in the queue.
+    // What needs no state keeps serving; with async receipts, its receipt goes to the node's
+    // spool on its disk.
     let (status, _) = receipts::call(&node, "/acme/hello").await;
     assert_eq!(status, 200);
     // An async call needs the job queue: 503 unavailable at once.
