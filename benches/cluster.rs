@@ -216,6 +216,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let killed = Instant::now();
         cluster.kill(leader);
+        let elected = new_leader(&cluster, &tenant, leader).await?;
         let (acknowledged, refused) = writer.await?;
         let gap = acknowledged
             .windows(2)
@@ -224,10 +225,12 @@ async fn main() -> anyhow::Result<()> {
             .max()
             .unwrap_or_default();
         println!(
-            "killed n{leader}: longest time without an acknowledged write {:.0} ms; {} writes acknowledged, {} refused",
+            "killed n{leader}: longest time without an acknowledged write {:.0} ms; {} writes acknowledged, {} refused; \
+             a new leader answered {:.0} ms after the kill",
             gap.as_secs_f64() * 1e3,
             acknowledged.len(),
-            refused.len()
+            refused.len(),
+            (elected - killed).as_secs_f64() * 1e3
         );
         for (took, error) in refused.iter().filter(|(took, _)| *took > Duration::from_millis(100)).take(4) {
             println!("  refused after {:.0} ms: {error}", took.as_secs_f64() * 1e3);
@@ -363,6 +366,30 @@ async fn replicas_current(cluster: &nats::NatsCluster, tenant: &Name) -> anyhow:
         }
         anyhow::ensure!(Instant::now() < deadline, "{stream}'s replicas not current within {ROUND_LIMIT:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// When `tenant`'s KV stream first answered a lookup from a leader other than `killed` (the
+/// lookups wait 200 ms each, 50 ms apart).
+async fn new_leader(cluster: &nats::NatsCluster, tenant: &Name, killed: usize) -> anyhow::Result<Instant> {
+    let seeds: Vec<String> = cluster.url().split(',').map(str::to_owned).collect();
+    let jetstream = async_nats::jetstream::new(async_nats::connect(seeds.as_slice()).await?);
+    let stream = format!("KV_{}", gojinn::state::names::kv_bucket(tenant));
+    let (started, killed) = (Instant::now(), format!("n{killed}"));
+    loop {
+        let lookup = tokio::time::timeout(Duration::from_millis(200), jetstream.get_stream(&stream)).await;
+        if let Ok(Ok(found)) = lookup
+            && found
+                .cached_info()
+                .cluster
+                .as_ref()
+                .and_then(|c| c.leader.as_ref())
+                .is_some_and(|l| *l != killed)
+        {
+            return Ok(Instant::now());
+        }
+        anyhow::ensure!(started.elapsed() < ROUND_LIMIT, "{stream} has no new leader after {ROUND_LIMIT:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -578,15 +578,7 @@ mod tests {
     async fn a_restart_with_the_log_back_skips_what_a_crash_left_in_the_spool_after_appending_it() {
         let dir = tempfile::tempdir().unwrap();
         let faulty = Arc::new(FaultyLog::default());
-        let (recorder, metrics) = start_async(dir.path(), faulty.clone(), 4).await;
-        recorder.record(draft(0)).await.unwrap();
-        until("the first receipt is appended", || faulty.stored().len() == 1).await;
-        set_down(&faulty, true);
-        for i in 1..=2 {
-            recorder.record(draft(i)).await.unwrap();
-            until("the receipt is spooled", || spooled(&metrics) == i).await;
-        }
-        recorder.stop().await;
+        spool_after_one_appended(dir.path(), &faulty, 2).await;
         let (spooled_records, _) = spool_records(&spool_file(dir.path()));
         faulty.records.lock().unwrap().push(spooled_records[0].clone());
 
@@ -601,6 +593,20 @@ mod tests {
         assert_eq!((verdict.first_bad, verdict.checked, verdict.repeated), (None, 4, 0));
         let receipts = records.iter().filter(|record| record.starts_with(b"{\"receipts\"")).count();
         assert_eq!(receipts, 4, "one record per receipt, none twice");
+    }
+
+    /// A recorder in `dir` appends one receipt to `faulty`, then spools `count` more, each in
+    /// a record of its own, while the log is down; then it stops (the log stays down).
+    async fn spool_after_one_appended(dir: &Path, faulty: &Arc<FaultyLog>, count: u64) {
+        let (recorder, metrics) = start_async(dir, faulty.clone(), 4).await;
+        recorder.record(draft(0)).await.unwrap();
+        until("the first receipt is appended", || faulty.stored().len() == 1).await;
+        set_down(faulty, true);
+        for i in 1..=count {
+            recorder.record(draft(i)).await.unwrap();
+            until("the receipt is spooled", || spooled(&metrics) == i).await;
+        }
+        recorder.stop().await;
     }
 
     fn set_down(log: &FaultyLog, down: bool) {
@@ -656,15 +662,7 @@ mod tests {
         use std::os::unix::fs::FileExt;
         let dir = tempfile::tempdir().unwrap();
         let faulty = Arc::new(FaultyLog::default());
-        let (recorder, metrics) = start_async(dir.path(), faulty.clone(), 4).await;
-        recorder.record(draft(0)).await.unwrap();
-        until("the first receipt is appended", || faulty.stored().len() == 1).await;
-        set_down(&faulty, true);
-        for i in 1..=3 {
-            recorder.record(draft(i)).await.unwrap();
-            until("the receipt is spooled", || spooled(&metrics) == i).await;
-        }
-        recorder.stop().await;
+        spool_after_one_appended(dir.path(), &faulty, 3).await;
         assert_eq!(faulty.stored().len(), 1, "nothing more reached the log");
 
         // A crash after the first spooled record was appended, before the spool was deleted,

@@ -141,17 +141,18 @@ impl NatsBackend {
     /// Creates a platform stream when absent. An existing one is used as it is: nodes may be
     /// configured with different control replicas, and none of them gets to flap the setting.
     async fn ensure_shared_stream(&self, desired: Config) -> NatsResult<()> {
-        let existing = match self.js.get_stream(&desired.name).await {
+        let existing = match self.provisioning.get_stream(&desired.name).await {
             Ok(stream) => stream.cached_info().config.num_replicas,
-            Err(err) if is_stream_not_found(err.kind()) => match self.js.create_stream(desired.clone()).await
-            {
-                Ok(_) => return Ok(()),
-                // Another node may have created it first, with other settings.
-                Err(create) => match self.js.get_stream(&desired.name).await {
-                    Ok(stream) => stream.cached_info().config.num_replicas,
-                    Err(_) => return Err(create.into()),
-                },
-            },
+            Err(err) if is_stream_not_found(err.kind()) => {
+                match self.provisioning.create_stream(desired.clone()).await {
+                    Ok(_) => return Ok(()),
+                    // Another node may have created it first, with other settings.
+                    Err(create) => match self.provisioning.get_stream(&desired.name).await {
+                        Ok(stream) => stream.cached_info().config.num_replicas,
+                        Err(_) => return Err(create.into()),
+                    },
+                }
+            }
             Err(err) => return Err(err.into()),
         };
         if existing.max(1) != desired.num_replicas {

@@ -55,6 +55,28 @@ pub(super) fn is_stream_missing(err: &async_nats::Error) -> bool {
     }
 }
 
+/// How a publish that got no acknowledgement ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Unacknowledged {
+    /// No answer in time: it may have been stored.
+    Unanswered,
+    /// The stream leader is still proposing a copy of it (sent earlier under the same
+    /// `Nats-Msg-Id`), which may yet be stored.
+    InProcess,
+    /// An answer that settles it: not stored.
+    Refused,
+}
+
+pub(super) fn unacknowledged(err: &PublishError) -> Unacknowledged {
+    if err.kind() == PublishErrorKind::TimedOut {
+        return Unacknowledged::Unanswered;
+    }
+    let in_process = chain(err)
+        .filter_map(|e| e.downcast_ref::<jetstream::Error>())
+        .any(|e| e.error_code() == ErrorCode::STREAM_DUPLICATE_MESSAGE_CONFLICT);
+    if in_process { Unacknowledged::InProcess } else { Unacknowledged::Refused }
+}
+
 /// The tenant setting a full bucket's error is about: the server says "maximum messages" when
 /// the key count (the bucket's `max_msgs`) is reached and "maximum bytes" for its size.
 fn quota_setting(message: &str) -> &'static str {
@@ -163,7 +185,9 @@ fn api_error(err: &jetstream::Error) -> Option<Class> {
         | ErrorCode::CLUSTER_NO_PEERS
         | ErrorCode::INSUFFICIENT_RESOURCES
         | ErrorCode::JETSTREAM_NOT_ENABLED
-        | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT => Some(Class::Unavailable),
+        | ErrorCode::JETSTREAM_NOT_ENABLED_FOR_ACCOUNT
+        // A copy of this message (same `Nats-Msg-Id`) is still being proposed: it may yet land.
+        | ErrorCode::STREAM_DUPLICATE_MESSAGE_CONFLICT => Some(Class::Unavailable),
         _ => None,
     }
 }
@@ -194,6 +218,21 @@ mod tests {
     fn api(code: u64, description: &str) -> jetstream::Error {
         serde_json::from_value(serde_json::json!({"code": 400, "err_code": code, "description": description}))
             .unwrap()
+    }
+
+    #[test]
+    fn a_publish_unanswered_or_still_in_process_is_told_from_one_refused() {
+        let publish = |code, says| PublishError::with_source(PublishErrorKind::Other, api(code, says));
+        assert_eq!(
+            unacknowledged(&PublishError::new(PublishErrorKind::TimedOut)),
+            Unacknowledged::Unanswered
+        );
+        let in_process = publish(10158, "duplicate message id is in process");
+        assert_eq!(unacknowledged(&in_process), Unacknowledged::InProcess);
+        assert!(matches!(to_state_error(&tenant(), Box::new(in_process)), StateError::Unavailable(_)));
+        assert_eq!(unacknowledged(&publish(10077, "maximum bytes exceeded")), Unacknowledged::Refused);
+        let no_stream = PublishError::new(PublishErrorKind::StreamNotFound);
+        assert_eq!(unacknowledged(&no_stream), Unacknowledged::Refused);
     }
 
     #[test]

@@ -2,15 +2,25 @@
 //! [`validate_key`] allows (`[A-Za-z0-9_=/.-]`, no empty `.` or `/` segment) is inside the NATS
 //! KV key set `[-/_=.a-zA-Z0-9]+` (`/` is an ordinary subject character), so no encoding is
 //! needed. `cas` compares values and swaps by revision, so a concurrent change makes it fail.
+//! A `put` not acknowledged in time is sent again within the call's bound, under the same
+//! message id (see [`publish_write`]): a stream leader's death costs a write the election, not
+//! the whole bound.
 
-use super::NatsBackend;
+use super::errors::{self, Unacknowledged};
 use super::scan::Scan;
+use super::{NatsBackend, NatsResult};
 use crate::spec::Name;
 use crate::state::{KvStore, MAX_VALUE_BYTES, StateError, validate_key};
 use async_nats::HeaderMap;
+use async_nats::header::NATS_MESSAGE_ID;
+use async_nats::jetstream::context::Context;
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
 use async_trait::async_trait;
 use bytes::Bytes;
+use std::time::Duration;
+
+/// How many times a write is sent, within the call's bound, while it is not acknowledged.
+const WRITE_ATTEMPTS: u32 = 4;
 
 /// Keys the platform keeps in a tenant's bucket (locks); never listed, never valid user keys.
 pub(super) const RESERVED_PREFIX: &str = "_gojinn";
@@ -26,8 +36,9 @@ impl KvStore for NatsBackend {
         validate_key(key)?;
         validate_value(&value)?;
         self.run(tenant, async {
-            self.buckets(tenant).await?.kv.put(key, value).await?;
-            Ok(())
+            let kv = &self.buckets(tenant).await?.kv;
+            let subject = format!("{}{key}", kv.put_prefix.as_deref().unwrap_or(&kv.prefix));
+            publish_write(&self.js, subject, value, self.timeout).await
         })
         .await
     }
@@ -91,6 +102,35 @@ impl KvStore for NatsBackend {
         })
         .await
     }
+}
+
+/// Publishes a write to `subject` until the stream acknowledges it or `bound` has passed, each
+/// attempt waiting at most a [`WRITE_ATTEMPTS`]th of `bound` for its acknowledgement: a write
+/// sent to a stream leader that has just died is sent again, and lands on the leader elected
+/// after it, rather than waiting out the whole bound. Every attempt carries the same
+/// `Nats-Msg-Id`, so the stream stores the write once however many attempts reach it (within its
+/// duplicate window); while the leader is still proposing an earlier copy, the next attempt
+/// waits its turn. A refusal (the stream missing or without a leader, over its limits) ends it
+/// at once.
+async fn publish_write(js: &Context, subject: String, payload: Bytes, bound: Duration) -> NatsResult<()> {
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, hex::encode(rand::random::<[u8; 16]>()).as_str());
+    let attempt_bound = bound / WRITE_ATTEMPTS;
+    for _ in 0..WRITE_ATTEMPTS {
+        let sent = tokio::time::Instant::now();
+        let attempt =
+            async { js.publish_with_headers(subject.clone(), headers.clone(), payload.clone()).await?.await };
+        match tokio::time::timeout(attempt_bound, attempt).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(err)) => match errors::unacknowledged(&err) {
+                Unacknowledged::Refused => return Err(err.into()),
+                Unacknowledged::InProcess => tokio::time::sleep_until(sent + attempt_bound).await,
+                Unacknowledged::Unanswered => {}
+            },
+            Err(_) => {}
+        }
+    }
+    Err(StateError::Unavailable(format!("the write was not acknowledged within {bound:?}")).into())
 }
 
 fn validate_value(value: &Bytes) -> Result<(), StateError> {

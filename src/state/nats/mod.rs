@@ -61,6 +61,14 @@ struct FunctionConsumer {
     consumer: PullConsumer,
 }
 
+/// How long a request that creates, changes or deletes a stream may wait: four times the
+/// timeout, at least 10 s. The meta leader commits such a request through its Raft group, and
+/// with replicas 3 a new Raft group is started, which takes seconds on a busy cluster; a
+/// provisioning pass is not a call anybody waits on.
+fn provisioning_timeout(timeout: Duration) -> Duration {
+    (timeout * 4).max(Duration::from_secs(10))
+}
+
 /// A state backend on a NATS server or cluster. Cheap to share behind an `Arc`; one connection,
 /// reconnected by async-nats.
 pub struct NatsBackend {
@@ -69,6 +77,9 @@ pub struct NatsBackend {
     /// How long a call may wait for NATS.
     timeout: Duration,
     js: jetstream::Context,
+    /// `js` with a longer timeout, for creating, changing and deleting streams (see
+    /// [`provisioning_timeout`]).
+    provisioning: jetstream::Context,
     buckets: RwLock<HashMap<Name, Arc<Buckets>>>,
     consumers: Mutex<HashMap<(Name, Name), Arc<FunctionConsumer>>>,
     /// The control bucket and module store, opened (and created if absent) on first use.
@@ -124,11 +135,14 @@ impl NatsBackend {
         let chunk_size = control::blob_chunk_size(max_payload);
         let mut js = jetstream::new(client.clone());
         js.set_timeout(timeout);
+        let mut provisioning = js.clone();
+        provisioning.set_timeout(provisioning_timeout(timeout));
         Ok(Self {
             client,
             link,
             timeout,
             js,
+            provisioning,
             buckets: RwLock::default(),
             consumers: Mutex::default(),
             control: control::Handles::new(1, chunk_size),
@@ -224,7 +238,8 @@ impl NatsBackend {
     }
 
     /// [`Self::run`] without its bound, for work that may take longer than a call (provisioning
-    /// streams, reading a whole log): each request in it is still bounded by the timeout.
+    /// streams, reading a whole log): each request in it is still bounded by the timeout (a
+    /// stream's creation, change or deletion by [`provisioning_timeout`]).
     async fn run_unbounded<T>(
         &self,
         tenant: &Name,
@@ -248,22 +263,31 @@ impl NatsBackend {
 
     /// Turns an internal error into the trait's error. No stream answering a publish means either
     /// that the tenant is gone or that its stream has no leader yet (just created, or a node
-    /// died); the JetStream API tells which. A gone tenant's cached handles are forgotten.
+    /// died); the JetStream API tells which, within a quarter of the timeout: a stream that
+    /// exists without a leader leaves the lookup unanswered too, and its caller is told then
+    /// rather than after the whole timeout. Only a lookup that finds no stream makes it
+    /// `NoTenant` (and the tenant's cached handles are forgotten); any other failure of it
+    /// (JetStream without quorum, say) leaves the call `Unavailable`.
     async fn fail(&self, tenant: &Name, err: async_nats::Error) -> StateError {
         let err = errors::to_state_error(tenant, err);
         if !matches!(err, StateError::NoTenant(_)) {
             return err;
         }
-        match self.js.get_stream(provision::bucket_stream(&names::kv_bucket(tenant))).await {
-            Ok(_) => {
-                StateError::Unavailable(format!("a stream of tenant {tenant} has no leader yet; try again"))
-            }
+        let no_leader =
+            || StateError::Unavailable(format!("a stream of tenant {tenant} has no leader yet; try again"));
+        let lookup = self.js.get_stream(provision::bucket_stream(&names::kv_bucket(tenant)));
+        let Ok(found) = tokio::time::timeout(self.timeout / 4, lookup).await else { return no_leader() };
+        match found {
+            Ok(_) => no_leader(),
             Err(lookup) => match errors::to_state_error(tenant, lookup.into()) {
                 StateError::NoTenant(_) => {
                     self.forget(tenant);
                     err
                 }
-                other => other,
+                // Nothing says the tenant is gone: the stream is there, unreachable for now.
+                other => StateError::Unavailable(format!(
+                    "no stream of tenant {tenant} answered, and looking it up failed: {other}"
+                )),
             },
         }
     }

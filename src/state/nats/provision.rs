@@ -77,14 +77,14 @@ impl Provisioner for NatsBackend {
 impl NatsBackend {
     /// Creates the stream or brings its settings to `desired`; true if it wrote.
     async fn ensure_stream(&self, desired: Config) -> NatsResult<bool> {
-        match self.js.get_stream(&desired.name).await {
+        match self.provisioning.get_stream(&desired.name).await {
             Ok(stream) if Settings::of(&stream.cached_info().config) == Settings::of(&desired) => Ok(false),
             Ok(_) => {
-                self.js.update_stream(&desired).await?;
+                self.provisioning.update_stream(&desired).await?;
                 Ok(true)
             }
             Err(err) if is_stream_not_found(err.kind()) => {
-                self.js.create_stream(desired).await?;
+                self.provisioning.create_stream(desired).await?;
                 Ok(true)
             }
             Err(err) => Err(err.into()),
@@ -93,7 +93,7 @@ impl NatsBackend {
 
     /// Deletes a stream; false if it did not exist.
     async fn delete_stream(&self, name: &str) -> NatsResult<bool> {
-        match self.js.delete_stream(name).await {
+        match self.provisioning.delete_stream(name).await {
             Ok(_) => Ok(true),
             Err(err) if is_stream_not_found(err.kind()) => Ok(false),
             Err(err) => Err(err.into()),
