@@ -67,6 +67,7 @@ pub(super) enum Unacknowledged {
     Refused,
 }
 
+/// What a failed publish means for the message it carried.
 pub(super) fn unacknowledged(err: &PublishError) -> Unacknowledged {
     if err.kind() == PublishErrorKind::TimedOut {
         return Unacknowledged::Unanswered;
