@@ -37,12 +37,13 @@ impl Provisioner for NatsBackend {
 
     /// Reads each stream's configuration from the JetStream API (its leader answers) and
     /// compares the settings we own: a missing stream, then one line per differing setting, in
-    /// creation order. A tenant with none of its streams has no resources: no drift.
+    /// creation order. A tenant with none of its streams has no resources: no drift. Each read
+    /// waits as long as provisioning does: it is part of planning a pass.
     async fn drift(&self, tenant: &TenantResources) -> Result<Vec<String>, StateError> {
         self.run_unbounded(&tenant.name, async {
             let mut lines = Vec::new();
             for desired in desired_streams(tenant) {
-                match self.js.get_stream(&desired.name).await {
+                match self.provisioning.get_stream(&desired.name).await {
                     Ok(stream) => {
                         let actual = Settings::of(&stream.cached_info().config);
                         let differences = actual.differences(&Settings::of(&desired));
